@@ -1,0 +1,133 @@
+"""The contract every equation fulfils.
+
+An equation is the semilinear parabolic PDE
+
+    u_t + mu . grad u + 1/2 tr(sigma sigma^T Hess u) + f(t, x, u, sigma^T grad u) = 0,   u(T, x) = g(x),
+
+together with its forward SDE dX = mu dt + sigma dW, X_0 = x0. Along X the pair
+Y_t = u(t, X_t), Z_t = sigma^T grad u(t, X_t) solves dY = -f(t, X, Y, Z) dt + Z . dW.
+
+Each concrete equation is one small pydantic model: its fields are the problem
+parameters (validated where they enter), its methods the driver ``f`` and the
+terminal condition ``g``; ``process`` says how to simulate X.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+@dataclass(frozen=True)
+class ScaledBrownian:
+    """X_t = x0 + sigma W_t (constant scalar diffusion, no drift)."""
+
+    sigma: float
+
+
+@dataclass(frozen=True)
+class GeometricBrownian:
+    """dX_i = drift X_i dt + vol_i X_i dB_i with corr(dB_i, dB_j) = correlation (i != j)."""
+
+    drift: float
+    vol: tuple[float, ...]
+    correlation: float
+
+
+Process = ScaledBrownian | GeometricBrownian
+
+
+def _finite(value: float, name: str) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return value
+
+
+def broadcast(value: Any, dim: int, name: str) -> tuple[float, ...]:
+    """A scalar becomes ``dim`` copies; a list must have length ``dim``."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != dim:
+            raise ValueError(f"{name} has length {len(value)} but dim is {dim}")
+        return tuple(_finite(float(v), name) for v in value)
+    return (_finite(float(value), name),) * dim
+
+
+Vector = float | list[float]
+
+
+class Equation(BaseModel):
+    """Base class: dim, horizon and starting point, shared by every equation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
+
+    kind: str
+    dim: int = Field(100, ge=1, description="number of space dimensions d")
+    total_time: float = Field(1.0, gt=0, description="horizon T")
+    x0: Vector = Field(0.0, description="starting point: a number (broadcast) or a list of length dim")
+
+    #: name -> (reference value, source) for the default configuration; informational only
+    published: ClassVar[tuple[float, str] | None] = None
+
+    @field_validator("dim", mode="before")
+    @classmethod
+    def _integral_dim(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"dim must be a whole number, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_x0(self) -> Equation:
+        broadcast(self.x0, self.dim, "x0")
+        return self
+
+    # ------------------------------------------------------------------ the maths
+    @property
+    def x_start(self) -> tuple[float, ...]:
+        """x0 as a tuple of length dim."""
+        return broadcast(self.x0, self.dim, "x0")
+
+    @property
+    def process(self) -> Process:
+        """The law of the forward SDE."""
+        raise NotImplementedError
+
+    def driver(self, t: float, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """f(t, x, y, z) for x (batch, dim), y (batch,), z (batch, dim); returns (batch,)."""
+        raise NotImplementedError
+
+    def terminal(self, x: torch.Tensor) -> torch.Tensor:
+        """g(x) for x (batch, dim); returns (batch,)."""
+        raise NotImplementedError
+
+    @property
+    def discount_rate(self) -> float:
+        """r where the driver is exactly -r y (linear pricing); 0 otherwise."""
+        return 0.0
+
+    @property
+    def driver_uses_z(self) -> bool:
+        """Whether f depends on z (decides which reference methods apply)."""
+        return True
+
+    def radial_form(self) -> RadialForm | None:
+        """The problem reduced to r = |x - 0| when g and f depend on |x| and |z| only."""
+        return None
+
+
+@dataclass(frozen=True)
+class RadialForm:
+    """u(t, x) = v(t, |x|) solves v_t + (sigma^2/2)(v_rr + (d-1)/r v_r) + f(v, sigma |v_r|) = 0.
+
+    ``terminal(r)`` and ``driver(y, z_norm)`` act on numpy arrays elementwise.
+    """
+
+    dim: int
+    sigma: float
+    total_time: float
+    r0: float
+    terminal: Any
+    driver: Any

@@ -1,0 +1,46 @@
+"""Hamilton-Jacobi-Bellman equation of linear-quadratic-Gaussian control (Han, Jentzen, E 2018).
+
+u_t + Lap u - lam |grad u|^2 = 0,  u(T, x) = ln((1 + |x|^2) / 2),  X = x0 + sqrt(2) W.
+With Z = sqrt(2) grad u the driver is f = -(lam / 2) |Z|^2.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from bsde.equations.base import Equation, RadialForm, ScaledBrownian
+
+SIGMA = math.sqrt(2.0)
+
+
+class HJB(Equation):
+    """LQG control: u_t + Lap u - lam |grad u|^2 = 0, g = ln((1+|x|^2)/2)."""
+
+    kind: Literal["hjb"] = "hjb"
+    lam: float = Field(1.0, description="control cost weight lambda")
+
+    published: ClassVar = (4.5901, "Han, Jentzen, E, PNAS 115 (2018) 8505, Fig. 3 (dim 100, lam 1)")
+
+    @property
+    def process(self) -> ScaledBrownian:
+        return ScaledBrownian(SIGMA)
+
+    def driver(self, t, x, y, z):
+        return -0.5 * self.lam * z.square().sum(-1)
+
+    def terminal(self, x):
+        return torch.log((1.0 + x.square().sum(-1)) / 2.0)
+
+    def radial_form(self) -> RadialForm | None:
+        r0 = math.sqrt(sum(v * v for v in self.x_start))
+        lam = self.lam
+        return RadialForm(
+            dim=self.dim, sigma=SIGMA, total_time=self.total_time, r0=r0,
+            terminal=lambda r: np.log((1.0 + r * r) / 2.0),
+            driver=lambda y, zn: -0.5 * lam * zn * zn,
+        )

@@ -1,0 +1,1 @@
+"""Reference values: independent checks of the solver."""

@@ -1,0 +1,39 @@
+"""Where and how fast to run: device choice and CPU threads."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from bsde.errors import BSDEError
+
+
+def available_cores() -> int:
+    """Cores this process may run on (cgroup/affinity aware where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op CPU threads deliberately (default: available cores); returns it."""
+    count = available_cores() if threads is None else threads
+    if count < 1:
+        raise BSDEError(f"threads must be at least 1, got {count}")
+    torch.set_num_threads(count)
+    return count
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present; 'cuda' without a GPU is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BSDEError("device 'cuda' requested but torch sees no CUDA device; use --device cpu or auto")
+        return torch.device(name)
+    raise BSDEError(f"unknown device '{name}' (use auto, cpu or cuda)")

@@ -1,0 +1,72 @@
+"""Solver settings: the training hyper-parameters of one solve (no YAML here)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class PiecewiseRate(_Strict):
+    """Learning rate values[k] for boundaries[k-1] <= iteration < boundaries[k]."""
+
+    boundaries: list[int] = Field(description="iterations where the rate changes, increasing")
+    values: list[float] = Field(description="one more rate than boundaries")
+
+    @model_validator(mode="after")
+    def _check(self) -> PiecewiseRate:
+        if len(self.values) != len(self.boundaries) + 1:
+            raise ValueError(
+                f"values needs len(boundaries) + 1 = {len(self.boundaries) + 1} entries, got {len(self.values)}"
+            )
+        if any(v <= 0 for v in self.values):
+            raise ValueError("values: learning rates must be positive")
+        if any(b <= a for a, b in zip(self.boundaries, self.boundaries[1:])) or any(b < 0 for b in self.boundaries):
+            raise ValueError("boundaries must be non-negative and increasing")
+        return self
+
+    def at(self, iteration: int) -> float:
+        return self.values[sum(iteration >= b for b in self.boundaries)]
+
+
+class SolverSettings(_Strict):
+    """Deep BSDE training settings (PNAS defaults: batch 64, two hidden layers of dim + 10)."""
+
+    time_steps: int = Field(20, ge=1, description="number N of uniform time steps")
+    iterations: int = Field(2000, ge=1, description="Adam steps")
+    batch_size: int = Field(64, ge=2, description="paths per Adam step (batch norm needs >= 2)")
+    learning_rate: float | PiecewiseRate = Field(1e-2, description="a number or {boundaries, values}")
+    hidden: list[int] | None = Field(None, description="hidden layer widths; default twice min(dim, 100) + 10")
+    y0_init: tuple[float, float] = Field((0.0, 1.0), description="range of the uniform initial guess of y0")
+    dtype: Literal["float32", "float64"] = "float64"
+    valid_size: int = Field(256, ge=2, description="fixed validation paths")
+    log_every: int = Field(100, ge=1, description="iterations between validations")
+
+    @model_validator(mode="after")
+    def _check(self) -> SolverSettings:
+        if isinstance(self.learning_rate, float) and self.learning_rate <= 0:
+            raise ValueError("learning_rate must be positive")
+        if self.hidden is not None and any(w < 1 for w in self.hidden):
+            raise ValueError("hidden: layer widths must be positive")
+        if self.y0_init[0] > self.y0_init[1]:
+            raise ValueError(f"y0_init must be [low, high] with low <= high, got {list(self.y0_init)}")
+        return self
+
+    def rate_at(self, iteration: int) -> float:
+        """Learning rate for a 0-based iteration."""
+        if isinstance(self.learning_rate, PiecewiseRate):
+            return self.learning_rate.at(iteration)
+        return self.learning_rate
+
+    def widths(self, dim: int) -> list[int]:
+        """Hidden widths: the PNAS dim + 10 up to 100-d, then capped so parameters grow linearly in d."""
+        return list(self.hidden) if self.hidden is not None else [min(dim, 100) + 10] * 2
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)

@@ -1,0 +1,1 @@
+"""The `bsde` command-line interface (installed as ``bsde.cli``)."""

@@ -1,0 +1,1 @@
+"""Shipped problem files (installed as ``bsde.problems``)."""
