@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -191,6 +190,12 @@ def _format_error(source: str, section: str, model: type[BaseModel], exc: Valida
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
         return f"{source}: {key}: unknown key{suggestion} (known: {', '.join(fields)})"
     message = err["msg"].removeprefix("Value error, ")
+    if not loc:  # a check across fields: its message starts with the field it blames
+        field_name = message.split(":")[0].split(" ")[0]
+        if field_name in model.model_fields:
+            key = f"{section}.{field_name}"
+            message = message.removeprefix(f"{field_name}: ")
+        return f"{source}: {key}: {message}"
     given = f" (got {_describe(err['input'])})" if "input" in err and err["type"] != "missing" else ""
     return f"{source}: {key}: {message}{given}"
 
@@ -238,8 +243,14 @@ def load_problem(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     """Load a shipped problem (by name) or a YAML file, apply dotted overrides, validate."""
     name, path = resolve_path(name_or_path)
     raw = read_yaml(path)
-    raw = apply_overrides(raw, overrides or {}, str(path))
-    return _build(raw, name, str(path))
+    overrides = dict(overrides or {})
+    changed = apply_overrides(raw, overrides, str(path))
+    problem = _build(changed, name, str(path))
+    if overrides and not any(k.startswith("reference.") for k in overrides):
+        # the file's reference value belongs to the file's equation: drop it when the equation changed
+        if _build(raw, name, str(path)).equation != problem.equation and problem.reference.value is not None:
+            problem = replace(problem, reference=Reference(source=""))
+    return problem
 
 
 def problem_from_dict(raw: Mapping[str, Any], name: str = "custom") -> Problem:
@@ -247,7 +258,3 @@ def problem_from_dict(raw: Mapping[str, Any], name: str = "custom") -> Problem:
     if not isinstance(raw, Mapping):
         raise ProblemError(f"<memory>: expected a mapping, got {_describe(raw)}")
     return _build(dict(raw), name, "<memory>")
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

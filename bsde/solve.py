@@ -107,7 +107,7 @@ def solve(
     baseline = driver_free_baseline(problem.equation, generator=torch.Generator(device=dev).manual_seed(seed + 1),
                                     device=dev, dtype=settings.torch_dtype)
     model = trained.model
-    y0 = float(model.y0)
+    y0 = model.y0.item()
     final_loss = trained.history[-1].loss
     reference = problem.reference.value
     rel_error = None if reference in (None, 0) else abs(y0 - reference) / abs(reference)

@@ -65,7 +65,7 @@ def train(
     start = time.perf_counter()
 
     def log(iteration: int) -> None:
-        entry = LogEntry(iteration, evaluate(model, valid), float(model.y0), time.perf_counter() - start)
+        entry = LogEntry(iteration, evaluate(model, valid), model.y0.item(), time.perf_counter() - start)
         if not (math.isfinite(entry.loss) and math.isfinite(entry.y0)):
             raise TrainingError(
                 f"non-finite loss at iteration {iteration}"

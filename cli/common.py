@@ -1,0 +1,69 @@
+"""Pieces every command shares: consoles, option types, loading with overrides, error exits."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Annotated, Any, Callable
+
+import typer
+from rich.console import Console
+
+from bsde.errors import BSDEError, ProblemError, TrainingError
+from bsde.problem import Problem, load_problem, parse_override
+
+#: results and tables go to stdout; progress, warnings and errors to stderr
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a key: section.key=value (YAML value), repeatable.",
+                 metavar="KEY=VALUE"),
+]
+SeedOption = Annotated[int, typer.Option(help="Random seed (paths and initial weights).")]
+DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")]
+ThreadsOption = Annotated[int | None, typer.Option(help="torch CPU threads (default: the cores this process may use).")]
+
+
+def load(problem: str, overrides: list[str] | None, preset: str | None = None) -> Problem:
+    """A problem by name or path with its --set overrides (and a preset) applied."""
+    parsed = dict(parse_override(text) for text in overrides or [])
+    loaded = load_problem(problem, parsed)
+    return loaded.with_preset(preset) if preset else loaded
+
+
+def fail(message: str, code: int) -> None:
+    err.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's errors into one line on stderr and exit 2 (bad input) or 1 (failed run)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ProblemError as exc:
+            fail(str(exc), 2)
+        except TrainingError as exc:
+            fail(str(exc), 1)
+        except BSDEError as exc:
+            fail(str(exc), 2)
+        except MemoryError:
+            fail("out of memory; lower solver.batch_size or use solver.dtype=float32", 1)
+
+    return wrapper
+
+
+def emit_json(data: dict[str, Any]) -> None:
+    """Exactly one JSON object on stdout."""
+    sys.stdout.write(json.dumps(data, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def fmt(value: float | None, digits: int = 6) -> str:
+    return "n/a" if value is None else f"{value:.{digits}g}"

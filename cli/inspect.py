@@ -1,0 +1,37 @@
+"""`bsde list` and `bsde show`: what is shipped and what a run will use."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import yaml
+from rich.table import Table
+
+from bsde.problem import load_problem, shipped_problems
+
+from .common import SetOption, guarded, load, out
+
+
+@guarded
+def list_problems() -> None:
+    """Shipped problems with their dimension and reference value."""
+    table = Table("problem", "kind", "dim", "reference", "presets", "source", box=None)
+    for name in sorted(shipped_problems()):
+        problem = load_problem(name)
+        ref = problem.reference
+        table.add_row(name, problem.equation.kind, str(problem.equation.dim),
+                      "-" if ref.value is None else f"{ref.value:g}",
+                      ", ".join(problem.presets) or "-", ref.source or "-")
+    out.print(table)
+
+
+@guarded
+def show(
+    problem: Annotated[str, typer.Argument(help="Shipped problem name or path to a YAML file.")],
+    set_: SetOption = None,
+    preset: Annotated[str | None, typer.Option(help="Apply a named solver preset.")] = None,
+) -> None:
+    """Print the fully resolved configuration as YAML (its presets listed at the end)."""
+    loaded = load(problem, set_, preset)
+    out.print(yaml.safe_dump(loaded.to_dict(), sort_keys=False), end="", markup=False)
