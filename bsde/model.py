@@ -16,13 +16,14 @@ DELTA_CLIP = 50.0
 
 
 class DeepBSDE(nn.Module):
-    """Y_0 (scalar), Z_0 (dim) and N - 1 gradient networks for Z_1..Z_{N-1}."""
+    """Y_0 (scalar), Z_0 (dim) and N - 1 gradient networks for Z_n = z_scale * net_n(X_n), n = 1..N-1."""
 
     def __init__(self, equation: Equation, time_steps: int, hidden: list[int], *,
-                 dtype: torch.dtype, device=None):
+                 dtype: torch.dtype, device=None, z_scale: float = 1.0):
         super().__init__()
         self.equation = equation
         self.time_steps = time_steps
+        self.z_scale = z_scale
         kw = {"dtype": dtype, "device": device}
         self.y0 = nn.Parameter(torch.zeros((), **kw))
         self.z0 = nn.Parameter(torch.zeros(equation.dim, **kw))
@@ -37,22 +38,24 @@ class DeepBSDE(nn.Module):
         self.nets.reset_parameters(generator)
 
     def gradients(self, x: torch.Tensor) -> torch.Tensor:
-        """Z_n for n = 0..N-1 as (N, batch, dim), from X (batch, N+1, dim)."""
-        batch = x.shape[0]
-        z0 = self.z0.expand(1, batch, -1)
+        """Z_n for n = 0..N-1 as (batch, N, dim), from X (batch, N+1, dim)."""
+        z0 = self.z0.expand(x.shape[0], 1, -1)
         if self.time_steps == 1:
             return z0
-        z_rest = self.nets(x[:, 1:self.time_steps].transpose(0, 1))
-        return torch.cat([z0, z_rest], dim=0)
+        return torch.cat([z0, self.z_scale * self.nets(x[:, 1:self.time_steps])], dim=1)
 
     def forward(self, x: torch.Tensor, dw: torch.Tensor, dt: float) -> torch.Tensor:
         """Y_N (batch,) from paths X (batch, N+1, dim) and increments dW (batch, N, dim)."""
         z = self.gradients(x)
-        noise = torch.einsum("nbd,bnd->nb", z, dw)  # Z_n . dW_n for every step at once
-        y = self.y0.expand(x.shape[0])
+        noise = (z * dw).sum(-1)  # Z_n . dW_n, (batch, N)
         driver = self.equation.driver
+        if not self.equation.driver_uses_y:  # no recursion needed: sum the driver over all steps at once
+            times = torch.arange(self.time_steps, device=x.device, dtype=x.dtype) * dt
+            f = driver(times, x[:, :-1], noise.new_zeros(()), z)
+            return self.y0 - dt * f.sum(1) + noise.sum(1)
+        y = self.y0.expand(x.shape[0])
         for n in range(self.time_steps):
-            y = y - dt * driver(n * dt, x[:, n], y, z[n]) + noise[n]
+            y = y - dt * driver(n * dt, x[:, n], y, z[:, n]) + noise[:, n]
         return y
 
 

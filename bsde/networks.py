@@ -2,54 +2,50 @@
 
 The paper uses one small network per time step t_1..t_{N-1}:
 bn -> (dense -> bn -> relu) x L -> dense -> bn. The paths do not depend on the networks, so
-all steps can be evaluated together: the S = N - 1 weight matrices of a layer are stacked
-into one (S, in, out) tensor and applied with a single batched matmul; batch norm keeps
-separate statistics and affine parameters per step.
+all S = N - 1 steps are evaluated together: a layer's S weight matrices are stacked into one
+(S, in, out) tensor applied by a single batched matmul, and batch norm runs once over the
+(batch, S * features) matrix, i.e. with separate statistics and affine parameters per step.
+Activations are laid out (batch, S, features) so that batch norm reduces over the leading axis.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 BN_EPS = 1e-6
-BN_MOMENTUM = 0.01  # torch convention: running = (1 - m) running + m batch (TF's 0.99)
+BN_MOMENTUM = 0.01  # torch convention: running = (1 - m) running + m batch (TF's momentum 0.99)
 
 
 class StackedBatchNorm(nn.Module):
-    """Batch norm of x (S, B, F) over the batch axis, per step s and feature f."""
+    """Batch norm of h (B, S, F) over the batch axis, per step s and feature f."""
 
     def __init__(self, steps: int, features: int, *, dtype: torch.dtype, device=None):
         super().__init__()
         kw = {"dtype": dtype, "device": device}
-        self.weight = nn.Parameter(torch.empty(steps, 1, features, **kw))
-        self.bias = nn.Parameter(torch.empty(steps, 1, features, **kw))
-        self.register_buffer("running_mean", torch.zeros(steps, 1, features, **kw))
-        self.register_buffer("running_var", torch.ones(steps, 1, features, **kw))
+        self.weight = nn.Parameter(torch.empty(steps, features, **kw))
+        self.bias = nn.Parameter(torch.empty(steps, features, **kw))
+        self.register_buffer("running_mean", torch.zeros(steps * features, **kw))
+        self.register_buffer("running_var", torch.ones(steps * features, **kw))
 
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """TF-style init of the reference code: gamma ~ U(0.1, 0.5), beta ~ N(0, 0.1^2)."""
+        """Init of the reference code: gamma ~ U(0.1, 0.5), beta ~ N(0, 0.1^2)."""
         with torch.no_grad():
-            self.weight.copy_(torch.rand(self.weight.shape, generator=generator, dtype=self.weight.dtype) * 0.4 + 0.1)
-            self.bias.copy_(torch.randn(self.bias.shape, generator=generator, dtype=self.bias.dtype) * 0.1)
+            self.weight.copy_(uniform(self.weight.shape, 0.1, 0.5, generator, self.weight))
+            self.bias.copy_(torch.randn(self.bias.shape, generator=generator, dtype=self.bias.dtype,
+                                        device=self.bias.device) * 0.1)
             self.running_mean.zero_()
             self.running_var.fill_(1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
-            with torch.no_grad():
-                n = x.shape[1]
-                self.running_mean.lerp_(mean, BN_MOMENTUM)
-                self.running_var.lerp_(var * (n / max(n - 1, 1)), BN_MOMENTUM)
-        else:
-            mean, var = self.running_mean, self.running_var
-        scale = self.weight * torch.rsqrt(var + BN_EPS)
-        return torch.addcmul(self.bias - mean * scale, x, scale)
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        flat = F.batch_norm(h.reshape(h.shape[0], -1), self.running_mean, self.running_var,
+                            self.weight.reshape(-1), self.bias.reshape(-1), self.training, BN_MOMENTUM, BN_EPS)
+        return flat.view(h.shape)
 
 
 class StackedLinear(nn.Module):
-    """x (S, B, in) -> x @ W_s (S, B, out), no bias (a batch norm follows)."""
+    """h (B, S, in) -> h[:, s] @ W_s  (B, S, out); no bias (a batch norm follows)."""
 
     def __init__(self, steps: int, fan_in: int, fan_out: int, *, dtype: torch.dtype, device=None):
         super().__init__()
@@ -60,14 +56,14 @@ class StackedLinear(nn.Module):
         fan_in, fan_out = self.weight.shape[1:]
         bound = (6.0 / (fan_in + fan_out)) ** 0.5
         with torch.no_grad():
-            self.weight.copy_((torch.rand(self.weight.shape, generator=generator, dtype=self.weight.dtype) * 2 - 1) * bound)
+            self.weight.copy_(uniform(self.weight.shape, -bound, bound, generator, self.weight))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(x, self.weight)
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(h.transpose(0, 1), self.weight).transpose(0, 1)
 
 
 class StackedGradientNets(nn.Module):
-    """S per-step networks R^d -> R^d evaluated in one pass: (S, B, d) -> (S, B, d)."""
+    """S per-step networks R^d -> R^d evaluated in one pass: (B, S, d) -> (B, S, d)."""
 
     def __init__(self, steps: int, dim: int, hidden: list[int], *, dtype: torch.dtype, device=None):
         super().__init__()
@@ -86,3 +82,8 @@ class StackedGradientNets(nn.Module):
         for linear, norm in zip(self.linears[:-1], self.norms[1:-1]):
             h = torch.relu(norm(linear(h)))
         return self.norms[-1](self.linears[-1](h))
+
+
+def uniform(shape, low: float, high: float, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """U(low, high) samples shaped ``shape``, on ``like``'s device and dtype."""
+    return torch.rand(shape, generator=generator, dtype=like.dtype, device=like.device) * (high - low) + low

@@ -43,6 +43,9 @@ class SolverSettings(_Strict):
     learning_rate: float | PiecewiseRate = Field(1e-2, description="a number or {boundaries, values}")
     hidden: list[int] | None = Field(None, description="hidden layer widths; default twice min(dim, 100) + 10")
     y0_init: tuple[float, float] = Field((0.0, 1.0), description="range of the uniform initial guess of y0")
+    z_scale: float | None = Field(
+        None, gt=0, description="factor on the networks' output Z; default 1/dim as the reference code"
+    )
     dtype: Literal["float32", "float64"] = "float64"
     valid_size: int = Field(256, ge=2, description="fixed validation paths")
     log_every: int = Field(100, ge=1, description="iterations between validations")
@@ -66,6 +69,10 @@ class SolverSettings(_Strict):
     def widths(self, dim: int) -> list[int]:
         """Hidden widths: the PNAS dim + 10 up to 100-d, then capped so parameters grow linearly in d."""
         return list(self.hidden) if self.hidden is not None else [min(dim, 100) + 10] * 2
+
+    def output_scale(self, dim: int) -> float:
+        """Factor on the step networks' output: small Z at the start keeps early Y paths tame."""
+        return self.z_scale if self.z_scale is not None else 1.0 / dim
 
     @property
     def torch_dtype(self) -> torch.dtype:

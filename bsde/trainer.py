@@ -57,10 +57,10 @@ def train(
 ) -> TrainResult:
     """Fit Y_0, Z_0 and the step networks; returns the model and its validation history."""
     model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim),
-                     dtype=settings.torch_dtype, device=device)
+                     dtype=settings.torch_dtype, device=device, z_scale=settings.output_scale(equation.dim))
     model.reset_parameters(generator, settings.y0_init)
     valid = sample(equation, settings, settings.valid_size, generator, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.rate_at(0), eps=1e-8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=True)
     result = TrainResult(model)
     start = time.perf_counter()
 

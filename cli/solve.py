@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from bsde.runtime import resolve_device
 from bsde.solve import SolveResult
 from bsde.solve import solve as solve_problem
 from bsde.trainer import LogEntry
@@ -48,6 +49,7 @@ def solve(
 ) -> None:
     """Solve PROBLEM; print y0 beside its reference and the driver-free baseline."""
     loaded = load(problem, set_, preset)
+    resolve_device(device)  # a bad device is bad input: fail before any work
     on_log = None if quiet else _progress(loaded.solver.iterations)
     if not quiet:
         eq = loaded.equation

@@ -96,11 +96,11 @@ class Equation(BaseModel):
         raise NotImplementedError
 
     def driver(self, t: float, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """f(t, x, y, z) for x (batch, dim), y (batch,), z (batch, dim); returns (batch,)."""
+        """f(t, x, y, z) for x (..., dim), y (...), z (..., dim); returns (...); broadcasts over leading axes."""
         raise NotImplementedError
 
     def terminal(self, x: torch.Tensor) -> torch.Tensor:
-        """g(x) for x (batch, dim); returns (batch,)."""
+        """g(x) for x (..., dim); returns (...)."""
         raise NotImplementedError
 
     @property
@@ -111,6 +111,11 @@ class Equation(BaseModel):
     @property
     def driver_uses_z(self) -> bool:
         """Whether f depends on z (decides which reference methods apply)."""
+        return True
+
+    @property
+    def driver_uses_y(self) -> bool:
+        """Whether f depends on y; if not, the solver evaluates f for all steps in one call."""
         return True
 
     def radial_form(self) -> RadialForm | None:

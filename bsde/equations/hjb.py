@@ -33,6 +33,10 @@ class HJB(Equation):
     def driver(self, t, x, y, z):
         return -0.5 * self.lam * z.square().sum(-1)
 
+    @property
+    def driver_uses_y(self) -> bool:
+        return False
+
     def terminal(self, x):
         return torch.log((1.0 + x.square().sum(-1)) / 2.0)
 

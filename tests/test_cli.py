@@ -1,0 +1,83 @@
+"""The `bsde` command line through Typer's test runner."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bsde.cli.app import app
+
+runner = CliRunner()
+TINY = ["--set", "equation.dim=3", "--set", "solver.iterations=20", "--set", "solver.time_steps=4",
+        "--set", "solver.batch_size=16", "--set", "solver.valid_size=32"]
+
+
+def test_list_shows_shipped_problems():
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for name in ("hjb", "allen_cahn", "max_call", "default_risk", "4.5901", "0.052802", "57.3"):
+        assert name in result.stdout
+
+
+def test_show_prints_resolved_yaml():
+    result = runner.invoke(app, ["show", "hjb", "--set", "equation.dim=50"])
+    assert result.exit_code == 0
+    assert "dim: 50" in result.stdout and "time_steps: 20" in result.stdout
+
+
+def test_solve_json_is_one_clean_object():
+    result = runner.invoke(app, ["solve", "hjb", *TINY, "--seed", "3", "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # stdout holds exactly one JSON object
+    for key in ("problem", "kind", "dim", "y0", "z0", "baseline", "reference", "rel_error", "iterations",
+                "time_steps", "batch_size", "wall_s", "device", "dtype", "seed"):
+        assert key in data
+    assert data["dim"] == 3 and len(data["z0"]) == 3 and data["seed"] == 3 and data["device"] == "cpu"
+    assert data["reference"] is None and data["rel_error"] is None  # 100-d value dropped for dim 3
+    assert "iter" in result.stderr  # progress goes to stderr
+
+
+def test_solve_same_seed_same_y0():
+    first = json.loads(runner.invoke(app, ["solve", "allen_cahn", *TINY, "--json", "-q"]).stdout)
+    second = json.loads(runner.invoke(app, ["solve", "allen_cahn", *TINY, "--json", "-q"]).stdout)
+    other = json.loads(runner.invoke(app, ["solve", "allen_cahn", *TINY, "--json", "-q", "--seed", "1"]).stdout)
+    assert first["y0"] == second["y0"] and first["y0"] != other["y0"]
+
+
+def test_solve_human_output_with_reference(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("equation: {kind: hjb, dim: 2}\nsolver: {iterations: 10, time_steps: 3}\n"
+                    "reference: {value: 1.0, source: made up}\n")
+    result = runner.invoke(app, ["solve", str(path), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "y0" in result.stdout and "reference  1" in result.stdout and "rel. error" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["solve", "nope"], "unknown problem 'nope'"),
+        (["solve", "missing.yaml"], "missing.yaml: no such file"),
+        (["solve", "hjb", "--set", "equation.foo=1"], "equation.foo: unknown key"),
+        (["solve", "hjb", "--set", "equation.dim=abc"], "equation.dim"),
+        (["solve", "hjb", "--set", "equation.dim=0"], "equation.dim"),
+        (["solve", "hjb", "--set", "equation.x0=[1,2,3]"], "equation.x0"),
+        (["solve", "hjb", "--set", "equation.total_time=-1"], "equation.total_time"),
+        (["solve", "hjb", "--set", "solver.time_steps=0"], "solver.time_steps"),
+        (["solve", "hjb", "--set", "equation.kind=wave"], "equation.kind"),
+        (["solve", "hjb", "--device", "tpu"], "unknown device 'tpu'"),
+        (["show", "hjb", "--preset", "nope"], "preset 'nope'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_yaml_syntax_error(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("equation: [kind: hjb\n")
+    result = runner.invoke(app, ["solve", str(path)])
+    assert result.exit_code == 2 and "broken.yaml: YAML error" in result.stderr

@@ -1,0 +1,96 @@
+"""Loading problems: shipped files, user files, overrides, presets and the errors they raise."""
+
+import pytest
+
+import bsde
+from bsde.errors import ProblemError
+from bsde.problem import parse_override
+
+
+@pytest.mark.parametrize("name", ["hjb", "allen_cahn", "max_call", "default_risk"])
+def test_shipped_problems_load(name):
+    problem = bsde.load_problem(name)
+    assert problem.equation.kind == name and problem.equation.dim == 100
+    assert problem.solver.batch_size == 64
+    assert problem.solver.widths(100) == [110, 110]
+
+
+def test_pnas_defaults():
+    assert bsde.load_problem("hjb").solver.time_steps == 20
+    assert bsde.load_problem("allen_cahn").solver.time_steps == 20
+    assert bsde.load_problem("default_risk").solver.time_steps == 40
+    assert bsde.load_problem("default_risk").equation.delta == pytest.approx(2 / 3)
+
+
+def test_overrides_are_yaml_values_and_drop_stale_reference():
+    problem = bsde.load_problem("hjb", {"equation.dim": 50, "equation.x0": 0.1, "solver.iterations": 500})
+    assert problem.equation.dim == 50 and problem.equation.x_start == (0.1,) * 50
+    assert problem.solver.iterations == 500
+    assert problem.reference.value is None  # the file's 100-d value no longer applies
+    same = bsde.load_problem("hjb", {"solver.iterations": 10})
+    assert same.reference.value == pytest.approx(4.5901)  # solver changes keep it
+    assert parse_override("equation.x0=[1, 2]") == ("equation.x0", [1, 2])
+    assert parse_override("solver.dtype=float32") == ("solver.dtype", "float32")
+
+
+def test_x0_list_and_vol_list():
+    problem = bsde.load_problem("max_call", {"equation.dim": 2, "equation.x0": [90, 110], "equation.vol": [0.1, 0.3]})
+    assert problem.equation.x_start == (90.0, 110.0)
+    assert problem.equation.vols == (0.1, 0.3)
+
+
+def test_user_file_in_another_folder(tmp_path):
+    path = tmp_path / "sub" / "mine.yaml"
+    path.parent.mkdir()
+    path.write_text("equation: {kind: allen_cahn, dim: 7}\nsolver: {iterations: 3}\n")
+    problem = bsde.load_problem(str(path))
+    assert problem.name == "mine" and problem.equation.dim == 7 and problem.equation.total_time == 0.3
+
+
+def test_piecewise_learning_rate():
+    problem = bsde.load_problem("hjb", {"solver.learning_rate": {"boundaries": [10, 20], "values": [1, 0.5, 0.25]}})
+    assert [problem.solver.rate_at(i) for i in (0, 9, 10, 19, 20, 1000)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"equation.dimm": 3}, "equation.dimm: unknown key; did you mean 'dim'"),
+        ({"equation.dim": 0}, "equation.dim"),
+        ({"equation.dim": 2.5}, "equation.dim"),
+        ({"equation.x0": [1, 2]}, "equation.x0: x0 has length 2 but dim is 100"),
+        ({"equation.total_time": 0}, "equation.total_time"),
+        ({"solver.time_steps": -1}, "solver.time_steps"),
+        ({"solver.batch_size": "many"}, "solver.batch_size"),
+        ({"equation.kind": "heat"}, "equation.kind: unknown kind 'heat'"),
+        ({"solvr.iterations": 3}, "did you mean 'solver.iterations'"),
+        ({"solver.learning_rate": {"boundaries": [5], "values": [1.0]}}, "solver.learning_rate"),
+        ({"equation.lam": float("nan")}, "equation.lam"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ProblemError, match=message.replace("(", r"\(").replace("[", r"\[")) as info:
+        bsde.load_problem("hjb", overrides)
+    assert "\n" not in str(info.value) and "hjb.yaml" in str(info.value)
+
+
+def test_bad_files(tmp_path):
+    cases = {
+        "empty.yaml": (b"", "empty file"),
+        "list.yaml": (b"- 1\n- 2\n", "expected a mapping"),
+        "dup.yaml": (b"equation:\n  kind: hjb\n  kind: hjb\n", "duplicate key 'kind'"),
+        "syntax.yaml": (b"equation: {kind: hjb\n", "YAML error at line"),
+        "latin1.yaml": ("equation: {kind: hjb}  # caf\u00e9\n".encode("latin-1"), "not UTF-8"),
+        "code.yaml": (b"equation: !!python/object/apply:os.system ['echo hi']\n", "YAML error"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ProblemError, match=message):
+            bsde.load_problem(str(path))
+    with pytest.raises(ProblemError, match="is a directory"):
+        bsde.load_problem(str(tmp_path) + "/")
+    with pytest.raises(ProblemError, match="no such file"):
+        bsde.load_problem(str(tmp_path / "missing.yaml"))
+    with pytest.raises(ProblemError, match="unknown problem 'hbj'; did you mean 'hjb'"):
+        bsde.load_problem("hbj")
