@@ -11,3 +11,11 @@ class ProblemError(BSDEError, ValueError):
 
 class TrainingError(BSDEError, RuntimeError):
     """Training failed (for example a non-finite loss)."""
+
+
+class Interrupted(BSDEError):
+    """Training stopped early because a stop was requested (Ctrl-C, SIGTERM); ``iteration`` is the next one."""
+
+    def __init__(self, iteration: int):
+        super().__init__(f"training stopped on request before iteration {iteration}")
+        self.iteration = iteration
