@@ -2,7 +2,10 @@
 
 
 class BSDEError(Exception):
-    """Base class of every error the library raises on purpose."""
+    """Base class of every error the library raises on purpose; its message is always one line."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
 
 
 class ProblemError(BSDEError, ValueError):

@@ -112,6 +112,10 @@ def check_writable(path: Path) -> Path:
     if path.is_dir():
         raise OutputError(f"{path}: is a folder, expected a file path")
     folder = ensure_folder(path.parent)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"{path}: cannot write (folder {folder} is not writable)")
+    try:  # try it: permission bits do not tell the whole story (root, read-only mounts)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write into {folder} ({_reason(exc)})") from None
+    os.close(fd)
+    os.unlink(probe)
     return path
