@@ -50,13 +50,14 @@ def report(result: SolveResult) -> None:
 
 
 def _resume_hint(problem: str, sets: list[str] | None, preset: str | None, seed: int, device: str,
-                 folder: Path, every: int | None, on_nan: OnNaN) -> str:
+                 threads: int | None, folder: Path, every: int | None, on_nan: OnNaN) -> str:
     """The command line that continues an interrupted run."""
     words = ["bsde", "solve", problem]
     for text in sets or []:
         words += ["--set", text]
     words += ["--preset", preset] if preset else []
     words += ["--seed", str(seed)] + (["--device", device] if device != "auto" else [])
+    words += ["--threads", str(threads)] if threads else []
     words += ["--checkpoint-every", str(every)] if every else []
     words += ["--on-nan", on_nan.value] if on_nan is not OnNaN.stop else []
     return shlex.join([*words, "--resume", str(folder)])
@@ -119,7 +120,8 @@ def solve(
                 checkpoint=folder, checkpoint_every=checkpoint_every, resume=resume, stop_requested=stop,
             )
         except Interrupted as exc:
-            hint = _resume_hint(problem, set_, preset, seed, device, folder, checkpoint_every, on_nan) if folder else ""
+            hint = _resume_hint(problem, set_, preset, seed, device, threads, folder, checkpoint_every,
+                                on_nan) if folder else ""
             _stopped(stop, exc, folder, hint)
     data = result.to_dict()
     if out_file is not None:
