@@ -2,7 +2,10 @@
 
 
 class BSDEError(Exception):
-    """Base class of every error the library raises on purpose."""
+    """Base class of every error the library raises on purpose; its message is always one line."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
 
 
 class ProblemError(BSDEError, ValueError):
@@ -11,3 +14,11 @@ class ProblemError(BSDEError, ValueError):
 
 class TrainingError(BSDEError, RuntimeError):
     """Training failed (for example a non-finite loss)."""
+
+
+class Interrupted(BSDEError):
+    """Training stopped early because a stop was requested (Ctrl-C, SIGTERM); ``iteration`` is the next one."""
+
+    def __init__(self, iteration: int):
+        super().__init__(f"training stopped on request before iteration {iteration}")
+        self.iteration = iteration

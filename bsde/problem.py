@@ -93,7 +93,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ProblemError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        bad = exc.object[exc.start:exc.start + 1].hex()
+        raise ProblemError(f"{path}: expected UTF-8 text, got byte 0x{bad} at offset {exc.start}") from None
     except OSError as exc:
         raise ProblemError(f"{path}: cannot read ({exc.strerror})") from None
     try:
@@ -102,11 +103,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "could not determine a constructor" in problem:
+            problem += " (only plain YAML is read: no !!python tags)"
         raise ProblemError(f"{path}: YAML error{where}: {problem}") from None
     if data is None:
         raise ProblemError(f"{path}: empty file, expected a mapping with an 'equation' section")
     if not isinstance(data, dict):
-        raise ProblemError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ProblemError(f"{path}: expected a mapping at the top level, got {_describe(data)}")
     return data
 
 
@@ -138,15 +141,16 @@ def resolve_path(name_or_path: str | Path) -> tuple[str, Path]:
 
 # ---------------------------------------------------------------------------- overrides
 def parse_override(text: str) -> tuple[str, Any]:
-    """'section.key=value' -> ('section.key', value parsed as a YAML scalar or list)."""
+    """'section.key=value' -> ('section.key', value parsed as a YAML scalar, list or mapping)."""
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key:
         raise ProblemError(f"--set {text!r}: expected key=value, e.g. equation.dim=50")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        raise ProblemError(f"--set {key}: cannot parse value {value!r}") from None
+        parsed = yaml.load(value, Loader=_UniqueKeyLoader) if value.strip() else None  # noqa: S506
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ProblemError(f"--set {key}: cannot parse value {value!r} as YAML ({problem})") from None
     return key, parsed
 
 
@@ -154,24 +158,27 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: s
     """Set dotted keys on a copy of the raw mapping; sections must exist in the schema."""
     raw = copy.deepcopy(raw)
     for dotted, value in overrides.items():
-        parts = dotted.split(".")
-        if parts[0] not in SECTIONS or len(parts) < 2 or not all(parts):
+        parts = str(dotted).split(".")
+        where = f"{source}: --set {dotted}"
+        if parts[0] not in SECTIONS:
             hint = difflib.get_close_matches(parts[0], SECTIONS, n=1)
-            suggestion = f"; did you mean '{hint[0]}.{'.'.join(parts[1:])}'?" if hint and len(parts) > 1 else ""
-            raise ProblemError(
-                f"{source}: override '{dotted}': keys look like section.key with section one of "
-                f"{', '.join(SECTIONS)}{suggestion}"
-            )
+            suggestion = f"; did you mean '{'.'.join([hint[0], *parts[1:]])}'?" if hint else ""
+            raise ProblemError(f"{where}: unknown section '{parts[0]}'{suggestion} (known: {', '.join(SECTIONS)})")
+        if len(parts) < 2 or not all(parts):
+            raise ProblemError(f"{where}: expected section.key, e.g. {parts[0]}.{_EXAMPLE_KEY[parts[0]]}=...")
         node = raw
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
             elif not isinstance(child, dict):
-                raise ProblemError(f"{source}: override '{dotted}': '{part}' is not a mapping")
+                raise ProblemError(f"{where}: '{'.'.join(parts[:depth + 1])}' is {_describe(child)}, not a mapping")
             node = child
         node[parts[-1]] = value
     return raw
+
+
+_EXAMPLE_KEY = {"equation": "dim", "solver": "batch_size", "reference": "value", "presets": "NAME.iterations"}
 
 
 # ---------------------------------------------------------------------------- validation
@@ -180,75 +187,130 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _format_error(source: str, section: str, model: type[BaseModel], exc: ValidationError) -> str:
-    err = exc.errors(include_url=False)[0]
-    loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("float", "PiecewiseRate", "list[float]"))]
-    key = ".".join([section, *loc]) if loc else section
+def _is_branch_tag(part: Any) -> bool:
+    """pydantic's union-branch labels in an error location ('float', 'list[int]', 'PiecewiseRate')."""
+    return isinstance(part, str) and (part[:1].isupper() or "[" in part or part in ("float", "int", "str", "bool"))
+
+
+def _branch_matches(err: dict[str, Any], value: Any) -> bool:
+    """Whether an error comes from the union branch that fits the given value's type."""
+    tags = [p for p in err["loc"] if _is_branch_tag(p)]
+    if not tags:
+        return True
+    tag = tags[0]
+    model_branch = tag[:1].isupper() or tag.startswith("function-")
+    if isinstance(value, dict):
+        return model_branch
+    if isinstance(value, (list, tuple)):
+        return tag.startswith(("list", "tuple"))
+    return not model_branch and not tag.startswith(("list", "tuple"))
+
+
+def _dotted(section: str, loc: list[Any]) -> str:
+    key = section
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return key
+
+
+class _Context:
+    """Where a mapping came from: the file and the dotted keys that --set overrode."""
+
+    def __init__(self, source: str, overridden: frozenset[str] = frozenset()):
+        self.source = source
+        self.overridden = overridden
+
+    def error(self, key: str, text: str) -> ProblemError:
+        """'<file>: <key> [(from --set)]: <text>' as a ProblemError."""
+        base = key.split("[")[0]
+        from_set = any(base == o or base.startswith(o + ".") or o.startswith(base + ".") for o in self.overridden)
+        return ProblemError(f"{self.source}: {key}{' (from --set)' if from_set else ''}: {text}")
+
+
+def _format_error(ctx: _Context, section: str, model: type[BaseModel], exc: ValidationError,
+                  data: dict[str, Any]) -> ProblemError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    field_value = data.get(first["loc"][0]) if first["loc"] else None
+    err = next((e for e in errors if e["loc"][:1] == first["loc"][:1] and _branch_matches(e, field_value)), first)
+    loc = [p for p in err["loc"] if not _is_branch_tag(p)]
+    key = _dotted(section, loc)
     if err["type"] == "extra_forbidden":
         fields = list(model.model_fields)
         hint = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
-        return f"{source}: {key}: unknown key{suggestion} (known: {', '.join(fields)})"
+        return ctx.error(key, f"unknown key{suggestion} (known: {', '.join(fields)})")
     message = err["msg"].removeprefix("Value error, ")
     if not loc:  # a check across fields: its message starts with the field it blames
         field_name = message.split(":")[0].split(" ")[0]
         if field_name in model.model_fields:
             key = f"{section}.{field_name}"
             message = message.removeprefix(f"{field_name}: ")
-        return f"{source}: {key}: {message}"
+        return ctx.error(key, message)
     given = f" (got {_describe(err['input'])})" if "input" in err and err["type"] != "missing" else ""
-    return f"{source}: {key}: {message}{given}"
+    return ctx.error(key, f"{message}{given}")
 
 
-def _validate(model: type[BaseModel], data: Any, source: str, section: str) -> Any:
+def _validate(model: type[BaseModel], data: Any, ctx: _Context, section: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ProblemError(f"{source}: {section}: expected a mapping, got {_describe(data)}")
+        raise ctx.error(section, f"expected a mapping, got {_describe(data)}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ProblemError(_format_error(source, section, model, exc)) from None
+        raise _format_error(ctx, section, model, exc, data) from None
 
 
-def _build(raw: dict[str, Any], name: str, source: str) -> Problem:
+def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[str] = frozenset()) -> Problem:
+    ctx = _Context(source, overridden)
     unknown = [k for k in raw if k not in SECTIONS]
     if unknown:
         hint = difflib.get_close_matches(str(unknown[0]), SECTIONS, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
-        raise ProblemError(f"{source}: {unknown[0]}: unknown section{suggestion} (known: {', '.join(SECTIONS)})")
+        raise ctx.error(str(unknown[0]), f"unknown section{suggestion} (known: {', '.join(SECTIONS)})")
     eq_raw = raw.get("equation")
+    if eq_raw is None:
+        raise ctx.error("equation", f"missing section (a mapping with at least kind: one of {', '.join(EQUATIONS)})")
     if not isinstance(eq_raw, dict):
-        raise ProblemError(f"{source}: equation: missing section (needs at least 'kind')")
+        raise ctx.error("equation", f"expected a mapping with at least 'kind', got {_describe(eq_raw)}")
     kind = eq_raw.get("kind")
-    if kind not in EQUATIONS:
+    if not (isinstance(kind, str) and kind in EQUATIONS):
         hint = difflib.get_close_matches(str(kind), EQUATIONS, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
-        raise ProblemError(
-            f"{source}: equation.kind: unknown kind {_describe(kind)}{suggestion} (known: {', '.join(EQUATIONS)})"
-        )
-    equation = _validate(EQUATIONS[kind], eq_raw, source, "equation")
-    solver = _validate(SolverSettings, raw.get("solver"), source, "solver")
-    reference = _validate(Reference, raw.get("reference"), source, "reference")
+        what = "missing" if kind is None else f"unknown kind {_describe(kind)}"
+        raise ctx.error("equation.kind", f"{what}{suggestion} (known: {', '.join(EQUATIONS)})")
+    equation = _validate(EQUATIONS[kind], eq_raw, ctx, "equation")
+    solver = _validate(SolverSettings, raw.get("solver"), ctx, "solver")
+    reference = _validate(Reference, raw.get("reference"), ctx, "reference")
     presets = raw.get("presets") or {}
-    if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
-        raise ProblemError(f"{source}: presets: expected a mapping of name -> solver settings")
+    if not isinstance(presets, dict):
+        raise ctx.error("presets", f"expected a mapping of name -> solver settings, got {_describe(presets)}")
     for preset, overlay in presets.items():
+        if not isinstance(overlay, dict):
+            raise ctx.error(f"presets.{preset}", f"expected a mapping of solver settings, got {_describe(overlay)}")
         merged = {**solver.model_dump(), **overlay}
-        _validate(SolverSettings, merged, source, f"presets.{preset}")
+        _validate(SolverSettings, merged, ctx, f"presets.{preset}")
     return Problem(name, equation, solver, reference, presets, source)
 
 
 def load_problem(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Problem:
-    """Load a shipped problem (by name) or a YAML file, apply dotted overrides, validate."""
+    """Load a shipped problem (by name) or a YAML file, apply dotted overrides, validate.
+
+    Errors about a key that an override set say "(from --set)".
+    """
     name, path = resolve_path(name_or_path)
     raw = read_yaml(path)
     overrides = dict(overrides or {})
     changed = apply_overrides(raw, overrides, str(path))
-    problem = _build(changed, name, str(path))
-    if overrides and not any(k.startswith("reference.") for k in overrides):
+    problem = _build(changed, name, str(path), frozenset(map(str, overrides)))
+    if overrides and not any(str(k).startswith("reference.") for k in overrides):
         # the file's reference value belongs to the file's equation: drop it when the equation changed
-        if _build(raw, name, str(path)).equation != problem.equation and problem.reference.value is not None:
+        try:
+            same = _build(raw, name, str(path)).equation == problem.equation
+        except ProblemError:  # the file alone is invalid; the overrides repaired it
+            same = False
+        if not same and problem.reference.value is not None:
             problem = replace(problem, reference=Reference(source=""))
     return problem
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -25,9 +25,9 @@ class PiecewiseRate(_Strict):
                 f"values needs len(boundaries) + 1 = {len(self.boundaries) + 1} entries, got {len(self.values)}"
             )
         if any(v <= 0 for v in self.values):
-            raise ValueError("values: learning rates must be positive")
+            raise ValueError(f"values: learning rates must be positive, got {self.values}")
         if any(b <= a for a, b in zip(self.boundaries, self.boundaries[1:])) or any(b < 0 for b in self.boundaries):
-            raise ValueError("boundaries must be non-negative and increasing")
+            raise ValueError(f"boundaries must be non-negative and increasing, got {self.boundaries}")
         return self
 
     def at(self, iteration: int) -> float:
@@ -50,12 +50,19 @@ class SolverSettings(_Strict):
     valid_size: int = Field(256, ge=2, description="fixed validation paths")
     log_every: int = Field(100, ge=1, description="iterations between validations")
 
+    @field_validator("y0_init", mode="before")
+    @classmethod
+    def _pair(cls, value: object) -> object:
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise ValueError("expected [low, high], two numbers")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> SolverSettings:
         if isinstance(self.learning_rate, float) and self.learning_rate <= 0:
-            raise ValueError("learning_rate must be positive")
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.hidden is not None and any(w < 1 for w in self.hidden):
-            raise ValueError("hidden: layer widths must be positive")
+            raise ValueError(f"hidden: layer widths must be positive, got {self.hidden}")
         if self.y0_init[0] > self.y0_init[1]:
             raise ValueError(f"y0_init must be [low, high] with low <= high, got {list(self.y0_init)}")
         return self

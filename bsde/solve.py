@@ -5,15 +5,18 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
 from bsde.equations.base import Equation
+from bsde.memory import check_fits
 from bsde.problem import Problem
 from bsde.runtime import resolve_device, set_threads
 from bsde.simulation import simulate_paths
-from bsde.trainer import LogEntry, train
+from bsde.trainer import LogEntry, OnNaN, TrainHooks, train
 
 BASELINE_PATHS = 1 << 16
 
@@ -55,8 +58,8 @@ class SolveResult:
     dim: int
     y0: float
     z0: list[float]
-    baseline: float
-    baseline_stderr: float
+    baseline: float | None
+    baseline_stderr: float | None
     reference: float | None
     reference_source: str
     rel_error: float | None
@@ -83,6 +86,8 @@ class SolveResult:
 
 def trivial_solution_warning(y0: float, final_loss: float, baseline: Baseline) -> str | None:
     """Warn when y0 sits on the Z = 0 value while the loss is still near Var(g)."""
+    if not math.isfinite(baseline.value):
+        return f"the driver-free baseline is not finite ({baseline.value}); g(X_T) overflows for these parameters"
     near = abs(y0 - baseline.value) <= max(3 * baseline.stderr, 1e-3 * abs(baseline.value))
     if near and baseline.payoff_var > 0 and final_loss > 0.5 * baseline.payoff_var:
         return (
@@ -95,15 +100,47 @@ def trivial_solution_warning(y0: float, final_loss: float, baseline: Baseline) -
 
 def solve(
     problem: Problem, *, seed: int = 0, device: str = "auto", threads: int | None = None,
-    on_log: Callable[[LogEntry], None] | None = None,
+    on_log: Callable[[LogEntry], None] | None = None, on_warning: Callable[[str], None] | None = None,
+    on_nan: OnNaN = "stop", checkpoint: Path | None = None, checkpoint_every: int | None = None,
+    resume: Path | None = None, stop_requested: Callable[[], bool] | None = None,
 ) -> SolveResult:
-    """Solve ``problem`` with the deep BSDE method; reproducible for a given seed and device."""
+    """Solve ``problem`` with the deep BSDE method; reproducible for a given seed and device.
+
+    Args:
+        on_nan: "stop" (default) fails at the first non-finite loss; "rollback" returns to the
+            last validation point with half the learning rate (see :func:`bsde.trainer.train`).
+        checkpoint: folder to keep ``checkpoint.pt`` in, rewritten atomically every
+            ``checkpoint_every`` iterations (default ``solver.log_every``) and on a stop request.
+        resume: a checkpoint folder of the same run (same problem, solver settings, seed and
+            device) to continue from; the result equals an uninterrupted run's bit for bit on CPU.
+        stop_requested: polled after every iteration; when true the run checkpoints and raises
+            :class:`bsde.errors.Interrupted`.
+
+    Raises:
+        ProblemError: the solve would not fit in memory, or ``resume`` is not a checkpoint of this run.
+        TrainingError: training diverged.
+        Interrupted: ``stop_requested()`` became true.
+    """
     start = time.perf_counter()
     used_threads = set_threads(threads)
     dev = resolve_device(device)
+    check_fits(problem, dev)
     settings = problem.solver
+    config = run_config(problem, seed=seed, device=dev)
+    state = load_checkpoint(resume, config) if resume is not None else None
+    warnings: list[str] = []
+
+    def warn(text: str) -> None:
+        warnings.append(text)
+        if on_warning is not None:
+            on_warning(text)
+
+    hooks = TrainHooks(stop_requested=stop_requested, on_warning=warn)
+    if checkpoint is not None:
+        hooks.save, hooks.save_every = CheckpointWriter(checkpoint, config), checkpoint_every or settings.log_every
     generator = torch.Generator(device=dev).manual_seed(seed)
-    trained = train(problem.equation, settings, generator=generator, device=dev, on_log=on_log)
+    trained = train(problem.equation, settings, generator=generator, device=dev, on_log=on_log, hooks=hooks,
+                    on_nan=on_nan, resume=state)
     baseline = driver_free_baseline(problem.equation, generator=torch.Generator(device=dev).manual_seed(seed + 1),
                                     device=dev, dtype=settings.torch_dtype)
     model = trained.model
@@ -112,13 +149,17 @@ def solve(
     reference = problem.reference.value
     rel_error = None if reference in (None, 0) else abs(y0 - reference) / abs(reference)
     warning = trivial_solution_warning(y0, final_loss, baseline)
+    if warning:
+        warn(warning)
+    finite = math.isfinite(baseline.value) and math.isfinite(baseline.stderr)
     return SolveResult(
         problem=problem.name, kind=problem.equation.kind, dim=problem.equation.dim, y0=y0,
-        z0=[float(v) for v in model.z0.detach().cpu()], baseline=baseline.value,
-        baseline_stderr=baseline.stderr, reference=reference, reference_source=problem.reference.source,
+        z0=[float(v) for v in model.z0.detach().cpu()], baseline=baseline.value if finite else None,
+        baseline_stderr=baseline.stderr if finite else None, reference=reference,
+        reference_source=problem.reference.source,
         rel_error=rel_error, iterations=settings.iterations, time_steps=settings.time_steps,
         batch_size=settings.batch_size, wall_s=time.perf_counter() - start, train_s=trained.train_s,
-        iterations_per_s=settings.iterations / trained.train_s if trained.train_s > 0 else float("nan"),
+        iterations_per_s=settings.iterations / trained.train_s if trained.train_s > 0 else 0.0,
         final_loss=final_loss, device=str(dev), dtype=settings.dtype, seed=seed, threads=used_threads,
-        warnings=[warning] if warning else [], history=trained.history,
+        warnings=warnings, history=trained.history,
     )

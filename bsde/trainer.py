@@ -1,19 +1,33 @@
-"""Training loop: Adam on the terminal mismatch, validation on a fixed batch. Never prints."""
+"""Training loop: Adam on the terminal mismatch, validation on a fixed batch. Never prints.
+
+The loop reports through callbacks only: ``on_log`` at each validation point and a small
+:class:`TrainHooks` object for snapshots (checkpoints), stop requests (signals) and warnings.
+A snapshot is a plain dict of tensors and numbers (``TrainState``); passing one back as
+``resume`` continues the run exactly where it stopped: same batches, same learning rates.
+"""
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Literal
 
 import torch
 
 from bsde.equations.base import Equation
-from bsde.errors import TrainingError
+from bsde.errors import Interrupted, TrainingError
 from bsde.model import DeepBSDE, terminal_loss
 from bsde.settings import SolverSettings
 from bsde.simulation import Paths, simulate_paths
+
+OnNaN = Literal["stop", "rollback"]
+MAX_ROLLBACKS = 5
+
+#: what a snapshot holds: iteration (the next one to run), model, optimizer, generator (state),
+#: history (list of LogEntry dicts), lr_scale, rollbacks, elapsed_s
+TrainState = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -27,10 +41,26 @@ class LogEntry:
 
 
 @dataclass
+class TrainHooks:
+    """How the caller follows and steers a run; every field is optional.
+
+    ``save(state)`` is called after every ``save_every``-th iteration and when a stop is
+    requested; ``stop_requested()`` is polled after each iteration; ``on_warning(text)``
+    hears about recoveries (rollbacks).
+    """
+
+    save: Callable[[TrainState], None] | None = None
+    save_every: int = 0
+    stop_requested: Callable[[], bool] | None = None
+    on_warning: Callable[[str], None] | None = None
+
+
+@dataclass
 class TrainResult:
     model: DeepBSDE
     history: list[LogEntry] = field(default_factory=list)
     train_s: float = 0.0
+    rollbacks: int = 0
 
 
 def sample(equation: Equation, settings: SolverSettings, batch: int, generator: torch.Generator,
@@ -51,41 +81,142 @@ def evaluate(model: DeepBSDE, paths: Paths) -> float:
     return float(loss)
 
 
+def _finite_parameters(model: DeepBSDE) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values())
+
+
+class _Run:
+    """The mutable state of one training run and the operations on it."""
+
+    def __init__(self, equation: Equation, settings: SolverSettings, generator: torch.Generator,
+                 device: torch.device):
+        self.settings, self.generator = settings, generator
+        self.model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim),
+                              dtype=settings.torch_dtype, device=device, z_scale=settings.output_scale(equation.dim))
+        self.model.reset_parameters(generator, settings.y0_init)
+        self.valid = sample(equation, settings, settings.valid_size, generator, device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=True)
+        self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
+        self.history: list[LogEntry] = []
+        self.start = time.perf_counter()
+
+    def state(self) -> TrainState:
+        """A deep copy of everything the rest of the run depends on."""
+        return {
+            "iteration": self.iteration,
+            "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "generator": self.generator.get_state(),
+            "history": [asdict(h) for h in self.history],
+            "lr_scale": self.lr_scale,
+            "rollbacks": self.rollbacks,
+            "elapsed_s": time.perf_counter() - self.start,
+        }
+
+    def restore(self, state: TrainState) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.iteration = int(state["iteration"])
+        self.history = [LogEntry(**h) for h in state["history"]]
+        self.lr_scale, self.rollbacks = float(state["lr_scale"]), int(state["rollbacks"])
+        self.start = time.perf_counter() - float(state["elapsed_s"])
+
+    def last_good(self) -> str:
+        if not self.history:
+            return ""
+        last = self.history[-1]
+        return f" (last good y0 {last.y0:.6g} at iteration {last.iteration})"
+
+    def logged(self) -> bool:
+        """Whether the current iteration already has its validation entry (after a rollback)."""
+        return bool(self.history) and self.history[-1].iteration == self.iteration
+
+    def validate(self) -> LogEntry | None:
+        """A log entry for the current iteration, or None when loss, y0 or a parameter is not finite."""
+        entry = LogEntry(self.iteration, evaluate(self.model, self.valid), self.model.y0.item(),
+                         time.perf_counter() - self.start)
+        finite = math.isfinite(entry.loss) and math.isfinite(entry.y0) and _finite_parameters(self.model)
+        return entry if finite else None
+
+    def step(self, equation: Equation) -> torch.Tensor:
+        """One Adam step at the current iteration's (scaled) learning rate; returns the loss."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.rate_at(self.iteration) * self.lr_scale
+        paths = sample(equation, self.settings, self.settings.batch_size, self.generator, self.model.y0.device)
+        loss = terminal_loss(self.model(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
+
+
 def train(
     equation: Equation, settings: SolverSettings, *, generator: torch.Generator, device: torch.device,
-    on_log: Callable[[LogEntry], None] | None = None,
+    on_log: Callable[[LogEntry], None] | None = None, hooks: TrainHooks | None = None,
+    on_nan: OnNaN = "stop", resume: TrainState | None = None,
 ) -> TrainResult:
-    """Fit Y_0, Z_0 and the step networks; returns the model and its validation history."""
-    model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim),
-                     dtype=settings.torch_dtype, device=device, z_scale=settings.output_scale(equation.dim))
-    model.reset_parameters(generator, settings.y0_init)
-    valid = sample(equation, settings, settings.valid_size, generator, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=True)
-    result = TrainResult(model)
-    start = time.perf_counter()
+    """Fit Y_0, Z_0 and the step networks; returns the model and its validation history.
 
-    def log(iteration: int) -> None:
-        entry = LogEntry(iteration, evaluate(model, valid), model.y0.item(), time.perf_counter() - start)
-        if not (math.isfinite(entry.loss) and math.isfinite(entry.y0)):
-            raise TrainingError(
-                f"non-finite loss at iteration {iteration}"
-                + (f" (last good y0 {result.history[-1].y0:.6g})" if result.history else "")
-                + "; lower solver.learning_rate"
-            )
-        result.history.append(entry)
+    Non-finite losses or parameters are caught every iteration on CPU and at validation points
+    on other devices (to avoid a device sync per step). ``on_nan="stop"`` raises
+    :class:`TrainingError` at once; ``"rollback"`` returns to the state of the last validation
+    point, halves the learning rate and goes on, at most ``MAX_ROLLBACKS`` times.
+
+    Raises:
+        TrainingError: the run diverged (and could not be rolled back).
+        Interrupted: ``hooks.stop_requested()`` became true (after ``hooks.save`` ran).
+    """
+    hooks = hooks or TrainHooks()
+    run = _Run(equation, settings, generator, device)
+    if resume is not None:
+        run.restore(resume)
+    check_every_step = device.type == "cpu"
+    good: TrainState | None = run.state() if on_nan == "rollback" and run.logged() else None
+
+    def diverged(where: str) -> None:
+        nonlocal good
+        advice = "lower solver.learning_rate" + (" or use --on-nan rollback" if on_nan == "stop" else "")
+        if on_nan == "stop" or good is None:
+            raise TrainingError(f"non-finite {where} at iteration {run.iteration}{run.last_good()}; {advice}")
+        if run.rollbacks >= MAX_ROLLBACKS:
+            raise TrainingError(f"non-finite {where} at iteration {run.iteration} after {MAX_ROLLBACKS} rollbacks"
+                                f"{run.last_good()}; {advice}")
+        rollbacks, lr_scale, start = run.rollbacks + 1, run.lr_scale / 2, run.start
+        run.restore(good)
+        run.rollbacks, run.lr_scale, run.start = rollbacks, lr_scale, start
+        good = run.state()
+        if hooks.on_warning is not None:
+            hooks.on_warning(f"non-finite {where}: rolled back to iteration {run.iteration} and halved the "
+                             f"learning rate (x{lr_scale:g}, rollback {rollbacks}/{MAX_ROLLBACKS})")
+
+    def log() -> bool:
+        nonlocal good
+        entry = run.validate()
+        if entry is None:
+            diverged("validation loss or parameters")
+            return False
+        run.history.append(entry)
+        if on_nan == "rollback":
+            good = run.state()
         if on_log is not None:
             on_log(entry)
+        return True
 
-    for iteration in range(settings.iterations):
-        if iteration % settings.log_every == 0:
-            log(iteration)
-        for group in optimizer.param_groups:
-            group["lr"] = settings.rate_at(iteration)
-        paths = sample(equation, settings, settings.batch_size, generator, device)
-        loss = terminal_loss(model(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    log(settings.iterations)
-    result.train_s = time.perf_counter() - start
-    return result
+    while True:
+        while run.iteration < settings.iterations:
+            if run.iteration % settings.log_every == 0 and not run.logged() and not log():
+                continue  # rolled back
+            loss = run.step(equation)
+            if check_every_step and not torch.isfinite(loss):
+                diverged("training loss")
+                continue
+            run.optimizer.step()
+            run.iteration += 1
+            if hooks.save is not None and hooks.save_every and run.iteration % hooks.save_every == 0:
+                hooks.save(run.state())
+            if hooks.stop_requested is not None and hooks.stop_requested():
+                if hooks.save is not None:
+                    hooks.save(run.state())
+                raise Interrupted(run.iteration)
+        if log():
+            return TrainResult(run.model, run.history, time.perf_counter() - run.start, run.rollbacks)

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import shlex
+from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from bsde.runtime import resolve_device
+from bsde.errors import Interrupted
+from bsde.io import check_writable, write_json_atomic
 from bsde.solve import SolveResult
 from bsde.solve import solve as solve_problem
 from bsde.trainer import LogEntry
 
 from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, emit_json, err, fmt,
                      guarded, load, out)
+from .signals import StopRequest, stop_on_signals
+
+RUN_PANEL = "Long runs"
+
+
+class OnNaN(str, Enum):
+    stop = "stop"
+    rollback = "rollback"
 
 
 def _progress(total: int):
@@ -29,11 +42,35 @@ def report(result: SolveResult) -> None:
     if result.reference is not None:
         out.print(f"  reference  {result.reference:.6g}  ({result.reference_source or 'no source'})", markup=False)
         out.print(f"  rel. error {100 * result.rel_error:.3f} %", markup=False)
-    out.print(f"  baseline   {result.baseline:.6g} +- {result.baseline_stderr:.2g}  (driver-free e^(-rT) E g(X_T))",
-              markup=False)
+    if result.baseline is not None:
+        out.print(f"  baseline   {result.baseline:.6g} +- {result.baseline_stderr:.2g}  "
+                  "(driver-free e^(-rT) E g(X_T))", markup=False)
     out.print(f"  {result.iterations} iterations in {result.train_s:.1f} s ({result.iterations_per_s:.0f} it/s), "
               f"wall {result.wall_s:.1f} s on {result.device}, {result.dtype}, {result.threads} threads, "
               f"seed {result.seed}", markup=False)
+
+
+def _resume_hint(problem: str, sets: list[str] | None, preset: str | None, seed: int, device: str,
+                 threads: int | None, folder: Path, every: int | None, on_nan: OnNaN) -> str:
+    """The command line that continues an interrupted run."""
+    words = ["bsde", "solve", problem]
+    for text in sets or []:
+        words += ["--set", text]
+    words += ["--preset", preset] if preset else []
+    words += ["--seed", str(seed)] + (["--device", device] if device != "auto" else [])
+    words += ["--threads", str(threads)] if threads else []
+    words += ["--checkpoint-every", str(every)] if every else []
+    words += ["--on-nan", on_nan.value] if on_nan is not OnNaN.stop else []
+    return shlex.join([*words, "--resume", str(folder)])
+
+
+def _stopped(stop: StopRequest, exc: Interrupted, folder: Path | None, hint: str) -> None:
+    err.print(f"interrupted by {stop.name} after {exc.iteration} iterations", markup=False)
+    if folder is None:
+        err.print("no checkpoint was written (use --checkpoint DIR to make a run resumable)", markup=False)
+    else:
+        err.print(f"checkpoint written to {folder}; resume with:\n  {hint}", markup=False)
+    raise typer.Exit(stop.exit_code)
 
 
 @guarded
@@ -46,19 +83,52 @@ def solve(
     threads: ThreadsOption = None,
     json_: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", help="Also write the JSON result (with history) to FILE, atomically; creates its folder.",
+        metavar="FILE")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="Keep a resumable checkpoint in DIR (rewritten atomically).", metavar="DIR",
+        rich_help_panel=RUN_PANEL)] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(
+        min=1, help="Iterations between checkpoints (default: solver.log_every).", rich_help_panel=RUN_PANEL)] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Continue the run checkpointed in DIR (same problem, settings, seed, device); keeps "
+             "checkpointing there unless --checkpoint says otherwise.", metavar="DIR", rich_help_panel=RUN_PANEL)] = None,
+    on_nan: Annotated[OnNaN, typer.Option(
+        "--on-nan", help="On a non-finite loss: stop (exit 1), or roll back to the last validation point and "
+                         "halve the learning rate (at most 5 times).", rich_help_panel=RUN_PANEL)] = OnNaN.stop,
 ) -> None:
-    """Solve PROBLEM; print y0 beside its reference and the driver-free baseline."""
+    """Solve PROBLEM; print y0 beside its reference and the driver-free baseline.
+
+    Ctrl-C or SIGTERM finishes the current iteration, writes the checkpoint (if --checkpoint or
+    --resume is given), prints the command that resumes, and exits 130 or 143.
+    """
     loaded = load(problem, set_, preset)
     resolve_device(device)  # a bad device is bad input: fail before any work
+    if out_file is not None:
+        check_writable(out_file)
+    folder = checkpoint if checkpoint is not None else resume
     on_log = None if quiet else _progress(loaded.solver.iterations)
     if not quiet:
         eq = loaded.equation
         err.print(f"solving {loaded.name}: {eq.kind}, dim {eq.dim}, {loaded.solver.time_steps} steps, "
-                  f"{loaded.solver.iterations} iterations", markup=False)
-    result = solve_problem(loaded, seed=seed, device=device, threads=threads, on_log=on_log)
-    for warning in result.warnings:
-        err.print(f"warning: {warning}", markup=False)
+                  f"{loaded.solver.iterations} iterations" + (f", resuming from {resume}" if resume else ""),
+                  markup=False)
+    with stop_on_signals() as stop:
+        try:
+            result = solve_problem(
+                loaded, seed=seed, device=device, threads=threads, on_log=on_log,
+                on_warning=lambda text: err.print(f"warning: {text}", markup=False), on_nan=on_nan.value,
+                checkpoint=folder, checkpoint_every=checkpoint_every, resume=resume, stop_requested=stop,
+            )
+        except Interrupted as exc:
+            hint = _resume_hint(problem, set_, preset, seed, device, threads, folder, checkpoint_every,
+                                on_nan) if folder else ""
+            _stopped(stop, exc, folder, hint)
+    data = result.to_dict()
+    if out_file is not None:
+        write_json_atomic(out_file, data)
     if json_:
-        emit_json(result.to_dict(with_history=False) | {"history": [vars(h) for h in result.history]})
+        emit_json(data)
     else:
         report(result)

@@ -58,7 +58,7 @@ def test_solve_human_output_with_reference(tmp_path):
     [
         (["solve", "nope"], "unknown problem 'nope'"),
         (["solve", "missing.yaml"], "missing.yaml: no such file"),
-        (["solve", "hjb", "--set", "equation.foo=1"], "equation.foo: unknown key"),
+        (["solve", "hjb", "--set", "equation.foo=1"], "equation.foo (from --set): unknown key"),
         (["solve", "hjb", "--set", "equation.dim=abc"], "equation.dim"),
         (["solve", "hjb", "--set", "equation.dim=0"], "equation.dim"),
         (["solve", "hjb", "--set", "equation.x0=[1,2,3]"], "equation.x0"),

@@ -55,14 +55,14 @@ def test_piecewise_learning_rate():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"equation.dimm": 3}, "equation.dimm: unknown key; did you mean 'dim'"),
+        ({"equation.dimm": 3}, "equation.dimm (from --set): unknown key; did you mean 'dim'"),
         ({"equation.dim": 0}, "equation.dim"),
         ({"equation.dim": 2.5}, "equation.dim"),
-        ({"equation.x0": [1, 2]}, "equation.x0: x0 has length 2 but dim is 100"),
+        ({"equation.x0": [1, 2]}, "equation.x0 (from --set): expected a number or a list of dim = 100 numbers"),
         ({"equation.total_time": 0}, "equation.total_time"),
         ({"solver.time_steps": -1}, "solver.time_steps"),
         ({"solver.batch_size": "many"}, "solver.batch_size"),
-        ({"equation.kind": "heat"}, "equation.kind: unknown kind 'heat'"),
+        ({"equation.kind": "heat"}, "equation.kind (from --set): unknown kind 'heat'"),
         ({"solvr.iterations": 3}, "did you mean 'solver.iterations'"),
         ({"solver.learning_rate": {"boundaries": [5], "values": [1.0]}}, "solver.learning_rate"),
         ({"equation.lam": float("nan")}, "equation.lam"),
@@ -80,7 +80,7 @@ def test_bad_files(tmp_path):
         "list.yaml": (b"- 1\n- 2\n", "expected a mapping"),
         "dup.yaml": (b"equation:\n  kind: hjb\n  kind: hjb\n", "duplicate key 'kind'"),
         "syntax.yaml": (b"equation: {kind: hjb\n", "YAML error at line"),
-        "latin1.yaml": ("equation: {kind: hjb}  # caf\u00e9\n".encode("latin-1"), "not UTF-8"),
+        "latin1.yaml": ("equation: {kind: hjb}  # caf\u00e9\n".encode("latin-1"), "expected UTF-8 text, got byte 0xe9"),
         "code.yaml": (b"equation: !!python/object/apply:os.system ['echo hi']\n", "YAML error"),
     }
     for name, (content, message) in cases.items():

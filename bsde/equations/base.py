@@ -47,13 +47,23 @@ def _finite(value: float, name: str) -> float:
     return value
 
 
-def broadcast(value: Any, dim: int, name: str) -> tuple[float, ...]:
-    """A scalar becomes ``dim`` copies; a list must have length ``dim``."""
+def given_values(value: Any, dim: int, name: str) -> tuple[float, ...]:
+    """The numbers as written: a scalar stays one number, a list must have length ``dim``.
+
+    Checks shape and finiteness without building ``dim`` copies (dim may be huge before the
+    memory check refuses it).
+    """
     if isinstance(value, (list, tuple)):
         if len(value) != dim:
-            raise ValueError(f"{name} has length {len(value)} but dim is {dim}")
+            raise ValueError(f"{name}: expected a number or a list of dim = {dim} numbers, got a list of {len(value)}")
         return tuple(_finite(float(v), name) for v in value)
-    return (_finite(float(value), name),) * dim
+    return (_finite(float(value), name),)
+
+
+def broadcast(value: Any, dim: int, name: str) -> tuple[float, ...]:
+    """A scalar becomes ``dim`` copies; a list must have length ``dim``."""
+    values = given_values(value, dim, name)
+    return values if isinstance(value, (list, tuple)) else values * dim
 
 
 Vector = float | list[float]
@@ -76,12 +86,12 @@ class Equation(BaseModel):
     @classmethod
     def _integral_dim(cls, value: Any) -> Any:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"dim must be a whole number, got {value!r}")
+            raise ValueError("dim must be a whole number")
         return value
 
     @model_validator(mode="after")
     def _check_x0(self) -> Equation:
-        broadcast(self.x0, self.dim, "x0")
+        given_values(self.x0, self.dim, "x0")
         return self
 
     # ------------------------------------------------------------------ the maths

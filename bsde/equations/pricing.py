@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field, model_validator
 
-from bsde.equations.base import Equation, GeometricBrownian, Vector, broadcast
+from bsde.equations.base import Equation, GeometricBrownian, Vector, broadcast, given_values
 
 
 class BlackScholes(Equation):
@@ -25,10 +25,10 @@ class BlackScholes(Equation):
 
     @model_validator(mode="after")
     def _check_market(self) -> Any:
-        if any(v <= 0 for v in self.x_start):
-            raise ValueError("x0: asset prices must be positive")
-        if any(v < 0 for v in broadcast(self.vol, self.dim, "vol")):
-            raise ValueError("vol: volatilities must be non-negative")
+        if any(v <= 0 for v in given_values(self.x0, self.dim, "x0")):
+            raise ValueError(f"x0: asset prices must be positive, got {self.x0}")
+        if any(v < 0 for v in given_values(self.vol, self.dim, "vol")):
+            raise ValueError(f"vol: volatilities must be non-negative, got {self.vol}")
         if self.dim > 1 and not (-1.0 / (self.dim - 1) < self.correlation < 1.0):
             raise ValueError(
                 f"correlation: {self.correlation} makes the {self.dim}x{self.dim} correlation matrix "
@@ -90,8 +90,8 @@ class DefaultRisk(Equation):
     def _check_levels(self) -> Any:
         if not self.v_h < self.v_l:
             raise ValueError(f"v_h ({self.v_h}) must be below v_l ({self.v_l})")
-        if any(v <= 0 for v in self.x_start):
-            raise ValueError("x0: values must be positive")
+        if any(v <= 0 for v in given_values(self.x0, self.dim, "x0")):
+            raise ValueError(f"x0: values must be positive, got {self.x0}")
         return self
 
     @property

@@ -1,0 +1,94 @@
+"""Checkpoints: a training snapshot plus the configuration that produced it, written atomically.
+
+A checkpoint folder holds one file, ``checkpoint.pt`` (``torch.save`` of a dict of tensors,
+numbers and strings, loadable with ``weights_only=True``):
+
+* ``config``: the fully resolved problem (``Problem.to_dict()``), its name, the seed, the
+  device type and the dtype;
+* ``state``: the trainer's snapshot (model, optimizer, generator state, iteration, history,
+  learning-rate scale), see :data:`bsde.trainer.TrainState`.
+
+Resuming checks that the run to continue has the same configuration; a mismatch is a
+:class:`ProblemError` naming each differing key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bsde.errors import ProblemError
+from bsde.io import ensure_folder, torch_save_atomic
+from bsde.problem import Problem
+from bsde.trainer import TrainState
+
+CHECKPOINT_FILE = "checkpoint.pt"
+FORMAT = 1
+#: the parts of the configuration that decide the trajectory of a run (reference and presets do not)
+COMPARED = ("name", "seed", "device", "equation", "solver")
+
+
+def run_config(problem: Problem, *, seed: int, device: torch.device) -> dict[str, Any]:
+    """What identifies a run: the resolved problem, its name, seed, device type and dtype."""
+    return {**problem.to_dict(), "name": problem.name, "seed": seed, "device": device.type,
+            "dtype": problem.solver.dtype}
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): data}
+
+
+def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """'key: checkpoint A, now B' for each compared key whose value differs."""
+    old = _flatten({k: saved.get(k) for k in COMPARED})
+    new = _flatten({k: now.get(k) for k in COMPARED})
+    return [f"{key}: checkpoint {old.get(key)!r}, now {new.get(key)!r}"
+            for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+
+
+def checkpoint_path(folder: Path) -> Path:
+    return Path(folder) / CHECKPOINT_FILE
+
+
+class CheckpointWriter:
+    """The trainer's ``save`` hook: each call replaces ``folder/checkpoint.pt`` atomically."""
+
+    def __init__(self, folder: Path, config: dict[str, Any]):
+        self.folder = ensure_folder(Path(folder))
+        self.config = config
+        self.saved_iteration: int | None = None
+
+    def __call__(self, state: TrainState) -> None:
+        torch_save_atomic(checkpoint_path(self.folder), {"format": FORMAT, "config": self.config, "state": state})
+        self.saved_iteration = int(state["iteration"])
+
+
+def read_checkpoint(folder: Path) -> dict[str, Any]:
+    """The raw checkpoint dict in ``folder``; one-line :class:`ProblemError` when missing or unreadable."""
+    path = checkpoint_path(folder)
+    if not path.is_file():
+        raise ProblemError(f"{folder}: no checkpoint here ({CHECKPOINT_FILE} missing)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ProblemError(f"{path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not {"config", "state"} <= data.keys():
+        raise ProblemError(f"{path}: not a bsde checkpoint of format {FORMAT}")
+    return data
+
+
+def load_checkpoint(folder: Path, config: dict[str, Any]) -> TrainState:
+    """The training snapshot in ``folder`` if it was made by a run with this ``config``."""
+    data = read_checkpoint(folder)
+    diffs = differences(data["config"], config)
+    if diffs:
+        raise ProblemError(f"{checkpoint_path(folder)}: made by a different run; {'; '.join(diffs)}")
+    return data["state"]

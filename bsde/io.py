@@ -1,0 +1,121 @@
+"""Atomic file output: every file the package writes goes through ``atomic_write``.
+
+The data goes to a temporary file in the target's folder, is flushed and fsynced, then
+``os.replace``-d over the target and the folder is fsynced: a reader (or a crash) sees the
+old file or the complete new one, never a torn mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable
+
+import torch
+
+from bsde.errors import BSDEError
+
+
+class OutputError(BSDEError):
+    """A file or folder cannot be written (missing permission, a path component is a file...)."""
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def ensure_folder(folder: Path) -> Path:
+    """Create ``folder`` (and parents) if needed; one-line :class:`OutputError` when impossible."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{folder}: cannot create folder (a path component is a file)") from None
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create folder ({_reason(exc)})") from None
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: expected a folder, found a file")
+    return folder
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)
+
+
+def _file_mode(path: Path) -> int:
+    """The existing file's permissions, else what a plain open() would give (0o666 less the umask)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` atomically: ``write(f)`` fills a temp file that then replaces ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, expected a file path")
+    folder = ensure_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+    try:
+        os.chmod(tmp, _file_mode(path))
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+        raise
+    _fsync_folder(folder)
+    return path
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    """JSON (strict: NaN and infinities are refused) with a trailing newline."""
+    return write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def torch_save_atomic(path: Path, obj: Any) -> Path:
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def check_writable(path: Path) -> Path:
+    """Fail now, not after a long run, when ``path`` cannot be written (creates its folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, expected a file path")
+    folder = ensure_folder(path.parent)
+    try:  # try it: permission bits do not tell the whole story (root, read-only mounts)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write into {folder} ({_reason(exc)})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path

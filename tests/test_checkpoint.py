@@ -1,0 +1,101 @@
+"""Checkpoints: resumed runs equal uninterrupted ones bit for bit; mismatches and kills are handled."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import bsde
+from bsde.checkpoint import CHECKPOINT_FILE, differences, read_checkpoint, run_config
+from bsde.cli.app import app
+from bsde.errors import Interrupted
+
+from conftest import TINY, tiny_args
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stop_after(count: int):
+    """A stop request that turns true after ``count`` polls (one poll per iteration)."""
+    polls = {"n": 0}
+
+    def requested() -> bool:
+        polls["n"] += 1
+        return polls["n"] >= count
+    return requested
+
+
+def test_resume_equals_uninterrupted_bit_for_bit(tiny: bsde.Problem, tmp_path: Path) -> None:
+    whole = bsde.solve(tiny, seed=7, device="cpu", threads=1)
+    with pytest.raises(Interrupted) as stopped:
+        bsde.solve(tiny, seed=7, device="cpu", threads=1, checkpoint=tmp_path, checkpoint_every=20,
+                   stop_requested=stop_after(30))
+    assert stopped.value.iteration == 30
+    assert read_checkpoint(tmp_path)["state"]["iteration"] == 30  # the stop wrote one, off the 20-cadence
+    resumed = bsde.solve(tiny, seed=7, device="cpu", threads=1, resume=tmp_path)
+    assert resumed.y0 == whole.y0
+    assert resumed.z0 == whole.z0
+    assert [h.loss for h in resumed.history] == [h.loss for h in whole.history]
+
+
+def test_resume_restores_learning_rate_schedule(tiny: bsde.Problem, tmp_path: Path) -> None:
+    problem = bsde.load_problem("hjb", {**TINY, "solver.learning_rate": {"boundaries": [35], "values": [0.05, 0.005]}})
+    whole = bsde.solve(problem, seed=1, device="cpu", threads=1)
+    with pytest.raises(Interrupted):
+        bsde.solve(problem, seed=1, device="cpu", threads=1, checkpoint=tmp_path, stop_requested=stop_after(40))
+    assert bsde.solve(problem, seed=1, device="cpu", threads=1, resume=tmp_path).y0 == whole.y0
+
+
+def test_checkpoint_contents(tiny: bsde.Problem, tmp_path: Path) -> None:
+    bsde.solve(tiny, seed=2, device="cpu", threads=1, checkpoint=tmp_path, checkpoint_every=25)
+    data = read_checkpoint(tmp_path)
+    assert data["state"]["iteration"] == 50
+    assert data["config"] == run_config(tiny, seed=2, device=torch.device("cpu"))
+    assert {"model", "optimizer", "generator", "history", "lr_scale"} <= data["state"].keys()
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_FILE]
+
+
+def test_differences_name_each_key(tiny: bsde.Problem) -> None:
+    cpu = torch.device("cpu")
+    other = bsde.load_problem("hjb", {**TINY, "solver.batch_size": 16})
+    diffs = differences(run_config(tiny, seed=0, device=cpu), run_config(other, seed=1, device=cpu))
+    assert diffs == ["seed: checkpoint 0, now 1", "solver.batch_size: checkpoint 8, now 16"]
+
+
+def test_cli_refuses_checkpoint_of_another_config(tmp_path: Path) -> None:
+    runner = CliRunner()
+    made = runner.invoke(app, ["solve", "hjb", *tiny_args(), "--device", "cpu", "-q", "--checkpoint", str(tmp_path),
+                               "--out", str(tmp_path / "out" / "r.json")])
+    assert made.exit_code == 0, made.output
+    assert json.loads((tmp_path / "out" / "r.json").read_text())["history"]
+    result = runner.invoke(app, ["solve", "hjb", *tiny_args(**{"solver.batch_size": 16}), "--device", "cpu", "-q",
+                                 "--resume", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "solver.batch_size: checkpoint 8, now 16" in result.output and "Traceback" not in result.output
+
+
+def test_killed_process_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
+    folder = tmp_path / "ck"
+    overrides = {"solver.iterations": 400}
+    command = [sys.executable, "-m", "bsde.cli", "solve", "hjb", *tiny_args(**overrides), "--device", "cpu",
+               "--threads", "1", "-q", "--checkpoint", str(folder), "--checkpoint-every", "1"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (folder / CHECKPOINT_FILE).exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    data = read_checkpoint(folder)
+    assert 1 <= data["state"]["iteration"] <= 400
+    problem = bsde.load_problem("hjb", {**TINY, **overrides})
+    resumed = bsde.solve(problem, device="cpu", threads=1, resume=folder)
+    assert resumed.history[-1].iteration == 400

@@ -1,0 +1,64 @@
+"""Atomic writes: the target is the old file or the complete new one, never a partial file."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from bsde.io import OutputError, atomic_write, check_writable, torch_save_atomic, write_json_atomic, write_text_atomic
+
+
+def test_replaces_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "er" / "a.txt"
+    write_text_atomic(target, "one")
+    write_text_atomic(target, "two")
+    assert target.read_text() == "two"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.txt"]
+
+
+def test_failed_write_keeps_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+
+    def broken(handle) -> None:
+        handle.write(b"partial")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, broken)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_keeps_permissions_of_replaced_file(tmp_path: Path) -> None:
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+    target.chmod(0o640)
+    write_text_atomic(target, "new")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_json_refuses_nan(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        write_json_atomic(tmp_path / "r.json", {"y0": float("nan")})
+    assert not (tmp_path / "r.json").exists()
+    write_json_atomic(tmp_path / "r.json", {"y0": 1.5})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"y0": 1.5}
+
+
+def test_torch_save_round_trip(tmp_path: Path) -> None:
+    torch_save_atomic(tmp_path / "t.pt", {"x": torch.arange(3)})
+    assert torch.equal(torch.load(tmp_path / "t.pt", weights_only=True)["x"], torch.arange(3))
+
+
+def test_unwritable_targets(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="a path component is a file"):
+        check_writable(tmp_path / "file" / "r.json")
+    with pytest.raises(OutputError, match="is a folder"):
+        write_text_atomic(tmp_path, "x")
+    assert check_writable(tmp_path / "new" / "r.json").parent.is_dir()

@@ -1,0 +1,42 @@
+"""The memory estimate grows with the problem and refuses what cannot fit, before allocating."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import bsde
+from bsde.memory import available, check_fits, estimate
+
+CPU = torch.device("cpu")
+
+
+def test_estimate_counts_paths_and_grows_with_batch() -> None:
+    small = bsde.load_problem("hjb", {"equation.dim": 10, "solver.batch_size": 64})
+    big = bsde.load_problem("hjb", {"equation.dim": 10, "solver.batch_size": 128})
+    need = estimate(small)
+    assert need.paths == 8 * 64 * (2 * 20 + 1) * 10  # X (N+1) and dW (N) per path, float64
+    assert estimate(big).total - need.total == 64 * need.per_path
+    single = bsde.load_problem("hjb", {"equation.dim": 10, "solver.batch_size": 64, "solver.dtype": "float32"})
+    assert estimate(single).total < 0.6 * need.total
+
+
+def test_available_memory_is_known_on_linux() -> None:
+    free = available(CPU)
+    assert free is None or free > 0
+
+
+def test_refusal_suggests_a_batch_size_that_fits(tiny: bsde.Problem) -> None:
+    need = estimate(tiny)
+    free = math.ceil((need.total - 4 * need.per_path) / 0.9) + 1  # room for batch_size - 4 paths
+    with pytest.raises(bsde.ProblemError, match=r"lower solver.batch_size to 4 or less.*float32"):
+        check_fits(tiny, CPU, free=free)
+    assert check_fits(tiny, CPU, free=10 * need.total) == need
+
+
+def test_absurd_problem_is_refused_by_the_api() -> None:
+    huge = bsde.load_problem("hjb", {"equation.dim": 10**6, "solver.batch_size": 10**5})
+    with pytest.raises(bsde.ProblemError, match="solver.batch_size"):
+        bsde.solve(huge, device="cpu")

@@ -1,0 +1,78 @@
+"""Divergence handling and reproducibility of the training loop."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import bsde
+import bsde.trainer as trainer
+from bsde.cli.app import app
+from bsde.trainer import MAX_ROLLBACKS, TrainHooks, train
+
+from conftest import tiny_args
+
+CPU = torch.device("cpu")
+
+
+def run(problem: bsde.Problem, **kwargs) -> trainer.TrainResult:
+    return train(problem.equation, problem.solver, generator=torch.Generator().manual_seed(0), device=CPU, **kwargs)
+
+
+def with_rate(problem: bsde.Problem, rate: float) -> bsde.Problem:
+    return replace(problem, solver=problem.solver.model_copy(update={"learning_rate": rate}))
+
+
+def test_same_seed_same_y0(tiny: bsde.Problem) -> None:
+    first = bsde.solve(tiny, seed=3, device="cpu", threads=1)
+    second = bsde.solve(tiny, seed=3, device="cpu", threads=1)
+    assert first.y0 == second.y0
+    assert [h.loss for h in first.history] == [h.loss for h in second.history]
+    assert bsde.solve(tiny, seed=4, device="cpu", threads=1).y0 != first.y0
+
+
+def test_divergence_stops_with_iteration_and_last_good_y0(tiny: bsde.Problem) -> None:
+    with pytest.raises(bsde.TrainingError, match=r"non-finite .* at iteration \d+ \(last good y0 [-0-9.e]+ at"):
+        run(with_rate(tiny, 1e200))
+
+
+def test_divergence_exits_1_on_the_cli() -> None:
+    result = CliRunner().invoke(app, ["solve", "hjb", *tiny_args(**{"solver.learning_rate": 1e200}),
+                                      "--device", "cpu", "-q"])
+    assert result.exit_code == 1, result.output
+    assert "non-finite" in result.output and "last good y0" in result.output and "Traceback" not in result.output
+
+
+def test_rollback_gives_up_cleanly(tiny: bsde.Problem) -> None:
+    warnings: list[str] = []
+    with pytest.raises(bsde.TrainingError, match=f"after {MAX_ROLLBACKS} rollbacks"):
+        run(with_rate(tiny, 1e200), on_nan="rollback", hooks=TrainHooks(on_warning=warnings.append))
+    assert len(warnings) == MAX_ROLLBACKS and "halved the learning rate" in warnings[0]
+
+
+def test_rollback_recovers_from_a_transient_nan(tiny: bsde.Problem, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    real_loss = trainer.terminal_loss
+
+    def flaky_loss(y, g):
+        calls["n"] += 1
+        loss = real_loss(y, g)
+        return loss * float("nan") if calls["n"] == 25 else loss
+
+    monkeypatch.setattr(trainer, "terminal_loss", flaky_loss)
+    with pytest.raises(bsde.TrainingError):
+        run(tiny)
+    calls["n"] = 0
+    result = run(tiny, on_nan="rollback")
+    assert result.rollbacks == 1
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    assert result.history[-1].iteration == tiny.solver.iterations
+
+
+def test_rollback_on_the_cli_reports_failure_with_exit_1() -> None:
+    result = CliRunner().invoke(app, ["solve", "hjb", *tiny_args(**{"solver.learning_rate": 1e200}),
+                                      "--device", "cpu", "-q", "--on-nan", "rollback"])
+    assert result.exit_code == 1 and "rollbacks" in result.output and "Traceback" not in result.output
