@@ -33,7 +33,8 @@ def control_strikes(equation: MaxCall) -> list[float]:
     spot = float(np.exp(np.mean(np.log(equation.x_start))))
     centre = math.log(spot) + (equation.rate - equation.dividend - 0.5 * vol * vol) * equation.total_time
     spread = vol * math.sqrt(equation.total_time)
-    quantiles = [math.exp(centre + spread * special.ndtri(1.0 - p / equation.dim)) for p in TAIL_COUNTS]
+    quantiles = [math.exp(centre + spread * special.ndtri(1.0 - p / equation.dim))
+                 for p in TAIL_COUNTS if p < 0.5 * equation.dim]
     return [equation.strike, *quantiles]
 
 
@@ -84,7 +85,7 @@ def monte_carlo(
     details: dict = {"antithetic": True, "control": "none"}
     if strikes:
         pilot = antithetic_moments(columns, PILOT_PATHS, equation.dim, generator=generator)
-        beta = torch.linalg.lstsq(pilot.cov[1:, 1:], pilot.cov[1:, 0:1], rcond=1e-12).solution.squeeze(-1)
+        beta = torch.from_numpy(np.linalg.lstsq(pilot.cov[1:, 1:].numpy(), pilot.cov[1:, 0].numpy(), rcond=None)[0])
         weights = torch.cat([weights, -beta])
         means = _control_means(equation, strikes)
         details.update(control="e^{-rT} sum_i (S_i - c)^+ at strikes c", control_strikes=strikes,

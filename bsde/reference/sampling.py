@@ -20,9 +20,9 @@ CHUNK_ELEMENTS = 1 << 22
 Progress = Callable[[int, int], None]
 
 
-def chunk_rows(dim: int, cap: int = CHUNK_ELEMENTS) -> int:
-    """How many dim-vectors fit in one chunk: about 2^22 / dim, at least 16."""
-    return max(16, cap // dim)
+def chunk_rows(dim: int) -> int:
+    """How many dim-vectors fit in one chunk: about CHUNK_ELEMENTS / dim, at least 16."""
+    return max(16, CHUNK_ELEMENTS // dim)
 
 
 def transition(process: Process, x: torch.Tensor, dt: torch.Tensor | float, normals: torch.Tensor) -> torch.Tensor:
