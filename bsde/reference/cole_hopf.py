@@ -14,7 +14,7 @@ import torch
 from bsde.equations.hjb import HJB
 from bsde.errors import ProblemError
 from bsde.reference.result import ReferenceResult, ci95
-from bsde.reference.sampling import Progress, antithetic_moments
+from bsde.reference.sampling import Progress, antithetic_moments, require_paths
 
 DEFAULT_PATHS = 1 << 20
 
@@ -53,8 +53,7 @@ def cole_hopf(equation: HJB, *, paths: int = DEFAULT_PATHS, seed: int = 0,
     """u(0, x0) for ``hjb`` by Monte Carlo of the Cole-Hopf formula, with a delta-method stderr."""
     if not isinstance(equation, HJB):
         raise ProblemError(f"cole-hopf applies to hjb only, not '{equation.kind}'")
-    if paths < 4:
-        raise ProblemError(f"cole-hopf needs at least 4 paths, got {paths}")
+    require_paths("cole-hopf", paths)
     began = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     value, stderr = cole_hopf_estimate(equation.terminal, equation.x_start, equation.process.sigma,

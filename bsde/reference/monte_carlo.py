@@ -16,7 +16,7 @@ from scipy import special
 from bsde.equations.pricing import BlackScholes, MaxCall
 from bsde.errors import ProblemError
 from bsde.reference.result import ReferenceResult, ci95
-from bsde.reference.sampling import Progress, antithetic_moments, transition
+from bsde.reference.sampling import Progress, antithetic_moments, require_paths, transition
 from bsde.reference.semi_analytic import black_scholes_call
 
 DEFAULT_PATHS = 1 << 20
@@ -75,8 +75,7 @@ def monte_carlo(
     """
     if not isinstance(equation, BlackScholes):
         raise ProblemError(f"mc applies to linear Black-Scholes pricing (max_call), not '{equation.kind}'")
-    if paths < 4:
-        raise ProblemError(f"mc needs at least 4 paths, got {paths}")
+    require_paths("mc", paths)
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     strikes = control_strikes(equation) if controls and isinstance(equation, MaxCall) else []

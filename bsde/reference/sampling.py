@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from bsde.equations.base import GeometricBrownian, Process, ScaledBrownian
+from bsde.errors import ProblemError
 from bsde.simulation import uniform_correlation_root
 
 #: float64 elements held per chunk of normals (32 MiB)
@@ -23,6 +24,12 @@ Progress = Callable[[int, int], None]
 def chunk_rows(dim: int) -> int:
     """How many dim-vectors fit in one chunk: about CHUNK_ELEMENTS / dim, at least 16."""
     return max(16, CHUNK_ELEMENTS // dim)
+
+
+def require_paths(method: str, paths: int) -> None:
+    """Monte Carlo needs at least two antithetic pairs."""
+    if paths < 4:
+        raise ProblemError(f"{method} needs at least 4 paths, got {paths}")
 
 
 def transition(process: Process, x: torch.Tensor, dt: torch.Tensor | float, normals: torch.Tensor) -> torch.Tensor:

@@ -67,3 +67,12 @@ def test_chunks_and_progress(monkeypatch):
 def test_rejects_nonlinear_problems():
     with pytest.raises(ProblemError, match="mc applies"):
         monte_carlo(bsde.load_problem("default_risk").equation)
+
+
+@pytest.mark.slow
+def test_dim_100_default_reaches_a_tenth_of_a_percent():
+    eq = bsde.load_problem("max_call").equation
+    result = monte_carlo(eq, seed=0)
+    low, high = result.ci95
+    assert high - low < 1e-3 * result.value
+    assert abs(result.value - semi_analytic(eq).value) < 4 * result.stderr

@@ -16,7 +16,7 @@ def test_black_scholes_textbook_value():
 def test_black_scholes_put_call_parity_with_dividend():
     s, k, r, q, v, t = 95.0, 105.0, 0.03, 0.02, 0.3, 0.7
     call = black_scholes_call(s, k, r, q, v, t)
-    put_via_symmetry = black_scholes_call(k, s, q, r, v, t) * 1.0  # put-call symmetry: P(S,K,r,q) = C(K,S,q,r)
+    put_via_symmetry = black_scholes_call(k, s, q, r, v, t)  # put-call symmetry: P(S, K, r, q) = C(K, S, q, r)
     assert call - put_via_symmetry == pytest.approx(s * math.exp(-q * t) - k * math.exp(-r * t), abs=1e-10)
 
 
