@@ -1,0 +1,99 @@
+"""One entry point: reference(problem, method) dispatches to the method registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from bsde.equations.base import Equation
+from bsde.equations.hjb import HJB
+from bsde.equations.pricing import BlackScholes, MaxCall
+from bsde.errors import ProblemError
+from bsde.problem import Problem
+from bsde.reference.cole_hopf import cole_hopf
+from bsde.reference.mlp import mlp
+from bsde.reference.monte_carlo import monte_carlo
+from bsde.reference.radial import radial
+from bsde.reference.result import ReferenceResult
+from bsde.reference.sampling import Progress
+from bsde.reference.semi_analytic import semi_analytic
+
+Runner = Callable[[Equation, "int | None", int, "Progress | None"], ReferenceResult]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A reference method: when it applies, whether it is cheap (< ~5 s at defaults), how to run it."""
+
+    applies: Callable[[Equation], bool]
+    cheap: bool
+    run: Runner
+
+
+def _paths(paths: int | None) -> dict:
+    return {} if paths is None else {"paths": paths}
+
+
+METHODS: dict[str, Method] = {
+    "semi-analytic": Method(
+        lambda eq: isinstance(eq, MaxCall) and eq.correlation == 0.0, True,
+        lambda eq, paths, seed, progress: semi_analytic(eq)),
+    "radial": Method(
+        lambda eq: eq.radial_form() is not None, True,
+        lambda eq, paths, seed, progress: radial(eq)),
+    "cole-hopf": Method(
+        lambda eq: isinstance(eq, HJB), True,
+        lambda eq, paths, seed, progress: cole_hopf(eq, seed=seed, progress=progress, **_paths(paths))),
+    "mc": Method(
+        lambda eq: isinstance(eq, BlackScholes), True,
+        lambda eq, paths, seed, progress: monte_carlo(eq, seed=seed, progress=progress, **_paths(paths))),
+    "mlp": Method(
+        lambda eq: not eq.driver_uses_z, False,
+        lambda eq, paths, seed, progress: mlp(eq, seed=seed, progress=progress,
+                                              **({} if paths is None else {"repeats": paths}))),
+}
+
+#: for "auto": the first applicable, most accurate per unit of time
+PREFERENCE = ("semi-analytic", "radial", "mc", "mlp", "cole-hopf")
+
+
+def applicable_methods(problem: Problem) -> list[str]:
+    """Names of the methods that apply to ``problem``, most preferred first."""
+    return [name for name in PREFERENCE if METHODS[name].applies(problem.equation)]
+
+
+def cheap_method(problem: Problem) -> str | None:
+    """The preferred method that runs in a few seconds at defaults (to run inside ``bsde solve``), if any."""
+    return next((name for name in applicable_methods(problem) if METHODS[name].cheap), None)
+
+
+def reference(
+    problem: Problem, method: str = "auto", paths: int | None = None, seed: int = 0,
+    progress: Progress | None = None,
+) -> ReferenceResult:
+    """An independent value of u(0, x0) for ``problem``.
+
+    Args:
+        method: "auto" (the preferred applicable method) or one of
+            "mc", "semi-analytic", "cole-hopf", "radial", "mlp".
+        paths: Monte Carlo paths for "mc"/"cole-hopf", independent repeats for "mlp";
+            unused by the deterministic "semi-analytic" and "radial".
+        seed: seeds the method's own torch.Generator.
+        progress: optional callback(done, total).
+
+    Raises:
+        ProblemError: unknown method, or one that does not apply to the problem.
+    """
+    applicable = applicable_methods(problem)
+    if method == "auto":
+        if not applicable:
+            raise ProblemError(f"no reference method applies to '{problem.equation.kind}'")
+        method = applicable[0]
+    if method not in METHODS:
+        raise ProblemError(f"unknown reference method '{method}' (known: auto, {', '.join(METHODS)})")
+    if method not in applicable:
+        raise ProblemError(
+            f"method '{method}' does not apply to '{problem.name}' ({problem.equation.kind}); "
+            f"applicable: {', '.join(applicable) or 'none'}"
+        )
+    return METHODS[method].run(problem.equation, paths, seed, progress)

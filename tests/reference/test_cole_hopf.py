@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+import bsde
+from bsde.errors import ProblemError
+from bsde.reference.cole_hopf import cole_hopf, cole_hopf_estimate
+from bsde.reference.radial import radial
+
+
+@pytest.mark.parametrize("dim, lam, x0", [(5, 1.0, 1.0), (5, 10.0, 0.5), (100, 1.0, 0.3), (100, 10.0, 0.0)])
+def test_agrees_with_radial(dim, lam, x0):
+    eq = bsde.load_problem("hjb", {"equation.dim": dim, "equation.lam": lam, "equation.x0": x0}).equation
+    mc = cole_hopf(eq, paths=1 << 16 if dim == 100 else 1 << 18, seed=1)
+    pde = radial(eq, points=4000, steps=1000)
+    assert abs(mc.value - pde.value) < 4 * mc.stderr + 3 * pde.details["error_estimate"]
+
+
+def test_lam_zero_is_plain_expectation_and_continuous():
+    g = bsde.load_problem("hjb", {"equation.dim": 3}).equation.terminal
+    plain, _ = cole_hopf_estimate(g, (0.5, 0.0, 0.0), 2 ** 0.5, 1.0, 0.0, paths=1 << 14,
+                                  generator=torch.Generator().manual_seed(0))
+    tiny, _ = cole_hopf_estimate(g, (0.5, 0.0, 0.0), 2 ** 0.5, 1.0, 1e-7, paths=1 << 14,
+                                 generator=torch.Generator().manual_seed(0))
+    assert tiny == pytest.approx(plain, abs=1e-5)
+
+
+def test_seeded_and_reported():
+    eq = bsde.load_problem("hjb", {"equation.dim": 4}).equation
+    a, b = cole_hopf(eq, paths=1000, seed=7), cole_hopf(eq, paths=1000, seed=7)
+    assert a.value == b.value and a.ci95[0] < a.value < a.ci95[1] and a.paths == 1000
+
+
+def test_rejects_other_problems():
+    with pytest.raises(ProblemError, match="hjb only"):
+        cole_hopf(bsde.load_problem("allen_cahn").equation)

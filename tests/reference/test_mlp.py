@@ -1,0 +1,38 @@
+import pytest
+
+import bsde
+from bsde.errors import ProblemError
+from bsde.reference.mlp import mlp
+from bsde.reference.radial import radial
+from bsde.reference.semi_analytic import black_scholes_call
+
+
+def test_allen_cahn_small_dim_agrees_with_radial():
+    eq = bsde.load_problem("allen_cahn", {"equation.dim": 5, "equation.x0": 0.5}).equation
+    result = mlp(eq, level=4, repeats=20, seed=0)
+    assert abs(result.value - radial(eq).value) < 4 * result.stderr
+    assert result.details["level"] == 4 and result.details["samples"] == 4
+
+
+def test_linear_driver_gives_black_scholes():
+    eq = bsde.load_problem("max_call", {"equation.dim": 1}).equation
+    result = mlp(eq, level=4, repeats=20, seed=1)
+    assert abs(result.value - black_scholes_call(100.0, 100.0, 0.05, 0.0, 0.2, 1.0)) < 4 * result.stderr
+
+
+def test_rejects_z_dependent_drivers():
+    with pytest.raises(ProblemError, match="without z"):
+        mlp(bsde.load_problem("hjb").equation)
+
+
+@pytest.mark.slow
+def test_allen_cahn_dim_100_agrees_with_radial():
+    eq = bsde.load_problem("allen_cahn").equation
+    result = mlp(eq, level=5, repeats=60, seed=0)
+    assert abs(result.value - radial(eq).value) < 4 * result.stderr
+
+
+@pytest.mark.slow
+def test_default_risk_dim_100_near_published():
+    result = mlp(bsde.load_problem("default_risk").equation, level=5, repeats=20, seed=0)
+    assert abs(result.value - 57.300) < 4 * result.stderr + 0.05

@@ -1,0 +1,37 @@
+import math
+
+import pytest
+
+import bsde
+from bsde.equations.base import RadialForm
+from bsde.errors import ProblemError
+from bsde.reference.radial import radial, solve_radial
+
+
+def test_heat_equation_with_discount_is_exact():
+    # g = r^2, f = -c y: v(0, r0) = e^{-cT} (r0^2 + d sigma^2 T); the scheme is exact for v linear in s
+    form = RadialForm(dim=3, sigma=0.7, total_time=1.2, r0=0.5, terminal=lambda r: r * r,
+                      driver=lambda y, zn: -0.3 * y)
+    exact = math.exp(-0.3 * 1.2) * (0.25 + 3 * 0.49 * 1.2)
+    assert solve_radial(form, 400, 200) == pytest.approx(exact, rel=1e-5)
+
+
+def test_second_order_convergence():
+    form = bsde.load_problem("hjb", {"equation.dim": 5, "equation.x0": 1.0}).equation.radial_form()
+    values = [solve_radial(form, n, n // 4) for n in (500, 1000, 2000, 4000)]
+    diffs = [abs(a - b) for a, b in zip(values, values[1:])]
+    assert all(3.0 < d0 / d1 < 5.5 for d0, d1 in zip(diffs, diffs[1:]))
+
+
+def test_published_values_at_dim_100():
+    hjb = radial(bsde.load_problem("hjb").equation)
+    assert hjb.value == pytest.approx(4.5901, abs=1e-4)
+    assert hjb.details["error_estimate"] < 1e-5 and hjb.stderr is None
+    allen_cahn = radial(bsde.load_problem("allen_cahn").equation)
+    assert allen_cahn.value == pytest.approx(0.052802, rel=1e-3)
+    assert allen_cahn.details["error_estimate"] < 1e-6
+
+
+def test_rejects_problems_without_radial_form():
+    with pytest.raises(ProblemError, match="rotation-invariant"):
+        radial(bsde.load_problem("max_call").equation)
