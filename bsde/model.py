@@ -16,7 +16,7 @@ DELTA_CLIP = 50.0
 
 
 class DeepBSDE(nn.Module):
-    """Y_0 (scalar), Z_0 (dim) and N - 1 gradient networks for Z_n = z_scale * net_n(X_n), n = 1..N-1."""
+    """Y_0 (scalar), Z_0 = z_scale * z0 (dim) and N - 1 networks for Z_n = z_scale * net_n(X_n), n = 1..N-1."""
 
     def __init__(self, equation: Equation, time_steps: int, hidden: list[int], *,
                  dtype: torch.dtype, device=None, z_scale: float = 1.0):
@@ -30,7 +30,7 @@ class DeepBSDE(nn.Module):
         self.nets = StackedGradientNets(max(time_steps - 1, 1), equation.dim, hidden, **kw)
 
     def reset_parameters(self, generator: torch.Generator, y0_range: tuple[float, float]) -> None:
-        """Y_0 ~ U(y0_range), Z_0 ~ U(-0.1, 0.1), networks as the reference code."""
+        """Y_0 ~ U(y0_range), z0 ~ U(-0.1, 0.1), networks as the reference code."""
         low, high = y0_range
         with torch.no_grad():
             self.y0.copy_(low + (high - low) * torch.rand((), generator=generator, dtype=self.y0.dtype))
@@ -39,10 +39,15 @@ class DeepBSDE(nn.Module):
 
     def gradients(self, x: torch.Tensor) -> torch.Tensor:
         """Z_n for n = 0..N-1 as (batch, N, dim), from X (batch, N+1, dim)."""
-        z0 = self.z0.expand(x.shape[0], 1, -1)
+        z0 = self.z_start.expand(x.shape[0], 1, -1)
         if self.time_steps == 1:
             return z0
         return torch.cat([z0, self.z_scale * self.nets(x[:, 1:self.time_steps])], dim=1)
+
+    @property
+    def z_start(self) -> torch.Tensor:
+        """Z_0 = z_scale * z0 (the parameter lives in the same O(1) units as the networks' output)."""
+        return self.z_scale * self.z0
 
     def forward(self, x: torch.Tensor, dw: torch.Tensor, dt: float) -> torch.Tensor:
         """Y_N (batch,) from paths X (batch, N+1, dim) and increments dW (batch, N, dim)."""

@@ -42,9 +42,13 @@ class SolverSettings(_Strict):
     batch_size: int = Field(64, ge=2, description="paths per Adam step (batch norm needs >= 2)")
     learning_rate: float | PiecewiseRate = Field(1e-2, description="a number or {boundaries, values}")
     hidden: list[int] | None = Field(None, description="hidden layer widths; default twice min(dim, 100) + 10")
-    y0_init: tuple[float, float] = Field((0.0, 1.0), description="range of the uniform initial guess of y0")
+    y0_init: tuple[float, float] | Literal["baseline"] = Field(
+        (0.0, 1.0), description="range of the uniform initial guess of y0, or 'baseline': the driver-free "
+        "value e^{-rT} mean g(X_T) on the validation paths"
+    )
     z_scale: float | None = Field(
-        None, gt=0, description="factor on the networks' output Z; default 1/dim as the reference code"
+        None, gt=0, description="factor on the networks' output Z; default sqrt(Var g(X_T) / (T dim)), the "
+        "per-coordinate size of Z for which E int |Z|^2 dt matches the variance of the terminal value"
     )
     dtype: Literal["float32", "float64"] = "float64"
     valid_size: int = Field(256, ge=2, description="fixed validation paths")
@@ -53,8 +57,10 @@ class SolverSettings(_Strict):
     @field_validator("y0_init", mode="before")
     @classmethod
     def _pair(cls, value: object) -> object:
+        if value == "baseline":
+            return value
         if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise ValueError("expected [low, high], two numbers")
+            raise ValueError("expected [low, high], two numbers, or 'baseline'")
         return value
 
     @model_validator(mode="after")
@@ -63,7 +69,7 @@ class SolverSettings(_Strict):
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.hidden is not None and any(w < 1 for w in self.hidden):
             raise ValueError(f"hidden: layer widths must be positive, got {self.hidden}")
-        if self.y0_init[0] > self.y0_init[1]:
+        if self.y0_init != "baseline" and self.y0_init[0] > self.y0_init[1]:
             raise ValueError(f"y0_init must be [low, high] with low <= high, got {list(self.y0_init)}")
         return self
 
@@ -77,9 +83,6 @@ class SolverSettings(_Strict):
         """Hidden widths: the PNAS dim + 10 up to 100-d, then capped so parameters grow linearly in d."""
         return list(self.hidden) if self.hidden is not None else [min(dim, 100) + 10] * 2
 
-    def output_scale(self, dim: int) -> float:
-        """Factor on the step networks' output: small Z at the start keeps early Y paths tame."""
-        return self.z_scale if self.z_scale is not None else 1.0 / dim
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -27,10 +27,17 @@ class Paths:
 def brownian_increments(
     batch: int, steps: int, dim: int, dt: float, *,
     generator: torch.Generator, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
+    float32_normals: bool = False,
 ) -> torch.Tensor:
-    """dW ~ N(0, dt I): (batch, steps, dim)."""
-    dw = torch.randn(batch, steps, dim, generator=generator, device=device, dtype=dtype)
-    return dw.mul_(math.sqrt(dt))
+    """dW ~ N(0, dt I): (batch, steps, dim).
+
+    ``float32_normals`` draws the standard normals in float32 and widens them: 6x cheaper on CPU
+    for float64 runs, at a 6e-8 relative rounding of each draw (what training needs, not what a
+    reference price needs).
+    """
+    draw_dtype = torch.float32 if float32_normals else dtype
+    dw = torch.randn(batch, steps, dim, generator=generator, device=device, dtype=draw_dtype)
+    return dw.to(dtype).mul_(math.sqrt(dt))
 
 
 def uniform_correlation_root(dw: torch.Tensor, rho: float) -> torch.Tensor:
@@ -81,11 +88,13 @@ def states_from_increments(process: Process, x0: torch.Tensor, dw: torch.Tensor,
 def simulate_paths(
     process: Process, x0: torch.Tensor | tuple[float, ...], total_time: float, steps: int, batch: int, *,
     generator: torch.Generator, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
+    float32_normals: bool = False,
 ) -> Paths:
     """Simulate ``batch`` paths of the forward SDE on a uniform grid of ``steps`` steps."""
     if steps < 1 or batch < 1:
         raise ValueError(f"steps and batch must be positive, got steps={steps}, batch={batch}")
     x0 = torch.as_tensor(x0, device=device, dtype=dtype)
     dt = total_time / steps
-    dw = brownian_increments(batch, steps, x0.shape[-1], dt, generator=generator, device=device, dtype=dtype)
+    dw = brownian_increments(batch, steps, x0.shape[-1], dt, generator=generator, device=device, dtype=dtype,
+                             float32_normals=float32_normals)
     return Paths(states_from_increments(process, x0, dw, dt), dw, dt)

@@ -154,7 +154,7 @@ def solve(
     finite = math.isfinite(baseline.value) and math.isfinite(baseline.stderr)
     return SolveResult(
         problem=problem.name, kind=problem.equation.kind, dim=problem.equation.dim, y0=y0,
-        z0=[float(v) for v in model.z0.detach().cpu()], baseline=baseline.value if finite else None,
+        z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
         baseline_stderr=baseline.stderr if finite else None, reference=reference,
         reference_source=problem.reference.source,
         rel_error=rel_error, iterations=settings.iterations, time_steps=settings.time_steps,

@@ -68,8 +68,20 @@ def sample(equation: Equation, settings: SolverSettings, batch: int, generator: 
     """A batch of forward paths on the solver's time grid."""
     return simulate_paths(
         equation.process, equation.x_start, equation.total_time, settings.time_steps, batch,
-        generator=generator, device=device, dtype=settings.torch_dtype,
+        generator=generator, device=device, dtype=settings.torch_dtype, float32_normals=True,
     )
+
+
+def output_scale(terminal: torch.Tensor, equation: Equation) -> float:
+    """sqrt(Var g(X_T) / (T d)): the size of a coordinate of Z if E int_0^T |Z|^2 dt were Var g(X_T).
+
+    Scaling the networks' output by it makes their parameters O(1) whatever the problem's units, so
+    Adam's steps (of about the learning rate) move Z at a comparable relative pace on every problem.
+    """
+    var = terminal.var().item() if terminal.numel() > 1 else 0.0
+    if not math.isfinite(var) or var <= 0.0:
+        return 1.0 / equation.dim
+    return math.sqrt(var / (equation.total_time * equation.dim))
 
 
 def evaluate(model: DeepBSDE, paths: Paths) -> float:
@@ -92,9 +104,16 @@ class _Run:
                  device: torch.device):
         self.settings, self.generator = settings, generator
         self.model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim),
-                              dtype=settings.torch_dtype, device=device, z_scale=settings.output_scale(equation.dim))
-        self.model.reset_parameters(generator, settings.y0_init)
+                              dtype=settings.torch_dtype, device=device)
+        from_baseline = settings.y0_init == "baseline"
+        self.model.reset_parameters(generator, (0.0, 0.0) if from_baseline else settings.y0_init)
         self.valid = sample(equation, settings, settings.valid_size, generator, device)
+        terminal = equation.terminal(self.valid.x[:, -1])
+        self.model.z_scale = settings.z_scale or output_scale(terminal, equation)
+        if from_baseline:  # start from the driver-free value: only the nonlinear correction is left to learn
+            discount = math.exp(-equation.discount_rate * equation.total_time)
+            with torch.no_grad():
+                self.model.y0.fill_(discount * terminal.mean().item())
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=True)
         self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
         self.history: list[LogEntry] = []

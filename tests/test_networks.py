@@ -7,34 +7,45 @@ from torch import nn
 from bsde.networks import BN_EPS, BN_MOMENTUM, StackedGradientNets
 
 
-def per_step_reference(stacked: StackedGradientNets, step: int) -> nn.Sequential:
-    """bn -> (linear -> bn -> relu) x L -> linear -> bn built from torch.nn with the stacked weights."""
-    layers: list[nn.Module] = []
-    norms, linears = stacked.norms, stacked.linears
+class PerStepReference(nn.Module):
+    """One step's network from torch.nn parts with the stacked weights: bn, (linear, bn, relu) x L, linear."""
 
-    def bn(i: int) -> nn.BatchNorm1d:
-        norm = norms[i]
-        width = norm.weight.shape[1]
-        module = nn.BatchNorm1d(width, eps=BN_EPS, momentum=BN_MOMENTUM, dtype=torch.float64)
-        with torch.no_grad():
-            module.weight.copy_(norm.weight[step])
-            module.bias.copy_(norm.bias[step])
-            module.running_mean.copy_(norm.running_mean.view(-1, width)[step])
-            module.running_var.copy_(norm.running_var.view(-1, width)[step])
-        return module
+    def __init__(self, stacked: StackedGradientNets, step: int):
+        super().__init__()
+        self.norms = nn.ModuleList()
+        for norm in stacked.norms:
+            width = norm.weight.shape[1]
+            module = nn.BatchNorm1d(width, eps=BN_EPS, momentum=BN_MOMENTUM, dtype=torch.float64)
+            with torch.no_grad():
+                module.weight.copy_(norm.weight[step])
+                module.bias.copy_(norm.bias[step])
+                module.running_mean.copy_(norm.running_mean.view(-1, width)[step])
+                module.running_var.copy_(norm.running_var.view(-1, width)[step])
+            self.norms.append(module)
+        self.linears = nn.ModuleList()
+        for i, layer in enumerate(stacked.linears):
+            weight = layer.weight[step]
+            last = i == len(stacked.linears) - 1
+            module = nn.Linear(weight.shape[0], weight.shape[1], bias=last, dtype=torch.float64)
+            with torch.no_grad():
+                module.weight.copy_(weight.T)
+                if last:
+                    module.bias.copy_(stacked.bias[step])
+            self.linears.append(module)
+        self.diagonal = nn.Parameter(stacked.diagonal[step].detach().clone())
 
-    def linear(i: int) -> nn.Linear:
-        weight = linears[i].weight[step]
-        module = nn.Linear(weight.shape[0], weight.shape[1], bias=False, dtype=torch.float64)
-        with torch.no_grad():
-            module.weight.copy_(weight.T)
-        return module
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_hat = h = self.norms[0](x)
+        for linear, norm in zip(self.linears[:-1], self.norms[1:]):
+            h = torch.relu(norm(linear(h)))
+        return self.linears[-1](h) + self.diagonal * x_hat
 
-    layers.append(bn(0))
-    for i in range(len(linears) - 1):
-        layers += [linear(i), bn(i + 1), nn.ReLU()]
-    layers += [linear(len(linears) - 1), bn(len(norms) - 1)]
-    return nn.Sequential(*layers)
+
+def randomise(stacked: StackedGradientNets, generator: torch.Generator) -> None:
+    """Give the zero-initialised last layer, bias and diagonal nonzero values so they are tested too."""
+    with torch.no_grad():
+        for p in (stacked.linears[-1].weight, stacked.bias, stacked.diagonal):
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype))
 
 
 @pytest.mark.parametrize("hidden", [[7, 9], [5], [6, 6, 6]])
@@ -42,7 +53,8 @@ def test_stacked_equals_per_step_loop(hidden, generator):
     steps, dim, batch = 4, 3, 16
     stacked = StackedGradientNets(steps, dim, hidden, dtype=torch.float64)
     stacked.reset_parameters(generator)
-    loop = [per_step_reference(stacked, s) for s in range(steps)]
+    randomise(stacked, generator)
+    loop = [PerStepReference(stacked, s) for s in range(steps)]
     x = torch.randn(batch, steps, dim, generator=generator, dtype=torch.float64) * 3 + 1
 
     out = stacked(x)  # training mode: batch statistics, running statistics updated
@@ -52,8 +64,10 @@ def test_stacked_equals_per_step_loop(hidden, generator):
     # gradients agree too
     out.square().sum().backward()
     expected.square().sum().backward()
-    torch.testing.assert_close(stacked.linears[0].weight.grad[2], loop[2][1].weight.grad.T)
-    torch.testing.assert_close(stacked.norms[-1].weight.grad[1], loop[1][-1].weight.grad)
+    torch.testing.assert_close(stacked.linears[0].weight.grad[2], loop[2].linears[0].weight.grad.T)
+    torch.testing.assert_close(stacked.norms[-1].weight.grad[1], loop[1].norms[-1].weight.grad)
+    torch.testing.assert_close(stacked.diagonal.grad[3], loop[3].diagonal.grad)
+    torch.testing.assert_close(stacked.bias.grad[0], loop[0].linears[-1].bias.grad)
 
     # running statistics were updated the same way, so inference mode agrees as well
     stacked.eval()
@@ -68,6 +82,7 @@ def test_steps_are_independent(generator):
     """Changing the input of one time step leaves the other steps' outputs unchanged (eval mode)."""
     stacked = StackedGradientNets(3, 4, [8, 8], dtype=torch.float64)
     stacked.reset_parameters(generator)
+    randomise(stacked, generator)
     stacked.eval()
     x = torch.randn(5, 3, 4, generator=generator, dtype=torch.float64)
     y = x.clone()
@@ -76,3 +91,14 @@ def test_steps_are_independent(generator):
     torch.testing.assert_close(a[:, 0], b[:, 0])
     torch.testing.assert_close(a[:, 2], b[:, 2])
     assert not torch.allclose(a[:, 1], b[:, 1])
+
+
+def test_starts_at_the_trivial_solution(generator):
+    """Z = 0 at initialisation, but the last layer and the diagonal receive gradients."""
+    stacked = StackedGradientNets(3, 4, [8, 8], dtype=torch.float64)
+    stacked.reset_parameters(generator)
+    x = torch.randn(16, 3, 4, generator=generator, dtype=torch.float64)
+    out = stacked(x)
+    assert torch.equal(out, torch.zeros_like(out))
+    (out * x).sum().backward()
+    assert stacked.linears[-1].weight.grad.abs().sum() > 0 and stacked.diagonal.grad.abs().sum() > 0
