@@ -112,13 +112,14 @@ def solve(
     on_log: Callable[[LogEntry], None] | None = None, on_warning: Callable[[str], None] | None = None,
     on_nan: OnNaN = "stop", checkpoint: Path | None = None, checkpoint_every: int | None = None,
     resume: Path | None = None, stop_requested: Callable[[], bool] | None = None,
-    reference: ReferenceResult | None = None, auto_reference: bool = True,
+    reference: ReferenceResult | None = None, auto_reference: bool = False,
 ) -> SolveResult:
     """Solve ``problem`` with the deep BSDE method; reproducible for a given seed and device.
 
     The reported reference is, in this order: ``reference`` when given; the problem's own
-    ``reference.value``; with ``auto_reference``, the engine's value by the cheap method
-    (:func:`bsde.reference.cheap_method`), computed after training and not counted in ``wall_s``.
+    ``reference.value``; with ``auto_reference`` (what ``bsde solve`` does), the engine's value by
+    the cheap method (:func:`bsde.reference.cheap_method`, a few seconds), computed after training
+    and not counted in ``wall_s``.
 
     Args:
         on_nan: "stop" (default) fails at the first non-finite loss; "rollback" returns to the

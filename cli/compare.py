@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from bsde.compare import compare as compare_problem
@@ -88,7 +89,8 @@ def compare(
         table = Table(*COLUMNS, title=f"deep BSDE against the reference (reports in {out_dir})")
         for summary in summaries:
             table.add_row(*cells(summary))
-        out.print(table, width=None if out.is_terminal else 250)  # pipes and files get the whole table
+        # a pipe or file gets the whole table, not one squeezed to 80 columns
+        (out if out.is_terminal else Console(highlight=False, width=250)).print(table)
     for summary in failed:
         rel = "no reference" if summary["rel_error"] is None else f"rel. error {summary['rel_error']:.3g}"
         err.print(f"check failed: {summary['problem']}: {rel} above --fail-above {fail_above:g}", markup=False)
