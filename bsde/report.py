@@ -45,7 +45,7 @@ def cells(summary: dict[str, Any]) -> list[str]:
         summary["problem"], str(summary["dim"]), str(summary["seeds"]),
         f"{summary['y0_mean']:.6g} ± {summary['y0_std']:.2g}", ref, method, _pct(summary.get("rel_error")),
         _num(summary.get("published")), _pct(summary.get("rel_error_published")), baseline,
-        f"{summary['wall_s_mean']:.1f} s", summary.get("device") or "-",
+        f"{summary['wall_s_mean']:.3g} s", summary.get("device") or "-",
     ]
 
 
@@ -60,7 +60,8 @@ def _reference_section(data: dict[str, Any]) -> list[str]:
     lines = ["## Reference", ""]
     if ref is not None:
         bar = summary["reference_error_bar"]
-        spread = f" ± {bar:.2g} ({summary['reference_error_kind']})" if bar is not None else " (no error estimate)"
+        kind = "95% CI half-width" if ref["ci95"] is not None else summary["reference_error_kind"]
+        spread = f" ± {bar:.2g} ({kind})" if bar is not None else " (no error estimate)"
         lines.append(f"- **Ours**: {ref['value']:.10g}{spread}, {summary['reference_source']}, "
                      f"seed 0, {ref['wall_s']:.2f} s.")
         if ref["stderr"] is not None:
@@ -99,7 +100,8 @@ def markdown(data: dict[str, Any]) -> str:
     """The readable report of one comparison."""
     summary, env = data["summary"], data["environment"]
     lines = [f"# {data['problem']}: deep BSDE against the reference", "",
-             f"{data['kind']}, dimension {data['dim']}, {summary['seeds']} seeds on {summary['device']}.", "",
+             f"{data['kind']}, dimension {data['dim']}, {summary['seeds']} seed{'s' * (summary['seeds'] != 1)} "
+             f"on {summary['device']}.", "",
              markdown_table([cells(summary)]), "", f"![y0 and loss by iteration]({data['problem']}.png)", ""]
     lines += _reference_section(data)
     baseline = summary["baseline"]
@@ -161,7 +163,11 @@ def index_markdown(reports: list[dict[str, Any]]) -> str:
         row = cells(data["summary"])
         row[0] = f"[{row[0]}]({data['problem']}.md)"
         rows.append(row)
-    made = sorted({f"`{data['environment']['command']}` ({data['environment']['date']})" for data in reports})
+    latest: dict[str, str] = {}
+    for data in reports:
+        env = data["environment"]
+        latest[env["command"]] = max(latest.get(env["command"], ""), env["date"] or "")
+    made = [f"`{command}` ({date})" for command, date in sorted(latest.items(), key=lambda item: item[1])]
     return "\n".join([
         "# Deep BSDE against reference values", "",
         "y0 is the mean ± standard deviation over seeds; the reference is ours (`bsde reference`, ± 95% CI "
