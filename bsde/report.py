@@ -62,8 +62,9 @@ def _reference_section(data: dict[str, Any]) -> list[str]:
         bar = summary["reference_error_bar"]
         kind = "95% CI half-width" if ref["ci95"] is not None else summary["reference_error_kind"]
         spread = f" ± {bar:.2g} ({kind})" if bar is not None else " (no error estimate)"
-        lines.append(f"- **Ours**: {ref['value']:.10g}{spread}, {summary['reference_source']}, "
-                     f"seed 0, {ref['wall_s']:.2f} s.")
+        seed = ", seed 0" if ref["stderr"] is not None else ""
+        lines.append(f"- **Ours**: {ref['value']:.10g}{spread}, {summary['reference_source']}{seed}, "
+                     f"{ref['wall_s']:.2f} s.")
         if ref["stderr"] is not None:
             lines.append(f"  Standard error {ref['stderr']:.3g}, 95% CI [{ref['ci95'][0]:.8g}, {ref['ci95'][1]:.8g}].")
         details = ", ".join(f"{key} = {value:.6g}" if isinstance(value, float) else f"{key} = {value}"
