@@ -12,8 +12,10 @@ import torch
 
 from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
 from bsde.equations.base import Equation
+from bsde.errors import BSDEError
 from bsde.memory import check_fits
 from bsde.problem import Problem
+from bsde.reference import ReferenceResult, cheap_method, describe, reference as run_reference
 from bsde.runtime import resolve_device, set_threads
 from bsde.simulation import simulate_paths
 from bsde.trainer import LogEntry, OnNaN, TrainHooks, train
@@ -62,6 +64,7 @@ class SolveResult:
     baseline_stderr: float | None
     reference: float | None
     reference_source: str
+    reference_stderr: float | None
     rel_error: float | None
     iterations: int
     time_steps: int
@@ -98,13 +101,25 @@ def trivial_solution_warning(y0: float, final_loss: float, baseline: Baseline) -
     return None
 
 
+def cheap_reference(problem: Problem) -> ReferenceResult | None:
+    """The engine's value for ``problem`` by its cheap method (a few seconds), or None if none is cheap."""
+    method = cheap_method(problem)
+    return None if method is None else run_reference(problem, method)
+
+
 def solve(
     problem: Problem, *, seed: int = 0, device: str = "auto", threads: int | None = None,
     on_log: Callable[[LogEntry], None] | None = None, on_warning: Callable[[str], None] | None = None,
     on_nan: OnNaN = "stop", checkpoint: Path | None = None, checkpoint_every: int | None = None,
     resume: Path | None = None, stop_requested: Callable[[], bool] | None = None,
+    reference: ReferenceResult | None = None, auto_reference: bool = False,
 ) -> SolveResult:
     """Solve ``problem`` with the deep BSDE method; reproducible for a given seed and device.
+
+    The reported reference is, in this order: ``reference`` when given; the problem's own
+    ``reference.value``; with ``auto_reference`` (what ``bsde solve`` does), the engine's value by
+    the cheap method (:func:`bsde.reference.cheap_method`, a few seconds), computed after training
+    and not counted in ``wall_s``.
 
     Args:
         on_nan: "stop" (default) fails at the first non-finite loss; "rollback" returns to the
@@ -115,6 +130,9 @@ def solve(
             device) to continue from; the result equals an uninterrupted run's bit for bit on CPU.
         stop_requested: polled after every iteration; when true the run checkpoints and raises
             :class:`bsde.errors.Interrupted`.
+        reference: a reference already computed (``bsde compare`` computes one for many seeds).
+        auto_reference: when the problem has no reference value, compute one with the engine
+            (a failure there becomes a warning, not an error).
 
     Raises:
         ProblemError: the solve would not fit in memory, or ``resume`` is not a checkpoint of this run.
@@ -146,19 +164,27 @@ def solve(
     model = trained.model
     y0 = model.y0.item()
     final_loss = trained.history[-1].loss
-    reference = problem.reference.value
-    rel_error = None if reference in (None, 0) else abs(y0 - reference) / abs(reference)
     warning = trivial_solution_warning(y0, final_loss, baseline)
     if warning:
         warn(warning)
     finite = math.isfinite(baseline.value) and math.isfinite(baseline.stderr)
+    wall_s = time.perf_counter() - start
+    if reference is None and problem.reference.value is None and auto_reference:
+        try:
+            reference = cheap_reference(problem)
+        except BSDEError as exc:
+            warn(f"no reference: the engine failed ({exc})")
+    if reference is not None:
+        ref_value, ref_source, ref_stderr = reference.value, describe(reference), reference.stderr
+    else:
+        ref_value, ref_source, ref_stderr = problem.reference.value, problem.reference.source, problem.reference.stderr
+    rel_error = None if ref_value in (None, 0) else abs(y0 - ref_value) / abs(ref_value)
     return SolveResult(
         problem=problem.name, kind=problem.equation.kind, dim=problem.equation.dim, y0=y0,
         z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
-        baseline_stderr=baseline.stderr if finite else None, reference=reference,
-        reference_source=problem.reference.source,
-        rel_error=rel_error, iterations=settings.iterations, time_steps=settings.time_steps,
-        batch_size=settings.batch_size, wall_s=time.perf_counter() - start, train_s=trained.train_s,
+        baseline_stderr=baseline.stderr if finite else None, reference=ref_value, reference_source=ref_source,
+        reference_stderr=ref_stderr, rel_error=rel_error, iterations=settings.iterations,
+        time_steps=settings.time_steps, batch_size=settings.batch_size, wall_s=wall_s, train_s=trained.train_s,
         iterations_per_s=settings.iterations / trained.train_s if trained.train_s > 0 else 0.0,
         final_loss=final_loss, device=str(dev), dtype=settings.dtype, seed=seed, threads=used_threads,
         warnings=warnings, history=trained.history,

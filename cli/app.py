@@ -8,7 +8,9 @@ import typer
 
 from bsde import __version__
 
+from .compare import compare
 from .inspect import list_problems, show
+from .reference import reference_command
 from .solve import solve
 
 app = typer.Typer(
@@ -34,6 +36,8 @@ def _root(
 app.command("list")(list_problems)
 app.command()(show)
 app.command()(solve)
+app.command("reference")(reference_command)
+app.command()(compare)
 
 
 def main() -> None:

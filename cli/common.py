@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import sys
+from enum import Enum
 from typing import Annotated, Any, Callable
 
 import typer
@@ -67,3 +69,40 @@ def emit_json(data: dict[str, Any]) -> None:
 
 def fmt(value: float | None, digits: int = 6) -> str:
     return "n/a" if value is None else f"{value:.{digits}g}"
+
+
+def progress_lines(label: str, step: float = 0.1) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback printing '<label>: 40% (done/total)' on stderr every ``step``."""
+    shown = [-1.0]
+
+    def progress(done: int, total: int) -> None:
+        fraction = done / total if total else 1.0
+        if fraction >= shown[0] + step or (done >= total and shown[0] < 1.0):
+            shown[0] = fraction
+            err.print(f"  {label}: {100 * fraction:3.0f}% ({done}/{total})", markup=False)
+
+    return progress
+
+
+def command_line(ctx: typer.Context) -> str:
+    """The running command as a shell line: 'bsde <command> ARGS' with every option not at its default.
+
+    Rebuilt from what the parser read, so it is the same whichever way the command was started
+    (console script, ``python -m bsde.cli`` or a test runner).
+    """
+    words = ["bsde", ctx.info_name or ""]
+    options: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.param_type_name == "argument":
+            words += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None]
+            continue
+        if value is None or value == param.default or value == () or param.name is None:
+            continue
+        flag = next((opt for opt in param.opts if opt.startswith("--")), param.opts[0])
+        if getattr(param, "is_flag", False):
+            options.append(flag if value else (param.secondary_opts or [flag])[0])
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            options += [flag, str(item.value if isinstance(item, Enum) else item)]
+    return shlex.join(words + options)

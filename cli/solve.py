@@ -40,7 +40,9 @@ def report(result: SolveResult) -> None:
     out.print(f"{result.problem} ({result.kind}, dim {result.dim})", markup=False)
     out.print(f"  y0         {result.y0:.6g}", markup=False)
     if result.reference is not None:
-        out.print(f"  reference  {result.reference:.6g}  ({result.reference_source or 'no source'})", markup=False)
+        spread = f" +- {result.reference_stderr:.2g}" if result.reference_stderr is not None else ""
+        out.print(f"  reference  {result.reference:.6g}{spread}  ({result.reference_source or 'no source'})",
+                  markup=False)
         out.print(f"  rel. error {100 * result.rel_error:.3f} %", markup=False)
     if result.baseline is not None:
         out.print(f"  baseline   {result.baseline:.6g} +- {result.baseline_stderr:.2g}  "
@@ -83,6 +85,8 @@ def solve(
     threads: ThreadsOption = None,
     json_: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    no_reference: Annotated[bool, typer.Option(
+        "--no-reference", help="Do not compute a reference with bsde.reference when the problem has none.")] = False,
     out_file: Annotated[Path | None, typer.Option(
         "--out", help="Also write the JSON result (with history) to FILE, atomically; creates its folder.",
         metavar="FILE")] = None,
@@ -99,6 +103,9 @@ def solve(
                          "halve the learning rate (at most 5 times).", rich_help_panel=RUN_PANEL)] = OnNaN.stop,
 ) -> None:
     """Solve PROBLEM; print y0 beside its reference and the driver-free baseline.
+
+    Without a reference value in the problem (or when --set changed the equation), a cheap one
+    comes from the reference engine (see `bsde reference`) unless --no-reference is given.
 
     Ctrl-C or SIGTERM finishes the current iteration, writes the checkpoint (if --checkpoint or
     --resume is given), prints the command that resumes, and exits 130 or 143.
@@ -120,6 +127,7 @@ def solve(
                 loaded, seed=seed, device=device, threads=threads, on_log=on_log,
                 on_warning=lambda text: err.print(f"warning: {text}", markup=False), on_nan=on_nan.value,
                 checkpoint=folder, checkpoint_every=checkpoint_every, resume=resume, stop_requested=stop,
+                auto_reference=not no_reference,
             )
         except Interrupted as exc:
             hint = _resume_hint(problem, set_, preset, seed, device, threads, folder, checkpoint_every,

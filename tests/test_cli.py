@@ -26,21 +26,22 @@ def test_show_prints_resolved_yaml():
 
 
 def test_solve_json_is_one_clean_object():
-    result = runner.invoke(app, ["solve", "hjb", *TINY, "--seed", "3", "--json", "--device", "cpu"])
+    result = runner.invoke(app, ["solve", "hjb", *TINY, "--seed", "3", "--json", "--device", "cpu", "--no-reference"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)  # stdout holds exactly one JSON object
     for key in ("problem", "kind", "dim", "y0", "z0", "baseline", "reference", "rel_error", "iterations",
                 "time_steps", "batch_size", "wall_s", "device", "dtype", "seed"):
         assert key in data
     assert data["dim"] == 3 and len(data["z0"]) == 3 and data["seed"] == 3 and data["device"] == "cpu"
-    assert data["reference"] is None and data["rel_error"] is None  # 100-d value dropped for dim 3
+    assert data["reference"] is None and data["rel_error"] is None  # 100-d value dropped, engine skipped
     assert "iter" in result.stderr  # progress goes to stderr
 
 
 def test_solve_same_seed_same_y0():
-    first = json.loads(runner.invoke(app, ["solve", "allen_cahn", *TINY, "--json", "-q"]).stdout)
-    second = json.loads(runner.invoke(app, ["solve", "allen_cahn", *TINY, "--json", "-q"]).stdout)
-    other = json.loads(runner.invoke(app, ["solve", "allen_cahn", *TINY, "--json", "-q", "--seed", "1"]).stdout)
+    args = ["solve", "allen_cahn", *TINY, "--json", "-q", "--no-reference"]
+    first = json.loads(runner.invoke(app, args).stdout)
+    second = json.loads(runner.invoke(app, args).stdout)
+    other = json.loads(runner.invoke(app, [*args, "--seed", "1"]).stdout)
     assert first["y0"] == second["y0"] and first["y0"] != other["y0"]
 
 

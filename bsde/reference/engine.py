@@ -28,6 +28,8 @@ class Method:
     applies: Callable[[Equation], bool]
     cheap: bool
     run: Runner
+    #: what the method is, for a report's "source" line
+    label: str = ""
 
 
 def _paths(paths: int | None) -> dict:
@@ -37,20 +39,23 @@ def _paths(paths: int | None) -> dict:
 METHODS: dict[str, Method] = {
     "semi-analytic": Method(
         lambda eq: isinstance(eq, MaxCall) and eq.correlation == 0.0, True,
-        lambda eq, paths, seed, progress: semi_analytic(eq)),
+        lambda eq, paths, seed, progress: semi_analytic(eq), "semi-analytic formula"),
     "radial": Method(
         lambda eq: eq.radial_form() is not None, True,
-        lambda eq, paths, seed, progress: radial(eq)),
+        lambda eq, paths, seed, progress: radial(eq), "radial PDE solve"),
     "cole-hopf": Method(
         lambda eq: isinstance(eq, HJB), True,
-        lambda eq, paths, seed, progress: cole_hopf(eq, seed=seed, progress=progress, **_paths(paths))),
+        lambda eq, paths, seed, progress: cole_hopf(eq, seed=seed, progress=progress, **_paths(paths)),
+        "Monte Carlo of the Cole-Hopf formula"),
     "mc": Method(
         lambda eq: isinstance(eq, BlackScholes), True,
-        lambda eq, paths, seed, progress: monte_carlo(eq, seed=seed, progress=progress, **_paths(paths))),
+        lambda eq, paths, seed, progress: monte_carlo(eq, seed=seed, progress=progress, **_paths(paths)),
+        "Monte Carlo with control variates"),
     "mlp": Method(
         lambda eq: not eq.driver_uses_z, False,
         lambda eq, paths, seed, progress: mlp(eq, seed=seed, progress=progress,
-                                              **({} if paths is None else {"repeats": paths}))),
+                                              **({} if paths is None else {"repeats": paths})),
+        "multilevel Picard iteration"),
 }
 
 #: for "auto": the first applicable, most accurate per unit of time
@@ -65,6 +70,13 @@ def applicable_methods(problem: Problem) -> list[str]:
 def cheap_method(problem: Problem) -> str | None:
     """The preferred method that runs in a few seconds at defaults (to run inside ``bsde solve``), if any."""
     return next((name for name in applicable_methods(problem) if METHODS[name].cheap), None)
+
+
+def describe(result: ReferenceResult) -> str:
+    """Where a value came from, e.g. "radial PDE solve (bsde.reference)" or "... , 16384 paths (bsde.reference)"."""
+    label = METHODS[result.method].label if result.method in METHODS else result.method
+    paths = f", {result.paths} paths" if result.paths else ""
+    return f"{label}{paths} (bsde.reference)"
 
 
 def reference(

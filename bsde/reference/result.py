@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+#: keys in ``details`` where deterministic methods put their own error estimate
+ERROR_ESTIMATE_KEYS = ("error_estimate", "quad_error")
 
 
 @dataclass(frozen=True)
@@ -22,11 +26,40 @@ class ReferenceResult:
     wall_s: float
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def error_bar(self) -> float | None:
+        """Half-width of the 95% interval; for deterministic methods their own error estimate, if any."""
+        if self.ci95 is not None:
+            return 0.5 * (self.ci95[1] - self.ci95[0])
+        for key in ERROR_ESTIMATE_KEYS:
+            value = self.details.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                return abs(float(value))
+        return None
+
+    @property
+    def error_bar_kind(self) -> str:
+        """What ``error_bar`` is: "95% CI", "error estimate" or "none"."""
+        if self.ci95 is not None:
+            return "95% CI"
+        return "error estimate" if self.error_bar is not None else "none"
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready mapping (``ci95`` as a list)."""
+        """A JSON-ready mapping (``ci95`` as a list, non-finite numbers as None)."""
         data = asdict(self)
         data["ci95"] = list(self.ci95) if self.ci95 is not None else None
-        return data
+        return finite_json(data)
+
+
+def finite_json(data: Any) -> Any:
+    """``data`` with every NaN or infinity (at any depth) replaced by None, so strict JSON accepts it."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_json(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(value) for value in data]
+    return data
 
 
 def ci95(value: float, stderr: float) -> tuple[float, float]:

@@ -1,0 +1,99 @@
+"""`bsde compare`: several seeded solves per problem against the reference; reports in a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bsde.compare import compare as compare_problem
+from bsde.errors import ProblemError
+from bsde.io import check_writable
+from bsde.problem import shipped_problems
+from bsde.report import COLUMNS, cells, write_reports
+from bsde.runtime import resolve_device
+from bsde.trainer import LogEntry
+
+from .common import (DeviceOption, JsonOption, SetOption, ThreadsOption, command_line, emit_json, err, guarded,
+                     load, out, progress_lines)
+from .reference import PathsOption
+
+
+def _log(total: int):
+    def on_log(seed: int, entry: LogEntry) -> None:
+        err.print(f"  seed {seed}  iter {entry.iteration:>6}/{total}  loss {entry.loss:.4e}  y0 {entry.y0:.6g}  "
+                  f"{entry.elapsed_s:7.1f} s", markup=False)
+    return on_log
+
+
+@guarded
+def compare(
+    ctx: typer.Context,
+    problems: Annotated[list[str] | None, typer.Argument(
+        help="Shipped problem names or YAML paths.", show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every shipped problem.")] = False,
+    seeds: Annotated[int, typer.Option(min=1, help="Solves per problem, with seeds 0..K-1.", metavar="K")] = 3,
+    set_: SetOption = None,
+    preset: Annotated[str | None, typer.Option(help="Named solver overlay from each problem's presets.")] = None,
+    out_dir: Annotated[Path, typer.Option(
+        "--out", help="Folder for <problem>.json/.md/.png and README.md (created if missing).",
+        metavar="DIR")] = Path("results"),
+    fail_above: Annotated[float | None, typer.Option(
+        min=0.0, help="Exit 1 (after writing the reports) when a relative error of mean y0 is above TOL.",
+        metavar="TOL")] = None,
+    device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
+    reference_paths: PathsOption = None,
+    json_: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+) -> None:
+    """Solve each PROBLEM with K seeds, compare y0 with the reference, write reports to DIR.
+
+    The reference is ours (`bsde reference`, method auto); a published value in the problem
+    file is shown beside it. DIR/README.md is rebuilt from every report JSON in DIR.
+    """
+    names = list(dict.fromkeys([*(sorted(shipped_problems()) if all_ else []), *(problems or [])]))
+    if not names:
+        raise ProblemError("no problem given: name one or more problems, or use --all")
+    loaded = [load(name, set_, preset) for name in names]
+    resolve_device(device)  # bad input fails before any work
+    for problem in loaded:
+        check_writable(out_dir / f"{problem.name}.json")
+    command = command_line(ctx)
+    summaries = []
+    for problem in loaded:
+        eq = problem.equation
+        if not quiet:
+            err.print(f"comparing {problem.name}: {eq.kind}, dim {eq.dim}, {seeds} seeds x "
+                      f"{problem.solver.iterations} iterations", markup=False)
+        result = compare_problem(
+            problem, seeds=seeds, device=device, threads=threads, reference_paths=reference_paths, command=command,
+            on_log=None if quiet else _log(problem.solver.iterations),
+            on_warning=lambda text: err.print(f"warning: {text}", markup=False),
+            on_reference=None if quiet else (lambda name: err.print(f"  reference by {name}", markup=False)),
+            progress=None if quiet else progress_lines("reference"),
+        )
+        data = result.to_dict()
+        written = write_reports(data, out_dir)
+        if not quiet:
+            err.print(f"  wrote {', '.join(str(path) for path in written)}", markup=False)
+        summaries.append(data["summary"])
+    failed = [] if fail_above is None else [
+        s for s in summaries if s["rel_error"] is None or s["rel_error"] > fail_above]  # no reference: not a pass
+    if json_:
+        emit_json({"out": str(out_dir), "fail_above": fail_above, "failed": [s["problem"] for s in failed],
+                   "problems": summaries})
+    else:
+        table = Table(*COLUMNS, title=f"deep BSDE against the reference (reports in {out_dir})")
+        for summary in summaries:
+            table.add_row(*cells(summary))
+        # a pipe or file gets the whole table, not one squeezed to 80 columns
+        (out if out.is_terminal else Console(highlight=False, width=250)).print(table)
+    for summary in failed:
+        rel = "no reference" if summary["rel_error"] is None else f"rel. error {summary['rel_error']:.3g}"
+        err.print(f"check failed: {summary['problem']}: {rel} above --fail-above {fail_above:g}", markup=False)
+    if failed:
+        raise typer.Exit(1)

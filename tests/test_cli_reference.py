@@ -1,0 +1,69 @@
+"""`bsde reference`, and `bsde solve` taking the engine's reference when the problem has none."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bsde.cli.app import app
+from conftest import tiny_args
+
+runner = CliRunner()
+KEYS = ("problem", "dim", "value", "stderr", "ci95", "method", "paths", "wall_s", "details")
+
+
+def reference_json(*args: str) -> dict:
+    result = runner.invoke(app, ["reference", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # stdout holds exactly one JSON object
+
+
+def test_hjb_radial_json():
+    data = reference_json("hjb", "--set", "equation.dim=3")
+    assert tuple(data) == KEYS
+    assert data["problem"] == "hjb" and data["dim"] == 3 and data["method"] == "radial"
+    assert data["stderr"] is None and data["ci95"] is None and data["paths"] is None
+    assert abs(data["details"]["half_resolution_difference"]) < 1e-3
+    assert 0.7 < data["value"] < 0.9  # about 0.78888
+
+
+def test_max_call_mc_brackets_the_semi_analytic_value():
+    mc = reference_json("max_call", "--set", "equation.dim=3", "--method", "mc", "--paths", "2000", "--seed", "1")
+    exact = reference_json("max_call", "--set", "equation.dim=3", "--method", "semi-analytic")
+    assert mc["method"] == "mc" and mc["paths"] == 2000 and mc["stderr"] > 0
+    low, high = mc["ci95"]
+    assert low < mc["value"] < high and high - low == pytest.approx(2 * 1.96 * mc["stderr"])
+    assert abs(mc["value"] - exact["value"]) < 5 * mc["stderr"]
+    assert exact["method"] == "semi-analytic" and exact["stderr"] is None
+
+
+def test_human_output_and_progress_on_stderr():
+    result = runner.invoke(app, ["reference", "max_call", "--set", "equation.dim=2", "--method", "mc",
+                                 "--paths", "1000"])
+    assert result.exit_code == 0, result.output
+    for text in ("value", "+-", "95% CI", "method  mc", "paths   1000", "wall"):
+        assert text in result.stdout
+    assert "100%" in result.stderr and "100%" not in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["max_call", "--set", "equation.dim=3", "--method", "radial"], "method 'radial' does not apply"),
+    (["default_risk", "--method", "mc"], "applicable: mlp"),
+    (["max_call", "--set", "equation.dim=3", "--method", "mc", "--paths", "2"], "at least 4 paths"),
+])
+def test_inapplicable_method_is_one_line_exit_2(args, message):
+    result = runner.invoke(app, ["reference", *args, "--json"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert message in result.stderr and result.stderr.count("\n") == 2  # the announcement, then one error line
+
+
+def test_solve_without_reference_gets_the_engines(tmp_path):
+    args = ["solve", "hjb", *tiny_args(**{"equation.dim": 3, "solver.iterations": 10}), "--json", "-q",
+            "--threads", "1"]
+    data = json.loads(runner.invoke(app, args).stdout)
+    assert "radial" in data["reference_source"] and "bsde.reference" in data["reference_source"]
+    assert data["reference"] == pytest.approx(0.78888, abs=1e-4) and data["reference_stderr"] is None
+    assert data["rel_error"] == pytest.approx(abs(data["y0"] - data["reference"]) / data["reference"])
+    bare = json.loads(runner.invoke(app, [*args, "--no-reference"]).stdout)
+    assert bare["reference"] is None and bare["rel_error"] is None and bare["y0"] == data["y0"]

@@ -1,0 +1,103 @@
+"""`bsde compare`: reports in a folder, its README index, --fail-above; the agreement sentence."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bsde.cli.app import app
+from bsde.compare import Published, agreement, rounding
+from bsde.reference import ReferenceResult
+from conftest import tiny_args
+
+runner = CliRunner()
+#: hjb in dim 2 (radial reference, no published value), 30 iterations, one thread
+TINY = [*tiny_args(**{"solver.iterations": 30}), "--threads", "1", "--device", "cpu", "-q"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """One comparison of 2 seeds written to a fresh folder, with --fail-above far off."""
+    folder = tmp_path_factory.mktemp("cmp") / "results"  # does not exist yet: compare creates it
+    result = runner.invoke(app, ["compare", "hjb", "--seeds", "2", *TINY, "--out", str(folder), "--fail-above", "1e9"])
+    assert result.exit_code == 0, result.output
+    return folder, result
+
+
+def test_json_report_holds_every_run(results):
+    folder, _ = results
+    data = json.loads((folder / "hjb.json").read_text())
+    assert data["format"] == "bsde-compare/1" and data["dim"] == 2
+    assert [run["seed"] for run in data["runs"]] == [0, 1]
+    assert all(run["history"] and run["rel_error"] is not None for run in data["runs"])
+    summary = data["summary"]
+    assert summary["reference_method"] == "radial" and summary["reference_basis"] == "bsde.reference"
+    assert summary["y0_mean"] == pytest.approx(sum(run["y0"] for run in data["runs"]) / 2)
+    assert summary["rel_error"] == pytest.approx(abs(summary["y0_mean"] - summary["reference"]) / summary["reference"])
+    assert data["reference"]["details"]["half_resolution_difference"] is not None
+    env = data["environment"]
+    for key in ("platform", "cpu", "cores", "device", "torch", "numpy", "python", "threads", "seeds", "date"):
+        assert env[key] not in (None, "")
+    assert env["threads"] == 1 and env["seeds"] == [0, 1]
+    assert env["command"].startswith("bsde compare hjb --seeds 2 --set equation.dim=2")
+
+
+def test_markdown_png_and_index(results):
+    folder, result = results
+    report = (folder / "hjb.md").read_text()
+    assert "| problem | dim | seeds | y0 mean ± std |" in report and "| hjb | 2 | 2 |" in report
+    assert "bsde compare hjb --seeds 2" in report and "torch" in report and "CPU" in report
+    assert (folder / "hjb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    index = (folder / "README.md").read_text()
+    assert "[hjb](hjb.md)" in index and "bsde compare --all --seeds 3 --out results" in index
+    assert "y0 mean" in result.stdout and "radial" in result.stdout  # the console table
+
+
+def test_fail_above_exits_1_after_writing_and_index_lists_both(results):
+    folder, _ = results
+    result = runner.invoke(app, ["compare", "allen_cahn", "--seeds", "1", *TINY, "--out", str(folder),
+                                 "--fail-above", "1e-12", "--json"])
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["failed"] == ["allen_cahn"] and data["problems"][0]["rel_error"] > 1e-12
+    assert "check failed: allen_cahn" in result.stderr
+    assert (folder / "allen_cahn.json").exists() and (folder / "allen_cahn.png").exists()
+    index = (folder / "README.md").read_text()
+    assert "[allen_cahn](allen_cahn.md)" in index and "[hjb](hjb.md)" in index
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "no problem given"),
+    (["hjb", "--preset", "nope"], "preset 'nope' not defined"),
+    (["nope"], "unknown problem 'nope'"),
+])
+def test_bad_input_exits_2_before_any_work(args, message, tmp_path):
+    result = runner.invoke(app, ["compare", *args, "--out", str(tmp_path)])
+    assert result.exit_code == 2 and message in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_out_into_a_file_is_one_line_exit_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["compare", "hjb", *TINY, "--out", str(blocker / "results")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and str(blocker) in result.stderr
+
+
+def radial(value: float, difference: float) -> ReferenceResult:
+    details = {"points": 4000, "steps": 1000, "coarse_points": 2000, "coarse_steps": 500,
+               "half_resolution_difference": difference, "error_estimate": abs(difference) / 3}
+    return ReferenceResult(value, None, None, "radial", None, 1.0, details)
+
+
+def test_agreement_sentence_says_by_how_much_and_whom_we_trust():
+    text = agreement(radial(0.0527812677, 2.7e-7), Published(0.052802, "PNAS"))
+    assert "disagree by 2.07e-05" in text and "we trust ours" in text and "half resolution" in text
+    assert "agree:" in agreement(radial(4.59012, 2e-6), Published(4.5901, "PNAS"))
+    mlp = ReferenceResult(50.0, 0.1, (49.8, 50.2), "mlp", None, 1.0, {"level": 4, "repeats": 5})
+    assert "we trust the published value" in agreement(mlp, Published(57.3))
+    assert agreement(None, Published(1.0)) is None and agreement(mlp, Published(None)) is None
+
+
+def test_rounding_is_half_a_unit_in_the_last_digit():
+    assert rounding(4.5901) == pytest.approx(5e-5) and rounding(57.3) == pytest.approx(0.05)
+    assert rounding(100.0) == pytest.approx(0.5) and rounding(1.5e-7) == pytest.approx(5e-9)
