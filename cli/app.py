@@ -8,6 +8,7 @@ import typer
 
 from bsde import __version__
 
+from .bench import bench
 from .inspect import list_problems, show
 from .solve import solve
 
@@ -34,6 +35,7 @@ def _root(
 app.command("list")(list_problems)
 app.command()(show)
 app.command()(solve)
+app.command()(bench)
 
 
 def main() -> None:
