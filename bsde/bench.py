@@ -4,8 +4,9 @@
 >>> report = run_bench(BenchOptions(device="cpu", quick=True))
 >>> report.speed[0].timing.median_s  # seconds per training iteration, 100-d HJB in float64
 
-The measurements live in :mod:`bsde.bench_cases` (in process) and :mod:`bsde.bench_worker`
-(scale, one subprocess per case); :mod:`bsde.bench_report` turns a report into tables.
+The measurements live in :mod:`bsde.bench_cases` (speed, batched vs per-step),
+:mod:`bsde.bench_accuracy` (time to accuracy) and :mod:`bsde.bench_worker` (scale, one
+subprocess per case); :mod:`bsde.bench_report` turns a report into tables.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy
 import torch
 
 import bsde
-from bsde.bench_cases import (FULL, QUICK, SPEED_CASES, TARGETS, AccuracyResult, Effort, LoopComparison, Progress,
-                              SpeedResult, Startup, compare_loops, measure_speed, measure_startup, time_to_accuracy)
-from bsde.bench_worker import ScaleFit, ScaleResult, fit, run_case
+from bsde.bench_accuracy import TARGETS, AccuracyResult, Startup, measure_startup, time_to_accuracy
+from bsde.bench_cases import (FULL, QUICK, SPEED_CASES, Effort, LoopComparison, Progress, SpeedResult, compare_loops,
+                              measure_speed)
+from bsde.bench_worker import ScaleFit, ScaleResult, fit, proc_field, run_case
 from bsde.errors import BSDEError
 from bsde.runtime import available_cores, resolve_device, set_threads
 
@@ -98,23 +99,12 @@ class BenchReport:
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
 
 
 def _memory_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 2**20
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    total = proc_field("/proc/meminfo", "MemTotal")  # "24681012 kB"
+    return None if total is None else int(total.split()[0]) / 2**20
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:

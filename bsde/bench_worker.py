@@ -55,13 +55,22 @@ class ScaleFit:
     parameter_exponent: float | None
 
 
-def _peak_rss_mb() -> float:
+def proc_field(path: str, key: str) -> str | None:
+    """The value of the ``key:`` line of a /proc file such as /proc/meminfo, or None."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
+        for line in Path(path).read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key:
+                return value.strip()
+    except OSError:
         pass
+    return None
+
+
+def _peak_rss_mb() -> float:
+    high_water = proc_field("/proc/self/status", "VmHWM")  # "123456 kB"
+    if high_water is not None:
+        return int(high_water.split()[0]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
