@@ -29,7 +29,7 @@ from bsde.trainer import TrainHooks, sample, train
 Progress = Callable[[str], None]
 
 #: ms per iteration of the reference TensorFlow implementation (frankhan91/DeepBSDE, float64,
-#: after its graph trace) on a 2-core machine, for context: run benchmarks/peer_deepbsde.sh to remeasure
+#: after its graph trace) on a 2-core machine, for context: run benchmarks/peer_deepbsde.py to remeasure
 PEER_MS_PER_ITERATION = {"hjb": 25.6, "allen_cahn": 39.0, "default_risk": 89.0}
 
 
@@ -136,6 +136,9 @@ def time_training(problem: Problem, device: torch.device, *, warmup: int, blocks
 
     result = train(settings_problem.equation, settings_problem.solver, device=device,
                    generator=torch.Generator(device=device).manual_seed(seed), hooks=TrainHooks(stop_requested=tick))
+    if len(marks) != blocks + 1:
+        raise RuntimeError(f"time_training expected train() to poll stop_requested once per iteration ({total}), "
+                           f"got {done} polls; the trainer's hooks changed")
     per_iteration = [(b - a) / block for a, b in zip(marks, marks[1:])]
     return TrainTiming(Timing.of(per_iteration), sum(p.numel() for p in result.model.parameters()))
 

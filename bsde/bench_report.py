@@ -52,7 +52,7 @@ def speed_table(report: BenchReport) -> TextTable:
          "networks' own (N-1, B, w_l) @ (N-1, w_l, w_(l+1)) batched matmuls, same dtype.",
          "Peer: the reference TensorFlow implementation (frankhan91/DeepBSDE), float64, 2-core machine, after "
          f"its graph trace: {', '.join(f'{k} {v:g} ms' for k, v in PEER_MS_PER_ITERATION.items())} "
-         "(benchmarks/peer_deepbsde.sh remeasures it); peer/ours > 1 means faster than the peer."],
+         "(benchmarks/peer_deepbsde.py remeasures it); peer/ours > 1 means faster than the peer."],
     )
 
 
