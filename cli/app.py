@@ -8,6 +8,7 @@ import typer
 
 from bsde import __version__
 
+from .bench import bench
 from .compare import compare
 from .inspect import list_problems, show
 from .reference import reference_command
@@ -38,6 +39,7 @@ app.command()(show)
 app.command()(solve)
 app.command("reference")(reference_command)
 app.command()(compare)
+app.command()(bench)
 
 
 def main() -> None:

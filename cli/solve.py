@@ -16,8 +16,7 @@ from bsde.solve import SolveResult
 from bsde.solve import solve as solve_problem
 from bsde.trainer import LogEntry
 
-from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, emit_json, err, fmt,
-                     guarded, load, out)
+from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, emit_json, err, guarded, load, out)
 from .signals import StopRequest, stop_on_signals
 
 RUN_PANEL = "Long runs"

@@ -1,44 +1,10 @@
-"""The stacked step networks equal a plain loop of per-step torch.nn networks."""
+"""The stacked step networks equal a plain loop of per-step torch.nn networks (bsde.per_step)."""
 
 import pytest
 import torch
-from torch import nn
 
-from bsde.networks import BN_EPS, BN_MOMENTUM, StackedGradientNets
-
-
-class PerStepReference(nn.Module):
-    """One step's network from torch.nn parts with the stacked weights: bn, (linear, bn, relu) x L, linear."""
-
-    def __init__(self, stacked: StackedGradientNets, step: int):
-        super().__init__()
-        self.norms = nn.ModuleList()
-        for norm in stacked.norms:
-            width = norm.weight.shape[1]
-            module = nn.BatchNorm1d(width, eps=BN_EPS, momentum=BN_MOMENTUM, dtype=torch.float64)
-            with torch.no_grad():
-                module.weight.copy_(norm.weight[step])
-                module.bias.copy_(norm.bias[step])
-                module.running_mean.copy_(norm.running_mean.view(-1, width)[step])
-                module.running_var.copy_(norm.running_var.view(-1, width)[step])
-            self.norms.append(module)
-        self.linears = nn.ModuleList()
-        for i, layer in enumerate(stacked.linears):
-            weight = layer.weight[step]
-            last = i == len(stacked.linears) - 1
-            module = nn.Linear(weight.shape[0], weight.shape[1], bias=last, dtype=torch.float64)
-            with torch.no_grad():
-                module.weight.copy_(weight.T)
-                if last:
-                    module.bias.copy_(stacked.bias[step])
-            self.linears.append(module)
-        self.diagonal = nn.Parameter(stacked.diagonal[step].detach().clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_hat = h = self.norms[0](x)
-        for linear, norm in zip(self.linears[:-1], self.norms[1:]):
-            h = torch.relu(norm(linear(h)))
-        return self.linears[-1](h) + self.diagonal * x_hat
+from bsde.networks import StackedGradientNets
+from bsde.per_step import PerStepGradientNets
 
 
 def randomise(stacked: StackedGradientNets, generator: torch.Generator) -> None:
@@ -54,7 +20,7 @@ def test_stacked_equals_per_step_loop(hidden, generator):
     stacked = StackedGradientNets(steps, dim, hidden, dtype=torch.float64)
     stacked.reset_parameters(generator)
     randomise(stacked, generator)
-    loop = [PerStepReference(stacked, s) for s in range(steps)]
+    loop = PerStepGradientNets(steps, dim, hidden, dtype=torch.float64).load_from_stacked(stacked).nets
     x = torch.randn(batch, steps, dim, generator=generator, dtype=torch.float64) * 3 + 1
 
     out = stacked(x)  # training mode: batch statistics, running statistics updated

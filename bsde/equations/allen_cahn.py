@@ -8,8 +8,6 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-import numpy as np
-import torch
 from pydantic import Field
 
 from bsde.equations.base import Equation, RadialForm, ScaledBrownian

@@ -1,0 +1,152 @@
+"""``bsde bench``: speed, batched-vs-loop, time to accuracy and scale, in one report. Never prints.
+
+>>> from bsde.bench import BenchOptions, run_bench
+>>> report = run_bench(BenchOptions(device="cpu", quick=True))
+>>> report.speed[0].timing.median_s  # seconds per training iteration, 100-d HJB in float64
+
+The measurements live in :mod:`bsde.bench_cases` (speed, batched vs per-step),
+:mod:`bsde.bench_accuracy` (time to accuracy) and :mod:`bsde.bench_worker` (scale, one
+subprocess per case); :mod:`bsde.bench_report` turns a report into tables.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy
+import torch
+
+import bsde
+from bsde.bench_accuracy import TARGETS, AccuracyResult, Startup, measure_startup, time_to_accuracy
+from bsde.bench_cases import (FULL, QUICK, SPEED_CASES, Effort, LoopComparison, Progress, SpeedResult, compare_loops,
+                              measure_speed)
+from bsde.bench_worker import ScaleFit, ScaleResult, fit, proc_field, run_case
+from bsde.errors import BSDEError
+from bsde.runtime import available_cores, resolve_device, set_threads
+
+SCALE_PROBLEMS = ("hjb", "allen_cahn")
+DEFAULT_DIMS = (10, 100, 1000, 10000)
+QUICK_DIMS = (10, 100)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to run. ``dims``/``seeds`` None: the defaults of the mode (quick: dims 10, 100 and 1 seed)."""
+
+    device: str = "auto"
+    dims: tuple[int, ...] | None = None
+    seeds: int | None = None
+    threads: int | None = None
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dims is not None and (not self.dims or any(d < 1 for d in self.dims)):
+            raise BSDEError(f"dims must be positive integers, got {list(self.dims)}")
+        if self.seeds is not None and self.seeds < 1:
+            raise BSDEError(f"seeds must be at least 1, got {self.seeds}")
+
+    @property
+    def effort(self) -> Effort:
+        return QUICK if self.quick else FULL
+
+    @property
+    def scale_dims(self) -> tuple[int, ...]:
+        return self.dims if self.dims is not None else (QUICK_DIMS if self.quick else DEFAULT_DIMS)
+
+    @property
+    def seed_count(self) -> int:
+        return self.seeds if self.seeds is not None else (1 if self.quick else 5)
+
+
+@dataclass
+class BenchReport:
+    """Everything ``bsde bench`` measured, with the machine and the command that produced it."""
+
+    machine: dict[str, Any]
+    command: str
+    options: dict[str, Any]
+    startup: Startup
+    speed: list[SpeedResult] = field(default_factory=list)
+    loop: LoopComparison | None = None
+    accuracy: list[AccuracyResult] = field(default_factory=list)
+    scale: list[ScaleResult] = field(default_factory=list)
+    scale_fit: list[ScaleFit] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def checks_passed(self) -> bool:
+        """The one hard check: the per-step loop computes what the batched networks compute."""
+        return self.loop is None or self.loop.agree
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the derived numbers (fractions of peak, seed counts) spelled out."""
+        data = asdict(self)
+        for row, result in zip(data["speed"], self.speed):
+            row.update(matmul_fraction=result.matmul_fraction, layer_fraction=result.layer_fraction)
+        if self.loop is not None:
+            data["loop"]["agree"] = self.loop.agree
+        for row, result in zip(data["accuracy"], self.accuracy):
+            row.update(seeds=len(result.runs), within_tolerance=result.within_tolerance,
+                       within_time=result.within_time, within_both=result.within_both)
+        data["checks_passed"] = self.checks_passed
+        return data
+
+
+def _cpu_model() -> str:
+    return proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    total = proc_field("/proc/meminfo", "MemTotal")  # "24681012 kB"
+    return None if total is None else int(total.split()[0]) / 2**20
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """CPU, cores, memory, accelerator, library versions, torch threads and the date (UTC)."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "cpu": _cpu_model(), "logical_cores": os.cpu_count(), "available_cores": available_cores(),
+        "memory_gib": _memory_gib(), "device": str(device), "gpu": gpu, "platform": platform.platform(),
+        "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+        "bsde": bsde.__version__, "torch_threads": torch.get_num_threads(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run_bench(options: BenchOptions, *, command: str = "", progress: Progress | None = None) -> BenchReport:
+    """Run every measurement of ``options``; ``progress(text)`` hears what starts next.
+
+    Raises:
+        BSDEError: bad device or thread count (before any measurement).
+    """
+    say = progress or (lambda text: None)
+    start = time.perf_counter()
+    threads = set_threads(options.threads)
+    device = resolve_device(options.device)
+    effort = options.effort
+    say("start-up time of a fresh interpreter (import bsde)")
+    report = BenchReport(machine_info(device), command or f"python {' '.join(sys.argv)}",
+                         {**asdict(options), "dims": list(options.scale_dims), "seeds": options.seed_count,
+                          "threads": threads, "effort": asdict(effort)}, measure_startup())
+    peaks: dict[torch.dtype, float] = {}
+    for case in SPEED_CASES:
+        say(f"speed: {case.label}")
+        report.speed.append(measure_speed(case, device, effort, peaks))
+    say("batched networks against the per-step loop")
+    report.loop = compare_loops(device, effort)
+    for name in TARGETS:
+        report.accuracy.append(time_to_accuracy(name, device, threads, options.seed_count, effort, report.startup,
+                                                say))
+    for name in SCALE_PROBLEMS:
+        for dim in options.scale_dims:
+            say(f"scale: {name} d={dim} (subprocess)")
+            report.scale.append(run_case(name, dim, device, threads, effort.scale_warmup, effort.scale_iterations))
+        report.scale_fit.append(fit(name, report.scale))
+    report.wall_s = time.perf_counter() - start
+    return report

@@ -1,0 +1,124 @@
+"""Time to accuracy for ``bsde bench``: ``solve`` over seeds against the reference engine. Never prints.
+
+Each run is timed from before ``load_problem`` to the result, in process; the start-up of a fresh
+interpreter importing ``bsde`` is measured once in a subprocess and added, so the total is what a
+user waits for ``bsde solve`` from the shell.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from bsde.bench_cases import Effort, Progress, with_solver
+from bsde.errors import BSDEError, TrainingError
+from bsde.problem import Problem, load_problem
+from bsde.reference import reference
+from bsde.solve import solve
+
+
+@dataclass(frozen=True)
+class Target:
+    """Time-to-accuracy goal: relative error of y0 within ``rel_error`` in ``seconds`` (start-up included)."""
+
+    rel_error: float
+    seconds: float
+
+
+TARGETS = {"hjb": Target(2e-3, 10.0), "allen_cahn": Target(3e-3, 15.0)}
+
+
+@dataclass(frozen=True)
+class Startup:
+    """A fresh ``python -c "import bsde"``: whole process wall time and the import alone."""
+
+    process_s: float
+    import_s: float
+
+
+def measure_startup() -> Startup:
+    code = "import time; t = time.perf_counter(); import bsde; print(time.perf_counter() - t)"
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise BSDEError(f"a fresh '{sys.executable} -c \"import bsde\"' failed: {tail}")
+    return Startup(wall, float(done.stdout.strip().splitlines()[-1]))
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    seed: int
+    y0: float | None
+    rel_error: float | None
+    wall_s: float        # load_problem .. result, in process
+    total_s: float       # wall_s + the measured start-up
+    train_s: float
+    within_tolerance: bool
+    within_time: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """Case (c): time to accuracy of ``solve`` over seeds."""
+
+    problem: str
+    preset: str | None
+    iterations: int
+    reference: float
+    reference_method: str
+    target: Target
+    runs: list[SeedRun]
+
+    @property
+    def within_tolerance(self) -> int:
+        return sum(r.within_tolerance for r in self.runs)
+
+    @property
+    def within_time(self) -> int:
+        return sum(r.within_time for r in self.runs)
+
+    @property
+    def within_both(self) -> int:
+        return sum(r.within_tolerance and r.within_time for r in self.runs)
+
+
+def _accuracy_problem(name: str, iterations: int | None) -> tuple[Problem, str | None]:
+    problem = load_problem(name)
+    preset = "fast" if "fast" in problem.presets else None
+    if preset:
+        problem = problem.with_preset(preset)
+    if iterations is not None:
+        problem = with_solver(problem, iterations=iterations, log_every=iterations)
+    return problem, preset
+
+
+def time_to_accuracy(name: str, device: torch.device, threads: int, seeds: int, effort: Effort,
+                     startup: Startup, progress: Progress) -> AccuracyResult:
+    """Solve ``name`` for seeds 0..seeds-1, timing from before ``load_problem`` to the result."""
+    problem, preset = _accuracy_problem(name, effort.accuracy_iterations)
+    ref = reference(problem)
+    target = TARGETS[name]
+    runs = []
+    for seed in range(seeds):
+        progress(f"time to accuracy: {name} seed {seed + 1}/{seeds}")
+        start = time.perf_counter()
+        try:
+            solved = solve(_accuracy_problem(name, effort.accuracy_iterations)[0], seed=seed, device=str(device),
+                           threads=threads)
+        except TrainingError as exc:
+            wall = time.perf_counter() - start
+            runs.append(SeedRun(seed, None, None, wall, wall + startup.process_s, 0.0, False, False, str(exc)))
+            continue
+        wall = time.perf_counter() - start
+        rel = abs(solved.y0 - ref.value) / abs(ref.value)
+        total = wall + startup.process_s
+        runs.append(SeedRun(seed, solved.y0, rel, wall, total, solved.train_s, rel <= target.rel_error,
+                            total <= target.seconds))
+    return AccuracyResult(name, preset, problem.solver.iterations, ref.value, ref.method, target, runs)

@@ -1,0 +1,320 @@
+"""The in-process measurements of ``bsde bench`` (see :mod:`bsde.bench`). Never prints.
+
+All on the requested device:
+
+* **speed**: seconds per training iteration (sample paths + forward + backward + Adam step,
+  the trainer's own loop) for the PNAS 100-d configurations, with the achieved GFLOP/s of the
+  step networks and its fraction of matmul peaks measured in the same run;
+* **loop**: the batched :class:`~bsde.networks.StackedGradientNets` against the plain per-step
+  loop :class:`~bsde.per_step.PerStepGradientNets`, same weights, same training step.
+
+Time to accuracy is in :mod:`bsde.bench_accuracy`, scale in :mod:`bsde.bench_worker`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import torch
+
+from bsde.model import DeepBSDE, terminal_loss
+from bsde.per_step import PerStepGradientNets
+from bsde.problem import Problem, load_problem, problem_from_dict
+from bsde.trainer import TrainHooks, sample, train
+
+Progress = Callable[[str], None]
+
+#: ms per iteration of the reference TensorFlow implementation (frankhan91/DeepBSDE, float64,
+#: after its graph trace) on a 2-core machine, for context: run benchmarks/peer_deepbsde.py to remeasure
+PEER_MS_PER_ITERATION = {"hjb": 25.6, "allen_cahn": 39.0, "default_risk": 89.0}
+
+
+@dataclass(frozen=True)
+class Effort:
+    """How long each measurement runs."""
+
+    warmup: int = 20          # untimed iterations before the speed and loop timings
+    blocks: int = 7           # timed blocks; the per-iteration median and IQR are over blocks
+    block: int = 15           # iterations per block
+    matmul_size: int = 2048   # n of the n^3 peak matmul
+    peak_repeats: int = 3     # best of this many for the peaks
+    scale_warmup: int = 5
+    scale_iterations: int = 10
+    accuracy_iterations: int | None = None  # None: the preset's own
+
+
+FULL = Effort()
+QUICK = Effort(warmup=3, blocks=3, block=2, matmul_size=512, peak_repeats=2, scale_warmup=2, scale_iterations=3,
+               accuracy_iterations=40)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per iteration: median and quartiles over ``samples`` timed blocks."""
+
+    median_s: float
+    q25_s: float
+    q75_s: float
+    samples: int
+
+    @property
+    def iqr_s(self) -> float:
+        return self.q75_s - self.q25_s
+
+    @classmethod
+    def of(cls, per_iteration: list[float]) -> Timing:
+        if len(per_iteration) < 2:
+            value = per_iteration[0]
+            return cls(value, value, value, 1)
+        q25, q50, q75 = statistics.quantiles(per_iteration, n=4, method="inclusive")
+        return cls(q50, q25, q75, len(per_iteration))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work so that wall-clock times are honest."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def with_solver(problem: Problem, **changes: Any) -> Problem:
+    """``problem`` with some solver settings replaced (presets and reference kept)."""
+    raw = problem.to_dict()
+    raw["solver"].update(changes)
+    return replace(problem_from_dict(raw, problem.name), source=problem.source)
+
+
+def network_widths(problem: Problem) -> list[int]:
+    dim = problem.equation.dim
+    return [dim, *problem.solver.widths(dim), dim]
+
+
+def network_flops(problem: Problem) -> int:
+    """Matmul FLOPs of the step networks in one training iteration.
+
+    With S = N - 1 step networks, batch B and layer widths w_0 = d, w_1..w_L, w_{L+1} = d:
+    forward 2 B S sum_l w_l w_{l+1}; backward twice that (gradients with respect to the layer
+    input and to the weights), so 6 B S sum_l w_l w_{l+1} in all. Batch norm, the driver, path
+    simulation and Adam are not counted, so the GFLOP/s derived from it are a lower bound.
+    """
+    widths = network_widths(problem)
+    steps = max(problem.solver.time_steps - 1, 1)
+    return 6 * problem.solver.batch_size * steps * sum(a * b for a, b in zip(widths, widths[1:]))
+
+
+@dataclass(frozen=True)
+class TrainTiming:
+    timing: Timing
+    parameters: int
+
+
+def time_training(problem: Problem, device: torch.device, *, warmup: int, blocks: int, block: int,
+                  seed: int = 0) -> TrainTiming:
+    """Time the trainer's own iterations: ``warmup`` untimed, then ``blocks`` blocks of ``block``.
+
+    Runs :func:`bsde.trainer.train` with validation only at the start and end and reads the
+    clock from its per-iteration ``stop_requested`` poll, synchronising the device only at
+    block boundaries.
+    """
+    if warmup < 1 or blocks < 1 or block < 1:
+        raise ValueError(f"warmup, blocks and block must be positive, got {warmup}, {blocks}, {block}")
+    total = warmup + blocks * block
+    settings_problem = with_solver(problem, iterations=total, log_every=total)
+    marks: list[float] = []
+    done = 0
+
+    def tick() -> bool:
+        nonlocal done
+        done += 1
+        if done >= warmup and (done - warmup) % block == 0:
+            synchronize(device)
+            marks.append(time.perf_counter())
+        return False
+
+    result = train(settings_problem.equation, settings_problem.solver, device=device,
+                   generator=torch.Generator(device=device).manual_seed(seed), hooks=TrainHooks(stop_requested=tick))
+    if len(marks) != blocks + 1:
+        raise RuntimeError(f"time_training expected train() to poll stop_requested once per iteration ({total}), "
+                           f"got {done} polls; the trainer's hooks changed")
+    per_iteration = [(b - a) / block for a, b in zip(marks, marks[1:])]
+    return TrainTiming(Timing.of(per_iteration), sum(p.numel() for p in result.model.parameters()))
+
+
+def matmul_peak(size: int, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
+    """GFLOP/s of the best of ``repeats`` (size x size) @ (size x size) products."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    a, b = (torch.randn(size, size, generator=generator, dtype=dtype, device=device) for _ in range(2))
+    return _best_rate(lambda: a @ b, 2 * size**3, device, repeats)
+
+
+def layer_peak(problem: Problem, dtype: torch.dtype, device: torch.device, repeats: int, chains: int = 20) -> float:
+    """GFLOP/s of the networks' forward matmuls alone: (S, B, in) @ (S, in, out), layer after layer."""
+    widths = network_widths(problem)
+    steps, batch = max(problem.solver.time_steps - 1, 1), problem.solver.batch_size
+    generator = torch.Generator(device=device).manual_seed(0)
+    kw = {"generator": generator, "dtype": dtype, "device": device}
+    weights = [torch.randn(steps, a, b, **kw) / math.sqrt(a) for a, b in zip(widths, widths[1:])]
+    x = torch.randn(steps, batch, widths[0], **kw)
+
+    def forward() -> None:
+        for _ in range(chains):
+            h = x
+            for w in weights:
+                h = torch.bmm(h, w)
+
+    flops = chains * 2 * batch * steps * sum(a * b for a, b in zip(widths, widths[1:]))
+    return _best_rate(forward, flops, device, repeats)
+
+
+def _best_rate(work: Callable[[], object], flops: int, device: torch.device, repeats: int) -> float:
+    with torch.no_grad():
+        work()  # warm-up
+        best = math.inf
+        for _ in range(repeats):
+            synchronize(device)
+            start = time.perf_counter()
+            work()
+            synchronize(device)
+            best = min(best, time.perf_counter() - start)
+    return flops / best / 1e9
+
+
+@dataclass(frozen=True)
+class SpeedCase:
+    label: str
+    problem: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+SPEED_CASES = (
+    SpeedCase("hjb 100-d float64", "hjb"),
+    SpeedCase("hjb 100-d float32", "hjb", {"solver.dtype": "float32"}),
+    SpeedCase("allen_cahn 100-d", "allen_cahn"),
+    SpeedCase("default_risk 100-d", "default_risk"),
+)
+
+
+@dataclass(frozen=True)
+class SpeedResult:
+    """Per-iteration speed of one configuration, with FLOP rates and the peer's number."""
+
+    case: str
+    problem: str
+    dim: int
+    time_steps: int
+    batch_size: int
+    hidden: list[int]
+    dtype: str
+    parameters: int
+    timing: Timing
+    iterations_per_s: float
+    flops_per_iteration: int
+    gflops: float
+    matmul_peak_gflops: float
+    layer_peak_gflops: float
+    peer_ms: float | None
+    peer_ratio: float | None  # peer time / ours: > 1 means faster than the peer
+
+    @property
+    def matmul_fraction(self) -> float:
+        return self.gflops / self.matmul_peak_gflops
+
+    @property
+    def layer_fraction(self) -> float:
+        return self.gflops / self.layer_peak_gflops
+
+
+def measure_speed(case: SpeedCase, device: torch.device, effort: Effort,
+                  peaks: dict[torch.dtype, float]) -> SpeedResult:
+    """Case (a): the trainer's seconds per iteration, GFLOP/s and fractions of the peaks."""
+    problem = load_problem(case.problem, case.overrides)
+    settings, dtype = problem.solver, problem.solver.torch_dtype
+    if dtype not in peaks:
+        peaks[dtype] = matmul_peak(effort.matmul_size, dtype, device, effort.peak_repeats)
+    measured = time_training(problem, device, warmup=effort.warmup, blocks=effort.blocks, block=effort.block)
+    seconds = measured.timing.median_s
+    flops = network_flops(problem)
+    peer = PEER_MS_PER_ITERATION.get(case.problem) if settings.dtype == "float64" else None
+    return SpeedResult(
+        case=case.label, problem=case.problem, dim=problem.equation.dim, time_steps=settings.time_steps,
+        batch_size=settings.batch_size, hidden=settings.widths(problem.equation.dim), dtype=settings.dtype,
+        parameters=measured.parameters, timing=measured.timing, iterations_per_s=1.0 / seconds,
+        flops_per_iteration=flops, gflops=flops / seconds / 1e9, matmul_peak_gflops=peaks[dtype],
+        layer_peak_gflops=layer_peak(problem, dtype, device, effort.peak_repeats),
+        peer_ms=peer, peer_ratio=None if peer is None else peer / (1e3 * seconds),
+    )
+
+
+@dataclass(frozen=True)
+class LoopComparison:
+    """Case (b): batched step networks against the per-step loop, same weights and training step."""
+
+    case: str
+    batched: Timing
+    per_step: Timing
+    speedup: float            # per-step median / batched median
+    max_abs_difference: float  # forward pass of the two on the same paths (train mode)
+    tolerance: float
+
+    @property
+    def agree(self) -> bool:
+        return self.max_abs_difference <= self.tolerance
+
+
+def _adam_step(model: DeepBSDE, problem: Problem, generator: torch.Generator,
+               device: torch.device) -> Callable[[], None]:
+    """One full training step (sample, forward, backward, Adam) as the trainer takes it."""
+    equation, settings = problem.equation, problem.solver
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=True)
+
+    def step() -> None:
+        paths = sample(equation, settings, settings.batch_size, generator, device)
+        loss = terminal_loss(model(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def compare_loops(device: torch.device, effort: Effort, problem_name: str = "hjb") -> LoopComparison:
+    """Time both network layouts on alternating blocks (so machine noise hits both alike)."""
+    problem = load_problem(problem_name)
+    equation, settings = problem.equation, problem.solver
+    kw = {"dtype": settings.torch_dtype, "device": device}
+    hidden = settings.widths(equation.dim)
+    batched = DeepBSDE(equation, settings.time_steps, hidden, **kw)
+    init = torch.Generator(device=device).manual_seed(0)
+    batched.reset_parameters(init, (0.0, 1.0))
+    with torch.no_grad():  # the last layer starts at zero: give it values so the agreement check means something
+        for p in (batched.nets.linears[-1].weight, batched.nets.bias, batched.nets.diagonal):
+            p.normal_(0.0, 0.1, generator=init)
+    looped = DeepBSDE(equation, settings.time_steps, hidden, **kw)
+    looped.load_state_dict(batched.state_dict())
+    looped.nets = PerStepGradientNets(batched.nets.steps, equation.dim, hidden, dtype=settings.torch_dtype,
+                                      device=device).load_from_stacked(batched.nets)
+    x = sample(equation, settings, settings.batch_size, torch.Generator(device=device).manual_seed(1), device).x
+    with torch.no_grad():
+        expected = batched.nets(x[:, 1:settings.time_steps])
+        difference = float((looped.nets(x[:, 1:settings.time_steps]) - expected).abs().max())
+    tolerance = (1e-9 if settings.dtype == "float64" else 1e-3) * max(1.0, float(expected.abs().max()))
+    steps = {name: _adam_step(model, problem, torch.Generator(device=device).manual_seed(2), device)
+             for name, model in (("batched", batched), ("per_step", looped))}
+    for step in steps.values():
+        for _ in range(effort.warmup):
+            step()
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(effort.blocks):
+        for name, step in steps.items():
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in range(effort.block):
+                step()
+            synchronize(device)
+            samples[name].append((time.perf_counter() - start) / effort.block)
+    fast, slow = Timing.of(samples["batched"]), Timing.of(samples["per_step"])
+    label = f"{problem_name} {equation.dim}-d {settings.dtype}, {settings.time_steps} steps, batch {settings.batch_size}"
+    return LoopComparison(label, fast, slow, slow.median_s / fast.median_s, difference, tolerance)

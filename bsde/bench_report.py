@@ -1,0 +1,157 @@
+"""A :class:`~bsde.bench.BenchReport` as plain tables of strings, and as Markdown (``bench.md``).
+
+The same :func:`tables` feed the Markdown file and the CLI's rich tables, so the two never differ.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from bsde.bench import BenchReport
+from bsde.bench_cases import PEER_MS_PER_ITERATION
+
+
+@dataclass(frozen=True)
+class TextTable:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{1e3 * seconds:.3g}"
+
+
+def _pct(fraction: float | None, digits: int = 3) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.{digits}g} %"
+
+
+def _mark(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def speed_table(report: BenchReport) -> TextTable:
+    rows = [[r.case, str(r.time_steps), str(r.parameters), _ms(r.timing.median_s), _ms(r.timing.iqr_s),
+             f"{r.iterations_per_s:.3g}", f"{r.gflops:.3g}", f"{_pct(r.matmul_fraction)} of {r.matmul_peak_gflops:.3g}",
+             f"{_pct(r.layer_fraction)} of {r.layer_peak_gflops:.3g}", _num(r.peer_ms), _num(r.peer_ratio)]
+            for r in report.speed]
+    size = report.options["effort"]["matmul_size"]
+    return TextTable(
+        "Per-iteration speed (sample paths + forward + backward + Adam, the trainer's loop)",
+        ["case", "steps", "params", "ms/it", "IQR ms", "it/s", "GFLOP/s", "of n^3 matmul peak", "of layer bmm peak",
+         "peer ms/it", "peer/ours"],
+        rows,
+        [f"GFLOP/s counts the step networks' matmuls only: 6 B (N-1) sum_l w_l w_(l+1) per iteration "
+         f"(forward 2x, backward 4x). Peaks measured in the same run: a {size}^3 torch.matmul and the "
+         "networks' own (N-1, B, w_l) @ (N-1, w_l, w_(l+1)) batched matmuls, same dtype.",
+         "Peer: the reference TensorFlow implementation (frankhan91/DeepBSDE), float64, 2-core machine, after "
+         f"its graph trace: {', '.join(f'{k} {v:g} ms' for k, v in PEER_MS_PER_ITERATION.items())} "
+         "(benchmarks/peer_deepbsde.py remeasures it); peer/ours > 1 means faster than the peer."],
+    )
+
+
+def loop_table(report: BenchReport) -> TextTable:
+    loop = report.loop
+    if loop is None:
+        return TextTable("Batched vs per-step networks", ["layout"], [])
+    rows = [["batched (StackedGradientNets)", _ms(loop.batched.median_s), _ms(loop.batched.iqr_s), "1"],
+            ["per-step loop (PerStepGradientNets)", _ms(loop.per_step.median_s), _ms(loop.per_step.iqr_s),
+             f"{loop.speedup:.3g}"]]
+    verdict = "agree" if loop.agree else "DISAGREE"
+    return TextTable(
+        f"Batched vs per-step networks: {loop.case}", ["layout", "ms/it", "IQR ms", "per-step / batched"], rows,
+        [f"Same weights, same full training step (sample + forward + backward + Adam), timed on alternating blocks. "
+         f"Forward outputs {verdict}: max |difference| {loop.max_abs_difference:.3g} (tolerance {loop.tolerance:.3g})."],
+    )
+
+
+def accuracy_tables(report: BenchReport) -> list[TextTable]:
+    summary, seeds = [], []
+    for acc in report.accuracy:
+        errors = [r.rel_error for r in acc.runs if r.rel_error is not None]
+        totals = [r.total_s for r in acc.runs]
+        n = len(acc.runs)
+        summary.append([acc.problem, acc.preset or "(default)", str(acc.iterations),
+                        f"{acc.reference:.6g} ({acc.reference_method})",
+                        f"{_pct(acc.target.rel_error, 2)} in {acc.target.seconds:g} s",
+                        f"{acc.within_tolerance}/{n}", f"{acc.within_time}/{n}", f"{acc.within_both}/{n}",
+                        _pct(statistics.median(errors) if errors else None), f"{statistics.median(totals):.3g}"])
+        for r in acc.runs:
+            seeds.append([acc.problem, str(r.seed), _num(r.y0, 6), _pct(r.rel_error), f"{r.wall_s:.3g}",
+                          f"{r.total_s:.3g}", f"{r.train_s:.3g}", _mark(r.within_tolerance), _mark(r.within_time),
+                          r.error or ""])
+    start = report.startup
+    note = (f"Wall time runs from before load_problem to the result, in process; total adds the start-up of a fresh "
+            f"`python -c \"import bsde\"` ({start.process_s:.3g} s, of which the import {start.import_s:.3g} s). "
+            "Reference: the reference engine (bsde.reference).")
+    return [
+        TextTable("Time to accuracy", ["problem", "preset", "iterations", "reference", "target", "within tol.",
+                                       "within time", "both", "median rel. error", "median total s"], summary, [note]),
+        TextTable("Time to accuracy, per seed", ["problem", "seed", "y0", "rel. error", "wall s", "total s", "train s",
+                                                 "tol.", "time", "error"], seeds),
+    ]
+
+
+def scale_tables(report: BenchReport) -> list[TextTable]:
+    rows = [[r.problem, str(r.dim), ",".join(map(str, r.hidden)), "-" if r.parameters is None else str(r.parameters),
+             _num(r.flops_per_iteration and r.flops_per_iteration / 1e9), _ms(r.timing and r.timing.median_s),
+             _ms(r.timing and r.timing.iqr_s), _num(r.peak_rss_mb, 4), _num(r.cuda_peak_mb, 4),
+             _num(r.estimated_mb, 4), r.error or ""]
+            for r in report.scale]
+    effort = report.options["effort"]
+    fits = [[f.problem, ",".join(map(str, f.dims)), _num(f.time_exponent),
+             ", ".join(f"{x:.3g}" for x in f.time_ratio_per_10x) or "-", _num(f.memory_exponent),
+             _num(f.parameter_exponent)] for f in report.scale_fit]
+    return [
+        TextTable("Scale (one subprocess per case)", ["problem", "d", "hidden", "params", "GFLOP/it", "ms/it", "IQR ms",
+                                                      "peak RSS MB", "CUDA peak MB", "estimate MB", "error"], rows,
+                  [f"{effort['scale_warmup']} warm-up + {effort['scale_iterations']} timed iterations per case; "
+                   "peak RSS is the child's VmHWM (interpreter and torch included); estimate: bsde.memory."]),
+        TextTable("Growth with d", ["problem", "dims", "time ~ d^a", "time ratio per 10x d", "memory ~ d^a",
+                                    "params ~ d^a"], fits,
+                  ["Exponents are least-squares slopes in log-log; memory is peak memory above the smallest case's."]),
+    ]
+
+
+def tables(report: BenchReport) -> list[TextTable]:
+    return [speed_table(report), loop_table(report), *accuracy_tables(report), *scale_tables(report)]
+
+
+def machine_lines(report: BenchReport) -> list[tuple[str, str]]:
+    m = report.machine
+    memory = "-" if m["memory_gib"] is None else f"{m['memory_gib']:.1f} GiB"
+    return [
+        ("machine", f"{m['cpu']}, {m['logical_cores']} logical cores ({m['available_cores']} available), {memory}"),
+        ("device", m["device"] + (f" ({m['gpu']})" if m["gpu"] else "")),
+        ("versions", f"python {m['python']}, torch {m['torch']}, numpy {m['numpy']}, bsde {m['bsde']}"),
+        ("torch threads", str(m["torch_threads"])),
+        ("date", m["date"]),
+        ("mode", "quick (tiny iteration counts: checks the tool, not the solver)" if report.options["quick"]
+         else "full"),
+        ("command", report.command),
+        ("bench wall time", f"{report.wall_s:.1f} s"),
+    ]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(report: BenchReport) -> str:
+    """``bench.md``: machine, command and every table."""
+    lines = ["# bsde bench", ""]
+    lines += [f"- **{key}**: `{value}`" if key == "command" else f"- **{key}**: {value}"
+              for key, value in machine_lines(report)]
+    for table in tables(report):
+        lines += ["", f"## {table.title}", "", "| " + " | ".join(map(_cell, table.columns)) + " |",
+                  "|" + "---|" * len(table.columns)]
+        lines += ["| " + " | ".join(map(_cell, row)) + " |" for row in table.rows]
+        for note in table.notes:
+            lines += ["", note]
+    return "\n".join(lines) + "\n"

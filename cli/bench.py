@@ -1,0 +1,97 @@
+"""`bsde bench`: how fast, how accurate per second, and how far in d the solver goes on this machine."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bsde.bench import BenchOptions, BenchReport, run_bench
+from bsde.bench_report import machine_lines, tables, to_markdown
+from bsde.io import check_writable, write_json_atomic, write_text_atomic
+from bsde.runtime import resolve_device
+
+from .common import DeviceOption, JsonOption, ThreadsOption, emit_json, err, fail, guarded, out
+
+WIDE = 200
+
+
+def _dims(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        dims = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers such as 10,100,1000, got '{text}'") from None
+    if not dims or any(d < 1 for d in dims):
+        raise typer.BadParameter(f"expected positive dimensions, got '{text}'")
+    return dims
+
+
+def _command(quick: bool, device: str, dims: str | None, seeds: int | None, threads: int | None, json_: bool,
+             folder: Path) -> str:
+    """The command line that reproduces this run (defaults left out)."""
+    words = ["bsde", "bench", *(["--quick"] if quick else []), *(["--device", device] if device != "auto" else [])]
+    words += ["--dims", dims] if dims else []
+    words += ["--seeds", str(seeds)] if seeds else []
+    words += ["--threads", str(threads)] if threads else []
+    words += ["--json"] if json_ else []
+    return shlex.join([*words, "--out", str(folder)])
+
+
+def _print(report: BenchReport) -> None:
+    width = None if out.is_terminal else WIDE  # a pipe or file gets whole rows rather than folded cells
+    for key, value in machine_lines(report):
+        out.print(f"{key}: {value}", markup=False)
+    for table in tables(report):
+        rich_table = Table(*table.columns, title=table.title, title_justify="left", caption="\n".join(table.notes),
+                           caption_justify="left")
+        for row in table.rows:
+            rich_table.add_row(*row)
+        out.print(rich_table, width=width)
+
+
+@guarded
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Tiny iteration counts, dims 10,100, 1 seed (for tests).")] = False,
+    device: DeviceOption = "auto",
+    dims: Annotated[str | None, typer.Option(
+        help="Dimensions of the scale study, comma-separated (default 10,100,1000,10000; with --quick 10,100).",
+        metavar="D,D,...")] = None,
+    seeds: Annotated[int | None, typer.Option(
+        min=1, help="Seeds of the time-to-accuracy runs (default 5; with --quick 1).")] = None,
+    threads: ThreadsOption = None,
+    json_: JsonOption = False,
+    folder: Annotated[Path, typer.Option("--out", help="Folder for bench.json and bench.md (created if needed).",
+                                         metavar="DIR")] = Path("results"),
+) -> None:
+    """Benchmark speed (vs the per-step loop and the TensorFlow peer), time to accuracy and scale in d.
+
+    Progress goes to stderr, tables (or one JSON object with --json) to stdout; DIR/bench.json and
+    DIR/bench.md record the machine, the versions, the command and every table. Exits 1 when the
+    per-step loop does not reproduce the batched networks' forward pass.
+    """
+    options = BenchOptions(device=device, dims=_dims(dims), seeds=seeds, threads=threads, quick=quick)
+    resolve_device(device)  # a bad device is bad input: fail before any work
+    check_writable(folder / "bench.json")
+    start = time.perf_counter()
+
+    def progress(text: str) -> None:
+        err.print(f"[{time.perf_counter() - start:6.1f} s] {text}", markup=False)
+
+    report = run_bench(options, command=_command(quick, device, dims, seeds, threads, json_, folder),
+                       progress=progress)
+    data = report.to_dict()
+    write_json_atomic(folder / "bench.json", data)
+    write_text_atomic(folder / "bench.md", to_markdown(report))
+    err.print(f"wrote {folder / 'bench.json'} and {folder / 'bench.md'}", markup=False)
+    if json_:
+        emit_json(data)
+    else:
+        _print(report)
+    if not report.checks_passed:
+        fail("the per-step networks do not reproduce the batched networks' forward pass", 1)

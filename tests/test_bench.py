@@ -1,0 +1,108 @@
+"""`bsde bench --quick` end to end, and the per-step networks against the stacked ones. Timings are never asserted."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bsde.bench_worker import ScaleResult, fit
+from bsde.bench_cases import Timing
+from bsde.networks import StackedGradientNets
+from bsde.per_step import PerStepGradientNets
+
+runner = CliRunner()
+QUICK = ["bench", "--quick", "--device", "cpu", "--threads", "1"]
+SECTIONS = ("machine", "command", "options", "startup", "speed", "loop", "accuracy", "scale", "scale_fit", "wall_s",
+            "checks_passed")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One real quick bench with --json (the slow part), then the same report printed as tables."""
+    import bsde.cli.bench as command
+    from bsde.cli.app import app
+
+    folder = tmp_path_factory.mktemp("bench")
+    reports = []
+
+    def keep(*args, **kwargs):
+        reports.append(real(*args, **kwargs))
+        return reports[-1]
+
+    real = command.run_bench
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(command, "run_bench", keep)
+        result = runner.invoke(app, [*QUICK, "--json", "--out", str(folder)])
+        assert result.exit_code == 0, result.output
+        patch.setattr(command, "run_bench", lambda *args, **kwargs: reports[0])
+        tables = runner.invoke(app, [*QUICK, "--out", str(folder / "again")])
+    return result, tables, folder
+
+
+def test_quick_bench_json_is_one_object(quick_run):
+    result, _, _ = quick_run
+    data = json.loads(result.stdout)  # stdout holds exactly one JSON object
+    assert set(SECTIONS) <= set(data)
+    assert "speed:" in result.stderr  # progress goes to stderr
+
+
+def test_quick_bench_prints_tables(quick_run):
+    _, tables, folder = quick_run
+    assert tables.exit_code == 0, tables.output
+    for title in ("Per-iteration speed", "Batched vs per-step", "Time to accuracy", "Scale", "Growth with d"):
+        assert title in tables.stdout
+    assert "hjb 100-d float64" in tables.stdout and "{" not in tables.stdout.splitlines()[0]
+    assert (folder / "again" / "bench.md").exists()
+
+
+def test_quick_bench_writes_json_and_markdown(quick_run):
+    _, _, folder = quick_run
+    data = json.loads((folder / "bench.json").read_text())
+    assert set(SECTIONS) <= set(data)
+    assert data["checks_passed"] and data["loop"]["agree"]
+    assert data["command"].startswith("bsde bench --quick") and data["options"]["quick"]
+    for key in ("cpu", "logical_cores", "memory_gib", "device", "torch", "numpy", "python", "torch_threads", "date"):
+        assert key in data["machine"]
+    assert data["machine"]["torch_threads"] == 1
+    assert [s["case"] for s in data["speed"]] == ["hjb 100-d float64", "hjb 100-d float32", "allen_cahn 100-d",
+                                                   "default_risk 100-d"]
+    for row in data["speed"]:
+        assert row["timing"]["median_s"] > 0 and row["gflops"] > 0 and row["matmul_peak_gflops"] > 0
+    assert data["speed"][0]["peer_ms"] == 25.6 and data["speed"][1]["peer_ms"] is None
+    assert [a["problem"] for a in data["accuracy"]] == ["hjb", "allen_cahn"]
+    assert all(len(a["runs"]) == 1 and a["reference"] > 0 for a in data["accuracy"])
+    assert sorted((s["problem"], s["dim"]) for s in data["scale"]) == [
+        ("allen_cahn", 10), ("allen_cahn", 100), ("hjb", 10), ("hjb", 100)]
+    assert all(s["error"] is None and s["peak_rss_mb"] > 0 and s["parameters"] > 0 for s in data["scale"])
+    markdown = (folder / "bench.md").read_text()
+    for title in ("Per-iteration speed", "Batched vs per-step", "Time to accuracy", "Scale", "Growth with d"):
+        assert f"## {title}" in markdown
+    assert "| hjb 100-d float64 |" in markdown and "bsde bench --quick" in markdown
+
+
+def test_bench_rejects_bad_dims(tmp_path):
+    from bsde.cli.app import app
+
+    result = runner.invoke(app, ["bench", "--quick", "--dims", "10,abc", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_per_step_networks_check_shapes():
+    looped = PerStepGradientNets(3, 4, [5], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"\(batch, 3, 4\)"):
+        looped(torch.zeros(8, 2, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="another number"):
+        looped.load_from_stacked(StackedGradientNets(2, 4, [5], dtype=torch.float64))
+
+
+def test_scale_fit_reads_growth_per_decade():
+    def case(dim, seconds, params):
+        return ScaleResult("hjb", dim, [dim], params, None, Timing(seconds, seconds, seconds, 1), 100.0 + dim)
+
+    growth = fit("hjb", [case(10, 0.001, 100), case(100, 0.01, 1000), case(1000, 0.1, 10000)])
+    assert growth.dims == [10, 100, 1000]
+    assert growth.time_exponent == pytest.approx(1.0)
+    assert growth.time_ratio_per_10x == pytest.approx([10.0, 10.0])
+    assert growth.parameter_exponent == pytest.approx(1.0)
