@@ -16,7 +16,7 @@ DELTA_CLIP = 50.0
 
 
 class DeepBSDE(nn.Module):
-    """Y_0 (scalar), Z_0 = z_scale * z0 (dim) and N - 1 networks for Z_n = z_scale * net_n(X_n), n = 1..N-1."""
+    """Y_0 = y_offset + y_scale * y0 (scalar), Z_0 = z_scale * z0 (dim) and N - 1 networks for Z_n = z_scale * net_n(X_n), n = 1..N-1."""
 
     def __init__(self, equation: Equation, time_steps: int, hidden: list[int], *,
                  dtype: torch.dtype, device=None, z_scale: float = 1.0):
@@ -24,6 +24,7 @@ class DeepBSDE(nn.Module):
         self.equation = equation
         self.time_steps = time_steps
         self.z_scale = z_scale
+        self.y_offset, self.y_scale = 0.0, 1.0  # Y_0 = y_offset + y_scale * y0
         kw = {"dtype": dtype, "device": device}
         self.y0 = nn.Parameter(torch.zeros((), **kw))
         self.z0 = nn.Parameter(torch.zeros(equation.dim, **kw))
@@ -45,6 +46,11 @@ class DeepBSDE(nn.Module):
         return torch.cat([z0, self.z_scale * self.nets(x[:, 1:self.time_steps])], dim=1)
 
     @property
+    def y_start(self) -> torch.Tensor:
+        """Y_0 = y_offset + y_scale * y0 (the trainer may learn y0 in units of the terminal value's spread)."""
+        return self.y_offset + self.y_scale * self.y0
+
+    @property
     def z_start(self) -> torch.Tensor:
         """Z_0 = z_scale * z0 (the parameter lives in the same O(1) units as the networks' output)."""
         return self.z_scale * self.z0
@@ -57,8 +63,8 @@ class DeepBSDE(nn.Module):
         if not self.equation.driver_uses_y:  # no recursion needed: sum the driver over all steps at once
             times = torch.arange(self.time_steps, device=x.device, dtype=x.dtype) * dt
             f = driver(times, x[:, :-1], noise.new_zeros(()), z)
-            return self.y0 - dt * f.sum(1) + noise.sum(1)
-        y = self.y0.expand(x.shape[0])
+            return self.y_start - dt * f.sum(1) + noise.sum(1)
+        y = self.y_start.expand(x.shape[0])
         for n in range(self.time_steps):
             y = y - dt * driver(n * dt, x[:, n], y, z[:, n]) + noise[:, n]
         return y

@@ -43,8 +43,8 @@ class SolverSettings(_Strict):
     learning_rate: float | PiecewiseRate = Field(1e-2, description="a number or {boundaries, values}")
     hidden: list[int] | None = Field(None, description="hidden layer widths; default twice min(dim, 100) + 10")
     y0_init: tuple[float, float] | Literal["baseline"] = Field(
-        (0.0, 1.0), description="range of the uniform initial guess of y0, or 'baseline': the driver-free "
-        "value e^{-rT} mean g(X_T) on the validation paths"
+        (0.0, 1.0), description="range of the uniform initial guess of y0, or 'baseline': start at the "
+        "driver-free value e^{-rT} mean g(X_T) on the validation paths and learn y0 in units of the std of g(X_T)"
     )
     z_scale: float | None = Field(
         None, gt=0, description="factor on the networks' output Z; default sqrt(Var g(X_T) / (T dim)), the "

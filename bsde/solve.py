@@ -162,7 +162,7 @@ def solve(
     baseline = driver_free_baseline(problem.equation, generator=torch.Generator(device=dev).manual_seed(seed + 1),
                                     device=dev, dtype=settings.torch_dtype)
     model = trained.model
-    y0 = model.y0.item()
+    y0 = model.y_start.item()
     final_loss = trained.history[-1].loss
     warning = trivial_solution_warning(y0, final_loss, baseline)
     if warning:

@@ -110,10 +110,16 @@ class _Run:
         self.valid = sample(equation, settings, settings.valid_size, generator, device)
         terminal = equation.terminal(self.valid.x[:, -1])
         self.model.z_scale = settings.z_scale or output_scale(terminal, equation)
-        if from_baseline:  # start from the driver-free value: only the nonlinear correction is left to learn
+        if from_baseline:
+            # start from the driver-free value and learn the correction in units of the spread of g(X_T):
+            # Adam's steps (about the learning rate) then mean the same relative precision on every problem
             discount = math.exp(-equation.discount_rate * equation.total_time)
+            self.model.y_offset = discount * terminal.mean().item()
+            self.model.y_scale = discount * terminal.std().item() if terminal.numel() > 1 else 1.0
+            if not math.isfinite(self.model.y_scale) or self.model.y_scale <= 0:
+                self.model.y_scale = 1.0
             with torch.no_grad():
-                self.model.y0.fill_(discount * terminal.mean().item())
+                self.model.y0.zero_()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=True)
         self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
         self.history: list[LogEntry] = []
@@ -153,7 +159,7 @@ class _Run:
 
     def validate(self) -> LogEntry | None:
         """A log entry for the current iteration, or None when loss, y0 or a parameter is not finite."""
-        entry = LogEntry(self.iteration, evaluate(self.model, self.valid), self.model.y0.item(),
+        entry = LogEntry(self.iteration, evaluate(self.model, self.valid), self.model.y_start.item(),
                          time.perf_counter() - self.start)
         finite = math.isfinite(entry.loss) and math.isfinite(entry.y0) and _finite_parameters(self.model)
         return entry if finite else None
