@@ -13,6 +13,7 @@ import math
 import resource
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -101,7 +102,8 @@ def run_case(problem_name: str, dim: int, device: torch.device, threads: int, wa
                "--iterations", str(iterations)]
     hidden = load_problem(problem_name, {"equation.dim": dim}).solver.widths(dim)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=CASE_TIMEOUT_S)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=CASE_TIMEOUT_S,
+                              cwd=tempfile.gettempdir())  # not a source checkout: import the installed bsde
     except subprocess.TimeoutExpired:
         return ScaleResult(problem_name, dim, hidden, error=f"timed out after {CASE_TIMEOUT_S} s")
     lines = done.stdout.strip().splitlines()

@@ -21,7 +21,6 @@ from bsde.errors import Interrupted
 
 from conftest import TINY, tiny_args
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def stop_after(count: int):
@@ -88,7 +87,7 @@ def test_killed_process_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     overrides = {"solver.iterations": 400}
     command = [sys.executable, "-m", "bsde.cli", "solve", "hjb", *tiny_args(**overrides), "--device", "cpu",
                "--threads", "1", "-q", "--checkpoint", str(folder), "--checkpoint-every", "1"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while not (folder / CHECKPOINT_FILE).exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -15,7 +15,6 @@ from bsde.cli.signals import StopRequest, stop_on_signals
 
 from conftest import tiny_args
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_handlers_are_installed_only_inside_the_block() -> None:
@@ -33,7 +32,7 @@ def test_signal_checkpoints_and_prints_resume_hint(tmp_path: Path, signum: int, 
     folder = tmp_path / "ck"
     command = [sys.executable, "-m", "bsde.cli", "solve", "hjb", *tiny_args(**{"solver.iterations": 10**6}),
                "--device", "cpu", "--threads", "1", "-q", "--checkpoint", str(folder), "--checkpoint-every", "5"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while not (folder / CHECKPOINT_FILE).exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
