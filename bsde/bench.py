@@ -24,8 +24,8 @@ import torch
 
 import bsde
 from bsde.bench_accuracy import TARGETS, AccuracyResult, Startup, measure_startup, time_to_accuracy
-from bsde.bench_cases import (FULL, QUICK, SPEED_CASES, Effort, LoopComparison, Progress, SpeedResult, compare_loops,
-                              measure_speed)
+from bsde.bench_cases import (FULL, QUICK, SPEED_CASES, Effort, LoopComparison, ProfileRow, Progress, SpeedResult,
+                              compare_loops, measure_speed, profile_step)
 from bsde.bench_worker import ScaleFit, ScaleResult, fit, proc_field, run_case
 from bsde.errors import BSDEError
 from bsde.runtime import available_cores, resolve_device, set_threads
@@ -74,6 +74,8 @@ class BenchReport:
     startup: Startup
     speed: list[SpeedResult] = field(default_factory=list)
     loop: LoopComparison | None = None
+    profile_case: str = ""
+    profile: list[ProfileRow] = field(default_factory=list)
     accuracy: list[AccuracyResult] = field(default_factory=list)
     scale: list[ScaleResult] = field(default_factory=list)
     scale_fit: list[ScaleFit] = field(default_factory=list)
@@ -140,6 +142,8 @@ def run_bench(options: BenchOptions, *, command: str = "", progress: Progress | 
         report.speed.append(measure_speed(case, device, effort, peaks))
     say("batched networks against the per-step loop")
     report.loop = compare_loops(device, effort)
+    say("profile of one iteration (torch.profiler)")
+    report.profile_case, report.profile = profile_step(device, effort)
     for name in TARGETS:
         report.accuracy.append(time_to_accuracy(name, device, threads, options.seed_count, effort, report.startup,
                                                 say))

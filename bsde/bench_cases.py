@@ -318,3 +318,40 @@ def compare_loops(device: torch.device, effort: Effort, problem_name: str = "hjb
     fast, slow = Timing.of(samples["batched"]), Timing.of(samples["per_step"])
     label = f"{problem_name} {equation.dim}-d {settings.dtype}, {settings.time_steps} steps, batch {settings.batch_size}"
     return LoopComparison(label, fast, slow, slow.median_s / fast.median_s, difference, tolerance)
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """One operator's share of a training iteration (torch.profiler self time)."""
+
+    op: str
+    ms_per_iteration: float
+    share: float
+    calls_per_iteration: float
+
+
+def profile_step(device: torch.device, effort: Effort, problem_name: str = "hjb",
+                 rows: int = 12) -> tuple[str, list[ProfileRow]]:
+    """Where an iteration of the default config goes: torch.profiler self times of the top operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    problem = load_problem(problem_name)
+    equation, settings = problem.equation, problem.solver
+    model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim), dtype=settings.torch_dtype,
+                     device=device)
+    model.reset_parameters(torch.Generator(device=device).manual_seed(0), (0.0, 1.0))
+    step = _adam_step(model, problem, torch.Generator(device=device).manual_seed(1), device)
+    for _ in range(effort.warmup):
+        step()
+    iterations = effort.blocks * effort.block
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(iterations):
+            step()
+        synchronize(device)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    label = f"{problem_name} {equation.dim}-d {settings.dtype}, {settings.time_steps} steps, batch {settings.batch_size}"
+    return label, [ProfileRow(e.key, e.self_cpu_time_total / 1e3 / iterations, e.self_cpu_time_total / total,
+                              e.count / iterations) for e in events[:rows]]
