@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bsde.reference import METHODS, ReferenceResult, applicable_methods, describe, reference
+from bsde.reference import METHODS, ReferenceResult, describe, reference, resolve_method
 
 from .common import JsonOption, SeedOption, SetOption, emit_json, err, guarded, load, out, progress_lines
 
@@ -51,7 +51,7 @@ def reference_command(
     to the problem is an error (exit 2).
     """
     loaded = load(problem, set_)
-    name = method.value if method.value != "auto" else (applicable_methods(loaded) or ["auto"])[0]
+    name = resolve_method(loaded, method.value)  # bad input fails here, before any output
     if not quiet:
         err.print(f"reference for {loaded.name} ({loaded.equation.kind}, dim {loaded.equation.dim}) "
                   f"by {name}", markup=False)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from bsde.memory import check_fits
 from bsde.runtime import resolve_device
 from bsde.errors import Interrupted
 from bsde.io import check_writable, write_json_atomic
@@ -110,7 +111,7 @@ def solve(
     --resume is given), prints the command that resumes, and exits 130 or 143.
     """
     loaded = load(problem, set_, preset)
-    resolve_device(device)  # a bad device is bad input: fail before any work
+    check_fits(loaded, resolve_device(device))  # bad device or too big: fail before any output or work
     if out_file is not None:
         check_writable(out_file)
     folder = checkpoint if checkpoint is not None else resume

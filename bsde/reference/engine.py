@@ -96,11 +96,21 @@ def reference(
     Raises:
         ProblemError: unknown method, or one that does not apply to the problem.
     """
+    method = resolve_method(problem, method)
+    return METHODS[method].run(problem.equation, paths, seed, progress)
+
+
+def resolve_method(problem: Problem, method: str = "auto") -> str:
+    """The method ``reference`` would run: "auto" resolved, unknown or inapplicable ones refused.
+
+    Raises:
+        ProblemError: unknown method, or one that does not apply to the problem.
+    """
     applicable = applicable_methods(problem)
     if method == "auto":
         if not applicable:
             raise ProblemError(f"no reference method applies to '{problem.equation.kind}'")
-        method = applicable[0]
+        return applicable[0]
     if method not in METHODS:
         raise ProblemError(f"unknown reference method '{method}' (known: auto, {', '.join(METHODS)})")
     if method not in applicable:
@@ -108,4 +118,4 @@ def reference(
             f"method '{method}' does not apply to '{problem.name}' ({problem.equation.kind}); "
             f"applicable: {', '.join(applicable) or 'none'}"
         )
-    return METHODS[method].run(problem.equation, paths, seed, progress)
+    return method
