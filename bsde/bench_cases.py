@@ -97,12 +97,14 @@ def network_flops(problem: Problem) -> int:
 
     With S = N - 1 step networks, batch B and layer widths w_0 = d, w_1..w_L, w_{L+1} = d:
     forward 2 B S sum_l w_l w_{l+1}; backward twice that (gradients with respect to the layer
-    input and to the weights), so 6 B S sum_l w_l w_{l+1} in all. Batch norm, the driver, path
+    input and to the weights) except for the first layer, whose input (the normalised X) needs no
+    gradient: 6 B S sum_l w_l w_{l+1} - 2 B S w_0 w_1 in all. Batch norm, the driver, path
     simulation and Adam are not counted, so the GFLOP/s derived from it are a lower bound.
     """
     widths = network_widths(problem)
     steps = max(problem.solver.time_steps - 1, 1)
-    return 6 * problem.solver.batch_size * steps * sum(a * b for a, b in zip(widths, widths[1:]))
+    products = [a * b for a, b in zip(widths, widths[1:])]
+    return 2 * problem.solver.batch_size * steps * (3 * sum(products) - products[0])
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,8 @@ def speed_table(report: BenchReport) -> TextTable:
         ["case", "steps", "params", "ms/it", "IQR ms", "it/s", "GFLOP/s", "of n^3 matmul peak", "of layer bmm peak",
          "peer ms/it", "peer/ours"],
         rows,
-        [f"GFLOP/s counts the step networks' matmuls only: 6 B (N-1) sum_l w_l w_(l+1) per iteration "
-         f"(forward 2x, backward 4x). Peaks measured in the same run: a {size}^3 torch.matmul and the "
+        [f"GFLOP/s counts the step networks' matmuls only: 2 B (N-1) (3 sum_l w_l w_(l+1) - w_0 w_1) per "
+         f"iteration (forward 2x, backward 4x, but no input gradient for the first layer). Peaks measured in the same run: a {size}^3 torch.matmul and the "
          "networks' own (N-1, B, w_l) @ (N-1, w_l, w_(l+1)) batched matmuls, same dtype.",
          "Peer: the reference TensorFlow implementation (frankhan91/DeepBSDE), float64, 2-core machine, after "
          f"its graph trace: {', '.join(f'{k} {v:g} ms' for k, v in PEER_MS_PER_ITERATION.items())} "
@@ -61,7 +61,7 @@ def profile_table(report: BenchReport) -> TextTable:
     return TextTable(
         f"Where an iteration goes ({report.profile_case}, torch.profiler self time, top operators)",
         ["operator", "ms/it", "share", "calls/it"], rows,
-        ["aten::bmm is the step networks' batched matmuls (3 forward, 6 backward per iteration): the floor that "
+        ["aten::bmm is the step networks' batched matmuls (3 forward, 5 backward per iteration): the floor that "
          "the matmul peaks above allow; the rest is batch norm, Adam, path sampling and small elementwise kernels. "
          "The profiler adds overhead, so the total exceeds the timed ms/it."],
     )

@@ -21,26 +21,29 @@ BN_MOMENTUM = 0.01  # torch convention: running = (1 - m) running + m batch (TF'
 class StackedBatchNorm(nn.Module):
     """Batch norm of h (B, S, F) over the batch axis, per step s and feature f."""
 
-    def __init__(self, steps: int, features: int, *, dtype: torch.dtype, device=None):
+    def __init__(self, steps: int, features: int, *, dtype: torch.dtype, device=None, affine: bool = True):
         super().__init__()
         kw = {"dtype": dtype, "device": device}
-        self.weight = nn.Parameter(torch.empty(steps, features, **kw))
-        self.bias = nn.Parameter(torch.empty(steps, features, **kw))
+        self.weight = nn.Parameter(torch.empty(steps, features, **kw)) if affine else None
+        self.bias = nn.Parameter(torch.empty(steps, features, **kw)) if affine else None
+        self.features = features
         self.register_buffer("running_mean", torch.zeros(steps * features, **kw))
         self.register_buffer("running_var", torch.ones(steps * features, **kw))
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Init of the reference code: gamma ~ U(0.1, 0.5), beta ~ N(0, 0.1^2)."""
         with torch.no_grad():
-            self.weight.copy_(uniform(self.weight.shape, 0.1, 0.5, generator, self.weight))
-            self.bias.copy_(torch.randn(self.bias.shape, generator=generator, dtype=self.bias.dtype,
-                                        device=self.bias.device) * 0.1)
+            if self.weight is not None:
+                self.weight.copy_(uniform(self.weight.shape, 0.1, 0.5, generator, self.weight))
+                self.bias.copy_(torch.randn(self.bias.shape, generator=generator, dtype=self.bias.dtype,
+                                            device=self.bias.device) * 0.1)
             self.running_mean.zero_()
             self.running_var.fill_(1.0)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        weight, bias = (None, None) if self.weight is None else (self.weight.reshape(-1), self.bias.reshape(-1))
         flat = F.batch_norm(h.reshape(h.shape[0], -1), self.running_mean, self.running_var,
-                            self.weight.reshape(-1), self.bias.reshape(-1), self.training, BN_MOMENTUM, BN_EPS)
+                            weight, bias, self.training, BN_MOMENTUM, BN_EPS)
         return flat.view(h.shape)
 
 
@@ -65,7 +68,7 @@ class StackedLinear(nn.Module):
 class StackedGradientNets(nn.Module):
     """S per-step networks R^d -> R^d evaluated in one pass: (B, S, d) -> (B, S, d).
 
-    Per step n: x^ = bn(x), h = relu(bn(x^ W_1)), ..., out = h W_L + b + a * x^.
+    Per step n: x^ = bn(x) (no affine), h = relu(bn(x^ W_1)), ..., out = h W_L + b + a * x^.
     Two changes to the paper's net, both measured to matter at d = 100: the last layer has a
     bias instead of a batch norm and starts at zero, so Z starts at the trivial solution Z = 0
     with live gradients (a final batch norm's scale collapses towards 0 and starves the hidden
@@ -78,7 +81,9 @@ class StackedGradientNets(nn.Module):
         widths = [dim, *hidden, dim]
         kw = {"dtype": dtype, "device": device}
         self.steps, self.dim = steps, dim
-        self.norms = nn.ModuleList(StackedBatchNorm(steps, w, **kw) for w in widths[:-1])
+        # the input norm has no scale and shift: the first layer and the output bias absorb them, and without
+        # them no gradient has to flow back into the input (one batched matmul less per iteration)
+        self.norms = nn.ModuleList(StackedBatchNorm(steps, w, **kw, affine=i > 0) for i, w in enumerate(widths[:-1]))
         self.linears = nn.ModuleList(StackedLinear(steps, a, b, **kw) for a, b in zip(widths, widths[1:]))
         self.bias = nn.Parameter(torch.zeros(steps, dim, **kw))
         self.diagonal = nn.Parameter(torch.zeros(steps, dim, **kw))

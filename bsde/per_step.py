@@ -16,13 +16,14 @@ from bsde.networks import BN_EPS, BN_MOMENTUM, StackedGradientNets
 
 
 class StepNetwork(nn.Module):
-    """R^d -> R^d: x^ = bn(x), h = relu(bn(Linear(h))) x L, out = Linear(h) + b + a * x^."""
+    """R^d -> R^d: x^ = bn(x) (no affine), h = relu(bn(Linear(h))) x L, out = Linear(h) + b + a * x^."""
 
     def __init__(self, dim: int, hidden: list[int], *, dtype: torch.dtype, device=None):
         super().__init__()
         kw = {"dtype": dtype, "device": device}
         widths = [dim, *hidden, dim]
-        self.norms = nn.ModuleList(nn.BatchNorm1d(w, eps=BN_EPS, momentum=BN_MOMENTUM, **kw) for w in widths[:-1])
+        self.norms = nn.ModuleList(nn.BatchNorm1d(w, eps=BN_EPS, momentum=BN_MOMENTUM, affine=i > 0, **kw)
+                                   for i, w in enumerate(widths[:-1]))
         self.linears = nn.ModuleList(
             nn.Linear(a, b, bias=(i == len(widths) - 2), **kw) for i, (a, b) in enumerate(zip(widths, widths[1:]))
         )
@@ -58,9 +59,10 @@ class PerStepGradientNets(nn.Module):
             raise ValueError("load_from_stacked: the stacked networks have another number of steps, dim or layers")
         for s, net in enumerate(self.nets):
             for mine, theirs in zip(net.norms, stacked.norms, strict=True):
-                features = theirs.weight.shape[1]
-                mine.weight.copy_(theirs.weight[s])
-                mine.bias.copy_(theirs.bias[s])
+                features = theirs.features
+                if theirs.weight is not None:
+                    mine.weight.copy_(theirs.weight[s])
+                    mine.bias.copy_(theirs.bias[s])
                 mine.running_mean.copy_(theirs.running_mean.view(-1, features)[s])
                 mine.running_var.copy_(theirs.running_var.view(-1, features)[s])
             for mine, theirs in zip(net.linears, stacked.linears, strict=True):
