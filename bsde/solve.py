@@ -87,10 +87,16 @@ class SolveResult:
         return data
 
 
-def trivial_solution_warning(y0: float, final_loss: float, baseline: Baseline) -> str | None:
-    """Warn when y0 sits on the Z = 0 value while the loss is still near Var(g)."""
+def trivial_solution_warning(y0: float, final_loss: float, baseline: Baseline, *,
+                             linear: bool = False) -> str | None:
+    """Warn when y0 sits on the Z = 0 value while the loss is still near Var(g).
+
+    Not for a ``linear`` driver (f = -r y): there the baseline is the answer, whatever Z is.
+    """
     if not math.isfinite(baseline.value):
         return f"the driver-free baseline is not finite ({baseline.value}); g(X_T) overflows for these parameters"
+    if linear:
+        return None
     near = abs(y0 - baseline.value) <= max(3 * baseline.stderr, 1e-3 * abs(baseline.value))
     if near and baseline.payoff_var > 0 and final_loss > 0.5 * baseline.payoff_var:
         return (
@@ -164,7 +170,7 @@ def solve(
     model = trained.model
     y0 = model.y_start.item()
     final_loss = trained.history[-1].loss
-    warning = trivial_solution_warning(y0, final_loss, baseline)
+    warning = trivial_solution_warning(y0, final_loss, baseline, linear=problem.equation.driver_is_linear)
     if warning:
         warn(warning)
     finite = math.isfinite(baseline.value) and math.isfinite(baseline.stderr)

@@ -124,6 +124,11 @@ class Equation(BaseModel):
         return True
 
     @property
+    def driver_is_linear(self) -> bool:
+        """Whether f = -discount_rate * y exactly (then E e^{-rT} g(X_T) is the answer, whatever Z is)."""
+        return False
+
+    @property
     def driver_uses_y(self) -> bool:
         """Whether f depends on y; if not, the solver evaluates f for all steps in one call."""
         return True

@@ -52,6 +52,10 @@ class BlackScholes(Equation):
         return self.rate
 
     @property
+    def driver_is_linear(self) -> bool:
+        return True
+
+    @property
     def driver_uses_z(self) -> bool:
         return False
 
