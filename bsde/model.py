@@ -16,7 +16,7 @@ DELTA_CLIP = 50.0
 
 
 class DeepBSDE(nn.Module):
-    """Y_0 = y_offset + y_scale * y0 (scalar), Z_0 = z_scale * z0 (dim) and N - 1 networks for Z_n = z_scale * net_n(X_n), n = 1..N-1."""
+    """Y_0 = y_offset + y_scale * y0, Z_0 = z_scale * z0 and Z_n = z_scale * net_n(X_n) for n = 1..N-1."""
 
     def __init__(self, equation: Equation, time_steps: int, hidden: list[int], *,
                  dtype: torch.dtype, device=None, z_scale: float = 1.0):

@@ -1,10 +1,11 @@
 """Gradient networks for all time steps at once.
 
 The paper uses one small network per time step t_1..t_{N-1}:
-bn -> (dense -> bn -> relu) x L -> dense -> bn (see StackedGradientNets for our two changes). The paths do not depend on the networks, so
-all S = N - 1 steps are evaluated together: a layer's S weight matrices are stacked into one
-(S, in, out) tensor applied by a single batched matmul, and batch norm runs once over the
-(batch, S * features) matrix, i.e. with separate statistics and affine parameters per step.
+bn -> (dense -> bn -> relu) x L -> dense -> bn (StackedGradientNets says where ours differs).
+The paths do not depend on the networks, so all S = N - 1 steps are evaluated together: a
+layer's S weight matrices are stacked into one (S, in, out) tensor applied by a single batched
+matmul, and batch norm runs once over the (batch, S * features) matrix, i.e. with separate
+statistics (and affine parameters, where it has them) per step.
 Activations are laid out (batch, S, features) so that batch norm reduces over the leading axis.
 """
 
@@ -69,11 +70,12 @@ class StackedGradientNets(nn.Module):
     """S per-step networks R^d -> R^d evaluated in one pass: (B, S, d) -> (B, S, d).
 
     Per step n: x^ = bn(x) (no affine), h = relu(bn(x^ W_1)), ..., out = h W_L + b + a * x^.
-    Two changes to the paper's net, both measured to matter at d = 100: the last layer has a
+    Changes to the paper's net, the first two measured to matter at d = 100: the last layer has a
     bias instead of a batch norm and starts at zero, so Z starts at the trivial solution Z = 0
     with live gradients (a final batch norm's scale collapses towards 0 and starves the hidden
     layers); and a diagonal term a * x^ (zero at the start) learns the leading, nearly linear
-    part of Z quickly, with 2 d parameters per step instead of d^2.
+    part of Z quickly, with 2 d parameters per step instead of d^2. The input norm drops its scale
+    and shift, which the first layer and the output bias absorb anyway.
     """
 
     def __init__(self, steps: int, dim: int, hidden: list[int], *, dtype: torch.dtype, device=None):

@@ -83,7 +83,6 @@ class SolverSettings(_Strict):
         """Hidden widths: the PNAS dim + 10 up to 100-d, then capped so parameters grow linearly in d."""
         return list(self.hidden) if self.hidden is not None else [min(dim, 100) + 10] * 2
 
-
     @property
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)

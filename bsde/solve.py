@@ -47,7 +47,7 @@ def driver_free_baseline(equation: Equation, *, paths: int = BASELINE_PATHS, gen
         done += n
     mean = total / paths
     var = max(total_sq / paths - mean * mean, 0.0) * paths / max(paths - 1, 1)
-    discount = math.exp(-equation.discount_rate * equation.total_time)
+    discount = equation.discount_factor
     return Baseline(discount * mean, discount * math.sqrt(var / paths), var)
 
 

@@ -72,16 +72,19 @@ def sample(equation: Equation, settings: SolverSettings, batch: int, generator: 
     )
 
 
-def output_scale(terminal: torch.Tensor, equation: Equation) -> float:
+def spread(terminal: torch.Tensor) -> float | None:
+    """The standard deviation of g(X_T) over the validation paths; None where it is 0 or not finite."""
+    std = terminal.std().item() if terminal.numel() > 1 else 0.0
+    return std if math.isfinite(std) and std > 0.0 else None
+
+
+def output_scale(std: float | None, equation: Equation) -> float:
     """sqrt(Var g(X_T) / (T d)): the size of a coordinate of Z if E int_0^T |Z|^2 dt were Var g(X_T).
 
     Scaling the networks' output by it makes their parameters O(1) whatever the problem's units, so
     Adam's steps (of about the learning rate) move Z at a comparable relative pace on every problem.
     """
-    var = terminal.var().item() if terminal.numel() > 1 else 0.0
-    if not math.isfinite(var) or var <= 0.0:
-        return 1.0 / equation.dim
-    return math.sqrt(var / (equation.total_time * equation.dim))
+    return 1.0 / equation.dim if std is None else std / math.sqrt(equation.total_time * equation.dim)
 
 
 def evaluate(model: DeepBSDE, paths: Paths) -> float:
@@ -109,15 +112,14 @@ class _Run:
         self.model.reset_parameters(generator, (0.0, 0.0) if from_baseline else settings.y0_init)
         self.valid = sample(equation, settings, settings.valid_size, generator, device)
         terminal = equation.terminal(self.valid.x[:, -1])
-        self.model.z_scale = settings.z_scale or output_scale(terminal, equation)
+        std = spread(terminal)
+        self.model.z_scale = settings.z_scale or output_scale(std, equation)
         if from_baseline:
             # start from the driver-free value and learn the correction in units of the spread of g(X_T):
             # Adam's steps (about the learning rate) then mean the same relative precision on every problem
-            discount = math.exp(-equation.discount_rate * equation.total_time)
+            discount = equation.discount_factor
             self.model.y_offset = discount * terminal.mean().item()
-            self.model.y_scale = discount * terminal.std().item() if terminal.numel() > 1 else 1.0
-            if not math.isfinite(self.model.y_scale) or self.model.y_scale <= 0:
-                self.model.y_scale = 1.0
+            self.model.y_scale = discount * std if std is not None else 1.0
             with torch.no_grad():
                 self.model.y0.zero_()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=True)

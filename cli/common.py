@@ -14,6 +14,7 @@ from rich.console import Console
 
 from bsde.errors import BSDEError, ProblemError, TrainingError
 from bsde.problem import Problem, load_problem, parse_override
+from bsde.trainer import LogEntry
 
 #: results and tables go to stdout; progress, warnings and errors to stderr
 out = Console(highlight=False, soft_wrap=True)
@@ -67,8 +68,10 @@ def emit_json(data: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def fmt(value: float | None, digits: int = 6) -> str:
-    return "n/a" if value is None else f"{value:.{digits}g}"
+def print_log_entry(entry: LogEntry, total: int, prefix: str = "") -> None:
+    """One training progress line on stderr (validation loss and y0 at ``entry.iteration`` of ``total``)."""
+    err.print(f"  {prefix}iter {entry.iteration:>6}/{total}  loss {entry.loss:.4e}  y0 {entry.y0:.6g}  "
+              f"{entry.elapsed_s:7.1f} s", markup=False)
 
 
 def progress_lines(label: str, step: float = 0.1) -> Callable[[int, int], None]:

@@ -18,14 +18,13 @@ from bsde.runtime import resolve_device
 from bsde.trainer import LogEntry
 
 from .common import (DeviceOption, JsonOption, SetOption, ThreadsOption, command_line, emit_json, err, guarded,
-                     load, out, progress_lines)
+                     load, out, print_log_entry, progress_lines)
 from .reference import PathsOption
 
 
 def _log(total: int):
     def on_log(seed: int, entry: LogEntry) -> None:
-        err.print(f"  seed {seed}  iter {entry.iteration:>6}/{total}  loss {entry.loss:.4e}  y0 {entry.y0:.6g}  "
-                  f"{entry.elapsed_s:7.1f} s", markup=False)
+        print_log_entry(entry, total, prefix=f"seed {seed}  ")
     return on_log
 
 

@@ -17,7 +17,8 @@ from bsde.solve import SolveResult
 from bsde.solve import solve as solve_problem
 from bsde.trainer import LogEntry
 
-from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, emit_json, err, guarded, load, out)
+from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, emit_json, err, guarded, load,
+                     out, print_log_entry)
 from .signals import StopRequest, stop_on_signals
 
 RUN_PANEL = "Long runs"
@@ -30,8 +31,7 @@ class OnNaN(str, Enum):
 
 def _progress(total: int):
     def on_log(entry: LogEntry) -> None:
-        err.print(f"  iter {entry.iteration:>6}/{total}  loss {entry.loss:.4e}  y0 {entry.y0:.6g}  "
-                  f"{entry.elapsed_s:7.1f} s", markup=False)
+        print_log_entry(entry, total)
     return on_log
 
 

@@ -124,6 +124,11 @@ class Equation(BaseModel):
         return True
 
     @property
+    def discount_factor(self) -> float:
+        """e^{-rT}: what the driver-free value E g(X_T) is multiplied by."""
+        return math.exp(-self.discount_rate * self.total_time)
+
+    @property
     def driver_is_linear(self) -> bool:
         """Whether f = -discount_rate * y exactly (then E e^{-rT} g(X_T) is the answer, whatever Z is)."""
         return False
