@@ -26,9 +26,9 @@ import bsde
 from bsde.bench_accuracy import TARGETS, AccuracyResult, Startup, measure_startup, time_to_accuracy
 from bsde.bench_cases import (FULL, QUICK, SPEED_CASES, Effort, LoopComparison, ProfileRow, Progress, SpeedResult,
                               compare_loops, measure_speed, profile_step)
-from bsde.bench_worker import ScaleFit, ScaleResult, fit, proc_field, run_case
+from bsde.bench_worker import ScaleFit, ScaleResult, fit, run_case
 from bsde.errors import BSDEError
-from bsde.runtime import available_cores, resolve_device, set_threads
+from bsde.runtime import available_cores, cpu_model, proc_field, resolve_device, set_threads
 
 SCALE_PROBLEMS = ("hjb", "allen_cahn")
 DEFAULT_DIMS = (10, 100, 1000, 10000)
@@ -100,10 +100,6 @@ class BenchReport:
         return data
 
 
-def _cpu_model() -> str:
-    return proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
-
-
 def _memory_gib() -> float | None:
     total = proc_field("/proc/meminfo", "MemTotal")  # "24681012 kB"
     return None if total is None else int(total.split()[0]) / 2**20
@@ -113,7 +109,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     """CPU, cores, memory, accelerator, library versions, torch threads and the date (UTC)."""
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {
-        "cpu": _cpu_model(), "logical_cores": os.cpu_count(), "available_cores": available_cores(),
+        "cpu": cpu_model(), "logical_cores": os.cpu_count(), "available_cores": available_cores(),
         "memory_gib": _memory_gib(), "device": str(device), "gpu": gpu, "platform": platform.platform(),
         "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
         "bsde": bsde.__version__, "torch_threads": torch.get_num_threads(),

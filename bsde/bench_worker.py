@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -23,7 +22,7 @@ from bsde.bench_cases import Timing, network_flops, time_training
 from bsde.errors import BSDEError
 from bsde.memory import check_fits, estimate
 from bsde.problem import load_problem
-from bsde.runtime import resolve_device, set_threads
+from bsde.runtime import proc_field, resolve_device, set_threads
 
 CASE_TIMEOUT_S = 900
 
@@ -54,18 +53,6 @@ class ScaleFit:
     time_ratio_per_10x: list[float]     # between consecutive dims, normalised to a factor 10 in d
     memory_exponent: float | None       # of the peak memory above the smallest case's
     parameter_exponent: float | None
-
-
-def proc_field(path: str, key: str) -> str | None:
-    """The value of the ``key:`` line of a /proc file such as /proc/meminfo, or None."""
-    try:
-        for line in Path(path).read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() == key:
-                return value.strip()
-    except OSError:
-        pass
-    return None
 
 
 def _peak_rss_mb() -> float:

@@ -24,7 +24,7 @@ from bsde.problem import Problem
 from bsde.reference import ReferenceResult, applicable_methods, describe, reference
 from bsde.reference.result import finite_json
 from bsde.reference.sampling import Progress
-from bsde.runtime import available_cores, resolve_device
+from bsde.runtime import available_cores, cpu_model, resolve_device
 from bsde.solve import SolveResult, solve
 from bsde.trainer import LogEntry
 
@@ -186,18 +186,6 @@ def agreement(ref: ReferenceResult | None, published: Published) -> str | None:
     return (f"Our reference {ref.value:.8g} and the published {published.value:g} ({published.source or 'no source'}) "
             f"disagree by {difference:.3g} ({relative}), more than our error bar {ours:.2g} plus the published "
             f"precision {theirs:.2g}; {verdict}: {evidence}.")
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def environment(device: str, threads: int, seeds: list[int], command: str) -> dict[str, Any]:

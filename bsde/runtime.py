@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -37,3 +39,20 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise BSDEError("device 'cuda' requested but torch sees no CUDA device; use --device cpu or auto")
         return torch.device(name)
     raise BSDEError(f"unknown device '{name}' (use auto, cpu or cuda)")
+
+
+def proc_field(path: str, key: str) -> str | None:
+    """The value of the ``key:`` line of a /proc file such as /proc/meminfo, or None."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key:
+                return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
+    return proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine() or "unknown"
