@@ -1,7 +1,9 @@
 """The deep BSDE model: trainable Y_0, Z_0 and the step networks, marching the BSDE.
 
-Y_{n+1} = Y_n - f(t_n, X_n, Y_n, Z_n) dt + Z_n . dW_n,  Z_n = net_n(X_n) for n >= 1,
-and the loss is E|Y_N - g(X_N)|^2 (made linear beyond |Y_N - g| = 50, as the reference code).
+euler:      Y_{n+1} = Y_n - f(t_n, X_n, Y_n, Z_n) dt + Z_n . dW_n,
+trapezoid:  Y_{n+1} = Y_n - (f_n + f_{n+1}) dt / 2 + Z_n . dW_n  (f_{n+1} at a Heun predictor of Y_{n+1}),
+with Z_n = net_n(X_n) for 1 <= n < N and Z_N = sigma^T grad g(X_N) (autograd of the terminal condition);
+the loss is E|Y_N - g(X_N)|^2 (made linear beyond |Y_N - g| = 50, as the reference code).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from torch import nn
 
 from bsde.equations.base import Equation
 from bsde.networks import StackedGradientNets
+from bsde.simulation import diffusion_transpose
 
 DELTA_CLIP = 50.0
 
@@ -19,10 +22,15 @@ class DeepBSDE(nn.Module):
     """Y_0 = y_offset + y_scale * y0, Z_0 = z_scale * z0 and Z_n = z_scale * net_n(X_n) for n = 1..N-1."""
 
     def __init__(self, equation: Equation, time_steps: int, hidden: list[int], *,
-                 dtype: torch.dtype, device=None, z_scale: float = 1.0):
+                 dtype: torch.dtype, device=None, z_scale: float = 1.0, scheme: str = "trapezoid",
+                 controlled: bool = False):
         super().__init__()
+        if controlled and not equation.controllable:
+            raise ValueError(f"'{equation.kind}' has no control representation for a controlled measure")
         self.equation = equation
         self.time_steps = time_steps
+        self.scheme = scheme
+        self.controlled = controlled
         self.z_scale = z_scale
         self.y_offset, self.y_scale = 0.0, 1.0  # Y_0 = y_offset + y_scale * y0
         kw = {"dtype": dtype, "device": device}
@@ -34,8 +42,9 @@ class DeepBSDE(nn.Module):
         """Y_0 ~ U(y0_range), z0 ~ U(-0.1, 0.1), networks as the reference code."""
         low, high = y0_range
         with torch.no_grad():
-            self.y0.copy_(low + (high - low) * torch.rand((), generator=generator, dtype=self.y0.dtype))
-            self.z0.copy_((torch.rand(self.z0.shape, generator=generator, dtype=self.z0.dtype) * 2 - 1) * 0.1)
+            like = {"dtype": self.y0.dtype, "device": self.y0.device}
+            self.y0.copy_(low + (high - low) * torch.rand((), generator=generator, **like))
+            self.z0.copy_((torch.rand(self.z0.shape, generator=generator, **like) * 2 - 1) * 0.1)
         self.nets.reset_parameters(generator)
 
     def gradients(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,6 +53,29 @@ class DeepBSDE(nn.Module):
         if self.time_steps == 1:
             return z0
         return torch.cat([z0, self.z_scale * self.nets(x[:, 1:self.time_steps])], dim=1)
+
+    def z_at(self, n: int, x: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
+        """Z_n at states x (B, d), for any x (not only the training paths' X_n); inference mode unless
+        ``batch_stats`` (then batch norm uses x's own statistics, as in training)."""
+        if n == 0:
+            return self.z_start.expand(x.shape[0], -1)
+        return self.z_scale * self.nets.at_step(n - 1, x, batch_stats)
+
+    def controlled_states(self, dw: torch.Tensor, dt: float) -> torch.Tensor:
+        """X (batch, N+1, dim) under the learned control: X_{n+1} = X_n + sigma (b_n dt + dW_n), b_n = grad_z f(Z_n).
+
+        The drift is what the learned Z makes optimal (for HJB, b = -lam Z: the feedback a = -sqrt(lam/2) Z);
+        no gradient flows through it. Z_n uses batch statistics in training mode, as the forward pass does.
+        """
+        equation = self.equation
+        x = torch.as_tensor(equation.x_start, dtype=dw.dtype, device=dw.device).expand(dw.shape[0], -1)
+        states = [x]
+        with torch.no_grad():
+            for n in range(self.time_steps):
+                b = equation.driver_z_gradient(n * dt, x, self.z_at(n, x, batch_stats=self.training))
+                x = x + equation.process.sigma * (b * dt + dw[:, n])
+                states.append(x)
+        return torch.stack(states, dim=1)
 
     @property
     def y_start(self) -> torch.Tensor:
@@ -57,17 +89,42 @@ class DeepBSDE(nn.Module):
 
     def forward(self, x: torch.Tensor, dw: torch.Tensor, dt: float) -> torch.Tensor:
         """Y_N (batch,) from paths X (batch, N+1, dim) and increments dW (batch, N, dim)."""
-        z = self.gradients(x)
+        return self.march(x, dw, dt, self.gradients(x))
+
+    def march(self, x: torch.Tensor, dw: torch.Tensor, dt: float, z: torch.Tensor,
+              y_start: torch.Tensor | None = None) -> torch.Tensor:
+        """Y_N (batch,) from X (batch, N+1, dim), dW (batch, N, dim) and Z_0..Z_{N-1} (batch, N, dim)."""
         noise = (z * dw).sum(-1)  # Z_n . dW_n, (batch, N)
-        driver = self.equation.driver
-        if not self.equation.driver_uses_y:  # no recursion needed: sum the driver over all steps at once
-            times = torch.arange(self.time_steps, device=x.device, dtype=x.dtype) * dt
-            f = driver(times, x[:, :-1], noise.new_zeros(()), z)
-            return self.y_start - dt * f.sum(1) + noise.sum(1)
-        y = self.y_start.expand(x.shape[0])
-        for n in range(self.time_steps):
-            y = y - dt * driver(n * dt, x[:, n], y, z[:, n]) + noise[:, n]
+        equation, steps = self.equation, dw.shape[1]
+        y_start = self.y_start if y_start is None else y_start
+        trapezoid = self.scheme == "trapezoid"
+        if trapezoid:  # Z_0..Z_N; Z_N only matters where f depends on z
+            z_end = terminal_z(equation, x[:, -1]) if equation.driver_uses_z else z[:, -1]
+            z = torch.cat([z, z_end.unsqueeze(1)], dim=1)
+        if not equation.driver_uses_y:  # no recursion needed: sum the driver over all steps at once
+            nodes = steps + 1 if trapezoid else steps
+            times = torch.arange(nodes, device=x.device, dtype=x.dtype) * dt
+            f = equation.driver(times, x[:, :nodes], noise.new_zeros(()), z)
+            if self.controlled:  # under the drift sigma b the driver becomes f(z) - b . z
+                f = f - (equation.driver_z_gradient(times, x[:, :nodes], z.detach()) * z).sum(-1)
+            integral = f.sum(1) - 0.5 * (f[:, 0] + f[:, -1]) if trapezoid else f.sum(1)
+            return y_start - dt * integral + noise.sum(1)
+        y = y_start.expand(x.shape[0])
+        for n in range(steps):
+            f = equation.driver(n * dt, x[:, n], y, z[:, n])
+            if trapezoid:
+                predictor = y - dt * f + noise[:, n]
+                f = 0.5 * (f + equation.driver((n + 1) * dt, x[:, n + 1], predictor, z[:, n + 1]))
+            y = y - dt * f + noise[:, n]
         return y
+
+
+def terminal_z(equation: Equation, x_end: torch.Tensor) -> torch.Tensor:
+    """Z_N = sigma(X_N)^T grad g(X_N) (batch, dim), by autograd of the terminal condition."""
+    with torch.enable_grad():
+        x = x_end.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(equation.terminal(x).sum(), x)
+    return diffusion_transpose(equation.process, x_end, grad)
 
 
 def terminal_loss(y_terminal: torch.Tensor, g_terminal: torch.Tensor) -> torch.Tensor:

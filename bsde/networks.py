@@ -47,6 +47,15 @@ class StackedBatchNorm(nn.Module):
                             weight, bias, self.training, BN_MOMENTUM, BN_EPS)
         return flat.view(h.shape)
 
+    def at_step(self, step: int, h: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
+        """The norm of step ``step`` alone on h (B, F): with the batch's statistics (running ones untouched)
+        or, by default, with the running statistics (inference)."""
+        rows = slice(step * self.features, (step + 1) * self.features)
+        weight, bias = (None, None) if self.weight is None else (self.weight[step], self.bias[step])
+        if batch_stats:
+            return F.batch_norm(h, None, None, weight, bias, True, 0.0, BN_EPS)
+        return F.batch_norm(h, self.running_mean[rows], self.running_var[rows], weight, bias, False, 0.0, BN_EPS)
+
 
 class StackedLinear(nn.Module):
     """h (B, S, in) -> h[:, s] @ W_s  (B, S, out); no bias (a batch norm follows)."""
@@ -103,6 +112,13 @@ class StackedGradientNets(nn.Module):
         for linear, norm in zip(self.linears[:-1], self.norms[1:]):
             h = torch.relu(norm(linear(h)))
         return torch.addcmul(self.linears[-1](h) + self.bias, self.diagonal, x_hat)
+
+    def at_step(self, step: int, x: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
+        """Network ``step`` alone on x (B, d): what forward gives at that step (in eval mode unless ``batch_stats``)."""
+        x_hat = h = self.norms[0].at_step(step, x, batch_stats)
+        for linear, norm in zip(self.linears[:-1], self.norms[1:]):
+            h = torch.relu(norm.at_step(step, h @ linear.weight[step], batch_stats))
+        return torch.addcmul(h @ self.linears[-1].weight[step] + self.bias[step], self.diagonal[step], x_hat)
 
 
 def uniform(shape, low: float, high: float, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:

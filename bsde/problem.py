@@ -282,6 +282,9 @@ def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[st
         raise ctx.error("equation.kind", f"{what}{suggestion} (known: {', '.join(EQUATIONS)})")
     equation = _validate(EQUATIONS[kind], eq_raw, ctx, "equation")
     solver = _validate(SolverSettings, raw.get("solver"), ctx, "solver")
+    if solver.measure == "controlled" and not equation.controllable:
+        raise ctx.error("solver.measure", f"'controlled' needs a driver concave or convex in z that does not use y "
+                                          f"and a constant diffusion; '{kind}' has none (use 'plain')")
     reference = _validate(Reference, raw.get("reference"), ctx, "reference")
     presets = raw.get("presets") or {}
     if not isinstance(presets, dict):

@@ -107,9 +107,11 @@ def markdown(data: dict[str, Any]) -> str:
     lines += _reference_section(data)
     baseline = summary["baseline"]
     lines += ["", "## Runs", "",
-              markdown_table([[str(run["seed"]), f"{run['y0']:.8g}", _pct(run["rel_error"]), f"{run['final_loss']:.4g}",
-                               str(run["iterations"]), f"{run['wall_s']:.2f} s"] for run in data["runs"]],
-                             ("seed", "y0", "rel. error", "final loss", "iterations", "wall")),
+              markdown_table([[str(run["seed"]), f"{run['y0']:.8g}", _num(run.get("error_estimate")),
+                               _pct(run["rel_error"]), f"{run['final_loss']:.4g}", str(run["iterations"]),
+                               f"{run['wall_s']:.2f} s"] for run in data["runs"]],
+                             ("seed", "y0", "est. error", "rel. error", "final loss", "iterations", "wall")),
+              "", "The estimated error is " + (data["runs"][0].get("error_basis") or "not available") + ".",
               "", "The driver-free baseline e^(-rT) E g(X_T) (what a solver stuck at Z = 0 returns) is "
               + (f"{baseline:.6g} ± {summary['baseline_stderr']:.2g}." if baseline is not None else "not finite."),
               ""]

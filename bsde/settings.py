@@ -34,21 +34,41 @@ class PiecewiseRate(_Strict):
         return self.values[sum(iteration >= b for b in self.boundaries)]
 
 
+DEFAULT_RATES = (0.02, 0.005, 0.001)
+
+
+def default_schedule(iterations: int) -> PiecewiseRate:
+    """DEFAULT_RATES, stepping down at 50% and 80% of the run (hjb's 2000 iterations: at 1000 and 1600)."""
+    first, second = max(1, iterations // 2), max(2, iterations * 4 // 5)
+    return PiecewiseRate(boundaries=[first, max(second, first + 1)], values=list(DEFAULT_RATES))
+
+
 class SolverSettings(_Strict):
     """Deep BSDE training settings (PNAS defaults: batch 64, two hidden layers of dim + 10)."""
 
     time_steps: int = Field(20, ge=1, description="number N of uniform time steps")
     iterations: int = Field(2000, ge=1, description="Adam steps")
     batch_size: int = Field(64, ge=2, description="paths per Adam step (batch norm needs >= 2)")
-    learning_rate: float | PiecewiseRate = Field(1e-2, description="a number or {boundaries, values}")
+    learning_rate: float | PiecewiseRate | None = Field(
+        None, description="a number or {boundaries, values}; default DEFAULT_RATES with boundaries at "
+        "50% and 80% of the iterations (the shipped problems' schedule)"
+    )
     hidden: list[int] | None = Field(None, description="hidden layer widths; default twice min(dim, 100) + 10")
     y0_init: tuple[float, float] | Literal["baseline"] = Field(
-        (0.0, 1.0), description="range of the uniform initial guess of y0, or 'baseline': start at the "
+        "baseline", description="range of the uniform initial guess of y0, or 'baseline': start at the "
         "driver-free value e^{-rT} mean g(X_T) on the validation paths and learn y0 in units of the std of g(X_T)"
     )
     z_scale: float | None = Field(
         None, gt=0, description="factor on the networks' output Z; default sqrt(Var g(X_T) / (T dim)), the "
         "per-coordinate size of Z for which E int |Z|^2 dt matches the variance of the terminal value"
+    )
+    scheme: Literal["euler", "trapezoid"] = Field(
+        "trapezoid", description="time stepping of the driver: 'trapezoid' (f at both ends of a step, "
+        "Heun predictor for y; second order) or 'euler' (f at the left end, as the paper)"
+    )
+    measure: Literal["plain", "controlled"] = Field(
+        "plain", description="paths X for training: 'plain' (the forward SDE as given) or 'controlled' (steered by "
+        "the learned control b = grad_z f(Z); for drivers concave or convex in z, without y, constant sigma)"
     )
     dtype: Literal["float32", "float64"] = "float64"
     valid_size: int = Field(256, ge=2, description="fixed validation paths")
@@ -65,7 +85,7 @@ class SolverSettings(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> SolverSettings:
-        if isinstance(self.learning_rate, float) and self.learning_rate <= 0:
+        if isinstance(self.learning_rate, (int, float)) and self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.hidden is not None and any(w < 1 for w in self.hidden):
             raise ValueError(f"hidden: layer widths must be positive, got {self.hidden}")
@@ -75,6 +95,8 @@ class SolverSettings(_Strict):
 
     def rate_at(self, iteration: int) -> float:
         """Learning rate for a 0-based iteration."""
+        if self.learning_rate is None:
+            return default_schedule(self.iterations).at(iteration)
         if isinstance(self.learning_rate, PiecewiseRate):
             return self.learning_rate.at(iteration)
         return self.learning_rate

@@ -85,6 +85,16 @@ def states_from_increments(process: Process, x0: torch.Tensor, dw: torch.Tensor,
     return _SIMULATORS[type(process)](process, x0, dw, dt)
 
 
+def diffusion_transpose(process: Process, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """sigma(x)^T v along the last axis: how Z = sigma^T grad u follows from a gradient v = grad u at x."""
+    if isinstance(process, ScaledBrownian):
+        return process.sigma * v
+    if isinstance(process, GeometricBrownian):  # sigma(x) = diag(vol x) C^{1/2}, C^{1/2} symmetric
+        vol = torch.tensor(process.vol, device=x.device, dtype=x.dtype)
+        return uniform_correlation_root(vol * x * v, process.correlation)
+    raise TypeError(f"no diffusion for process {type(process).__name__}")
+
+
 def simulate_paths(
     process: Process, x0: torch.Tensor | tuple[float, ...], total_time: float, steps: int, batch: int, *,
     generator: torch.Generator, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,

@@ -12,15 +12,23 @@ import torch
 
 from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
 from bsde.equations.base import Equation
+from bsde.error_estimate import estimate
 from bsde.errors import BSDEError
 from bsde.memory import check_fits
 from bsde.problem import Problem
 from bsde.reference import ReferenceResult, cheap_method, describe, reference as run_reference
 from bsde.runtime import resolve_device, set_threads
 from bsde.simulation import simulate_paths
-from bsde.trainer import LogEntry, OnNaN, TrainHooks, train
+from bsde.trainer import LogEntry, OnNaN, TrainHooks, sample, train
 
 BASELINE_PATHS = 1 << 16
+#: a warning when the estimated error exceeds this fraction of |y0|
+WARN_ERROR = 0.01
+
+
+def check_paths(dim: int, steps: int) -> int:
+    """Fresh paths for the error estimate: 4096, fewer where they would hold more than 2^22 numbers."""
+    return max(256, min(4096, (1 << 22) // (dim * (steps + 1))))
 
 
 @dataclass(frozen=True)
@@ -32,9 +40,15 @@ class Baseline:
     payoff_var: float
 
 
-def driver_free_baseline(equation: Equation, *, paths: int = BASELINE_PATHS, generator: torch.Generator,
+def baseline_paths(dim: int) -> int:
+    """About 2^24 / d paths (a fixed cost), between BASELINE_PATHS and 2^20."""
+    return min(1 << 20, max(BASELINE_PATHS, (1 << 24) // dim))
+
+
+def driver_free_baseline(equation: Equation, *, paths: int | None = None, generator: torch.Generator,
                          device: torch.device, dtype: torch.dtype = torch.float64) -> Baseline:
-    """What a solver stuck at Z = 0 would return: E[g(X_T)], discounted when f = -r y."""
+    """What a solver stuck at Z = 0 would return: E[g(X_T)], discounted when f = -r y (the answer then)."""
+    paths = paths or baseline_paths(equation.dim)
     chunk = max(256, min(paths, (1 << 22) // equation.dim))
     total, total_sq, done = 0.0, 0.0, 0
     while done < paths:
@@ -59,6 +73,12 @@ class SolveResult:
     kind: str
     dim: int
     y0: float
+    error_estimate: float | None
+    error_basis: str
+    y0_bsde: float
+    bound: float | None
+    bound_stderr: float | None
+    bound_side: str | None
     z0: list[float]
     baseline: float | None
     baseline_stderr: float | None
@@ -167,13 +187,22 @@ def solve(
                     on_nan=on_nan, resume=state)
     baseline = driver_free_baseline(problem.equation, generator=torch.Generator(device=dev).manual_seed(seed + 1),
                                     device=dev, dtype=settings.torch_dtype)
-    model = trained.model
-    y0 = model.y_start.item()
+    model = trained.model.eval()
+    y0_bsde = model.y_start.item()
     final_loss = trained.history[-1].loss
-    warning = trivial_solution_warning(y0, final_loss, baseline, linear=problem.equation.driver_is_linear)
+    warning = trivial_solution_warning(y0_bsde, final_loss, baseline, linear=problem.equation.driver_is_linear)
     if warning:
         warn(warning)
     finite = math.isfinite(baseline.value) and math.isfinite(baseline.stderr)
+    check_generator = torch.Generator(device=dev).manual_seed(seed + 2)
+    paths = sample(problem.equation, settings, check_paths(problem.equation.dim, settings.time_steps),
+                   check_generator, dev)
+    checked = estimate(model, paths, linear_value=(baseline.value, baseline.stderr) if finite else None,
+                       generator=check_generator)
+    y0, error = checked.y0, checked.error if math.isfinite(checked.error) else None
+    if error is not None and error > WARN_ERROR * abs(y0):
+        warn(f"the estimated error of y0 ({error:.3g}, {checked.basis}) exceeds {WARN_ERROR:.0%} of |y0|; "
+             "more time steps or iterations may help")
     wall_s = time.perf_counter() - start
     if reference is None and problem.reference.value is None and auto_reference:
         try:
@@ -186,8 +215,10 @@ def solve(
         ref_value, ref_source, ref_stderr = problem.reference.value, problem.reference.source, problem.reference.stderr
     rel_error = None if ref_value in (None, 0) else abs(y0 - ref_value) / abs(ref_value)
     return SolveResult(
-        problem=problem.name, kind=problem.equation.kind, dim=problem.equation.dim, y0=y0,
-        z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
+        problem=problem.name, kind=problem.equation.kind, dim=problem.equation.dim, y0=y0, error_estimate=error,
+        error_basis=checked.basis, y0_bsde=y0_bsde, bound=checked.bound.value if checked.bound else None,
+        bound_stderr=checked.bound.stderr if checked.bound else None,
+        bound_side=checked.bound.side if checked.bound else None, z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
         baseline_stderr=baseline.stderr if finite else None, reference=ref_value, reference_source=ref_source,
         reference_stderr=ref_stderr, rel_error=rel_error, iterations=settings.iterations,
         time_steps=settings.time_steps, batch_size=settings.batch_size, wall_s=wall_s, train_s=trained.train_s,

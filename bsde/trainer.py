@@ -87,10 +87,16 @@ def output_scale(std: float | None, equation: Equation) -> float:
     return 1.0 / equation.dim if std is None else std / math.sqrt(equation.total_time * equation.dim)
 
 
+def steered(model: DeepBSDE, paths: Paths) -> Paths:
+    """The paths the model trains on: as simulated, or driven by the same increments under its control."""
+    return Paths(model.controlled_states(paths.dw, paths.dt), paths.dw, paths.dt) if model.controlled else paths
+
+
 def evaluate(model: DeepBSDE, paths: Paths) -> float:
     """Validation loss with the networks in inference mode (running batch-norm statistics)."""
     model.eval()
     with torch.no_grad():
+        paths = steered(model, paths)
         loss = terminal_loss(model(paths.x, paths.dw, paths.dt), model.equation.terminal(paths.x[:, -1]))
     model.train()
     return float(loss)
@@ -107,7 +113,8 @@ class _Run:
                  device: torch.device):
         self.settings, self.generator = settings, generator
         self.model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim),
-                              dtype=settings.torch_dtype, device=device)
+                              dtype=settings.torch_dtype, device=device, scheme=settings.scheme,
+                              controlled=settings.measure == "controlled")
         from_baseline = settings.y0_init == "baseline"
         self.model.reset_parameters(generator, (0.0, 0.0) if from_baseline else settings.y0_init)
         self.valid = sample(equation, settings, settings.valid_size, generator, device)
@@ -170,7 +177,8 @@ class _Run:
         """One Adam step at the current iteration's (scaled) learning rate; returns the loss."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.rate_at(self.iteration) * self.lr_scale
-        paths = sample(equation, self.settings, self.settings.batch_size, self.generator, self.model.y0.device)
+        paths = steered(self.model, sample(equation, self.settings, self.settings.batch_size, self.generator,
+                                           self.model.y0.device))
         loss = terminal_loss(self.model(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -38,7 +38,12 @@ def _progress(total: int):
 def report(result: SolveResult) -> None:
     """The human summary of a solve, on stdout."""
     out.print(f"{result.problem} ({result.kind}, dim {result.dim})", markup=False)
-    out.print(f"  y0         {result.y0:.6g}", markup=False)
+    estimate = f" +- {result.error_estimate:.2g} (estimated)" if result.error_estimate is not None else ""
+    out.print(f"  y0         {result.y0:.6g}{estimate}", markup=False)
+    out.print(f"  error est. {result.error_basis}", markup=False)
+    if result.bound is not None:
+        out.print(f"  {result.bound_side} bound {result.bound:.6g} +- {result.bound_stderr:.2g}  "
+                  f"(control of the learned Z; deep BSDE y0 {result.y0_bsde:.6g})", markup=False)
     if result.reference is not None:
         spread = f" +- {result.reference_stderr:.2g}" if result.reference_stderr is not None else ""
         out.print(f"  reference  {result.reference:.6g}{spread}  ({result.reference_source or 'no source'})",

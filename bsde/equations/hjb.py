@@ -37,6 +37,14 @@ class HJB(Equation):
     def driver_uses_y(self) -> bool:
         return False
 
+    def driver_z_gradient(self, t, x, z):
+        return -self.lam * z
+
+    @property
+    def z_curvature(self) -> str | None:
+        """f = -(lam/2)|z|^2: concave for lam > 0, convex for lam < 0."""
+        return None if self.lam == 0 else ("concave" if self.lam > 0 else "convex")
+
     def terminal(self, x):
         return torch.log((1.0 + x.square().sum(-1)) / 2.0)
 
