@@ -1,9 +1,9 @@
 """Problems: YAML files with ``equation``, ``solver``, ``reference`` and ``presets`` sections.
 
-``load_problem(name_or_path, overrides)`` reads a shipped problem by name or any YAML file,
-applies dotted ``section.key=value`` overrides, validates everything and returns a
-:class:`Problem`. Every failure is a :class:`ProblemError` whose one-line message names the
-file and the dotted key.
+``load_problem(name_or_path, overrides, preset=...)`` reads a shipped problem by name or any
+YAML file, applies a named preset and then dotted ``section.key=value`` overrides (file < preset <
+overrides), validates everything and returns a :class:`Problem`. Every failure is a
+:class:`ProblemError` whose one-line message names the file and the dotted key.
 """
 
 from __future__ import annotations
@@ -55,12 +55,13 @@ class Problem:
         }
 
     def with_preset(self, name: str) -> Problem:
-        """This problem with the named solver overlay applied."""
-        if name not in self.presets:
-            known = ", ".join(sorted(self.presets)) or "none"
-            raise ProblemError(f"{self.source}: preset '{name}' not defined (presets: {known})")
+        """This problem with the named solver overlay applied on top of its resolved settings.
+
+        The overlay replaces every solver key it names, including keys that overrides set; to
+        keep overrides on top (file < preset < overrides), use ``load_problem(..., preset=name)``.
+        """
         raw = self.to_dict()
-        raw["solver"].update(self.presets[name])
+        raw["solver"].update(_preset_overlay(self.presets, name, self.source))
         return _build(raw, self.name, f"{self.source} (preset {name})")
 
 
@@ -297,20 +298,41 @@ def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[st
     return Problem(name, equation, solver, reference, presets, source)
 
 
-def load_problem(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Problem:
-    """Load a shipped problem (by name) or a YAML file, apply dotted overrides, validate.
+def _preset_overlay(presets: Mapping[str, dict[str, Any]], name: str, source: str) -> dict[str, Any]:
+    """The solver overlay of a named preset; a one-line error listing the known ones otherwise."""
+    if name not in presets:
+        known = ", ".join(sorted(presets)) or "none"
+        raise ProblemError(f"{source}: preset '{name}' not defined (presets: {known})")
+    return copy.deepcopy(presets[name])
 
-    Errors about a key that an override set say "(from --set)".
+
+def load_problem(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None, *,
+                 preset: str | None = None) -> Problem:
+    """Load a shipped problem (by name) or a YAML file, apply a preset and dotted overrides, validate.
+
+    Later layers win: the file's solver section, then the named ``preset`` overlay from its
+    ``presets`` section, then ``overrides`` (so ``solver.iterations=100`` with the ``fast`` preset
+    runs 100 iterations). Overrides of ``presets.NAME.key`` change the preset before it is applied.
+    Errors about a key that an override set say "(from --set)". When an override changes the
+    equation, the file's reference value is dropped (it belongs to the file's equation).
     """
     name, path = resolve_path(name_or_path)
+    source = str(path)
     raw = read_yaml(path)
     overrides = dict(overrides or {})
-    changed = apply_overrides(raw, overrides, str(path))
-    problem = _build(changed, name, str(path), frozenset(map(str, overrides)))
+    overridden = frozenset(map(str, overrides))
+    # the file with the overrides, every section and every preset checked: errors name the file's keys
+    problem = _build(apply_overrides(raw, overrides, source), name, source, overridden)
+    if preset is not None:
+        layered = copy.deepcopy(raw)
+        solver = layered.get("solver") or {}  # a mapping: the build above checked it
+        layered["solver"] = {**solver, **_preset_overlay(problem.presets, preset, source)}
+        problem = _build(apply_overrides(layered, overrides, source), name, f"{source} (preset {preset})",
+                         overridden)
     if overrides and not any(str(k).startswith("reference.") for k in overrides):
         # the file's reference value belongs to the file's equation: drop it when the equation changed
         try:
-            same = _build(raw, name, str(path)).equation == problem.equation
+            same = _build(raw, name, source).equation == problem.equation
         except ProblemError:  # the file alone is invalid; the overrides repaired it
             same = False
         if not same and problem.reference.value is not None:

@@ -32,10 +32,9 @@ ThreadsOption = Annotated[int | None, typer.Option(help="torch CPU threads (defa
 
 
 def load(problem: str, overrides: list[str] | None, preset: str | None = None) -> Problem:
-    """A problem by name or path with its --set overrides (and a preset) applied."""
+    """A problem by name or path with a preset and then its --set overrides applied (--set wins)."""
     parsed = dict(parse_override(text) for text in overrides or [])
-    loaded = load_problem(problem, parsed)
-    return loaded.with_preset(preset) if preset else loaded
+    return load_problem(problem, parsed, preset=preset)
 
 
 def fail(message: str, code: int) -> None:

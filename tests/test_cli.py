@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from bsde.cli.app import app
@@ -35,6 +36,24 @@ def test_solve_json_is_one_clean_object():
     assert data["dim"] == 3 and len(data["z0"]) == 3 and data["seed"] == 3 and data["device"] == "cpu"
     assert data["reference"] is None and data["rel_error"] is None  # 100-d value dropped, engine skipped
     assert "iter" in result.stderr  # progress goes to stderr
+
+
+def test_set_wins_over_preset_in_show():
+    result = runner.invoke(app, ["show", "hjb", "--set", "solver.iterations=100", "--preset", "fast"])
+    assert result.exit_code == 0, result.output
+    solver = yaml.safe_load(result.stdout)["solver"]
+    assert solver["iterations"] == 100 and solver["dtype"] == "float32"  # --set on top, the rest of the preset kept
+    alone = yaml.safe_load(runner.invoke(app, ["show", "hjb", "--preset", "fast"]).stdout)["solver"]
+    assert alone["iterations"] == 1200
+
+
+def test_set_wins_over_preset_in_solve():
+    result = runner.invoke(app, ["solve", "hjb", "--preset", "fast", *TINY, "--json", "-q", "--no-reference",
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["iterations"] == 20 and data["dtype"] == "float32"
+    assert data["history"][-1]["iteration"] == 20  # it trained 20 iterations, not the preset's 1,200
 
 
 def test_solve_same_seed_same_y0():

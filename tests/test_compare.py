@@ -66,6 +66,14 @@ def test_fail_above_exits_1_after_writing_and_index_lists_both(results):
     assert "[allen_cahn](allen_cahn.md)" in index and "[hjb](hjb.md)" in index
 
 
+def test_set_wins_over_preset(tmp_path):
+    result = runner.invoke(app, ["compare", "hjb", "--preset", "fast", "--seeds", "1", *TINY, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    run = json.loads((tmp_path / "hjb.json").read_text())["runs"][0]
+    assert run["iterations"] == 30 and run["dtype"] == "float32"  # --set over the preset over the file
+    assert run["history"][-1][0] == 30
+
+
 @pytest.mark.parametrize(("args", "message"), [
     ([], "no problem given"),
     (["hjb", "--preset", "nope"], "preset 'nope' not defined"),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 import bsde
+from bsde import memory
 from bsde.memory import available, check_fits, estimate
 
 CPU = torch.device("cpu")
@@ -23,9 +25,31 @@ def test_estimate_counts_paths_and_grows_with_batch() -> None:
     assert estimate(single).total < 0.6 * need.total
 
 
-def test_available_memory_is_known_on_linux() -> None:
+def _mem_available() -> int:
+    """MemAvailable from /proc/meminfo in bytes, read here independently of bsde.memory."""
+    line = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemAvailable:"))
+    number, unit = line.split()[1:3]
+    assert unit == "kB"
+    return int(number) * 1024
+
+
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="needs Linux /proc/meminfo")
+def test_available_memory_is_memavailable_or_the_cgroup_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    slack = 256 << 20  # other processes allocate and free between the reads
+    before = _mem_available()
+    measured = available(CPU)
+    after = _mem_available()
+    assert measured is not None and 0 < measured <= max(before, after) + slack  # never more than MemAvailable
+    monkeypatch.setattr(memory, "_cgroup_available", lambda: None)  # no cgroup limit: MemAvailable itself
+    before = _mem_available()
     free = available(CPU)
-    assert free is None or free > 0
+    after = _mem_available()
+    assert free is not None and min(before, after) - slack <= free <= max(before, after) + slack
+    monkeypatch.setattr(memory, "_cgroup_available", lambda: 1 << 20)  # a tighter cgroup wins
+    assert available(CPU) == 1 << 20
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: None)
+    monkeypatch.setattr(memory, "_cgroup_available", lambda: None)
+    assert available(CPU) is None  # the platform does not say
 
 
 def test_refusal_suggests_a_batch_size_that_fits(tiny: bsde.Problem) -> None:

@@ -35,6 +35,39 @@ def test_overrides_are_yaml_values_and_drop_stale_reference():
     assert parse_override("solver.dtype=float32") == ("solver.dtype", "float32")
 
 
+def test_overrides_win_over_the_preset():
+    """file < preset < overrides, whatever the order they are given in."""
+    assert bsde.load_problem("hjb", preset="fast").solver.iterations == 1200
+    problem = bsde.load_problem("hjb", {"solver.iterations": 100}, preset="fast")
+    assert problem.solver.iterations == 100 and problem.solver.dtype == "float32"  # the rest of the preset holds
+    assert problem.solver.time_steps == 20 and problem.source.endswith("hjb.yaml (preset fast)")
+    assert problem.reference.value == pytest.approx(4.5901)  # solver changes keep the file's reference
+    assert bsde.load_problem("hjb", {"solver.dtype": "float64"}, preset="fast").solver.dtype == "float64"
+    # an override of the preset itself changes what the preset applies
+    assert bsde.load_problem("hjb", {"presets.fast.iterations": 7}, preset="fast").solver.iterations == 7
+    changed = bsde.load_problem("hjb", {"equation.dim": 3}, preset="fast")
+    assert changed.reference.value is None and changed.solver.iterations == 1200
+
+
+def test_preset_layers_nested_keys_under_overrides(tmp_path):
+    path = tmp_path / "layered.yaml"
+    path.write_text("equation: {kind: hjb, dim: 2}\n"
+                    "solver: {iterations: 50, learning_rate: {boundaries: [10], values: [0.1, 0.01]}}\n"
+                    "presets: {quick: {iterations: 20, learning_rate: {boundaries: [5], values: [0.2, 0.02]}}}\n")
+    problem = bsde.load_problem(str(path), {"solver.learning_rate.values": [0.3, 0.03]}, preset="quick")
+    assert problem.solver.iterations == 20
+    assert [problem.solver.rate_at(i) for i in (0, 5)] == [0.3, 0.03]  # the preset's boundaries, --set's values
+
+
+def test_preset_errors_name_the_key():
+    with pytest.raises(ProblemError, match=re.escape("hjb.yaml: preset 'nope' not defined (presets: fast)")):
+        bsde.load_problem("hjb", preset="nope")
+    with pytest.raises(ProblemError, match=re.escape("solver.iterations (from --set): Input should be greater")):
+        bsde.load_problem("hjb", {"solver.iterations": 0}, preset="fast")
+    with pytest.raises(ProblemError, match=re.escape("presets.fast.iterations (from --set)")):
+        bsde.load_problem("hjb", {"presets.fast.iterations": 0}, preset="fast")
+
+
 def test_x0_list_and_vol_list():
     problem = bsde.load_problem("max_call", {"equation.dim": 2, "equation.x0": [90, 110], "equation.vol": [0.1, 0.3]})
     assert problem.equation.x_start == (90.0, 110.0)
