@@ -8,14 +8,16 @@ import os
 import shlex
 import sys
 from enum import Enum
-from typing import Annotated, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 import typer
 from rich.console import Console
 
 from bsde.errors import BSDEError, ProblemError, TrainingError
 from bsde.problem import Problem, load_problem, parse_override
-from bsde.trainer import LogEntry
+
+if TYPE_CHECKING:
+    from bsde.trainer import LogEntry
 
 #: results and tables go to stdout; progress, warnings and errors to stderr
 out = Console(highlight=False, soft_wrap=True)
