@@ -3,17 +3,69 @@
 >>> import bsde
 >>> problem = bsde.load_problem("hjb", {"equation.dim": 20})
 >>> result = bsde.solve(problem, seed=0)
+
+``import bsde`` is cheap: each public name is imported on first use (PEP 562), so reading and
+checking problems (``bsde list``, ``bsde show``) never loads torch.
 """
 
-from bsde.equations import EQUATIONS, Equation
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
 from bsde.errors import BSDEError, ProblemError, TrainingError
-from bsde.problem import Problem, load_problem, problem_from_dict, shipped_problems
-from bsde.reference import ReferenceResult, reference
-from bsde.solve import SolveResult, solve
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it, imported when the name is first used
+_LAZY = {
+    "EQUATIONS": "bsde.equations", "Equation": "bsde.equations",
+    "Problem": "bsde.problem", "load_problem": "bsde.problem", "problem_from_dict": "bsde.problem",
+    "shipped_problems": "bsde.problem",
+    "ReferenceResult": "bsde.reference", "reference": "bsde.reference",
+    "SolveResult": "bsde.solve", "solve": "bsde.solve",
+}
 
 __all__ = [
     "EQUATIONS", "BSDEError", "Equation", "Problem", "ProblemError", "ReferenceResult", "SolveResult",
     "TrainingError", "load_problem", "problem_from_dict", "reference", "shipped_problems", "solve", "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bsde' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+class _Package(types.ModuleType):
+    """The ``bsde`` module: ``bsde.solve`` and ``bsde.reference`` stay the functions.
+
+    Importing a submodule sets it as an attribute of its package, and the submodules
+    ``bsde.solve`` and ``bsde.reference`` share their names with the functions they define;
+    when one is first imported after ``import bsde`` (``from bsde.solve import ...``), that
+    attribute must not hide the function.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+if TYPE_CHECKING:
+    from bsde.equations import EQUATIONS, Equation
+    from bsde.problem import Problem, load_problem, problem_from_dict, shipped_problems
+    from bsde.reference import ReferenceResult, reference
+    from bsde.solve import SolveResult, solve

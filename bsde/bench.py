@@ -128,7 +128,7 @@ def run_bench(options: BenchOptions, *, command: str = "", progress: Progress | 
     threads = set_threads(options.threads)
     device = resolve_device(options.device)
     effort = options.effort
-    say("start-up time of a fresh interpreter (import bsde)")
+    say("start-up time of a fresh interpreter (import bsde.solve)")
     report = BenchReport(machine_info(device), command or f"python {' '.join(sys.argv)}",
                          {**asdict(options), "dims": list(options.scale_dims), "seeds": options.seed_count,
                           "threads": threads, "effort": asdict(effort)}, measure_startup())

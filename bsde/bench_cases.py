@@ -24,6 +24,7 @@ import torch
 from bsde.model import DeepBSDE, terminal_loss
 from bsde.per_step import PerStepGradientNets
 from bsde.problem import Problem, load_problem, problem_from_dict
+from bsde.runtime import fused_adam
 from bsde.trainer import TrainHooks, sample, train
 
 Progress = Callable[[str], None]
@@ -270,7 +271,7 @@ def _adam_step(model: DeepBSDE, problem: Problem, generator: torch.Generator,
                device: torch.device) -> Callable[[], None]:
     """One full training step (sample, forward, backward, Adam) as the trainer takes it."""
     equation, settings = problem.equation, problem.solver
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=fused_adam(device))
 
     def step() -> None:
         paths = sample(equation, settings, settings.batch_size, generator, device)

@@ -99,7 +99,7 @@ def accuracy_tables(report: BenchReport) -> list[TextTable]:
                           r.error or ""])
     start = report.startup
     note = (f"Wall time runs from before load_problem to the result, in process; total adds the start-up of a fresh "
-            f"`python -c \"import bsde\"` ({start.process_s:.3g} s, of which the import {start.import_s:.3g} s). "
+            f"`python -c \"import bsde.solve\"` ({start.process_s:.3g} s, of which the import {start.import_s:.3g} s). "
             "Reference: the reference engine (bsde.reference).")
     return [
         TextTable("Time to accuracy", ["problem", "preset", "iterations", "reference", "target", "within tol.",

@@ -41,10 +41,10 @@ class DeepBSDE(nn.Module):
     def reset_parameters(self, generator: torch.Generator, y0_range: tuple[float, float]) -> None:
         """Y_0 ~ U(y0_range), z0 ~ U(-0.1, 0.1), networks as the reference code."""
         low, high = y0_range
+        kw = {"generator": generator, "dtype": self.y0.dtype, "device": self.y0.device}
         with torch.no_grad():
-            like = {"dtype": self.y0.dtype, "device": self.y0.device}
-            self.y0.copy_(low + (high - low) * torch.rand((), generator=generator, **like))
-            self.z0.copy_((torch.rand(self.z0.shape, generator=generator, **like) * 2 - 1) * 0.1)
+            self.y0.copy_(low + (high - low) * torch.rand((), **kw))
+            self.z0.copy_((torch.rand(self.z0.shape, **kw) * 2 - 1) * 0.1)
         self.nets.reset_parameters(generator)
 
     def gradients(self, x: torch.Tensor) -> torch.Tensor:

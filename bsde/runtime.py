@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from pathlib import Path
 
 import torch
@@ -39,6 +40,26 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise BSDEError("device 'cuda' requested but torch sees no CUDA device; use --device cpu or auto")
         return torch.device(name)
     raise BSDEError(f"unknown device '{name}' (use auto, cpu or cuda)")
+
+
+#: the first torch release with a fused Adam kernel, by device type (CUDA's predates our floor, torch 2.3)
+FUSED_ADAM_SINCE = {"cuda": (2, 0), "cpu": (2, 4)}
+
+
+def torch_version(version: str | None = None) -> tuple[int, int]:
+    """(major, minor) of ``version`` (default: the running torch), e.g. (2, 13) for '2.13.0+cpu'."""
+    found = re.match(r"(\d+)\.(\d+)", str(torch.__version__ if version is None else version))
+    return (int(found[1]), int(found[2])) if found else (0, 0)
+
+
+def fused_adam(device: torch.device | str, version: str | None = None) -> bool:
+    """Whether ``torch.optim.Adam(fused=True)`` runs on ``device`` with this torch (CPU from 2.4 on).
+
+    The fused step is one kernel instead of a dozen per parameter, with the same update; where torch
+    has none for the device, the trainer takes the default (foreach) implementation instead.
+    """
+    since = FUSED_ADAM_SINCE.get(torch.device(device).type)
+    return since is not None and torch_version(version) >= since
 
 
 def proc_field(path: str, key: str) -> str | None:

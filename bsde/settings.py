@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+if TYPE_CHECKING:
+    import torch
 
 
 class _Strict(BaseModel):
@@ -107,4 +110,6 @@ class SolverSettings(_Strict):
 
     @property
     def torch_dtype(self) -> torch.dtype:
+        import torch  # here, not at the top: reading a problem must not import torch
+
         return getattr(torch, self.dtype)

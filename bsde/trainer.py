@@ -19,6 +19,7 @@ import torch
 from bsde.equations.base import Equation
 from bsde.errors import Interrupted, TrainingError
 from bsde.model import DeepBSDE, terminal_loss
+from bsde.runtime import fused_adam
 from bsde.settings import SolverSettings
 from bsde.simulation import Paths, simulate_paths
 
@@ -129,7 +130,7 @@ class _Run:
             self.model.y_scale = discount * std if std is not None else 1.0
             with torch.no_grad():
                 self.model.y0.zero_()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=True)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=fused_adam(device))
         self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
         self.history: list[LogEntry] = []
         self.start = time.perf_counter()

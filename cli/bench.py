@@ -5,17 +5,15 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from bsde.bench import BenchOptions, BenchReport, run_bench
-from bsde.bench_report import machine_lines, tables, to_markdown
-from bsde.io import check_writable, write_json_atomic, write_text_atomic
-from bsde.runtime import resolve_device
-
 from .common import DeviceOption, JsonOption, ThreadsOption, emit_json, err, fail, guarded, out
+
+if TYPE_CHECKING:
+    from bsde.bench import BenchOptions, BenchReport
 
 WIDE = 200
 
@@ -43,7 +41,16 @@ def _command(quick: bool, device: str, dims: str | None, seeds: int | None, thre
     return shlex.join([*words, "--out", str(folder)])
 
 
+def run_bench(options: BenchOptions, **kwargs: Any) -> BenchReport:
+    """:func:`bsde.bench.run_bench`, imported (with torch) only when a bench runs."""
+    from bsde.bench import run_bench as run
+
+    return run(options, **kwargs)
+
+
 def _print(report: BenchReport) -> None:
+    from bsde.bench_report import machine_lines, tables
+
     width = None if out.is_terminal else WIDE  # a pipe or file gets whole rows rather than folded cells
     for key, value in machine_lines(report):
         out.print(f"{key}: {value}", markup=False)
@@ -75,6 +82,11 @@ def bench(
     DIR/bench.md record the machine, the versions, the command and every table. Exits 1 when the
     per-step loop does not reproduce the batched networks' forward pass.
     """
+    from bsde.bench import BenchOptions
+    from bsde.bench_report import to_markdown
+    from bsde.io import check_writable, write_json_atomic, write_text_atomic
+    from bsde.runtime import resolve_device
+
     options = BenchOptions(device=device, dims=_dims(dims), seeds=seeds, threads=threads, quick=quick)
     resolve_device(device)  # a bad device is bad input: fail before any work
     check_writable(folder / "bench.json")

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
 import sys
 from enum import Enum
-from typing import Annotated, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 import typer
 from rich.console import Console
 
 from bsde.errors import BSDEError, ProblemError, TrainingError
 from bsde.problem import Problem, load_problem, parse_override
-from bsde.trainer import LogEntry
+
+if TYPE_CHECKING:
+    from bsde.trainer import LogEntry
 
 #: results and tables go to stdout; progress, warnings and errors to stderr
 out = Console(highlight=False, soft_wrap=True)
@@ -42,13 +45,33 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+#: set to 1 to let an unexpected error end in its traceback instead of one line
+DEBUG_VARIABLE = "BSDE_DEBUG"
+#: typer's own exits and usage errors, which typer reports itself (click's ClickException is the base of the
+#: latter, whether typer uses click or its own copy of it)
+PASS_THROUGH = (typer.Exit, typer.Abort,
+                next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"))
+
+
+def first_line(exc: BaseException) -> str:
+    """'RuntimeError: the first non-empty line of its message' (torch's messages run to many lines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's errors into one line on stderr and exit 2 (bad input) or 1 (failed run)."""
+    """Turn errors into one line on stderr: exit 2 for bad input, 1 for a failed run or an unexpected error.
+
+    An error the library did not raise on purpose (a RuntimeError from torch, say) is one line too,
+    with a hint; ``BSDE_DEBUG=1`` shows its traceback instead.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except PASS_THROUGH:
+            raise
         except ProblemError as exc:
             fail(str(exc), 2)
         except TrainingError as exc:
@@ -57,6 +80,10 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(exc), 2)
         except MemoryError:
             fail("out of memory; lower solver.batch_size or use solver.dtype=float32", 1)
+        except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
+            if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+                raise
+            fail(f"{first_line(exc)} (unexpected; {DEBUG_VARIABLE}=1 shows the traceback, please report it)", 1)
 
     return wrapper
 

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from bsde.compare import compare as compare_problem
 from bsde.errors import ProblemError
-from bsde.io import check_writable
 from bsde.problem import shipped_problems
-from bsde.report import COLUMNS, cells, write_reports
-from bsde.runtime import resolve_device
-from bsde.trainer import LogEntry
 
 from .common import (DeviceOption, JsonOption, SetOption, ThreadsOption, command_line, emit_json, err, guarded,
                      load, out, print_log_entry, progress_lines)
 from .reference import PathsOption
+
+if TYPE_CHECKING:
+    from bsde.trainer import LogEntry
 
 
 def _log(total: int):
@@ -54,6 +52,11 @@ def compare(
     The reference is ours (`bsde reference`, method auto); a published value in the problem
     file is shown beside it. DIR/README.md is rebuilt from every report JSON in DIR.
     """
+    from bsde.compare import compare as compare_problem  # the solver (torch) and matplotlib load only to compare
+    from bsde.io import check_writable
+    from bsde.report import COLUMNS, cells, write_reports
+    from bsde.runtime import resolve_device
+
     names = list(dict.fromkeys([*(sorted(shipped_problems()) if all_ else []), *(problems or [])]))
     if not names:
         raise ProblemError("no problem given: name one or more problems, or use --all")

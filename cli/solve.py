@@ -5,21 +5,19 @@ from __future__ import annotations
 import shlex
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bsde.memory import check_fits
-from bsde.runtime import resolve_device
 from bsde.errors import Interrupted
-from bsde.io import check_writable, write_json_atomic
-from bsde.solve import SolveResult
-from bsde.solve import solve as solve_problem
-from bsde.trainer import LogEntry
 
 from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, emit_json, err, guarded, load,
                      out, print_log_entry)
 from .signals import StopRequest, stop_on_signals
+
+if TYPE_CHECKING:
+    from bsde.solve import SolveResult
+    from bsde.trainer import LogEntry
 
 RUN_PANEL = "Long runs"
 
@@ -115,6 +113,11 @@ def solve(
     Ctrl-C or SIGTERM finishes the current iteration, writes the checkpoint (if --checkpoint or
     --resume is given), prints the command that resumes, and exits 130 or 143.
     """
+    from bsde.io import check_writable, write_json_atomic  # the solver's modules (torch) load only to solve
+    from bsde.memory import check_fits
+    from bsde.runtime import resolve_device
+    from bsde.solve import solve as solve_problem
+
     loaded = load(problem, set_, preset)
     check_fits(loaded, resolve_device(device))  # bad device or too big: fail before any output or work
     if out_file is not None:

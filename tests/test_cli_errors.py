@@ -176,3 +176,30 @@ def test_checkpoint_dir_is_a_file(tmp_path: Path) -> None:
 def test_resume_without_checkpoint(tmp_path: Path) -> None:
     fails_cleanly(["solve", "hjb", "--set", "equation.dim=2", "--resume", str(tmp_path), "-q"],
                   str(tmp_path), "no checkpoint")
+
+
+# --------------------------------------------------------------------------- errors nobody checked for
+def _torch_fails(*_args: object, **_kwargs: object) -> None:
+    raise RuntimeError("Expected all tensors to be on the same device, but found at least two devices\n"
+                       "(a second line torch adds)")
+
+
+def test_unexpected_error_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A RuntimeError from torch mid-run: one 'error:' line with a hint, exit 1, no traceback."""
+    import bsde.trainer
+
+    monkeypatch.delenv("BSDE_DEBUG", raising=False)
+    monkeypatch.setattr(bsde.trainer._Run, "step", _torch_fails)
+    line = fails_cleanly(["solve", "hjb", "--set", "equation.dim=2", "-q"],
+                         "RuntimeError: Expected all tensors to be on the same device", "BSDE_DEBUG=1", code=1)
+    assert "a second line" not in line
+
+
+def test_unexpected_error_with_debug_shows_the_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bsde.trainer
+
+    monkeypatch.setenv("BSDE_DEBUG", "1")
+    monkeypatch.setattr(bsde.trainer._Run, "step", _torch_fails)
+    result = runner.invoke(app, ["solve", "hjb", "--set", "equation.dim=2", "-q"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, RuntimeError)

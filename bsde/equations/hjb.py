@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-import numpy as np
-import torch
 from pydantic import Field
 
 from bsde.equations.base import Equation, RadialForm, ScaledBrownian
@@ -46,9 +44,11 @@ class HJB(Equation):
         return None if self.lam == 0 else ("concave" if self.lam > 0 else "convex")
 
     def terminal(self, x):
-        return torch.log((1.0 + x.square().sum(-1)) / 2.0)
+        return ((1.0 + x.square().sum(-1)) / 2.0).log()
 
     def radial_form(self) -> RadialForm | None:
+        import numpy as np
+
         r0 = math.sqrt(sum(v * v for v in self.x_start))
         lam = self.lam
         return RadialForm(

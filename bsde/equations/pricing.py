@@ -6,12 +6,14 @@ discounting at ``rate`` gives the linear driver f = -rate y.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch
 from pydantic import Field, model_validator
 
 from bsde.equations.base import Equation, GeometricBrownian, Vector, broadcast, given_values
+
+if TYPE_CHECKING:
+    import torch
 
 
 class BlackScholes(Equation):
@@ -67,7 +69,7 @@ class MaxCall(BlackScholes):
     strike: float = Field(100.0, ge=0, description="strike K")
 
     def terminal(self, x):
-        return torch.clamp(x.amax(-1) - self.strike, min=0.0)
+        return (x.amax(-1) - self.strike).clamp(min=0.0)
 
 
 class DefaultRisk(Equation):

@@ -14,7 +14,7 @@ import torch
 from bsde.equations.hjb import HJB
 from bsde.errors import ProblemError
 from bsde.reference.result import ReferenceResult, ci95
-from bsde.reference.sampling import Progress, antithetic_moments, require_paths
+from bsde.reference.sampling import DEVICE, Progress, antithetic_moments, require_paths
 
 DEFAULT_PATHS = 1 << 20
 
@@ -28,7 +28,7 @@ def cole_hopf_estimate(
     Antithetic pairs; stderr by the delta method, sd(ln mean) = sd(mean) / mean. The exponent is
     shifted by a constant (the first chunk's mean of -lam g) so exp neither over- nor underflows.
     """
-    start = torch.tensor(x0, dtype=torch.float64)
+    start = torch.tensor(x0, dtype=torch.float64, device=DEVICE)
     scale = sigma * math.sqrt(total_time)
     if lam == 0.0:
         moments = antithetic_moments(lambda n: terminal(start + scale * n).unsqueeze(-1), paths, len(x0),
@@ -55,7 +55,7 @@ def cole_hopf(equation: HJB, *, paths: int = DEFAULT_PATHS, seed: int = 0,
         raise ProblemError(f"cole-hopf applies to hjb only, not '{equation.kind}'")
     require_paths("cole-hopf", paths)
     began = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=DEVICE).manual_seed(seed)
     value, stderr = cole_hopf_estimate(equation.terminal, equation.x_start, equation.process.sigma,
                                        equation.total_time, equation.lam, paths=paths, generator=generator,
                                        progress=progress)

@@ -1,22 +1,23 @@
-"""One entry point: reference(problem, method) dispatches to the method registry."""
+"""One entry point: reference(problem, method) dispatches to the method registry.
+
+The registry itself is light: each method's module (torch, scipy) is imported when it runs, so
+listing and checking methods (``bsde reference --help``, ``resolve_method``) costs nothing.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from bsde.equations.base import Equation
 from bsde.equations.hjb import HJB
 from bsde.equations.pricing import BlackScholes, MaxCall
 from bsde.errors import ProblemError
 from bsde.problem import Problem
-from bsde.reference.cole_hopf import cole_hopf
-from bsde.reference.mlp import mlp
-from bsde.reference.monte_carlo import monte_carlo
-from bsde.reference.radial import radial
 from bsde.reference.result import ReferenceResult
-from bsde.reference.sampling import Progress
-from bsde.reference.semi_analytic import semi_analytic
+
+if TYPE_CHECKING:
+    from bsde.reference.sampling import Progress
 
 Runner = Callable[[Equation, "int | None", int, "Progress | None"], ReferenceResult]
 
@@ -36,26 +37,43 @@ def _paths(paths: int | None) -> dict:
     return {} if paths is None else {"paths": paths}
 
 
+def _semi_analytic(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    from bsde.reference.semi_analytic import semi_analytic
+
+    return semi_analytic(eq)
+
+
+def _radial(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    from bsde.reference.radial import radial
+
+    return radial(eq)
+
+
+def _cole_hopf(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    from bsde.reference.cole_hopf import cole_hopf
+
+    return cole_hopf(eq, seed=seed, progress=progress, **_paths(paths))
+
+
+def _monte_carlo(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    from bsde.reference.monte_carlo import monte_carlo
+
+    return monte_carlo(eq, seed=seed, progress=progress, **_paths(paths))
+
+
+def _mlp(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    from bsde.reference.mlp import mlp
+
+    return mlp(eq, seed=seed, progress=progress, **({} if paths is None else {"repeats": paths}))
+
+
 METHODS: dict[str, Method] = {
-    "semi-analytic": Method(
-        lambda eq: isinstance(eq, MaxCall) and eq.correlation == 0.0, True,
-        lambda eq, paths, seed, progress: semi_analytic(eq), "semi-analytic formula"),
-    "radial": Method(
-        lambda eq: eq.radial_form() is not None, True,
-        lambda eq, paths, seed, progress: radial(eq), "radial PDE solve"),
-    "cole-hopf": Method(
-        lambda eq: isinstance(eq, HJB), True,
-        lambda eq, paths, seed, progress: cole_hopf(eq, seed=seed, progress=progress, **_paths(paths)),
-        "Monte Carlo of the Cole-Hopf formula"),
-    "mc": Method(
-        lambda eq: isinstance(eq, BlackScholes), True,
-        lambda eq, paths, seed, progress: monte_carlo(eq, seed=seed, progress=progress, **_paths(paths)),
-        "Monte Carlo with control variates"),
-    "mlp": Method(
-        lambda eq: not eq.driver_uses_z, False,
-        lambda eq, paths, seed, progress: mlp(eq, seed=seed, progress=progress,
-                                              **({} if paths is None else {"repeats": paths})),
-        "multilevel Picard iteration"),
+    "semi-analytic": Method(lambda eq: isinstance(eq, MaxCall) and eq.correlation == 0.0, True, _semi_analytic,
+                            "semi-analytic formula"),
+    "radial": Method(lambda eq: eq.radial_form() is not None, True, _radial, "radial PDE solve"),
+    "cole-hopf": Method(lambda eq: isinstance(eq, HJB), True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula"),
+    "mc": Method(lambda eq: isinstance(eq, BlackScholes), True, _monte_carlo, "Monte Carlo with control variates"),
+    "mlp": Method(lambda eq: not eq.driver_uses_z, False, _mlp, "multilevel Picard iteration"),
 }
 
 #: for "auto": the first applicable, most accurate per unit of time

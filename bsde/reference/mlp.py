@@ -17,7 +17,7 @@ import torch
 from bsde.equations.base import Equation, GeometricBrownian, ScaledBrownian
 from bsde.errors import ProblemError
 from bsde.reference.result import ReferenceResult, ci95
-from bsde.reference.sampling import Progress, chunk_rows, transition
+from bsde.reference.sampling import DEVICE, Progress, chunk_rows, transition
 
 DEFAULT_LEVEL = 5
 DEFAULT_REPEATS = 10
@@ -32,16 +32,16 @@ class _Picard:
 
     def _forward(self, x: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
         """X at times end (B, k) from x (B, dim) at times start (B,): (B, k, dim)."""
-        normals = torch.randn(*end.shape, x.shape[-1], generator=self.gen, dtype=x.dtype)
+        normals = torch.randn(*end.shape, x.shape[-1], generator=self.gen, dtype=x.dtype, device=x.device)
         return transition(self.eq.process, x.unsqueeze(1), end - start.unsqueeze(1), normals)
 
     def _f(self, t: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.eq.driver(t, x, y, torch.zeros(1, dtype=x.dtype).expand_as(x))
+        return self.eq.driver(t, x, y, torch.zeros(1, dtype=x.dtype, device=x.device).expand_as(x))
 
     def _mean(self, term: Callable[[int], torch.Tensor], count: int, batch: int) -> torch.Tensor:
         """(1/count) sum of ``count`` samples of term(k) (B, k), drawn in chunks of at most cap/B."""
         chunk = max(1, self.cap // batch)
-        total, done = torch.zeros(batch, dtype=torch.float64), 0
+        total, done = torch.zeros(batch, dtype=torch.float64, device=DEVICE), 0
         while done < count:
             k = min(chunk, count - done)
             total += term(k).sum(-1)
@@ -51,13 +51,13 @@ class _Picard:
     def __call__(self, level: int, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         batch = t.shape[0]
         if level == 0:
-            return torch.zeros(batch, dtype=torch.float64)
+            return torch.zeros(batch, dtype=torch.float64, device=t.device)
         block = max(1, self.cap // self.m ** level)
         if batch > block:
             return torch.cat([self(level, t[i:i + block], x[i:i + block]) for i in range(0, batch, block)])
         total_time = self.eq.total_time
         remaining = total_time - t
-        end = torch.full((batch, 1), total_time, dtype=torch.float64)
+        end = torch.full((batch, 1), total_time, dtype=torch.float64, device=t.device)
 
         def terminal(k: int) -> torch.Tensor:
             return self.eq.terminal(self._forward(x, t, end.expand(batch, k)))
@@ -66,7 +66,7 @@ class _Picard:
         for lower in range(level):
             def picard(k: int, lower: int = lower) -> torch.Tensor:
                 times = t.unsqueeze(1) + remaining.unsqueeze(1) * torch.rand(batch, k, generator=self.gen,
-                                                                            dtype=torch.float64)
+                                                                            dtype=torch.float64, device=t.device)
                 flat_t, flat_x = times.reshape(-1), self._forward(x, t, times).reshape(batch * k, -1)
                 value = self._f(flat_t, flat_x, self(lower, flat_t, flat_x))
                 if lower > 0:
@@ -90,9 +90,9 @@ def mlp(
         raise ProblemError(f"mlp needs level >= 1 and repeats >= 2, got level={level}, repeats={repeats}")
     samples = level if samples is None else samples
     start = time.perf_counter()
-    picard = _Picard(equation, samples, torch.Generator().manual_seed(seed))
-    t0 = torch.zeros(1, dtype=torch.float64)
-    x0 = torch.tensor([equation.x_start], dtype=torch.float64)
+    picard = _Picard(equation, samples, torch.Generator(device=DEVICE).manual_seed(seed))
+    t0 = torch.zeros(1, dtype=torch.float64, device=DEVICE)
+    x0 = torch.tensor([equation.x_start], dtype=torch.float64, device=DEVICE)
     runs = []
     for i in range(repeats):
         runs.append(float(picard(level, t0, x0)[0]))

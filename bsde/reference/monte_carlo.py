@@ -16,7 +16,7 @@ from scipy import special
 from bsde.equations.pricing import BlackScholes, MaxCall
 from bsde.errors import ProblemError
 from bsde.reference.result import ReferenceResult, ci95
-from bsde.reference.sampling import Progress, antithetic_moments, require_paths, transition
+from bsde.reference.sampling import DEVICE, Progress, antithetic_moments, require_paths, transition
 from bsde.reference.semi_analytic import black_scholes_call
 
 DEFAULT_PATHS = 1 << 20
@@ -44,13 +44,13 @@ def _control_means(equation: MaxCall, strikes: list[float]) -> torch.Tensor:
         sum(black_scholes_call(x, c, equation.rate, equation.dividend, v, equation.total_time)
             for x, v in zip(equation.x_start, equation.vols))
         for c in strikes
-    ], dtype=torch.float64)
+    ], dtype=torch.float64, device=DEVICE)
 
 
 def _columns(equation: BlackScholes, strikes: list[float]):
     """normals (n, dim) -> [discounted payoff, controls...] (n, 1 + len(strikes))."""
-    x0 = torch.tensor(equation.x_start, dtype=torch.float64)
-    strike_t = torch.tensor(strikes, dtype=torch.float64)
+    x0 = torch.tensor(equation.x_start, dtype=torch.float64, device=DEVICE)
+    strike_t = torch.tensor(strikes, dtype=torch.float64, device=DEVICE)
     discount = math.exp(-equation.rate * equation.total_time)
 
     def columns(normals: torch.Tensor) -> torch.Tensor:
@@ -77,10 +77,10 @@ def monte_carlo(
         raise ProblemError(f"mc applies to linear Black-Scholes pricing (max_call), not '{equation.kind}'")
     require_paths("mc", paths)
     start = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=DEVICE).manual_seed(seed)
     strikes = control_strikes(equation) if controls and isinstance(equation, MaxCall) else []
     columns = _columns(equation, strikes)
-    weights = torch.ones(1, dtype=torch.float64)
+    weights = torch.ones(1, dtype=torch.float64, device=DEVICE)
     details: dict = {"antithetic": True, "control": "none"}
     if strikes:
         pilot = antithetic_moments(columns, PILOT_PATHS, equation.dim, generator=generator)

@@ -17,6 +17,9 @@ from bsde.simulation import uniform_correlation_root
 
 #: float64 elements held per chunk of normals (32 MiB)
 CHUNK_ELEMENTS = 1 << 22
+#: where the reference engine computes (float64, its own generators): named on every tensor it makes, so a
+#: caller's ``torch.set_default_device`` or a solve on a GPU cannot move half of its work elsewhere
+DEVICE = torch.device("cpu")
 
 Progress = Callable[[int, int], None]
 
@@ -76,7 +79,7 @@ def antithetic_moments(
     total, cross, done = None, None, 0
     while done < pairs:
         n = min(chunk, pairs - done)
-        normals = torch.randn(n, dim, generator=generator, dtype=torch.float64)
+        normals = torch.randn(n, dim, generator=generator, dtype=torch.float64, device=DEVICE)
         values = 0.5 * (columns(normals) + columns(-normals))
         if offset is None:
             offset = values.mean(0)

@@ -1,0 +1,73 @@
+"""Start-up: commands that only read problems never import torch (nor numpy, scipy, matplotlib).
+
+Each case runs in a fresh interpreter, since this one has long imported everything. Asserting on
+``sys.modules`` rather than on seconds keeps the test robust on a busy machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+HEAVY = ("torch", "numpy", "scipy", "matplotlib")
+
+
+def fresh(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new interpreter outside the checkout (so it imports the installed bsde)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir(),
+                          timeout=120)
+
+
+def heavy_modules_after(args: list[str]) -> tuple[list[str], subprocess.CompletedProcess]:
+    """The heavy modules loaded by running ``bsde ARGS`` in a fresh interpreter."""
+    code = (
+        "import json, sys\n"
+        f"sys.argv = ['bsde', *{args!r}]\n"
+        "from bsde.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr)\n"
+    )
+    done = fresh(code)
+    return json.loads(done.stderr.strip().splitlines()[-1]), done
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"], ["--version"], ["list"], ["show", "hjb"], ["show", "max_call", "--set", "equation.dim=3"],
+    ["show", "hjx"], ["solve", "--help"], ["reference", "--help"], ["compare", "--help"], ["bench", "--help"],
+])
+def test_reading_commands_do_not_import_torch(args):
+    heavy, done = heavy_modules_after(args)
+    assert heavy == [], f"bsde {' '.join(args)} imported {heavy}\n{done.stderr}"
+
+
+def test_import_bsde_is_light_and_its_names_still_work():
+    code = (
+        "import sys, bsde\n"
+        "assert 'torch' not in sys.modules\n"
+        "problem = bsde.load_problem('hjb', {'equation.dim': 3})\n"
+        "assert 'torch' not in sys.modules and isinstance(problem, bsde.Problem)\n"
+        "assert sorted(bsde.EQUATIONS) == ['allen_cahn', 'default_risk', 'hjb', 'max_call']\n"
+        # importing the submodules bsde.solve and bsde.reference must not hide the functions of the same name
+        "from bsde.solve import driver_free_baseline\n"
+        "import bsde.reference.mlp\n"
+        "assert bsde.solve.__module__ == 'bsde.solve' and callable(bsde.solve)\n"
+        "assert bsde.reference.__module__ == 'bsde.reference.engine' and callable(bsde.reference)\n"
+        "assert all(getattr(bsde, name) is not None for name in bsde.__all__)\n"
+        "from bsde import solve, reference, SolveResult\n"
+        "assert solve is bsde.solve and reference is bsde.reference\n"
+        "print(bsde.reference(problem).value)\n"
+    )
+    done = fresh(code)
+    assert done.returncode == 0, done.stderr
+    assert 0 < float(done.stdout) < 5
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    import bsde
+
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        bsde.nothing  # noqa: B018
