@@ -1,15 +1,22 @@
-"""A one-sided Monte Carlo bound on u(0, x0) from the learned Z, for drivers concave or convex in z.
+"""A one-sided Monte Carlo bound on u(0, x0) from the learned Z, and the correction it carries with it.
 
-For f = f(z) concave in z, the tangent f(Z^) + b . (z - Z^) with b = grad_z f(Z^) lies above f, so
-by the comparison theorem the linear BSDE with that driver bounds Y from above; by Girsanov its value is
+For f(z) = -(c/2)|z|^2 + (linear in z) (``Equation.z_hessian`` = c > 0: concave), the tangent
+f(Z^) + b . (z - Z^), b = grad_z f(Z^), lies above f, so by the comparison theorem the linear BSDE with
+that driver bounds Y from above; by Girsanov its value is
 
-    J = E_Q[ g(X_T) + int_0^T (f(Z^) - b . Z^) dt ],   dX = sigma (b dt + dW^Q),
+    J = E_Q[S],  S = g(X_T) + int_0^T (f(Z^) - b . Z^) dt - int_0^T Z^ . dW^Q,   dX = sigma (b dt + dW^Q),
 
-with Z^ = the trained Z_n evaluated on the controlled paths (held over sub-steps of dt / K). For HJB,
-f = -(lam/2)|z|^2, this is the cost of the feedback control a = -sqrt(lam/2) Z^ and
-J - u0 = (lam/2) E_Q int |Z^ - Z*|^2 dt: second order in the error of Z, where y0 is first order.
-A convex f gives a lower bound the same way. The bound is exact (up to its Monte Carlo error) when f
-depends on z only and the diffusion is a constant sigma (``ScaledBrownian``); otherwise it is not offered.
+with Z^ = the trained Z_n evaluated on the controlled paths (linear in t between Z_n and Z_{n+1}, held
+over sub-steps of dt / K; any adapted Z^ gives a valid bound). For HJB this is the cost of the feedback
+control a = -sqrt(lam/2) Z^. Along these paths Ito's formula for u gives, with e = Z* - Z^,
+
+    S = u0 + (c/2) int |e|^2 dt + int e . dW^Q,
+
+so J - u0 = (c/2) E int |e|^2 dt (second order in the error of Z, where the deep BSDE y0 is first order)
+and, by the Ito isometry, Var S = E int |e|^2 dt + (higher order). Hence J - (c/2) Var S is u0 up to
+third-order terms: the bound measures its own excess. The stochastic integral in S has mean zero and
+removes most of the spread of g(X_T). c < 0 (convex f) gives a lower bound the same way. Offered where
+f is of that form, does not use y, and the diffusion is a constant sigma (``ScaledBrownian``).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Literal
 import torch
 
 from bsde.equations.base import Equation
-from bsde.model import DeepBSDE
+from bsde.model import DeepBSDE, terminal_z
 
 BOUND_SUBSTEPS = 16
 
@@ -33,24 +40,29 @@ def bound_paths(dim: int) -> int:
 
 @dataclass(frozen=True)
 class ControlBound:
-    """value +- stderr, and whether it bounds u(0, x0) from above or below."""
+    """value +- stderr, whether it bounds u(0, x0) from above or below, and the variance of its samples."""
 
     value: float
     stderr: float
     side: Literal["upper", "lower"]
     paths: int
     substeps: int
+    variance: float
+
+    def corrected(self, hessian: float) -> float:
+        """u0 to third order in the error of Z: J - (c/2) Var (see the module docstring)."""
+        return self.value - 0.5 * hessian * self.variance
 
 
 def bound_side(equation: Equation) -> Literal["upper", "lower"] | None:
     """'upper' for a driver concave in z, 'lower' for convex, None where the bound does not apply."""
     if not equation.controllable:
         return None
-    return "upper" if equation.z_curvature == "concave" else "lower"
+    return "upper" if equation.z_hessian > 0 else "lower"
 
 
 def control_bound(model: DeepBSDE, *, generator: torch.Generator, paths: int | None = None,
-                  substeps: int = BOUND_SUBSTEPS) -> ControlBound | None:
+                  substeps: int = BOUND_SUBSTEPS, interpolate: bool = True) -> ControlBound | None:
     """J for the trained ``model`` (see the module docstring), or None where no bound applies."""
     equation = model.equation
     side = bound_side(equation)
@@ -69,11 +81,16 @@ def control_bound(model: DeepBSDE, *, generator: torch.Generator, paths: int | N
             t = (n * substeps + k) * h
             with torch.no_grad():
                 z = model.z_at(n, x)
+                if interpolate and k:  # linear in t between Z_n and Z_{n+1} (Z_N = sigma^T grad g)
+                    following = model.z_at(n + 1, x) if n + 1 < steps else terminal_z(equation, x)
+                    z = torch.lerp(z, following, k / substeps)
                 b = equation.driver_z_gradient(t, x, z)
                 cost += h * (equation.driver(t, x, cost.new_zeros(()), z) - (b * z).sum(-1))
-                noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-                x = x + sigma * (b * h + math.sqrt(h) * noise)
+                dw = math.sqrt(h) * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+                cost -= (z * dw).sum(-1)  # a mean-zero control variate: Z^ . dW^Q cancels most of g's spread
+                x = x + sigma * (b * h + dw)
     with torch.no_grad():
         total = (cost + equation.terminal(x)).to(torch.float64)
     model.train(was_training)
-    return ControlBound(float(total.mean()), float(total.std()) / math.sqrt(paths), side, paths, substeps)
+    variance = float(total.var())
+    return ControlBound(float(total.mean()), math.sqrt(variance / paths), side, paths, substeps, variance)

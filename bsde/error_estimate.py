@@ -4,20 +4,23 @@ Three bases, the first that applies:
 
 - linear driver (f = -r y): the answer is e^{-rT} E g(X_T), whose Monte Carlo value (the baseline)
   is at hand: error = |y0 - baseline| + 2 stderr.
-- driver concave (convex) in z: the control bound J >= u0 (<= u0) of :mod:`bsde.control_bound`. Where
-  y0 lies beyond the bound, the bound is the better estimate and is reported; its own error J - u0 is
-  second order in the error of Z while y0's is first order, so it is estimated by |y0 - J| (+ 2 stderr).
-  Where y0 lies inside, y0 is kept and |J - y0| + 2 stderr bounds its error when y0 is on the far
-  side of u0.
+- driver quadratic in z (HJB): the control bound J of :mod:`bsde.control_bound` and its variance give
+  u0 ~ J - (c/2) Var S to third order in the error of Z; that value is reported (the deep BSDE y0, first
+  order in the error of Z, is kept beside it). Its error is estimated as the correction times
+  min(1, |c| sqrt(Var S)) (the relative size of the neglected terms, twice over), plus 2 stderr.
 - otherwise: Richardson in the time step with the trained Z: the same paths marched with every other
   step (2 dt) move the implied y0 by D; for a scheme of order p the error at dt is about |D| / (2^p - 1)
   (p = 2 for the trapezoid, 1 for Euler), plus twice the standard error of the mean residual.
+
+Every basis adds the optimisation noise: the standard deviation of y0 over the validation points of the
+last quarter of training (a stand-in for the spread over seeds, which one solve cannot see).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -40,13 +43,11 @@ def from_linear(y0: float, value: float, stderr: float) -> ErrorEstimate:
     return ErrorEstimate(y0, abs(y0 - value) + 2 * stderr, "Monte Carlo value of the linear problem")
 
 
-def from_bound(y0: float, bound: ControlBound) -> ErrorEstimate:
-    beyond = y0 > bound.value if bound.side == "upper" else y0 < bound.value
-    error = abs(y0 - bound.value) + 2 * bound.stderr
-    if beyond:
-        return ErrorEstimate(bound.value, error, f"control {bound.side} bound (reported; deep BSDE y0 {y0:.6g})",
-                             bound)
-    return ErrorEstimate(y0, error, f"distance to the control {bound.side} bound", bound)
+def from_bound(bound: ControlBound, hessian: float) -> ErrorEstimate:
+    corrected = bound.corrected(hessian)
+    correction = abs(bound.value - corrected)
+    error = correction * min(1.0, abs(hessian) * math.sqrt(bound.variance)) + 2 * bound.stderr
+    return ErrorEstimate(corrected, error, f"control {bound.side} bound {bound.value:.6g} less (c/2) Var", bound)
 
 
 def _implied_shift(model: DeepBSDE, paths: Paths) -> tuple[float, float]:
@@ -76,13 +77,23 @@ def from_time_step(model: DeepBSDE, paths: Paths) -> ErrorEstimate:
                          f"Richardson in the time step (order {order}) and the residual's standard error")
 
 
+def optimisation_noise(history: list[tuple[int, float]], iterations: int) -> float:
+    """Standard deviation of y0 over the (iteration, y0) validation points of the last quarter of training."""
+    late = [y0 for iteration, y0 in history if iteration >= 0.75 * iterations]
+    return statistics.stdev(late) if len(late) >= 3 else 0.0
+
+
 def estimate(model: DeepBSDE, paths: Paths, *, linear_value: tuple[float, float] | None,
-             generator: torch.Generator) -> ErrorEstimate:
-    """The estimate for a trained ``model`` (in eval mode), on fresh plain ``paths``; see the module docstring."""
+             generator: torch.Generator, history: list[tuple[int, float]], iterations: int) -> ErrorEstimate:
+    """The estimate for a trained ``model`` (in eval mode), on fresh plain ``paths``; see the module docstring.
+
+    ``history`` holds (iteration, y0) at the validation points of a run of ``iterations``.
+    """
     y0 = model.y_start.item()
     if model.equation.driver_is_linear and linear_value is not None:
-        return from_linear(y0, *linear_value)
-    bound = control_bound(model, generator=generator)
-    if bound is not None:
-        return from_bound(y0, bound)
-    return from_time_step(model, paths)
+        found = from_linear(y0, *linear_value)
+    elif (bound := control_bound(model, generator=generator)) is not None:
+        found = from_bound(bound, model.equation.z_hessian)
+    else:
+        found = from_time_step(model, paths)
+    return replace(found, error=found.error + optimisation_noise(history, iterations))

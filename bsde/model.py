@@ -24,13 +24,13 @@ class DeepBSDE(nn.Module):
     def __init__(self, equation: Equation, time_steps: int, hidden: list[int], *,
                  dtype: torch.dtype, device=None, z_scale: float = 1.0, scheme: str = "trapezoid",
                  controlled: bool = False):
-        super().__init__()
         if controlled and not equation.controllable:
             raise ValueError(f"'{equation.kind}' has no control representation for a controlled measure")
+        super().__init__()
         self.equation = equation
         self.time_steps = time_steps
         self.scheme = scheme
-        self.controlled = controlled
+        self.controlled = controlled  # paths steered by the learned control (see controlled_states)
         self.z_scale = z_scale
         self.y_offset, self.y_scale = 0.0, 1.0  # Y_0 = y_offset + y_scale * y0
         kw = {"dtype": dtype, "device": device}

@@ -69,10 +69,13 @@ class SolverSettings(_Strict):
         "trapezoid", description="time stepping of the driver: 'trapezoid' (f at both ends of a step, "
         "Heun predictor for y; second order) or 'euler' (f at the left end, as the paper)"
     )
-    measure: Literal["plain", "controlled"] = Field(
-        "plain", description="paths X for training: 'plain' (the forward SDE as given) or 'controlled' (steered by "
-        "the learned control b = grad_z f(Z); for drivers concave or convex in z, without y, constant sigma)"
+    measure: Literal["auto", "plain", "controlled"] = Field(
+        "auto", description="paths X for training: 'plain' (the forward SDE as given), 'controlled' (from "
+        "control_from on, steered by the learned control b = grad_z f(Z); needs a driver quadratic in z without y "
+        "and a constant sigma) or 'auto' (controlled where the problem allows it, plain elsewhere)"
     )
+    control_from: float = Field(0.5, ge=0, lt=1, description="fraction of the iterations after which "
+                                "a controlled measure steers the paths (plain before)")
     dtype: Literal["float32", "float64"] = "float64"
     valid_size: int = Field(256, ge=2, description="fixed validation paths")
     log_every: int = Field(100, ge=1, description="iterations between validations")

@@ -198,7 +198,8 @@ def solve(
     paths = sample(problem.equation, settings, check_paths(problem.equation.dim, settings.time_steps),
                    check_generator, dev)
     checked = estimate(model, paths, linear_value=(baseline.value, baseline.stderr) if finite else None,
-                       generator=check_generator)
+                       generator=check_generator, history=[(h.iteration, h.y0) for h in trained.history],
+                       iterations=settings.iterations)
     y0, error = checked.y0, checked.error if math.isfinite(checked.error) else None
     if error is not None and error > WARN_ERROR * abs(y0):
         warn(f"the estimated error of y0 ({error:.3g}, {checked.basis}) exceeds {WARN_ERROR:.0%} of |y0|; "

@@ -93,6 +93,11 @@ def steered(model: DeepBSDE, paths: Paths) -> Paths:
     return Paths(model.controlled_states(paths.dw, paths.dt), paths.dw, paths.dt) if model.controlled else paths
 
 
+def steers(equation: Equation, settings: SolverSettings) -> bool:
+    """Whether training switches to the controlled measure (``solver.measure``; 'auto': where it applies)."""
+    return settings.measure == "controlled" or (settings.measure == "auto" and equation.controllable)
+
+
 def evaluate(model: DeepBSDE, paths: Paths) -> float:
     """Validation loss with the networks in inference mode (running batch-norm statistics)."""
     model.eval()
@@ -115,7 +120,10 @@ class _Run:
         self.settings, self.generator = settings, generator
         self.model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim),
                               dtype=settings.torch_dtype, device=device, scheme=settings.scheme,
-                              controlled=settings.measure == "controlled")
+                              controlled=False)
+        #: from this iteration on the paths are steered by the learned control (never, for a plain measure)
+        self.control_start = (math.ceil(settings.control_from * settings.iterations) if steers(equation, settings)
+                              else settings.iterations + 1)
         from_baseline = settings.y0_init == "baseline"
         self.model.reset_parameters(generator, (0.0, 0.0) if from_baseline else settings.y0_init)
         self.valid = sample(equation, settings, settings.valid_size, generator, device)
@@ -169,13 +177,19 @@ class _Run:
 
     def validate(self) -> LogEntry | None:
         """A log entry for the current iteration, or None when loss, y0 or a parameter is not finite."""
+        self.steer()
         entry = LogEntry(self.iteration, evaluate(self.model, self.valid), self.model.y_start.item(),
                          time.perf_counter() - self.start)
         finite = math.isfinite(entry.loss) and math.isfinite(entry.y0) and _finite_parameters(self.model)
         return entry if finite else None
 
+    def steer(self) -> None:
+        """Set the model's measure for the current iteration."""
+        self.model.controlled = self.iteration >= self.control_start
+
     def step(self, equation: Equation) -> torch.Tensor:
         """One Adam step at the current iteration's (scaled) learning rate; returns the loss."""
+        self.steer()
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.rate_at(self.iteration) * self.lr_scale
         paths = steered(self.model, sample(equation, self.settings, self.settings.batch_size, self.generator,

@@ -33,16 +33,28 @@ def cole_hopf(dim: int, lam: float, horizon: float, paths: int = 1 << 20, seed: 
 
 
 def test_hjb_large_lambda_against_cole_hopf():
-    """100-d HJB with lam = 10: the answer sits 2.4% below the baseline; we ask for 1%."""
+    """100-d HJB with lam = 10: the answer sits 2.4% below the baseline; we ask for 0.6% (twice the README's 0.3%)."""
     problem = bsde.load_problem("hjb", {"equation.lam": 10.0, "solver.dtype": "float32", **FAST,
                                         "solver.iterations": 1200,
                                         "solver.learning_rate": {"boundaries": [600, 1000],
                                                                  "values": [0.02, 0.005, 0.001]}})
     value, stderr = cole_hopf(100, 10.0, 1.0)
     result = bsde.solve(problem, seed=0)
-    tolerance = 0.01 * value + 4 * stderr
+    tolerance = 0.006 * value + 4 * stderr
     assert abs(result.baseline - value) > 2 * tolerance  # the trivial solution would fail
     assert abs(result.y0 - value) < tolerance, (result.y0, value, stderr)
+
+
+@pytest.mark.parametrize("dim, lam, x0", [(20, 5.0, 0.0), (5, 2.0, 0.5)])
+def test_hjb_off_the_published_point_with_default_settings(dim, lam, x0):
+    """Strongly nonlinear HJB at small d (the deep BSDE y0 alone is 3-8% off here): the reported value is
+    within 0.6% of the radial solve, twice the 0.3% the README claims; the baseline is 5-30% away."""
+    problem = bsde.load_problem("hjb", {"equation.dim": dim, "equation.lam": lam, "equation.x0": x0})
+    reference = radial(problem.equation)
+    result = bsde.solve(problem, seed=0)
+    assert abs(result.baseline - reference.value) > 0.05 * reference.value
+    assert abs(result.y0 - reference.value) < 0.006 * reference.value, (result.y0, reference.value)
+    assert abs(result.y0 - reference.value) <= result.error_estimate
 
 
 def test_allen_cahn_small_dim_against_radial_solve():
@@ -59,25 +71,47 @@ def black_scholes_call(s: float, k: float, r: float, q: float, vol: float, t: fl
     return s * math.exp(-q * t) * norm.cdf(d1) - k * math.exp(-r * t) * norm.cdf(d1 - vol * math.sqrt(t))
 
 
+def black_scholes_delta(s: float, k: float, r: float, vol: float, t: float) -> float:
+    return norm.cdf((math.log(s / k) + (r + 0.5 * vol * vol) * t) / (vol * math.sqrt(t)))
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_max_call_one_asset_is_black_scholes(seed):
-    """d = 1 is a plain call: 1% (the y0 noise at 600 iterations is about 0.3%)."""
+def test_max_call_one_asset_learns_the_hedge(seed):
+    """d = 1 is a plain call. Its driver is linear, so y0 is right whatever Z is (a Z = 0 solver passes a
+    price test); what the training has to get right is Z_0 = vol S_0 delta. We ask 3% (seen: under 1%)."""
     problem = bsde.load_problem("max_call", {"equation.dim": 1, "solver.time_steps": 10, **FAST})
-    price = black_scholes_call(100.0, 100.0, 0.05, 0.0, 0.2, 1.0)
     result = bsde.solve(problem, seed=seed)
-    assert abs(result.y0 - price) < 0.01 * price, (result.y0, price)
-    assert abs(price * math.exp(0.05) - price) > 0.04 * price  # an undiscounted answer would fail
+    hedge = 0.2 * 100.0 * black_scholes_delta(100.0, 100.0, 0.05, 0.2, 1.0)
+    assert abs(result.z0[0] - hedge) < 0.03 * hedge, (result.z0, hedge)
+    price = black_scholes_call(100.0, 100.0, 0.05, 0.0, 0.2, 1.0)
+    assert abs(result.y0 - price) <= result.error_estimate, (result.y0, price, result.error_estimate)
 
 
-def test_max_call_two_assets_against_monte_carlo():
-    """d = 2 with different vols against a 2^21-path Monte Carlo price computed here: 1.5% + 4 stderr."""
+def test_max_call_two_assets_hedge_against_monte_carlo():
+    """d = 2 with different vols: Z_0 = (vol_i S_i dV/dS_i) against pathwise Monte Carlo deltas computed here
+    (2^21 paths): 5% + 4 stderr each. Z = 0 would fail by 100%."""
     problem = bsde.load_problem("max_call", {"equation.dim": 2, "equation.vol": [0.2, 0.3],
                                              "solver.time_steps": 10, **FAST})
     gen = torch.Generator().manual_seed(5)
     z = torch.randn(1 << 21, 2, generator=gen, dtype=torch.float64)
     vol = torch.tensor([0.2, 0.3], dtype=torch.float64)
     s = 100.0 * torch.exp((0.05 - 0.5 * vol**2) + vol * z)
-    payoff = math.exp(-0.05) * torch.clamp(s.amax(-1) - 100.0, min=0.0)
-    price, stderr = payoff.mean().item(), payoff.std().item() / math.sqrt(payoff.numel())
+    top = s.amax(-1, keepdim=True)
+    # pathwise delta of max(max S - K, 0): dS_T/dS_0 = S_T / S_0 on the asset that is the maximum, above K
+    pathwise = math.exp(-0.05) * (s == top) * (top > 100.0) * s / 100.0
+    hedge = 0.2 * 100.0 * pathwise.mean(0) * torch.tensor([1.0, 1.5], dtype=torch.float64)
+    stderr = 0.2 * 100.0 * pathwise.std(0) / math.sqrt(z.shape[0]) * torch.tensor([1.0, 1.5], dtype=torch.float64)
     result = bsde.solve(problem, seed=0)
-    assert abs(result.y0 - price) < 0.015 * price + 4 * stderr, (result.y0, price, stderr)
+    learned = torch.tensor(result.z0, dtype=torch.float64)
+    assert bool(((learned - hedge).abs() < 0.05 * hedge + 4 * stderr).all()), (result.z0, hedge.tolist())
+
+
+def test_default_risk_small_dim_against_multilevel_picard():
+    """Default risk (f depends on y through the piecewise intensity) at d = 5 against the MLP reference
+    (an independent method sharing no code with the solver): 1% + 4 stderr; the baseline is farther."""
+    problem = bsde.load_problem("default_risk", {"equation.dim": 5, "solver.time_steps": 20, **FAST})
+    reference = bsde.reference(problem, method="mlp")
+    result = bsde.solve(problem, seed=0)
+    tolerance = 0.01 * reference.value + 4 * reference.stderr
+    assert abs(result.baseline - reference.value) > 2 * tolerance
+    assert abs(result.y0 - reference.value) < tolerance, (result.y0, reference.value, reference.stderr)

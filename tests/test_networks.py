@@ -68,3 +68,25 @@ def test_starts_at_the_trivial_solution(generator):
     assert torch.equal(out, torch.zeros_like(out))
     (out * x).sum().backward()
     assert stacked.linears[-1].weight.grad.abs().sum() > 0 and stacked.diagonal.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("batch_stats", [False, True])
+def test_one_step_alone_equals_the_stacked_pass(batch_stats, generator):
+    """at_step(s, x) is network s of the stacked pass: inference mode, or training mode's batch statistics."""
+    steps, dim, batch = 4, 3, 32
+    stacked = StackedGradientNets(steps, dim, [7, 9], dtype=torch.float64)
+    stacked.reset_parameters(generator)
+    randomise(stacked, generator)
+    x = torch.randn(batch, steps, dim, generator=generator, dtype=torch.float64) * 2 - 1
+    stacked(x)  # move the running statistics away from their start
+    stacked.train(batch_stats)
+    running = stacked.norms[1].running_mean.clone()
+    with torch.no_grad():
+        whole = stacked(x) if not batch_stats else None
+        if batch_stats:  # the stacked pass in training mode would update the running statistics: compare first
+            alone = [stacked.at_step(s, x[:, s], batch_stats=True) for s in range(steps)]
+            torch.testing.assert_close(stacked.norms[1].running_mean, running)  # untouched by at_step
+            whole = stacked(x)
+        else:
+            alone = [stacked.at_step(s, x[:, s]) for s in range(steps)]
+    torch.testing.assert_close(torch.stack(alone, dim=1), whole)

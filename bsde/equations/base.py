@@ -142,21 +142,24 @@ class Equation(BaseModel):
 
     def driver_z_gradient(self, t: Any, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """grad_z f(t, x, z) (..., dim) for a driver that does not use y, by autograd."""
+        import torch  # only solving needs it
+
         with torch.enable_grad():
             leaf = z.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.driver(t, x, z.new_zeros(()), leaf).sum(), leaf)
         return grad
 
     @property
-    def z_curvature(self) -> str | None:
-        """'concave' or 'convex' where f is so in z for every (t, x, y) (a control representation exists), else None."""
+    def z_hessian(self) -> float | None:
+        """c where f(t, x, y, z) = -(c/2)|z|^2 + (terms linear in z) for every (t, x, y), i.e. grad_z^2 f = -c I;
+        None otherwise. c > 0: f is concave in z (a control problem), c < 0: convex."""
         return None
 
     @property
     def controllable(self) -> bool:
         """Whether the learned Z can steer the paths (a control representation with drift sigma grad_z f):
-        f concave or convex in z, not using y, and a constant diffusion."""
-        return self.z_curvature is not None and not self.driver_uses_y and isinstance(self.process, ScaledBrownian)
+        f quadratic in z (``z_hessian``), not using y, and a constant diffusion."""
+        return bool(self.z_hessian) and not self.driver_uses_y and isinstance(self.process, ScaledBrownian)
 
     def radial_form(self) -> RadialForm | None:
         """The problem reduced to r = |x - 0| when g and f depend on |x| and |z| only."""

@@ -39,9 +39,9 @@ class HJB(Equation):
         return -self.lam * z
 
     @property
-    def z_curvature(self) -> str | None:
-        """f = -(lam/2)|z|^2: concave for lam > 0, convex for lam < 0."""
-        return None if self.lam == 0 else ("concave" if self.lam > 0 else "convex")
+    def z_hessian(self) -> float:
+        """f = -(lam/2)|z|^2: grad_z^2 f = -lam I."""
+        return self.lam
 
     def terminal(self, x):
         return ((1.0 + x.square().sum(-1)) / 2.0).log()

@@ -104,17 +104,36 @@ def _step(grid: _Grid, v: np.ndarray, a: float, b: np.ndarray) -> np.ndarray:
     return v
 
 
-def solve_radial(form: RadialForm, points: int = DEFAULT_POINTS, steps: int = DEFAULT_STEPS) -> float:
-    """v(0, r0^2) with ``points`` cells in s and ``steps`` BDF2 steps (first step: 4 implicit Euler substeps)."""
+def march_radial(form: RadialForm, points: int = DEFAULT_POINTS, steps: int = DEFAULT_STEPS):
+    """Yield (t, s grid, v(t, s)) from t = T back to 0, one BDF2 step at a time (first: 4 implicit Euler substeps)."""
     grid = _Grid(form, points)
     k = form.total_time / steps
     v_prev = form.terminal(np.sqrt(grid.s))
+    yield form.total_time, grid.s, v_prev
     v = v_prev
     for _ in range(4):
         v = _step(grid, v, 4.0 / k, 4.0 / k * v[: grid.n])
-    for _ in range(steps - 1):
+    yield form.total_time - k, grid.s, v
+    for i in range(steps - 1):
         v, v_prev = _step(grid, v, 1.5 / k, (2.0 * v[: grid.n] - 0.5 * v_prev[: grid.n]) / k), v
-    return float(interpolate.CubicSpline(grid.s, v)(form.r0 ** 2))
+        yield form.total_time - (i + 2) * k, grid.s, v
+
+
+def solve_radial(form: RadialForm, points: int = DEFAULT_POINTS, steps: int = DEFAULT_STEPS) -> float:
+    """v(0, r0^2) with ``points`` cells in s and ``steps`` BDF2 steps."""
+    *_, (_, s, v) = march_radial(form, points, steps)
+    return float(interpolate.CubicSpline(s, v)(form.r0 ** 2))
+
+
+def radial_profiles(form: RadialForm, times: int, points: int = DEFAULT_POINTS,
+                    steps: int = DEFAULT_STEPS) -> list:
+    """v(t_n, .) as cubic splines in s = |x|^2 at t_n = n T / times, n = 0..times (steps a multiple of times)."""
+    if steps % times:
+        raise ValueError(f"steps ({steps}) must be a multiple of times ({times})")
+    every = steps // times
+    profiles = [interpolate.CubicSpline(s, v) for i, (_, s, v) in enumerate(march_radial(form, points, steps))
+                if i % every == 0]
+    return profiles[::-1]
 
 
 def radial(equation, *, points: int = DEFAULT_POINTS, steps: int = DEFAULT_STEPS) -> ReferenceResult:
