@@ -12,8 +12,9 @@ Three bases, the first that applies:
   step (2 dt) move the implied y0 by D; for a scheme of order p the error at dt is about |D| / (2^p - 1)
   (p = 2 for the trapezoid, 1 for Euler), plus twice the standard error of the mean residual.
 
-Every basis adds the optimisation noise: the standard deviation of y0 over the validation points of the
-last quarter of training (a stand-in for the spread over seeds, which one solve cannot see).
+The Richardson basis adds the optimisation noise: the standard deviation of y0 over the validation points
+of the last quarter of training (a stand-in for the spread over seeds, which one solve cannot see). The
+other two need none: they evaluate the trained model afresh, and their Monte Carlo error is counted.
 """
 
 from __future__ import annotations
@@ -89,11 +90,9 @@ def estimate(model: DeepBSDE, paths: Paths, *, linear_value: tuple[float, float]
 
     ``history`` holds (iteration, y0) at the validation points of a run of ``iterations``.
     """
-    y0 = model.y_start.item()
     if model.equation.driver_is_linear and linear_value is not None:
-        found = from_linear(y0, *linear_value)
-    elif (bound := control_bound(model, generator=generator)) is not None:
-        found = from_bound(bound, model.equation.z_hessian)
-    else:
-        found = from_time_step(model, paths)
+        return from_linear(model.y_start.item(), *linear_value)
+    if (bound := control_bound(model, generator=generator)) is not None:
+        return from_bound(bound, model.equation.z_hessian)
+    found = from_time_step(model, paths)
     return replace(found, error=found.error + optimisation_noise(history, iterations))
