@@ -34,8 +34,8 @@ BOUND_SUBSTEPS = 16
 
 
 def bound_paths(dim: int) -> int:
-    """Paths for the bound: about 2^18 / d (a constant cost per network layer), between 2^10 and 2^16."""
-    return min(1 << 16, max(1 << 10, (1 << 18) // dim))
+    """Paths for the bound: about 2^17 / d (a constant cost per network layer), between 2^10 and 2^16."""
+    return min(1 << 16, max(1 << 10, (1 << 17) // dim))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import torch
 
@@ -84,15 +85,16 @@ def optimisation_noise(history: list[tuple[int, float]], iterations: int) -> flo
     return statistics.stdev(late) if len(late) >= 3 else 0.0
 
 
-def estimate(model: DeepBSDE, paths: Paths, *, linear_value: tuple[float, float] | None,
+def estimate(model: DeepBSDE, paths: Callable[[], Paths], *, linear_value: tuple[float, float] | None,
              generator: torch.Generator, history: list[tuple[int, float]], iterations: int) -> ErrorEstimate:
-    """The estimate for a trained ``model`` (in eval mode), on fresh plain ``paths``; see the module docstring.
+    """The estimate for a trained ``model`` (in eval mode); see the module docstring.
 
-    ``history`` holds (iteration, y0) at the validation points of a run of ``iterations``.
+    ``paths()`` draws fresh plain paths (only the Richardson basis needs them); ``history`` holds
+    (iteration, y0) at the validation points of a run of ``iterations``.
     """
     if model.equation.driver_is_linear and linear_value is not None:
         return from_linear(model.y_start.item(), *linear_value)
     if (bound := control_bound(model, generator=generator)) is not None:
         return from_bound(bound, model.equation.z_hessian)
-    found = from_time_step(model, paths)
+    found = from_time_step(model, paths())
     return replace(found, error=found.error + optimisation_noise(history, iterations))

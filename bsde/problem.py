@@ -284,8 +284,8 @@ def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[st
     equation = _validate(EQUATIONS[kind], eq_raw, ctx, "equation")
     solver = _validate(SolverSettings, raw.get("solver"), ctx, "solver")
     if solver.measure == "controlled" and not equation.controllable:
-        raise ctx.error("solver.measure", f"'controlled' needs a driver concave or convex in z that does not use y "
-                                          f"and a constant diffusion; '{kind}' has none (use 'plain')")
+        raise ctx.error("solver.measure", f"'controlled' needs a driver -(c/2)|z|^2 + (linear in z) that does not "
+                                          f"use y, and a constant diffusion; '{kind}' has none (use 'plain' or 'auto')")
     reference = _validate(Reference, raw.get("reference"), ctx, "reference")
     presets = raw.get("presets") or {}
     if not isinstance(presets, dict):

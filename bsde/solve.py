@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -195,9 +196,9 @@ def solve(
         warn(warning)
     finite = math.isfinite(baseline.value) and math.isfinite(baseline.stderr)
     check_generator = torch.Generator(device=dev).manual_seed(seed + 2)
-    paths = sample(problem.equation, settings, check_paths(problem.equation.dim, settings.time_steps),
-                   check_generator, dev)
-    checked = estimate(model, paths, linear_value=(baseline.value, baseline.stderr) if finite else None,
+    fresh_paths = functools.partial(sample, problem.equation, settings,
+                                    check_paths(problem.equation.dim, settings.time_steps), check_generator, dev)
+    checked = estimate(model, fresh_paths, linear_value=(baseline.value, baseline.stderr) if finite else None,
                        generator=check_generator, history=[(h.iteration, h.y0) for h in trained.history],
                        iterations=settings.iterations)
     y0, error = checked.y0, checked.error if math.isfinite(checked.error) else None
@@ -215,11 +216,12 @@ def solve(
     else:
         ref_value, ref_source, ref_stderr = problem.reference.value, problem.reference.source, problem.reference.stderr
     rel_error = None if ref_value in (None, 0) else abs(y0 - ref_value) / abs(ref_value)
+    bound = checked.bound
     return SolveResult(
         problem=problem.name, kind=problem.equation.kind, dim=problem.equation.dim, y0=y0, error_estimate=error,
-        error_basis=checked.basis, y0_bsde=y0_bsde, bound=checked.bound.value if checked.bound else None,
-        bound_stderr=checked.bound.stderr if checked.bound else None,
-        bound_side=checked.bound.side if checked.bound else None, z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
+        error_basis=checked.basis, y0_bsde=y0_bsde, bound=bound.value if bound else None,
+        bound_stderr=bound.stderr if bound else None, bound_side=bound.side if bound else None,
+        z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
         baseline_stderr=baseline.stderr if finite else None, reference=ref_value, reference_source=ref_source,
         reference_stderr=ref_stderr, rel_error=rel_error, iterations=settings.iterations,
         time_steps=settings.time_steps, batch_size=settings.batch_size, wall_s=wall_s, train_s=trained.train_s,

@@ -119,8 +119,7 @@ class _Run:
                  device: torch.device):
         self.settings, self.generator = settings, generator
         self.model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim),
-                              dtype=settings.torch_dtype, device=device, scheme=settings.scheme,
-                              controlled=False)
+                              dtype=settings.torch_dtype, device=device, scheme=settings.scheme)
         #: from this iteration on the paths are steered by the learned control (never, for a plain measure)
         self.control_start = (math.ceil(settings.control_from * settings.iterations) if steers(equation, settings)
                               else settings.iterations + 1)
@@ -138,7 +137,8 @@ class _Run:
             self.model.y_scale = discount * std if std is not None else 1.0
             with torch.no_grad():
                 self.model.y0.zero_()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=fused_adam(device))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8,
+                                          fused=fused_adam(device))
         self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
         self.history: list[LogEntry] = []
         self.start = time.perf_counter()
