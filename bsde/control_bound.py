@@ -40,7 +40,8 @@ def bound_paths(dim: int) -> int:
 
 @dataclass(frozen=True)
 class ControlBound:
-    """value +- stderr, whether it bounds u(0, x0) from above or below, and the variance of its samples."""
+    """J = value +- stderr, its side, the variance of its samples S, and the corrected value
+    J - (c/2) Var S +- corrected_stderr (u0 to third order in the error of Z; see the module docstring)."""
 
     value: float
     stderr: float
@@ -48,10 +49,8 @@ class ControlBound:
     paths: int
     substeps: int
     variance: float
-
-    def corrected(self, hessian: float) -> float:
-        """u0 to third order in the error of Z: J - (c/2) Var (see the module docstring)."""
-        return self.value - 0.5 * hessian * self.variance
+    corrected: float
+    corrected_stderr: float
 
 
 def bound_side(equation: Equation) -> Literal["upper", "lower"] | None:
@@ -93,4 +92,7 @@ def control_bound(model: DeepBSDE, *, generator: torch.Generator, paths: int | N
         total = (cost + equation.terminal(x)).to(torch.float64)
     model.train(was_training)
     variance = float(total.var())
-    return ControlBound(float(total.mean()), math.sqrt(variance / paths), side, paths, substeps, variance)
+    # the corrected value is the mean of S_i - (c/2)(S_i - mean S)^2; its spread gives its standard error
+    corrected = total - 0.5 * equation.z_hessian * (total - total.mean()).square() * paths / (paths - 1)
+    return ControlBound(float(total.mean()), math.sqrt(variance / paths), side, paths, substeps, variance,
+                        float(corrected.mean()), float(corrected.std()) / math.sqrt(paths))

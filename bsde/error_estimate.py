@@ -7,7 +7,8 @@ Three bases, the first that applies:
 - driver quadratic in z (HJB): the control bound J of :mod:`bsde.control_bound` and its variance give
   u0 ~ J - (c/2) Var S to third order in the error of Z; that value is reported (the deep BSDE y0, first
   order in the error of Z, is kept beside it). Its error is estimated as the correction times
-  min(1, |c| sqrt(Var S)) (the relative size of the neglected terms, twice over), plus 2 stderr.
+  min(1, |c| sqrt(Var S)) (the relative size of the neglected terms, twice over), plus 2 standard
+  errors of the corrected value (the mean of S_i - (c/2)(S_i - mean S)^2).
 - otherwise: Richardson in the time step with the trained Z: the same paths marched with every other
   step (2 dt) move the implied y0 by D; for a scheme of order p the error at dt is about |D| / (2^p - 1)
   (p = 2 for the trapezoid, 1 for Euler), plus twice the standard error of the mean residual.
@@ -46,10 +47,10 @@ def from_linear(y0: float, value: float, stderr: float) -> ErrorEstimate:
 
 
 def from_bound(bound: ControlBound, hessian: float) -> ErrorEstimate:
-    corrected = bound.corrected(hessian)
-    correction = abs(bound.value - corrected)
-    error = correction * min(1.0, abs(hessian) * math.sqrt(bound.variance)) + 2 * bound.stderr
-    return ErrorEstimate(corrected, error, f"control {bound.side} bound {bound.value:.6g} less (c/2) Var", bound)
+    correction = abs(bound.value - bound.corrected)
+    error = correction * min(1.0, abs(hessian) * math.sqrt(bound.variance)) + 2 * bound.corrected_stderr
+    return ErrorEstimate(bound.corrected, error, f"control {bound.side} bound {bound.value:.6g} less (c/2) Var",
+                         bound)
 
 
 def _implied_shift(model: DeepBSDE, paths: Paths) -> tuple[float, float]:
