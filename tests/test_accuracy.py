@@ -108,10 +108,11 @@ def test_max_call_two_assets_hedge_against_monte_carlo():
 
 def test_default_risk_small_dim_against_multilevel_picard():
     """Default risk (f depends on y through the piecewise intensity) at d = 5 against the MLP reference
-    (an independent method sharing no code with the solver): 1% + 4 stderr; the baseline is farther."""
+    (an independent method sharing no code with the solver): 0.5% + 4 stderr (seen: 0.02%); the
+    baseline, 2.8% away, is outside twice that."""
     problem = bsde.load_problem("default_risk", {"equation.dim": 5, "solver.time_steps": 20, **FAST})
     reference = bsde.reference(problem, method="mlp")
     result = bsde.solve(problem, seed=0)
-    tolerance = 0.01 * reference.value + 4 * reference.stderr
+    tolerance = 0.005 * reference.value + 4 * reference.stderr
     assert abs(result.baseline - reference.value) > 2 * tolerance
     assert abs(result.y0 - reference.value) < tolerance, (result.y0, reference.value, reference.stderr)
