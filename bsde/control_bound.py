@@ -68,11 +68,11 @@ def control_bound(model: DeepBSDE, *, generator: torch.Generator, paths: int | N
     if side is None:
         return None
     paths = paths or bound_paths(equation.dim)
-    ref = model.y0
+    like = model.y0  # the run's dtype and device
     sigma, steps = equation.process.sigma, model.time_steps
     h = equation.total_time / (steps * substeps)
-    x = torch.as_tensor(equation.x_start, dtype=ref.dtype, device=ref.device).expand(paths, -1).clone()
-    cost = torch.zeros(paths, dtype=ref.dtype, device=ref.device)
+    x = torch.as_tensor(equation.x_start, dtype=like.dtype, device=like.device).expand(paths, -1).clone()
+    cost = torch.zeros(paths, dtype=like.dtype, device=like.device)
     was_training = model.training
     model.eval()
     for n in range(steps):
