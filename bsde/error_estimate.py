@@ -72,8 +72,8 @@ def _implied_shift(model: DeepBSDE, paths: Paths) -> tuple[float, float]:
 
 def from_time_step(model: DeepBSDE, paths: Paths) -> ErrorEstimate:
     y0 = model.y_start.item()
-    if model.time_steps % 2 or model.controlled:
-        return ErrorEstimate(y0, math.nan, "none (needs an even number of steps and plain paths)")
+    if model.time_steps % 2:
+        return ErrorEstimate(y0, math.nan, "none (Richardson needs an even number of steps)")
     shift, stderr = _implied_shift(model, paths)
     order = 2 if model.scheme == "trapezoid" else 1
     return ErrorEstimate(y0, abs(shift) / (2**order - 1) + 2 * stderr,

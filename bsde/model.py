@@ -22,15 +22,13 @@ class DeepBSDE(nn.Module):
     """Y_0 = y_offset + y_scale * y0, Z_0 = z_scale * z0 and Z_n = z_scale * net_n(X_n) for n = 1..N-1."""
 
     def __init__(self, equation: Equation, time_steps: int, hidden: list[int], *,
-                 dtype: torch.dtype, device=None, z_scale: float = 1.0, scheme: str = "trapezoid",
-                 controlled: bool = False):
-        if controlled and not equation.controllable:
-            raise ValueError(f"'{equation.kind}' has no control representation for a controlled measure")
+                 dtype: torch.dtype, device=None, z_scale: float = 1.0, scheme: str = "trapezoid"):
         super().__init__()
         self.equation = equation
         self.time_steps = time_steps
         self.scheme = scheme
-        self.controlled = controlled  # paths steered by the learned control (see controlled_states)
+        #: whether the paths are steered by the learned control (see controlled_states); the trainer sets it
+        self.controlled = False
         self.z_scale = z_scale
         self.y_offset, self.y_scale = 0.0, 1.0  # Y_0 = y_offset + y_scale * y0
         kw = {"dtype": dtype, "device": device}

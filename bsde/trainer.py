@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal
 import torch
 
 from bsde.equations.base import Equation
-from bsde.errors import Interrupted, TrainingError
+from bsde.errors import Interrupted, ProblemError, TrainingError
 from bsde.model import DeepBSDE, terminal_loss
 from bsde.runtime import fused_adam
 from bsde.settings import SolverSettings
@@ -95,6 +95,9 @@ def steered(model: DeepBSDE, paths: Paths) -> Paths:
 
 def steers(equation: Equation, settings: SolverSettings) -> bool:
     """Whether training switches to the controlled measure (``solver.measure``; 'auto': where it applies)."""
+    if settings.measure == "controlled" and not equation.controllable:
+        raise ProblemError(f"solver.measure: 'controlled' does not apply to '{equation.kind}' (no control "
+                           "representation: a driver -(c/2)|z|^2 + linear, without y, constant sigma)")
     return settings.measure == "controlled" or (settings.measure == "auto" and equation.controllable)
 
 

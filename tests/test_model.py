@@ -8,6 +8,7 @@ import torch
 import bsde
 from bsde.model import DeepBSDE, terminal_z
 from bsde.simulation import simulate_paths
+from bsde.trainer import train
 
 
 def model_for(problem: bsde.Problem, scheme: str, y0: float) -> DeepBSDE:
@@ -76,6 +77,11 @@ def test_trapezoid_uses_terminal_z_where_the_driver_needs_z():
 def test_controlled_measure_needs_a_control_representation():
     with pytest.raises(bsde.ProblemError, match=r"solver\.measure.*'controlled' needs"):
         bsde.load_problem("allen_cahn", {"solver.measure": "controlled"})
+    plain = bsde.load_problem("allen_cahn", {"equation.dim": 2, "solver.iterations": 2})
+    settings = plain.solver.model_copy(update={"measure": "controlled"})  # past the file check, in Python
+    with pytest.raises(bsde.ProblemError, match="does not apply to 'allen_cahn'"):
+        train(plain.equation, settings, generator=torch.Generator().manual_seed(0),
+                           device=torch.device("cpu"))
     problem = bsde.load_problem("hjb", {"equation.dim": 2, "solver.measure": "controlled", "solver.iterations": 50,
                                         "solver.time_steps": 4, "solver.log_every": 25})
     result = bsde.solve(problem, seed=0, threads=1)
