@@ -42,8 +42,8 @@ DEFAULT_RATES = (0.02, 0.005, 0.001)
 
 def default_schedule(iterations: int) -> PiecewiseRate:
     """DEFAULT_RATES, stepping down at 50% and 80% of the run (hjb's 2000 iterations: at 1000 and 1600)."""
-    first, second = max(1, iterations // 2), max(2, iterations * 4 // 5)
-    return PiecewiseRate(boundaries=[first, max(second, first + 1)], values=list(DEFAULT_RATES))
+    first = max(1, iterations // 2)
+    return PiecewiseRate(boundaries=[first, max(first + 1, iterations * 4 // 5)], values=list(DEFAULT_RATES))
 
 
 class SolverSettings(_Strict):
