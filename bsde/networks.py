@@ -11,6 +11,8 @@ Activations are laid out (batch, S, features) so that batch norm reduces over th
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,8 +21,39 @@ BN_EPS = 1e-6
 BN_MOMENTUM = 0.01  # torch convention: running = (1 - m) running + m batch (TF's momentum 0.99)
 
 
+#: sums a tensor over the processes of a data-parallel run (and its gradient likewise); see bsde.distributed
+Total = Callable[[torch.Tensor], torch.Tensor]
+
+
+def global_batch_norm(x: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                      total: Total, *, running: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      momentum: float = 0.0) -> torch.Tensor:
+    """Batch norm of x (n, C) with the mean and variance of the global batch, from one ``total`` of
+    (count, sum, sum of squares) of x - shift (a constant the same on every process, against cancellation).
+
+    Differentiable (the backward pass sums through ``total`` too); updates ``running`` (mean, var) as
+    F.batch_norm does: running = (1 - momentum) running + momentum * (mean, unbiased variance).
+    """
+    features = x.shape[1]
+    centred = x - shift
+    sums = total(torch.cat([x.new_full((1,), x.shape[0]), centred.sum(0), centred.square().sum(0)]))
+    count, centred_mean = sums[0], sums[1:features + 1] / sums[0]
+    var = (sums[features + 1:] / count - centred_mean.square()).clamp(min=0.0)
+    mean = shift + centred_mean
+    if running is not None:
+        with torch.no_grad():
+            running[0].lerp_(mean, momentum)
+            running[1].lerp_(var * (count / (count - 1).clamp(min=1.0)), momentum)
+    out = (x - mean) * torch.rsqrt(var + BN_EPS)
+    return out if weight is None else torch.addcmul(bias, out, weight)
+
+
 class StackedBatchNorm(nn.Module):
-    """Batch norm of h (B, S, F) over the batch axis, per step s and feature f."""
+    """Batch norm of h (B, S, F) over the batch axis, per step s and feature f.
+
+    With ``total`` set (a data-parallel run, see bsde.distributed), the statistics in training are those
+    of the global batch over all processes; otherwise torch's fused batch norm on the local batch.
+    """
 
     def __init__(self, steps: int, features: int, *, dtype: torch.dtype, device=None, affine: bool = True):
         super().__init__()
@@ -28,6 +61,7 @@ class StackedBatchNorm(nn.Module):
         self.weight = nn.Parameter(torch.empty(steps, features, **kw)) if affine else None
         self.bias = nn.Parameter(torch.empty(steps, features, **kw)) if affine else None
         self.features = features
+        self.total: Total | None = None
         self.register_buffer("running_mean", torch.zeros(steps * features, **kw))
         self.register_buffer("running_var", torch.ones(steps * features, **kw))
 
@@ -43,6 +77,10 @@ class StackedBatchNorm(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         weight, bias = (None, None) if self.weight is None else (self.weight.reshape(-1), self.bias.reshape(-1))
+        if self.training and self.total is not None:
+            flat = global_batch_norm(h.reshape(h.shape[0], -1), self.running_mean.detach().clone(), weight, bias,
+                                     self.total, running=(self.running_mean, self.running_var), momentum=BN_MOMENTUM)
+            return flat.view(h.shape)
         flat = F.batch_norm(h.reshape(h.shape[0], -1), self.running_mean, self.running_var,
                             weight, bias, self.training, BN_MOMENTUM, BN_EPS)
         return flat.view(h.shape)
@@ -52,6 +90,8 @@ class StackedBatchNorm(nn.Module):
         or, by default, with the running statistics (inference)."""
         rows = slice(step * self.features, (step + 1) * self.features)
         weight, bias = (None, None) if self.weight is None else (self.weight[step], self.bias[step])
+        if batch_stats and self.total is not None:
+            return global_batch_norm(h, self.running_mean[rows].detach(), weight, bias, self.total)
         if batch_stats:
             return F.batch_norm(h, None, None, weight, bias, True, 0.0, BN_EPS)
         return F.batch_norm(h, self.running_mean[rows], self.running_var[rows], weight, bias, False, 0.0, BN_EPS)

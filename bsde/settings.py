@@ -76,6 +76,11 @@ class SolverSettings(_Strict):
     )
     control_from: float = Field(0.5, ge=0, lt=1, description="fraction of the iterations after which "
                                 "a controlled measure steers the paths (plain before)")
+    shards: int | None = Field(
+        None, ge=1, description="fixed shards of each batch, each drawn from its own random stream, so that K "
+        "processes (bsde solve --nproc K) reproduce one; must divide batch_size; default: the largest of "
+        "8, 4, 2, 1 that divides it"
+    )
     dtype: Literal["float32", "float64"] = "float64"
     valid_size: int = Field(256, ge=2, description="fixed validation paths")
     log_every: int = Field(100, ge=1, description="iterations between validations")
@@ -97,6 +102,8 @@ class SolverSettings(_Strict):
             raise ValueError(f"hidden: layer widths must be positive, got {self.hidden}")
         if self.y0_init != "baseline" and self.y0_init[0] > self.y0_init[1]:
             raise ValueError(f"y0_init must be [low, high] with low <= high, got {list(self.y0_init)}")
+        if self.shards is not None and self.batch_size % self.shards:
+            raise ValueError(f"shards ({self.shards}) must divide batch_size ({self.batch_size})")
         return self
 
     def rate_at(self, iteration: int) -> float:
@@ -106,6 +113,10 @@ class SolverSettings(_Strict):
         if isinstance(self.learning_rate, PiecewiseRate):
             return self.learning_rate.at(iteration)
         return self.learning_rate
+
+    def shard_count(self) -> int:
+        """Shards of each batch: ``shards``, or the largest of 8, 4, 2, 1 that divides ``batch_size``."""
+        return self.shards or next(count for count in (8, 4, 2, 1) if self.batch_size % count == 0)
 
     def widths(self, dim: int) -> list[int]:
         """Hidden widths: the PNAS dim + 10 up to 100-d, then capped so parameters grow linearly in d."""

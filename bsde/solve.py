@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 
+from bsde import distributed
 from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
 from bsde.equations.base import Equation
 from bsde.error_estimate import estimate
@@ -18,9 +19,9 @@ from bsde.errors import BSDEError
 from bsde.memory import check_fits
 from bsde.problem import Problem
 from bsde.reference import ReferenceResult, cheap_method, describe, reference as run_reference
-from bsde.runtime import resolve_device, set_threads
+from bsde.runtime import available_cores, resolve_device, set_threads
 from bsde.simulation import simulate_paths
-from bsde.trainer import LogEntry, OnNaN, TrainHooks, sample, train
+from bsde.trainer import LogEntry, OnNaN, TrainHooks, TrainResult, sample, train
 
 BASELINE_PATHS = 1 << 16
 #: a warning when the estimated error exceeds this fraction of |y0|
@@ -100,6 +101,8 @@ class SolveResult:
     threads: int
     warnings: list[str] = field(default_factory=list)
     history: list[LogEntry] = field(default_factory=list)
+    #: processes that trained it (data parallel over the batch; see bsde.distributed)
+    processes: int = 1
 
     def to_dict(self, *, with_history: bool = True) -> dict[str, Any]:
         data = asdict(self)
@@ -161,6 +164,11 @@ def solve(
         auto_reference: when the problem has no reference value, compute one with the engine
             (a failure there becomes a warning, not an error).
 
+    Under torchrun (several processes; see :mod:`bsde.distributed`) every process calls this alike and
+    training is data parallel over the batch; the lead process alone reads and writes checkpoints, calls
+    ``on_log`` and ``on_warning``, and computes what follows training (baseline, bound, error estimate,
+    reference, with all its cores); every process returns its result.
+
     Raises:
         ProblemError: the solve would not fit in memory, or ``resume`` is not a checkpoint of this run.
         TrainingError: training diverged.
@@ -170,9 +178,16 @@ def solve(
     used_threads = set_threads(threads)
     dev = resolve_device(device)
     check_fits(problem, dev)
+    group = distributed.group(dev)
+    if group is not None:
+        dev = group.device
+        on_log, on_warning = (on_log, on_warning) if group.lead else (None, None)
     settings = problem.solver
     config = run_config(problem, seed=seed, device=dev)
-    state = load_checkpoint(resume, config) if resume is not None else None
+    state = None
+    if resume is not None:
+        read = functools.partial(load_checkpoint, resume, config)
+        state = read() if group is None else group.from_lead(read)
     warnings: list[str] = []
 
     def warn(text: str) -> None:
@@ -182,10 +197,26 @@ def solve(
 
     hooks = TrainHooks(stop_requested=stop_requested, on_warning=warn)
     if checkpoint is not None:
-        hooks.save, hooks.save_every = CheckpointWriter(checkpoint, config), checkpoint_every or settings.log_every
+        writer = functools.partial(CheckpointWriter, checkpoint, config)
+        hooks.save = writer() if group is None else group.lead_saves(group.from_lead(writer))
+        hooks.save_every = checkpoint_every or settings.log_every
     generator = torch.Generator(device=dev).manual_seed(seed)
     trained = train(problem.equation, settings, generator=generator, device=dev, on_log=on_log, hooks=hooks,
-                    on_nan=on_nan, resume=state)
+                    on_nan=on_nan, resume=state, group=group)
+    if group is None:
+        return _finish(problem, trained, dev, seed, start, used_threads, warn, warnings, reference, auto_reference)
+    group.alone(trained.model)  # the lead evaluates it alone
+    if threads is None:  # the other processes wait: the lead takes every core
+        torch.set_num_threads(available_cores())
+    return group.from_lead(functools.partial(_finish, problem, trained, dev, seed, start, used_threads, warn,
+                                             warnings, reference, auto_reference, processes=group.size))
+
+
+def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int, start: float, used_threads: int,
+            warn: Callable[[str], None], warnings: list[str], reference: ReferenceResult | None,
+            auto_reference: bool, processes: int = 1) -> SolveResult:
+    """What follows training: the baseline, the error estimate (and bound), the reference, the result."""
+    settings = problem.solver
     baseline = driver_free_baseline(problem.equation, generator=torch.Generator(device=dev).manual_seed(seed + 1),
                                     device=dev, dtype=settings.torch_dtype)
     model = trained.model.eval()
@@ -227,5 +258,5 @@ def solve(
         time_steps=settings.time_steps, batch_size=settings.batch_size, wall_s=wall_s, train_s=trained.train_s,
         iterations_per_s=settings.iterations / trained.train_s if trained.train_s > 0 else 0.0,
         final_loss=final_loss, device=str(dev), dtype=settings.dtype, seed=seed, threads=used_threads,
-        warnings=warnings, history=trained.history,
+        warnings=warnings, history=trained.history, processes=processes,
     )

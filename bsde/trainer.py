@@ -4,6 +4,8 @@ The loop reports through callbacks only: ``on_log`` at each validation point and
 :class:`TrainHooks` object for snapshots (checkpoints), stop requests (signals) and warnings.
 A snapshot is a plain dict of tensors and numbers (``TrainState``); passing one back as
 ``resume`` continues the run exactly where it stopped: same batches, same learning rates.
+Each batch is drawn shard by shard, each fixed shard from its own random stream (solver.shards), so
+that a data-parallel run (``group``: each process draws its own shards) trains on the same batches.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Callable, Literal
 
 import torch
 
+from bsde.distributed import Group, ShardStreams
 from bsde.equations.base import Equation
 from bsde.errors import Interrupted, ProblemError, TrainingError
 from bsde.model import DeepBSDE, terminal_loss
@@ -26,8 +29,8 @@ from bsde.simulation import Paths, simulate_paths
 OnNaN = Literal["stop", "rollback"]
 MAX_ROLLBACKS = 5
 
-#: what a snapshot holds: iteration (the next one to run), model, optimizer, generator (state),
-#: history (list of LogEntry dicts), lr_scale, rollbacks, elapsed_s
+#: what a snapshot holds: iteration (the next one to run), model, optimizer, generator (state), streams
+#: (generator state by shard), history (list of LogEntry dicts), lr_scale, rollbacks, elapsed_s
 TrainState = dict[str, Any]
 
 
@@ -64,9 +67,9 @@ class TrainResult:
     rollbacks: int = 0
 
 
-def sample(equation: Equation, settings: SolverSettings, batch: int, generator: torch.Generator,
+def sample(equation: Equation, settings: SolverSettings, batch: int, generator: torch.Generator | list[torch.Generator],
            device: torch.device) -> Paths:
-    """A batch of forward paths on the solver's time grid."""
+    """A batch of forward paths on the solver's time grid (from one stream, or one per equal block of rows)."""
     return simulate_paths(
         equation.process, equation.x_start, equation.total_time, settings.time_steps, batch,
         generator=generator, device=device, dtype=settings.torch_dtype, float32_normals=True,
@@ -119,8 +122,8 @@ class _Run:
     """The mutable state of one training run and the operations on it."""
 
     def __init__(self, equation: Equation, settings: SolverSettings, generator: torch.Generator,
-                 device: torch.device):
-        self.settings, self.generator = settings, generator
+                 device: torch.device, group: Group | None = None):
+        self.settings, self.generator, self.group = settings, generator, group
         self.model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim),
                               dtype=settings.torch_dtype, device=device, scheme=settings.scheme)
         #: from this iteration on the paths are steered by the learned control (never, for a plain measure)
@@ -140,6 +143,16 @@ class _Run:
             self.model.y_scale = discount * std if std is not None else 1.0
             with torch.no_grad():
                 self.model.y0.zero_()
+        shards = settings.shard_count()
+        self.streams = ShardStreams(generator.initial_seed(), shards, settings.batch_size,
+                                    group.shards(shards) if group else range(shards), device)
+        #: the training forward pass: the model itself, or wrapped to average gradients over the processes
+        self.forward = (group.data_parallel(self.model, unused_parameters=settings.time_steps == 1) if group
+                        else self.model)
+        #: this process's share of the global batch's mean loss is (rows / batch) of its own mean; the
+        #: backward pass takes it times the processes, as DistributedDataParallel averages the gradients
+        self.share = self.streams.rows / settings.batch_size
+        self.backward_scale = self.share * (group.size if group else 1)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8,
                                           fused=fused_adam(device))
         self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
@@ -153,6 +166,7 @@ class _Run:
             "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "generator": self.generator.get_state(),
+            "streams": self.streams.state(),
             "history": [asdict(h) for h in self.history],
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
@@ -163,6 +177,7 @@ class _Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        self.streams.restore(state["streams"])
         self.iteration = int(state["iteration"])
         self.history = [LogEntry(**h) for h in state["history"]]
         self.lr_scale, self.rollbacks = float(state["lr_scale"]), int(state["rollbacks"])
@@ -191,24 +206,31 @@ class _Run:
         self.model.controlled = self.iteration >= self.control_start
 
     def step(self, equation: Equation) -> torch.Tensor:
-        """One Adam step at the current iteration's (scaled) learning rate; returns the loss."""
+        """The gradient at the current iteration's (scaled) learning rate; returns this process's share of
+        the loss (the loss itself in a single process)."""
         self.steer()
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.rate_at(self.iteration) * self.lr_scale
-        paths = steered(self.model, sample(equation, self.settings, self.settings.batch_size, self.generator,
+        paths = steered(self.model, sample(equation, self.settings, self.streams.rows, self.streams.generators,
                                            self.model.y0.device))
-        loss = terminal_loss(self.model(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
+        loss = terminal_loss(self.forward(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        return loss
+        if self.group is None:
+            loss.backward()
+            return loss
+        (loss * self.backward_scale).backward()
+        return loss * self.share
 
 
 def train(
     equation: Equation, settings: SolverSettings, *, generator: torch.Generator, device: torch.device,
     on_log: Callable[[LogEntry], None] | None = None, hooks: TrainHooks | None = None,
-    on_nan: OnNaN = "stop", resume: TrainState | None = None,
+    on_nan: OnNaN = "stop", resume: TrainState | None = None, group: Group | None = None,
 ) -> TrainResult:
     """Fit Y_0, Z_0 and the step networks; returns the model and its validation history.
+
+    With ``group`` (a data-parallel run) every process calls this alike: each draws its own shards,
+    and the loss checks and stop requests are agreed on by all, so all take the same path.
 
     Non-finite losses or parameters are caught every iteration on CPU and at validation points
     on other devices (to avoid a device sync per step). ``on_nan="stop"`` raises
@@ -220,7 +242,7 @@ def train(
         Interrupted: ``hooks.stop_requested()`` became true (after ``hooks.save`` ran).
     """
     hooks = hooks or TrainHooks()
-    run = _Run(equation, settings, generator, device)
+    run = _Run(equation, settings, generator, device, group)
     if resume is not None:
         run.restore(resume)
     check_every_step = device.type == "cpu"
@@ -260,6 +282,9 @@ def train(
             if run.iteration % settings.log_every == 0 and not run.logged() and not log():
                 continue  # rolled back
             loss = run.step(equation)
+            stop = hooks.stop_requested is not None and hooks.stop_requested()
+            if group is not None:
+                loss, stop = group.agree(loss, stop, loss=check_every_step)
             if check_every_step and not torch.isfinite(loss):
                 diverged("training loss")
                 continue
@@ -267,7 +292,7 @@ def train(
             run.iteration += 1
             if hooks.save is not None and hooks.save_every and run.iteration % hooks.save_every == 0:
                 hooks.save(run.state())
-            if hooks.stop_requested is not None and hooks.stop_requested():
+            if stop:
                 if hooks.save is not None:
                     hooks.save(run.state())
                 raise Interrupted(run.iteration)

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bsde.errors import Interrupted
+from bsde.errors import Interrupted, ProblemError
 
-from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, emit_json, err, guarded, load,
-                     out, print_log_entry)
+from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, emit_json, err,
+                     guarded, launch_workers, load, out, print_log_entry)
 from .signals import StopRequest, stop_on_signals
 
 if TYPE_CHECKING:
@@ -50,15 +50,16 @@ def report(result: SolveResult) -> None:
     if result.baseline is not None:
         out.print(f"  baseline   {result.baseline:.6g} +- {result.baseline_stderr:.2g}  "
                   "(driver-free e^(-rT) E g(X_T))", markup=False)
+    processes = f" x {result.processes} processes" if result.processes > 1 else ""
     out.print(f"  {result.iterations} iterations in {result.train_s:.1f} s ({result.iterations_per_s:.0f} it/s), "
-              f"wall {result.wall_s:.1f} s on {result.device}, {result.dtype}, {result.threads} threads, "
+              f"wall {result.wall_s:.1f} s on {result.device}, {result.dtype}, {result.threads} threads{processes}, "
               f"seed {result.seed}", markup=False)
 
 
 def _resume_hint(problem: str, sets: list[str] | None, preset: str | None, seed: int, device: str,
-                 threads: int | None, folder: Path, every: int | None, on_nan: OnNaN) -> str:
+                 threads: int | None, folder: Path, every: int | None, on_nan: OnNaN, nproc: int = 1) -> str:
     """The command line that continues an interrupted run."""
-    words = ["bsde", "solve", problem]
+    words = ["bsde", "solve", problem] + (["--nproc", str(nproc)] if nproc > 1 else [])
     for text in sets or []:
         words += ["--set", text]
     words += ["--preset", preset] if preset else []
@@ -67,6 +68,13 @@ def _resume_hint(problem: str, sets: list[str] | None, preset: str | None, seed:
     words += ["--checkpoint-every", str(every)] if every else []
     words += ["--on-nan", on_nan.value] if on_nan is not OnNaN.stop else []
     return shlex.join([*words, "--resume", str(folder)])
+
+
+def result_processes() -> int:
+    """How many processes this run has (torchrun's WORLD_SIZE; 1 alone)."""
+    from bsde.distributed import world
+
+    return world()
 
 
 def _stopped(stop: StopRequest, exc: Interrupted, folder: Path | None, hint: str) -> None:
@@ -80,12 +88,16 @@ def _stopped(stop: StopRequest, exc: Interrupted, folder: Path | None, hint: str
 
 @guarded
 def solve(
+    ctx: typer.Context,
     problem: Annotated[str, typer.Argument(help="Shipped problem name or path to a YAML file.")],
     set_: SetOption = None,
     preset: Annotated[str | None, typer.Option(help="Named solver overlay from the problem's presets.")] = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
+    nproc: Annotated[int, typer.Option(
+        min=1, help="Train on K processes, data parallel over the batch (started through torchrun); the same "
+                    "result as one process (solver.shards must be at least K).", metavar="K")] = 1,
     json_: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     no_reference: Annotated[bool, typer.Option(
@@ -112,6 +124,9 @@ def solve(
 
     Ctrl-C or SIGTERM finishes the current iteration, writes the checkpoint (if --checkpoint or
     --resume is given), prints the command that resumes, and exits 130 or 143.
+
+    --nproc K (or `torchrun --nproc-per-node K -m bsde.cli solve ...`, also across machines) splits
+    each batch over K processes; process 0 prints and writes.
     """
     from bsde.io import check_writable, write_json_atomic  # the solver's modules (torch) load only to solve
     from bsde.memory import check_fits
@@ -122,6 +137,11 @@ def solve(
     check_fits(loaded, resolve_device(device))  # bad device or too big: fail before any output or work
     if out_file is not None:
         check_writable(out_file)
+    if nproc > 1:
+        if nproc > loaded.solver.shard_count():
+            raise ProblemError(f"--nproc {nproc}: more processes than the {loaded.solver.shard_count()} shards of each "
+                               "batch; set solver.shards (a divisor of solver.batch_size) to at least that")
+        launch_workers(ctx, nproc)
     folder = checkpoint if checkpoint is not None else resume
     on_log = None if quiet else _progress(loaded.solver.iterations)
     if not quiet:
@@ -139,7 +159,7 @@ def solve(
             )
         except Interrupted as exc:
             hint = _resume_hint(problem, set_, preset, seed, device, threads, folder, checkpoint_every,
-                                on_nan) if folder else ""
+                                on_nan, result_processes()) if folder else ""
             _stopped(stop, exc, folder, hint)
     data = result.to_dict()
     if out_file is not None:

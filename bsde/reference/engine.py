@@ -17,9 +17,12 @@ from bsde.problem import Problem
 from bsde.reference.result import ReferenceResult
 
 if TYPE_CHECKING:
+    from bsde.distributed import Group
     from bsde.reference.sampling import Progress
 
-Runner = Callable[[Equation, "int | None", int, "Progress | None"], ReferenceResult]
+#: (equation, paths, seed, progress, sharding) -> result; sharding: {"shards": S, "group": G} or {} (deterministic
+#: methods take none)
+Runner = Callable[..., ReferenceResult]
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class Method:
     run: Runner
     #: what the method is, for a report's "source" line
     label: str = ""
+    #: whether it samples (and so can run in shards over processes: ``shards``, ``group``)
+    sampled: bool = False
 
 
 def _paths(paths: int | None) -> dict:
@@ -49,31 +54,33 @@ def _radial(eq: Equation, paths: int | None, seed: int, progress: Progress | Non
     return radial(eq)
 
 
-def _cole_hopf(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+def _cole_hopf(eq: Equation, paths: int | None, seed: int, progress: Progress | None, **sharding) -> ReferenceResult:
     from bsde.reference.cole_hopf import cole_hopf
 
-    return cole_hopf(eq, seed=seed, progress=progress, **_paths(paths))
+    return cole_hopf(eq, seed=seed, progress=progress, **_paths(paths), **sharding)
 
 
-def _monte_carlo(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+def _monte_carlo(eq: Equation, paths: int | None, seed: int, progress: Progress | None, **sharding) -> ReferenceResult:
     from bsde.reference.monte_carlo import monte_carlo
 
-    return monte_carlo(eq, seed=seed, progress=progress, **_paths(paths))
+    return monte_carlo(eq, seed=seed, progress=progress, **_paths(paths), **sharding)
 
 
-def _mlp(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+def _mlp(eq: Equation, paths: int | None, seed: int, progress: Progress | None, **sharding) -> ReferenceResult:
     from bsde.reference.mlp import mlp
 
-    return mlp(eq, seed=seed, progress=progress, **({} if paths is None else {"repeats": paths}))
+    return mlp(eq, seed=seed, progress=progress, **({} if paths is None else {"repeats": paths}), **sharding)
 
 
 METHODS: dict[str, Method] = {
     "semi-analytic": Method(lambda eq: isinstance(eq, MaxCall) and eq.correlation == 0.0, True, _semi_analytic,
                             "semi-analytic formula"),
     "radial": Method(lambda eq: eq.radial_form() is not None, True, _radial, "radial PDE solve"),
-    "cole-hopf": Method(lambda eq: isinstance(eq, HJB), True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula"),
-    "mc": Method(lambda eq: isinstance(eq, BlackScholes), True, _monte_carlo, "Monte Carlo with control variates"),
-    "mlp": Method(lambda eq: not eq.driver_uses_z, False, _mlp, "multilevel Picard iteration"),
+    "cole-hopf": Method(lambda eq: isinstance(eq, HJB), True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula",
+                        sampled=True),
+    "mc": Method(lambda eq: isinstance(eq, BlackScholes), True, _monte_carlo, "Monte Carlo with control variates",
+                 sampled=True),
+    "mlp": Method(lambda eq: not eq.driver_uses_z, False, _mlp, "multilevel Picard iteration", sampled=True),
 }
 
 #: for "auto": the first applicable, most accurate per unit of time
@@ -99,7 +106,7 @@ def describe(result: ReferenceResult) -> str:
 
 def reference(
     problem: Problem, method: str = "auto", paths: int | None = None, seed: int = 0,
-    progress: Progress | None = None,
+    progress: Progress | None = None, shards: int | None = None, group: Group | None = None,
 ) -> ReferenceResult:
     """An independent value of u(0, x0) for ``problem``.
 
@@ -110,12 +117,29 @@ def reference(
             unused by the deterministic "semi-analytic" and "radial".
         seed: seeds the method's own torch.Generator.
         progress: optional callback(done, total).
+        shards: split the samples into this many shards, each its own random stream (sampling methods
+            only; see :mod:`bsde.reference.shards`): the value depends on the shards, not on who runs them.
+        group: the processes (:func:`bsde.distributed.group`) that share out the shards; every one of them
+            calls this alike and gets the merged result.
 
     Raises:
-        ProblemError: unknown method, or one that does not apply to the problem.
+        ProblemError: unknown method, or one that does not apply to the problem, or shards for a
+            deterministic method.
     """
     method = resolve_method(problem, method)
-    return METHODS[method].run(problem.equation, paths, seed, progress)
+    if shards is None and group is not None:
+        shards = group.size
+    if shards is None:
+        return METHODS[method].run(problem.equation, paths, seed, progress)
+    if not METHODS[method].sampled:
+        raise ProblemError(f"method '{method}' is deterministic: only the sampling methods "
+                           f"({', '.join(sampling_methods())}) run in shards or over processes")
+    return METHODS[method].run(problem.equation, paths, seed, progress, shards=shards, group=group)
+
+
+def sampling_methods() -> list[str]:
+    """The methods that sample (and so can run in shards, over processes)."""
+    return [name for name, method in METHODS.items() if method.sampled]
 
 
 def resolve_method(problem: Problem, method: str = "auto") -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -18,6 +18,10 @@ from bsde.equations.base import Equation, GeometricBrownian, ScaledBrownian
 from bsde.errors import ProblemError
 from bsde.reference.result import ReferenceResult, ci95
 from bsde.reference.sampling import DEVICE, Progress, chunk_rows, transition
+from bsde.reference.shards import each_shard, shard_sizes
+
+if TYPE_CHECKING:
+    from bsde.distributed import Group
 
 DEFAULT_LEVEL = 5
 DEFAULT_REPEATS = 10
@@ -80,8 +84,13 @@ class _Picard:
 def mlp(
     equation: Equation, *, level: int = DEFAULT_LEVEL, samples: int | None = None,
     repeats: int = DEFAULT_REPEATS, seed: int = 0, progress: Progress | None = None,
+    shards: int | None = None, group: Group | None = None,
 ) -> ReferenceResult:
-    """Mean and spread of ``repeats`` independent U_{n,M}(0, x0); M defaults to n."""
+    """Mean and spread of ``repeats`` independent U_{n,M}(0, x0); M defaults to n.
+
+    With ``shards`` the repeats come in that many shards of their own streams (over the processes of
+    ``group``, where given), gathered in shard order.
+    """
     if equation.driver_uses_z:
         raise ProblemError(f"mlp needs a driver without z; '{equation.kind}' uses z")
     if not isinstance(equation.process, (ScaledBrownian, GeometricBrownian)):
@@ -90,15 +99,28 @@ def mlp(
         raise ProblemError(f"mlp needs level >= 1 and repeats >= 2, got level={level}, repeats={repeats}")
     samples = level if samples is None else samples
     start = time.perf_counter()
-    picard = _Picard(equation, samples, torch.Generator(device=DEVICE).manual_seed(seed))
     t0 = torch.zeros(1, dtype=torch.float64, device=DEVICE)
     x0 = torch.tensor([equation.x_start], dtype=torch.float64, device=DEVICE)
-    runs = []
-    for i in range(repeats):
-        runs.append(float(picard(level, t0, x0)[0]))
-        if progress is not None:
-            progress(i + 1, repeats)
+    runs: list[float] = []
+
+    def repeat(count: int, generator: torch.Generator, total: int) -> list[float]:
+        picard, done = _Picard(equation, samples, generator), []
+        for _ in range(count):
+            done.append(float(picard(level, t0, x0)[0]))
+            runs.append(done[-1])
+            if progress is not None:
+                progress(len(runs), total)
+        return done
+
+    if shards is None:
+        repeat(repeats, torch.Generator(device=DEVICE).manual_seed(seed), repeats)
+    else:
+        sizes = shard_sizes(repeats, shards)
+        mine = sum(sizes[s] for s in (group.shards(shards) if group is not None else range(shards)))
+        blocks = each_shard(lambda shard, count, generator: repeat(count, generator, mine), sizes, seed, group)
+        runs = [run for block in blocks for run in block]
     value = statistics.fmean(runs)
     stderr = statistics.stdev(runs) / math.sqrt(repeats)
-    details = {"level": level, "samples": samples, "repeats": repeats, "runs": runs}
+    details = {"level": level, "samples": samples, "repeats": repeats, "runs": runs,
+               **({"shards": shards} if shards else {})}
     return ReferenceResult(value, stderr, ci95(value, stderr), "mlp", None, time.perf_counter() - start, details)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,10 @@ from bsde.errors import ProblemError
 from bsde.reference.result import ReferenceResult, ci95
 from bsde.reference.sampling import DEVICE, Progress, antithetic_moments, require_paths, transition
 from bsde.reference.semi_analytic import black_scholes_call
+from bsde.reference.shards import sharded_moments
+
+if TYPE_CHECKING:
+    from bsde.distributed import Group
 
 DEFAULT_PATHS = 1 << 20
 PILOT_PATHS = 1 << 14
@@ -66,12 +71,14 @@ def _columns(equation: BlackScholes, strikes: list[float]):
 
 def monte_carlo(
     equation: BlackScholes, *, paths: int = DEFAULT_PATHS, seed: int = 0, progress: Progress | None = None,
-    controls: bool = True,
+    controls: bool = True, shards: int | None = None, group: Group | None = None,
 ) -> ReferenceResult:
     """e^{-rT} E[g(X_T)] for a Black-Scholes market: antithetic, control variates for max_call.
 
     The value is mean(Y - beta . (C - E C)) on ``paths`` fresh paths with beta from a pilot of
     2^14 paths; ``details['variance_reduction']`` is Var(Y) / Var(Y - beta . C) over antithetic pairs.
+    With ``shards`` the fresh paths come in that many shards of their own streams (over the processes
+    of ``group``, if given; see :mod:`bsde.reference.shards`).
     """
     if not isinstance(equation, BlackScholes):
         raise ProblemError(f"mc applies to linear Black-Scholes pricing (max_call), not '{equation.kind}'")
@@ -89,7 +96,11 @@ def monte_carlo(
         means = _control_means(equation, strikes)
         details.update(control="e^{-rT} sum_i (S_i - c)^+ at strikes c", control_strikes=strikes,
                        beta=beta.tolist(), pilot_paths=PILOT_PATHS)
-    main = antithetic_moments(columns, paths, equation.dim, generator=generator, progress=progress)
+    if shards is None:
+        main = antithetic_moments(columns, paths, equation.dim, generator=generator, progress=progress)
+    else:
+        main = sharded_moments(columns, paths, equation.dim, seed=seed, shards=shards, group=group, progress=progress)
+        details["shards"] = shards
     value = float(weights @ main.mean) + (float(beta @ means) if strikes else 0.0)
     stderr = main.stderr(weights)
     if strikes:
