@@ -2,8 +2,7 @@
 
     python benchmarks/scaling.py --out results/scaling.md      # 100-d HJB, K = 1, 2, batches 64 and 1024
 
-Each case is one `bsde solve hjb --nproc K --json` (a fresh torchrun job; every process gets cores / K
-threads), once on plain paths (`solver.measure=plain`) and once steered from the first iteration
+Each case is one `bsde solve hjb --nproc K --threads T --json` (a fresh torchrun job), once on plain paths (`solver.measure=plain`) and once steered from the first iteration
 (`measure=controlled, control_from=0`, where batch norm needs the global batch at every one of the N
 steering steps). The time per iteration is read off the history between the first and the last
 validation point (start-up and the first one's warm-up excluded); the loss columns check that K processes
@@ -30,12 +29,12 @@ MEASURES = {"plain": {"solver.measure": "plain"},
             "steered": {"solver.measure": "controlled", "solver.control_from": 0}}
 
 
-def run_case(processes: int, batch: int, measure: str, iterations: int, dim: int) -> dict:
+def run_case(processes: int, batch: int, measure: str, iterations: int, dim: int, threads: int | None) -> dict:
     """One solve; its ms per iteration, wall time and history."""
     settings = {"equation.dim": dim, "solver.batch_size": batch, "solver.iterations": iterations,
                 "solver.log_every": iterations // 4, **MEASURES[measure]}
     command = [sys.executable, "-m", "bsde.cli", "solve", "hjb", "--json", "--quiet", "--no-reference",
-               "--device", "cpu", "--nproc", str(processes)]
+               "--device", "cpu", "--nproc", str(processes), *(["--threads", str(threads)] if threads else [])]
     for key, value in settings.items():
         command += ["--set", f"{key}={value}"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "OMP_NUM_THREADS")}
@@ -71,13 +70,16 @@ def main() -> int:
     parser.add_argument("--measures", default="plain,steered")
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--dim", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per process (0: the cores shared out; on a busy machine two threads of one "
+                             "process wait on each other far more than two processes do)")
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown report here")
     args = parser.parse_args()
     cases = []
     for measure in args.measures.split(","):
         for batch in map(int, args.batches.split(",")):
             for processes in map(int, args.processes.split(",")):
-                cases.append(run_case(processes, batch, measure, args.iterations, args.dim))
+                cases.append(run_case(processes, batch, measure, args.iterations, args.dim, args.threads or None))
                 print(f"{measure} B={batch} K={processes}: {cases[-1]['ms']:.1f} ms / iteration", file=sys.stderr,
                       flush=True)
     command = " ".join(["python", "benchmarks/scaling.py", *sys.argv[1:]])

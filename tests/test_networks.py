@@ -90,3 +90,30 @@ def test_one_step_alone_equals_the_stacked_pass(batch_stats, generator):
         else:
             alone = [stacked.at_step(s, x[:, s]) for s in range(steps)]
     torch.testing.assert_close(torch.stack(alone, dim=1), whole)
+
+
+@pytest.mark.parametrize("hidden", [[7, 9], [5]])
+def test_global_batch_norm_on_one_process_equals_torch_batch_norm(hidden, generator):
+    """With the identity as the sum over processes, the sums-based norm is torch's: forward, grads, running stats."""
+    steps, dim, batch = 4, 3, 16
+    fused = StackedGradientNets(steps, dim, hidden, dtype=torch.float64)
+    fused.reset_parameters(generator)
+    randomise(fused, generator)
+    summed = StackedGradientNets(steps, dim, hidden, dtype=torch.float64)
+    summed.load_state_dict(fused.state_dict())
+    for norm in summed.norms:
+        norm.total = lambda tensor: tensor
+    x = torch.randn(batch, steps, dim, generator=generator, dtype=torch.float64) * 3 + 10  # off-centre
+
+    for _ in range(2):  # the second pass shifts by the running mean the first one left
+        out, expected = summed(x), fused(x)
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    for mine, theirs in zip(summed.parameters(), fused.parameters()):
+        torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-10, atol=1e-12)
+    for mine, theirs in zip(summed.buffers(), fused.buffers()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
+    for step in range(steps):  # one step alone with the batch's statistics (the steering path)
+        torch.testing.assert_close(summed.at_step(step, x[:, step], batch_stats=True),
+                                   fused.at_step(step, x[:, step], batch_stats=True), rtol=1e-12, atol=1e-12)
