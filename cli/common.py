@@ -140,7 +140,7 @@ def launch_workers(ctx: typer.Context, nproc: int) -> None:
 
     if distributed.launched():
         raise ProblemError(f"--nproc: this is already one of {distributed.world()} processes started by torchrun")
-    arguments = shlex.split(command_line(ctx, exclude=("nproc",)))[1:]
+    arguments = shlex.split(command_line(ctx, nproc=1))[1:]
     raise typer.Exit(distributed.launch(arguments, nproc,
                                         quiet_launcher=os.environ.get(DEBUG_VARIABLE, "") in ("", "0")))
 
@@ -158,23 +158,26 @@ def progress_lines(label: str, step: float = 0.1) -> Callable[[int, int], None]:
     return progress
 
 
-def command_line(ctx: typer.Context, exclude: tuple[str, ...] = ()) -> str:
-    """The running command as a shell line: 'bsde <command> ARGS' with every option not at its default
-    (and not named in ``exclude``).
+def command_line(ctx: typer.Context, **changes: Any) -> str:
+    """The running command as a shell line: 'bsde <command> ARGS' with every option not at its default.
 
     Rebuilt from what the parser read, so it is the same whichever way the command was started
-    (console script, ``python -m bsde.cli`` or a test runner).
+    (console script, ``python -m bsde.cli`` or a test runner). ``changes`` replace parameters by
+    their Python names (``checkpoint=None, resume=folder`` turns a run into the command that resumes it).
+    The one builder of the lines that ``solve`` (resume hint), ``bench`` and ``compare`` print or record.
     """
+    unknown = set(changes) - {param.name for param in ctx.command.params}
+    if unknown:
+        raise ValueError(f"command_line: {ctx.info_name} has no parameter {sorted(unknown)}")
+    params = {**ctx.params, **changes}
     words = ["bsde", ctx.info_name or ""]
     options: list[str] = []
     for param in ctx.command.params:
-        if param.name in exclude:
-            continue
-        value = ctx.params.get(param.name)
+        value = params.get(param.name)
         if param.param_type_name == "argument":
             words += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None]
             continue
-        if value is None or value == param.default or value == () or param.name is None:
+        if value is None or value == param.default or value == () or value == [] or param.name is None:
             continue
         flag = next((opt for opt in param.opts if opt.startswith("--")), param.opts[0])
         if getattr(param, "is_flag", False):

@@ -73,9 +73,7 @@ def compare(
         check_writable(out_dir / f"{problem.name}.json")
     if nproc > 1:
         launch_workers(ctx, nproc)
-    command = command_line(ctx)
-    if distributed.launched() and "--nproc" not in command:  # a worker started by bsde compare --nproc K
-        command += f" --nproc {distributed.world()}"
+    command = command_line(ctx, nproc=max(nproc, distributed.world()))  # a worker records the K that started it
     summaries = []
     total = {"iterations": 0}  # of the problem being solved, for the progress lines
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,7 +10,7 @@ import typer
 
 from bsde.errors import Interrupted, ProblemError
 
-from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, emit_json, err,
+from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, command_line, emit_json, err,
                      guarded, launch_workers, load, out, print_log_entry)
 from .signals import StopRequest, stop_on_signals
 
@@ -56,21 +55,7 @@ def report(result: SolveResult) -> None:
               f"seed {result.seed}", markup=False)
 
 
-def _resume_hint(problem: str, sets: list[str] | None, preset: str | None, seed: int, device: str,
-                 threads: int | None, folder: Path, every: int | None, on_nan: OnNaN, nproc: int = 1) -> str:
-    """The command line that continues an interrupted run."""
-    words = ["bsde", "solve", problem] + (["--nproc", str(nproc)] if nproc > 1 else [])
-    for text in sets or []:
-        words += ["--set", text]
-    words += ["--preset", preset] if preset else []
-    words += ["--seed", str(seed)] + (["--device", device] if device != "auto" else [])
-    words += ["--threads", str(threads)] if threads else []
-    words += ["--checkpoint-every", str(every)] if every else []
-    words += ["--on-nan", on_nan.value] if on_nan is not OnNaN.stop else []
-    return shlex.join([*words, "--resume", str(folder)])
-
-
-def result_processes() -> int:
+def processes() -> int:
     """How many processes this run has (torchrun's WORLD_SIZE; 1 alone)."""
     from bsde.distributed import world
 
@@ -158,8 +143,7 @@ def solve(
                 auto_reference=not no_reference,
             )
         except Interrupted as exc:
-            hint = _resume_hint(problem, set_, preset, seed, device, threads, folder, checkpoint_every,
-                                on_nan, result_processes()) if folder else ""
+            hint = command_line(ctx, checkpoint=None, resume=folder, nproc=max(nproc, processes())) if folder else ""
             _stopped(stop, exc, folder, hint)
     data = result.to_dict()
     if out_file is not None:

@@ -177,7 +177,7 @@ def test_ctrl_c_under_two_processes_checkpoints_and_resumes(tmp_path: Path):
     assert process.returncode == 130, stderr
     assert stderr.count("interrupted by SIGINT") == 1 and "Traceback" not in stderr
     hint = stderr.strip().splitlines()[-1].strip()
-    assert hint.startswith("bsde solve hjb --nproc 2") and hint.endswith("--resume ck")
+    assert hint.startswith("bsde solve hjb --set") and " --nproc 2 " in hint and hint.endswith("--resume ck")
     shutil.copytree(tmp_path / "ck", tmp_path / "ck1")  # resuming goes on writing to ck
     resumed = bsde_cli("solve", *long, "--nproc", "2", "--resume", "ck", "--json", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
