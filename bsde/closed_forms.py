@@ -156,7 +156,8 @@ class ExchangeOption(ClosedForm):
 
 
 CLOSED_FORMS: dict[str, type[ClosedForm]] = {
-    cls.name: cls for cls in (GeometricBasketCall, GeometricBasketPut, BlackScholesCall, BlackScholesPut, ExchangeOption)
+    cls.name: cls
+    for cls in (GeometricBasketCall, GeometricBasketPut, BlackScholesCall, BlackScholesPut, ExchangeOption)
 }
 
 

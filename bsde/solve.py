@@ -140,7 +140,8 @@ def cheap_reference(problem: Problem) -> ReferenceResult | None:
 
 
 def solve(
-    problem: Problem | Equation, *, solver: SolverSettings | Mapping[str, Any] | None = None, seed: int = 0, device: str = "auto", threads: int | None = None,
+    problem: Problem | Equation, *, solver: SolverSettings | Mapping[str, Any] | None = None, seed: int = 0,
+    device: str = "auto", threads: int | None = None,
     on_log: Callable[[LogEntry], None] | None = None, on_warning: Callable[[str], None] | None = None,
     on_nan: OnNaN = "stop", checkpoint: Path | None = None, checkpoint_every: int | None = None,
     resume: Path | None = None, stop_requested: Callable[[], bool] | None = None,
