@@ -69,3 +69,20 @@ def test_a_nonlinear_custom_driver_gets_mlp_and_a_z_driver_gets_none():
         bsde.reference(z_driver)
     with pytest.raises(bsde.ProblemError, match=r"method 'mc' does not apply .*\(the driver is not -r y\)"):
         bsde.reference(z_driver, "mc")
+
+
+def test_semi_analytic_max_call_with_per_asset_dividends_and_its_limits():
+    """Independent assets with their own vols and dividends: the quadrature lies in the Monte Carlo interval;
+    an identity matrix counts as independent, a correlated matrix is refused."""
+    base = {"equation.dim": 3, "equation.vol": [0.15, 0.3, 0.2], "equation.dividend": [0.0, 0.04, 0.02],
+            "equation.x0": [100.0, 95.0, 105.0]}
+    problem = bsde.load_problem("max_call", base)
+    semi = bsde.reference(problem, "semi-analytic")
+    mc = bsde.reference(problem, "mc", paths=1 << 18, seed=3)
+    assert mc.ci95[0] <= semi.value <= mc.ci95[1], (semi.value, mc.ci95)
+    identity = [[1.0 if i == j else 0.0 for j in range(3)] for i in range(3)]
+    same = bsde.reference(bsde.load_problem("max_call", {**base, "equation.correlation": identity}), "semi-analytic")
+    assert same.value == semi.value
+    correlated = [[1.0, 0.2, 0.0], [0.2, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    with pytest.raises(bsde.ProblemError, match="applicable: mc, mlp"):
+        bsde.reference(bsde.load_problem("max_call", {**base, "equation.correlation": correlated}), "semi-analytic")
