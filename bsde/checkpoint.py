@@ -25,7 +25,7 @@ from bsde.problem import Problem
 from bsde.trainer import TrainState
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT = 1
+FORMAT = 2  # 2: the optimizer state is bsde.adam.Adam's (1: torch.optim.Adam's)
 #: the parts of the configuration that decide the trajectory of a run (reference and presets do not)
 COMPARED = ("name", "seed", "device", "equation", "solver")
 

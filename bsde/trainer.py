@@ -16,6 +16,7 @@ from typing import Any, Callable, Literal
 
 import torch
 
+from bsde.adam import Adam
 from bsde.equations.base import Equation
 from bsde.errors import Interrupted, ProblemError, TrainingError
 from bsde.model import DeepBSDE, terminal_loss
@@ -140,8 +141,7 @@ class _Run:
             self.model.y_scale = discount * std if std is not None else 1.0
             with torch.no_grad():
                 self.model.y0.zero_()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8,
-                                          fused=fused_adam(device))
+        self.optimizer = Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=fused_adam(device))
         self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
         self.history: list[LogEntry] = []
         self.start = time.perf_counter()
@@ -193,12 +193,11 @@ class _Run:
     def step(self, equation: Equation) -> torch.Tensor:
         """One Adam step at the current iteration's (scaled) learning rate; returns the loss."""
         self.steer()
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.settings.rate_at(self.iteration) * self.lr_scale
+        self.optimizer.lr = self.settings.rate_at(self.iteration) * self.lr_scale
         paths = steered(self.model, sample(equation, self.settings, self.settings.batch_size, self.generator,
                                            self.model.y0.device))
         loss = terminal_loss(self.model(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         loss.backward()
         return loss
 

@@ -21,10 +21,10 @@ from typing import Any, Callable
 
 import torch
 
+from bsde.adam import Adam
 from bsde.model import DeepBSDE, terminal_loss
 from bsde.per_step import PerStepGradientNets
 from bsde.problem import Problem, load_problem, problem_from_dict
-from bsde.runtime import fused_adam
 from bsde.trainer import TrainHooks, sample, train
 
 Progress = Callable[[str], None]
@@ -271,12 +271,12 @@ def _adam_step(model: DeepBSDE, problem: Problem, generator: torch.Generator,
                device: torch.device) -> Callable[[], None]:
     """One full training step (sample, forward, backward, Adam) as the trainer takes it."""
     equation, settings = problem.equation, problem.solver
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=fused_adam(device))
+    optimizer = Adam(model.parameters(), lr=settings.rate_at(0), eps=1e-8)
 
     def step() -> None:
         paths = sample(equation, settings, settings.batch_size, generator, device)
         loss = terminal_loss(model(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
