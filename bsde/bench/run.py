@@ -18,6 +18,7 @@ from bsde.bench.accuracy import TARGETS, AccuracyResult, Startup, measure_startu
 from bsde.bench.cases import (FULL, QUICK, SPEED_CASES, Effort, LoopComparison, ProfileRow, Progress, SpeedResult,
                               compare_loops, measure_speed, profile_step)
 from bsde.bench.worker import ScaleFit, ScaleResult, fit, run_case
+from bsde.compiled import CompileError
 from bsde.errors import BSDEError
 from bsde.runtime import available_cores, cpu_model, proc_field, resolve_device, set_threads
 
@@ -64,6 +65,7 @@ class BenchReport:
     options: dict[str, Any]
     startup: Startup
     speed: list[SpeedResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # cases not measured, with why
     loop: LoopComparison | None = None
     profile_case: str = ""
     profile: list[ProfileRow] = field(default_factory=list)
@@ -80,8 +82,9 @@ class BenchReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with the derived numbers (fractions of peak, seed counts) spelled out."""
         data = asdict(self)
+        data["startup"]["one_time_s"] = self.startup.one_time_s
         for row, result in zip(data["speed"], self.speed):
-            row.update(matmul_fraction=result.matmul_fraction, layer_fraction=result.layer_fraction)
+            row.update(matmul_fraction=result.matmul_fraction)
         if self.loop is not None:
             data["loop"]["agree"] = self.loop.agree
         for row, result in zip(data["accuracy"], self.accuracy):
@@ -119,14 +122,20 @@ def run_bench(options: BenchOptions, *, command: str = "", progress: Progress | 
     threads = set_threads(options.threads)
     device = resolve_device(options.device)
     effort = options.effort
-    say("start-up time of a fresh interpreter (import bsde.solve)")
+    say("start-up of a fresh interpreter (import bsde.solve) and the one-time cost of its first solve")
     report = BenchReport(machine_info(device), command or f"python {' '.join(sys.argv)}",
                          {**asdict(options), "dims": list(options.scale_dims), "seeds": options.seed_count,
-                          "threads": threads, "effort": asdict(effort)}, measure_startup())
+                          "threads": threads, "effort": asdict(effort)}, measure_startup(device, threads))
     peaks: dict[torch.dtype, float] = {}
     for case in SPEED_CASES:
-        say(f"speed: {case.label}")
-        report.speed.append(measure_speed(case, device, effort, peaks))
+        if case.compiled and not effort.compiled_cases:
+            report.skipped.append(f"{case.label}: not in this mode (compiling takes tens of seconds)")
+            continue
+        say(f"speed: {case.label}" + (" (compiles first)" if case.compiled else ""))
+        try:
+            report.speed.append(measure_speed(case, device, effort, peaks))
+        except CompileError as exc:
+            report.skipped.append(f"{case.label}: {exc}")
     say("batched networks against the per-step loop")
     report.loop = compare_loops(device, effort)
     say("profile of one iteration (torch.profiler)")
