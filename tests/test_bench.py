@@ -51,7 +51,7 @@ def test_quick_bench_json_is_one_object(quick_run):
 def test_quick_bench_prints_tables(quick_run):
     _, tables, folder = quick_run
     assert tables.exit_code == 0, tables.output
-    for title in ("Per-iteration speed", "Batched vs per-step", "Time to accuracy", "Scale", "Growth with d"):
+    for title in ("Start-up", "Per-iteration speed", "Batched vs per-step", "Time to accuracy", "Scale", "Growth with d"):
         assert title in tables.stdout
     assert "hjb 100-d float64" in tables.stdout and "{" not in tables.stdout.splitlines()[0]
     assert (folder / "again" / "bench.md").exists()
@@ -102,6 +102,29 @@ def test_quick_bench_writes_json_and_markdown(quick_run):
     cells = [cell.strip() for cell in hjb_row.strip("|").split("|")]
     assert float(cells[-2]) == PEER_MS_PER_ITERATION["hjb"]  # the table shows the peer figure the run used
     assert float(cells[-1]) == pytest.approx(data["speed"][0]["peer_ratio"], rel=5e-3)
+
+
+def test_bench_runs_only_the_sections_asked_for(tmp_path):
+    from bsde.cli.app import app
+
+    result = runner.invoke(app, [*QUICK, "--only", "loop", "--json", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["options"]["sections"] == ["loop"] and data["loop"]["agree"]
+    assert data["startup"] is None and data["speed"] == [] and data["accuracy"] == [] and data["scale"] == []
+    markdown = (tmp_path / "bench.md").read_text()
+    assert "## Batched vs per-step" in markdown and "## Per-iteration speed" not in markdown
+    assert "--only loop" in data["command"]
+
+
+def test_bench_rejects_an_unknown_section(tmp_path):
+    from bsde.cli.app import app
+
+    result = runner.invoke(app, ["bench", "--quick", "--only", "speed,sped", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown bench section 'sped'; choose from startup, speed, loop, profile, accuracy, scale"]
+    assert not (tmp_path / "bench.json").exists()
 
 
 def test_bench_rejects_bad_dims(tmp_path):

@@ -146,9 +146,28 @@ def scale_tables(report: BenchReport) -> list[TextTable]:
     ]
 
 
+def startup_table(report: BenchReport) -> TextTable:
+    start = report.startup
+    rows = [] if start is None else [
+        ["fresh `python -c \"import bsde.solve\"`, whole process", f"{start.process_s:.3g}"],
+        ["  of which the import", f"{start.import_s:.3g}"],
+        ["first small solve in a fresh process", _num(start.first_solve_s)],
+        ["the same solve again, same process", _num(start.second_solve_s)],
+        ["one-time cost of a first solve (difference)", f"{start.one_time_s:.3g}"],
+    ]
+    return TextTable("Start-up", ["what", "s"], rows,
+                     ["The small solve: the 10-d HJB, 50 iterations, no reference (bsde.bench.accuracy.FIRST_SOLVE), "
+                      "on the bench's device and threads."])
+
+
 def tables(report: BenchReport) -> list[TextTable]:
-    return [speed_table(report), profile_table(report), loop_table(report), *accuracy_tables(report),
-            *scale_tables(report)]
+    """The tables of the sections the bench ran."""
+    sections = report.options.get("sections") or ["startup", "speed", "loop", "profile", "accuracy", "scale"]
+    made = {"startup": lambda: [startup_table(report)], "speed": lambda: [speed_table(report)],
+            "profile": lambda: [profile_table(report)], "loop": lambda: [loop_table(report)],
+            "accuracy": lambda: accuracy_tables(report), "scale": lambda: scale_tables(report)}
+    order = ("startup", "speed", "profile", "loop", "accuracy", "scale")
+    return [table for name in order if name in sections for table in made[name]()]
 
 
 def machine_lines(report: BenchReport) -> list[tuple[str, str]]:
