@@ -18,11 +18,13 @@ from typing import Any, Callable, Literal
 
 import torch
 
+from bsde.adam import Adam
+from bsde.compiled import compiled
 from bsde.distributed import Group, ShardStreams
 from bsde.equations.base import Equation
 from bsde.errors import Interrupted, ProblemError, TrainingError
 from bsde.model import DeepBSDE, terminal_loss
-from bsde.runtime import fused_adam
+from bsde.runtime import fused_adam, matmul_precision
 from bsde.settings import SolverSettings
 from bsde.simulation import Paths, simulate_paths
 
@@ -91,16 +93,19 @@ def output_scale(std: float | None, equation: Equation) -> float:
     return 1.0 / equation.dim if std is None else std / math.sqrt(equation.total_time * equation.dim)
 
 
-def steered(model: DeepBSDE, paths: Paths) -> Paths:
-    """The paths the model trains on: as simulated, or driven by the same increments under its control."""
-    return Paths(model.controlled_states(paths.dw, paths.dt), paths.dw, paths.dt) if model.controlled else paths
+def steered(model: DeepBSDE, paths: Paths, states: Callable[[torch.Tensor, float], torch.Tensor] | None = None) -> Paths:
+    """The paths the model trains on: as simulated, or driven by the same increments under its control
+    (``states``: the model's controlled_states, or a compiled version of it)."""
+    if not model.controlled:
+        return paths
+    return Paths((states or model.controlled_states)(paths.dw, paths.dt), paths.dw, paths.dt)
 
 
 def steers(equation: Equation, settings: SolverSettings) -> bool:
     """Whether training switches to the controlled measure (``solver.measure``; 'auto': where it applies)."""
     if settings.measure == "controlled" and not equation.controllable:
         raise ProblemError(f"solver.measure: 'controlled' does not apply to '{equation.kind}' (no control "
-                           "representation: a driver -(c/2)|z|^2 + linear, without y, constant sigma)")
+                           "representation: a driver -(c/2)|z|^2 + linear, without y, a steerable process)")
     return settings.measure == "controlled" or (settings.measure == "auto" and equation.controllable)
 
 
@@ -143,18 +148,23 @@ class _Run:
             self.model.y_scale = discount * std if std is not None else 1.0
             with torch.no_grad():
                 self.model.y0.zero_()
+        if group is not None and settings.compile:
+            raise ProblemError("solver.compile: not in a data-parallel run (--nproc K, torchrun); set solver.compile=false")
         shards = settings.shard_count()
         self.streams = ShardStreams(generator.initial_seed(), shards, settings.batch_size,
                                     group.shards(shards) if group else range(shards), device)
         #: the training forward pass: the model itself, or wrapped to average gradients over the processes
-        self.forward = (group.data_parallel(self.model, unused_parameters=settings.time_steps == 1) if group
-                        else self.model)
+        forward = self.forward = (group.data_parallel(self.model, unused_parameters=settings.time_steps == 1)
+                                  if group else self.model)
         #: this process's share of the global batch's mean loss is (rows / batch) of its own mean; the
         #: backward pass takes it times the processes, as DistributedDataParallel averages the gradients
         self.share = self.streams.rows / settings.batch_size
         self.backward_scale = self.share * (group.size if group else 1)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8,
-                                          fused=fused_adam(device))
+        self.optimizer = Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=fused_adam(device))
+        model = self.model
+        self.loss = compiled(lambda x, dw, dt: terminal_loss(forward(x, dw, dt), equation.terminal(x[:, -1])),
+                             settings.compile)
+        self.states = compiled(model.controlled_states, settings.compile)
         self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
         self.history: list[LogEntry] = []
         self.start = time.perf_counter()
@@ -209,16 +219,17 @@ class _Run:
         """The gradient at the current iteration's (scaled) learning rate; returns this process's share of
         the loss (the loss itself in a single process)."""
         self.steer()
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.settings.rate_at(self.iteration) * self.lr_scale
-        paths = steered(self.model, sample(equation, self.settings, self.streams.rows, self.streams.generators,
-                                           self.model.y0.device))
-        loss = terminal_loss(self.forward(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.group is None:
-            loss.backward()
-            return loss
-        (loss * self.backward_scale).backward()
+        self.optimizer.lr = self.settings.rate_at(self.iteration) * self.lr_scale
+        device = self.model.y0.device
+        paths = steered(self.model, sample(equation, self.settings, self.streams.rows, self.streams.generators, device),
+                        self.states)
+        with matmul_precision(self.settings, device):
+            loss = self.loss(paths.x, paths.dw, paths.dt)
+            self.optimizer.zero_grad()
+            if self.group is None:
+                loss.backward()
+                return loss
+            (loss * self.backward_scale).backward()
         return loss * self.share
 
 
@@ -242,6 +253,7 @@ def train(
         Interrupted: ``hooks.stop_requested()`` became true (after ``hooks.save`` ran).
     """
     hooks = hooks or TrainHooks()
+    settings = settings.for_device(device.type)
     run = _Run(equation, settings, generator, device, group)
     if resume is not None:
         run.restore(resume)
