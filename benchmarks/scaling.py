@@ -2,11 +2,12 @@
 
     python benchmarks/scaling.py --out results/scaling.md      # 100-d HJB, K = 1, 2, batches 64 and 1024
 
-Each case is one `bsde solve hjb --nproc K --threads T --json` (a fresh torchrun job), once on plain paths (`solver.measure=plain`) and once steered from the first iteration
-(`measure=controlled, control_from=0`, where batch norm needs the global batch at every one of the N
-steering steps). The time per iteration is read off the history between the first and the last
-validation point (start-up and the first one's warm-up excluded); the loss columns check that K processes
-trained the same as one (the largest relative difference of the validation losses).
+Each case is one `bsde solve hjb --nproc K --threads T --json` (a fresh torchrun job), once on plain
+paths (`solver.measure=plain`) and once steered from the first iteration (`measure=controlled,
+control_from=0`, where batch norm needs the global batch at every one of the N steering steps). The
+time per iteration is read off the history between the first and the last validation point (start-up
+and the first one's warm-up excluded); the last column checks that K processes trained the same as one
+(the largest relative difference of the validation losses).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def main() -> int:
                              "process wait on each other far more than two processes do)")
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown report here")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     cases = []
     for measure in args.measures.split(","):
         for batch in map(int, args.batches.split(",")):
@@ -87,8 +89,10 @@ def main() -> int:
         "# Data-parallel scaling (`bsde solve --nproc K`)", "",
         f"{args.dim}-d HJB, float64, {args.iterations} iterations per case, gloo on the CPU; made by `{command}` "
         f"on {datetime.now(timezone.utc):%Y-%m-%d}.", "",
-        f"Machine: {cpu_model()}, {available_cores()} cores available, {platform.platform()}, torch {torch.__version__}.",
-        "", *table(cases), "",
+        f"Machine: {cpu_model()}, {available_cores()} cores available, {platform.platform()}, "
+        f"torch {torch.__version__}. Load average (1 min) {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} "
+        "at the end: where it exceeds the cores, other work shared the CPU and every number is slower and noisier "
+        "than on an idle machine.", "", *table(cases), "",
         "Each case: " + cases[0]["command"].replace(f"--nproc {cases[0]['processes']}", "--nproc K") + " (with the "
         "batch and measure of its row).",
     ]
