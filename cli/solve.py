@@ -123,6 +123,8 @@ def solve(
     if out_file is not None:
         check_writable(out_file)
     if nproc > 1:
+        if loaded.solver.compile:
+            raise ProblemError("solver.compile: not in a data-parallel run (--nproc K); set solver.compile=false")
         if nproc > loaded.solver.shard_count():
             raise ProblemError(f"--nproc {nproc}: more processes than the {loaded.solver.shard_count()} shards of each "
                                "batch; set solver.shards (a divisor of solver.batch_size) to at least that")
