@@ -346,6 +346,16 @@ class Expression:
     def __repr__(self) -> str:
         return f"Expression({self.text!r}, role={self.role!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Expression) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    @property
+    def _key(self) -> tuple:
+        return (self.text, self.role, self.dim, self.params)
+
     def __reduce__(self) -> tuple:
         return (compile_expression, (self.text, self.role, self.dim, dict(self.params)))
 

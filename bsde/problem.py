@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import copy
 import difflib
+import typing
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Tag, ValidationError
 
 from bsde.equations import EQUATIONS, Equation
 from bsde.errors import ProblemError
@@ -228,6 +229,37 @@ class _Context:
         return ProblemError(f"{self.source}: {key}{' (from --set)' if from_set else ''}: {text}")
 
 
+def _keys(model: type[BaseModel]) -> list[str]:
+    """The keys a file may give: each field's alias where it has one, excluded (derived) fields left out."""
+    return [info.alias or name for name, info in model.model_fields.items() if not info.exclude]
+
+
+def _models_in(annotation: Any) -> list[tuple[str, type[BaseModel]]]:
+    """(union tag, model) for each model an annotation admits: a model, or a union of (tagged) models."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [(annotation.__name__, annotation)]
+    if typing.get_origin(annotation) is Annotated:
+        base, *meta = typing.get_args(annotation)
+        tag = next((m.tag for m in meta if isinstance(m, Tag)), None)
+        return [(tag or name, found) for name, found in _models_in(base)]
+    return [found for arg in typing.get_args(annotation) for found in _models_in(arg)]
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The model holding the last key of a raw error location, through nested models and union branches."""
+    parts, current, i = list(loc[:-1]), model, 0
+    while i < len(parts):
+        fields = {info.alias or name: info for name, info in current.model_fields.items()}
+        if parts[i] not in fields:
+            return model
+        tag = parts[i + 1] if i + 1 < len(parts) and _is_branch_tag(parts[i + 1]) else None
+        branches = [found for name, found in _models_in(fields[parts[i]].annotation) if tag in (None, name)]
+        if len(branches) != 1:
+            return model
+        current, i = branches[0], i + (2 if tag else 1)
+    return current
+
+
 def _format_error(ctx: _Context, section: str, model: type[BaseModel], exc: ValidationError,
                   data: dict[str, Any]) -> ProblemError:
     errors = exc.errors(include_url=False)
@@ -237,14 +269,14 @@ def _format_error(ctx: _Context, section: str, model: type[BaseModel], exc: Vali
     loc = [p for p in err["loc"] if not _is_branch_tag(p)]
     key = _dotted(section, loc)
     if err["type"] == "extra_forbidden":
-        fields = list(model.model_fields)
+        fields = _keys(_model_at(model, err["loc"]))
         hint = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
         return ctx.error(key, f"unknown key{suggestion} (known: {', '.join(fields)})")
     message = err["msg"].removeprefix("Value error, ")
-    if not loc:  # a check across fields: its message starts with the field it blames
+    if not loc:  # a check across fields: its message starts with the field it blames (or a key inside it)
         field_name = message.split(":")[0].split(" ")[0]
-        if field_name in model.model_fields:
+        if field_name.split(".")[0].split("[")[0] in (*_keys(model), *model.model_fields):
             key = f"{section}.{field_name}"
             message = message.removeprefix(f"{field_name}: ")
         return ctx.error(key, message)
