@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from bsde.equations import GeometricBrownian, ScaledBrownian
-from bsde.simulation import simulate_paths, uniform_correlation_root
+from bsde.processes import GeometricBrownian, ScaledBrownian
+from bsde.processes import uniform_correlation_root
+from bsde.simulation import simulate_paths
 
 N = 100_000
 

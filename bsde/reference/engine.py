@@ -68,7 +68,7 @@ def _mlp(eq: Equation, paths: int | None, seed: int, progress: Progress | None) 
 
 
 METHODS: dict[str, Method] = {
-    "semi-analytic": Method(lambda eq: isinstance(eq, MaxCall) and eq.correlation == 0.0, True, _semi_analytic,
+    "semi-analytic": Method(lambda eq: isinstance(eq, MaxCall) and eq.process.independent, True, _semi_analytic,
                             "semi-analytic formula"),
     "radial": Method(lambda eq: eq.radial_form() is not None, True, _radial, "radial PDE solve"),
     "cole-hopf": Method(lambda eq: isinstance(eq, HJB), True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula"),

@@ -16,7 +16,7 @@ from scipy import special
 from bsde.equations.pricing import BlackScholes, MaxCall
 from bsde.errors import ProblemError
 from bsde.reference.result import ReferenceResult, ci95
-from bsde.reference.sampling import DEVICE, Progress, antithetic_moments, require_paths, transition
+from bsde.reference.sampling import DEVICE, Progress, antithetic_moments, require_paths
 from bsde.reference.semi_analytic import black_scholes_call
 
 DEFAULT_PATHS = 1 << 20
@@ -31,7 +31,8 @@ def control_strikes(equation: MaxCall) -> list[float]:
         return [equation.strike]
     vol = float(np.mean(equation.vols))
     spot = float(np.exp(np.mean(np.log(equation.x_start))))
-    centre = math.log(spot) + (equation.rate - equation.dividend - 0.5 * vol * vol) * equation.total_time
+    dividend = float(np.mean(equation.dividends))
+    centre = math.log(spot) + (equation.rate - dividend - 0.5 * vol * vol) * equation.total_time
     spread = vol * math.sqrt(equation.total_time)
     quantiles = [math.exp(centre + spread * special.ndtri(1.0 - p / equation.dim))
                  for p in TAIL_COUNTS if p < 0.5 * equation.dim]
@@ -41,8 +42,8 @@ def control_strikes(equation: MaxCall) -> list[float]:
 def _control_means(equation: MaxCall, strikes: list[float]) -> torch.Tensor:
     """E C_k = sum_i BS call(x_i, c_k)."""
     return torch.tensor([
-        sum(black_scholes_call(x, c, equation.rate, equation.dividend, v, equation.total_time)
-            for x, v in zip(equation.x_start, equation.vols))
+        sum(black_scholes_call(x, c, equation.rate, q, v, equation.total_time)
+            for x, v, q in zip(equation.x_start, equation.vols, equation.dividends))
         for c in strikes
     ], dtype=torch.float64, device=DEVICE)
 
@@ -54,7 +55,7 @@ def _columns(equation: BlackScholes, strikes: list[float]):
     discount = math.exp(-equation.rate * equation.total_time)
 
     def columns(normals: torch.Tensor) -> torch.Tensor:
-        assets = transition(equation.process, x0, equation.total_time, normals)
+        assets = equation.process.transition(x0, equation.total_time, normals)
         payoff = equation.terminal(assets).unsqueeze(-1)
         if not strikes:
             return discount * payoff

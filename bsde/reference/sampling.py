@@ -1,7 +1,4 @@
-"""Exact transitions of the forward processes and chunked antithetic moment accumulation.
-
-Brownian: X_t = X_s + sigma (W_t - W_s).  GBM: log X_t = log X_s + (mu - vol^2/2)(t - s) + vol C^{1/2}(W_t - W_s).
-"""
+"""Chunked antithetic moment accumulation (the exact transitions are the processes' own: ``process.transition``)."""
 
 from __future__ import annotations
 
@@ -11,9 +8,7 @@ from typing import Callable
 
 import torch
 
-from bsde.equations.base import GeometricBrownian, Process, ScaledBrownian
 from bsde.errors import ProblemError
-from bsde.simulation import uniform_correlation_root
 
 #: float64 elements held per chunk of normals (32 MiB)
 CHUNK_ELEMENTS = 1 << 22
@@ -33,23 +28,6 @@ def require_paths(method: str, paths: int) -> None:
     """Monte Carlo needs at least two antithetic pairs."""
     if paths < 4:
         raise ProblemError(f"{method} needs at least 4 paths, got {paths}")
-
-
-def transition(process: Process, x: torch.Tensor, dt: torch.Tensor | float, normals: torch.Tensor) -> torch.Tensor:
-    """X_{s+dt} given X_s = x (..., dim), exactly, from standard normals (..., dim).
-
-    ``dt`` is a float or a tensor broadcasting against x without its last axis.
-    """
-    dt = torch.as_tensor(dt, dtype=x.dtype, device=x.device)
-    root_dt = dt.sqrt().unsqueeze(-1) if dt.ndim else dt.sqrt()
-    step = dt.unsqueeze(-1) if dt.ndim else dt
-    if isinstance(process, ScaledBrownian):
-        return x + process.sigma * root_dt * normals
-    if isinstance(process, GeometricBrownian):
-        vol = torch.tensor(process.vol, dtype=x.dtype, device=x.device)
-        noise = uniform_correlation_root(normals, process.correlation) * vol
-        return x * torch.exp((process.drift - 0.5 * vol * vol) * step + root_dt * noise)
-    raise TypeError(f"no exact transition for process {type(process).__name__}")
 
 
 @dataclass(frozen=True)
