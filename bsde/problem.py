@@ -194,9 +194,30 @@ def _is_branch_tag(part: Any) -> bool:
     return isinstance(part, str) and (part[:1].isupper() or "[" in part or part in ("float", "int", "str", "bool"))
 
 
-def _branch_matches(err: dict[str, Any], value: Any) -> bool:
-    """Whether an error comes from the union branch that fits the given value's type."""
-    tags = [p for p in err["loc"] if _is_branch_tag(p)]
+def _split_loc(loc: tuple[Any, ...], data: Any) -> tuple[list[Any], list[str], Any]:
+    """(keys, union-branch tags, the value where the first tag applies) of an error location.
+
+    A part found in the data is a key (a param named 'K' too); an absent one that looks like a branch label is a tag.
+    """
+    keys: list[Any] = []
+    tags: list[str] = []
+    node, at_tag = data, None
+    for part in loc:
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
+            keys.append(part)
+            node = node[part] if isinstance(node, dict) or -len(node) <= part < len(node) else None
+        elif _is_branch_tag(part):
+            at_tag = node if not tags else at_tag
+            tags.append(part)
+        else:
+            keys.append(part)
+            node = None
+    return keys, tags, at_tag
+
+
+def _branch_matches(err: dict[str, Any], data: Any) -> bool:
+    """Whether an error comes from the union branch that fits the type of the value it is about."""
+    _, tags, value = _split_loc(err["loc"], data)
     if not tags:
         return True
     tag = tags[0]
@@ -253,7 +274,8 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
         if parts[i] not in fields:
             return model
         tag = parts[i + 1] if i + 1 < len(parts) and _is_branch_tag(parts[i + 1]) else None
-        branches = [found for name, found in _models_in(fields[parts[i]].annotation) if tag in (None, name)]
+        branches = [found for name, found in _models_in(fields[parts[i]].annotation)
+                    if tag in (None, name) or tag.endswith(f", {name}]")]  # 'function-after[_check(), Model]'
         if len(branches) != 1:
             return model
         current, i = branches[0], i + (2 if tag else 1)
@@ -262,11 +284,10 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
 
 def _format_error(ctx: _Context, section: str, model: type[BaseModel], exc: ValidationError,
                   data: dict[str, Any]) -> ProblemError:
-    errors = exc.errors(include_url=False)
+    errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")  # a typo first
     first = errors[0]
-    field_value = data.get(first["loc"][0]) if first["loc"] else None
-    err = next((e for e in errors if e["loc"][:1] == first["loc"][:1] and _branch_matches(e, field_value)), first)
-    loc = [p for p in err["loc"] if not _is_branch_tag(p)]
+    err = next((e for e in errors if e["loc"][:1] == first["loc"][:1] and _branch_matches(e, data)), first)
+    loc = _split_loc(err["loc"], data)[0]
     key = _dotted(section, loc)
     if err["type"] == "extra_forbidden":
         fields = _keys(_model_at(model, err["loc"]))
