@@ -25,16 +25,17 @@ _LAZY = {
     "BrownianMotion": "bsde.processes", "GBM": "bsde.processes", "Diffusion": "bsde.processes",
     "CustomEquation": "bsde.equations.functions", "custom_equation": "bsde.equations.functions",
     "DriverFlags": "bsde.probing",
-    "Problem": "bsde.problem", "load_problem": "bsde.problem", "problem_from_dict": "bsde.problem",
-    "shipped_problems": "bsde.problem",
+    "Problem": "bsde.problem", "as_problem": "bsde.problem", "load_problem": "bsde.problem",
+    "problem_from_dict": "bsde.problem", "shipped_problems": "bsde.problem",
     "ReferenceResult": "bsde.reference", "reference": "bsde.reference",
     "SolveResult": "bsde.solve", "solve": "bsde.solve",
 }
 
 __all__ = [
-    "EQUATIONS", "GBM", "BSDEError", "BrownianMotion", "CustomEquation", "Diffusion", "DriverFlags", "Equation", "Problem", "ProblemError", "ReferenceResult", "SolveResult",
-    "TrainingError", "custom_equation", "load_problem", "problem_from_dict", "reference", "shipped_problems", "solve",
-    "__version__",
+    "EQUATIONS", "GBM", "BSDEError", "BrownianMotion", "CustomEquation", "Diffusion", "DriverFlags", "Equation",
+    "Problem", "ProblemError", "ReferenceResult", "SolveResult",
+    "TrainingError", "as_problem", "custom_equation", "load_problem", "problem_from_dict", "reference",
+    "shipped_problems", "solve", "__version__",
 ]
 
 
@@ -73,6 +74,6 @@ if TYPE_CHECKING:
     from bsde.equations.functions import CustomEquation, custom_equation
     from bsde.probing import DriverFlags
     from bsde.processes import GBM, BrownianMotion, Diffusion
-    from bsde.problem import Problem, load_problem, problem_from_dict, shipped_problems
+    from bsde.problem import Problem, as_problem, load_problem, problem_from_dict, shipped_problems
     from bsde.reference import ReferenceResult, reference
     from bsde.solve import SolveResult, solve

@@ -50,6 +50,13 @@ class CustomEquation(Equation):
             raise ValueError(f"expected a function, got {type(value).__name__}")
         return value
 
+    @field_validator("closed_form", mode="before")
+    @classmethod
+    def _closed_form(cls, value: Any) -> Any:
+        from bsde.closed_forms import from_mapping
+
+        return None if value is None else from_mapping(value)
+
     @model_validator(mode="after")
     def _check_process(self) -> CustomEquation:
         self.forward_process.check_dim(self.dim)

@@ -1,4 +1,4 @@
-"""kind -> equation class."""
+"""kind -> equation class: the built-in kinds below, then those of installed packages (``bsde.equations.plugins``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from bsde.equations.allen_cahn import AllenCahn
 from bsde.equations.base import Equation
 from bsde.equations.custom import Custom
 from bsde.equations.hjb import HJB
+from bsde.equations.plugins import Registry
 from bsde.equations.pricing import DefaultRisk, MaxCall
 
 EQUATIONS: dict[str, type[Equation]] = {
@@ -15,3 +16,5 @@ EQUATIONS: dict[str, type[Equation]] = {
     "default_risk": DefaultRisk,
     "custom": Custom,
 }
+
+EQUATIONS: Registry = Registry(EQUATIONS)  # type: ignore[no-redef]  # plus the entry points' kinds

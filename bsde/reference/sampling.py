@@ -46,18 +46,22 @@ class Moments:
 def antithetic_moments(
     columns: Callable[[torch.Tensor], torch.Tensor], paths: int, dim: int, *,
     generator: torch.Generator, progress: Progress | None = None, offset: torch.Tensor | None = None,
+    steps: int = 0,
 ) -> Moments:
     """Moments of (columns(N) + columns(-N)) / 2 over paths // 2 pairs, N ~ N(0, I_dim), in chunks.
+
+    With ``steps`` > 0 each path draws (steps, dim) normals, one row per time step.
 
     ``columns`` maps normals (n, dim) to values (n, k); ``offset`` (k,) is subtracted before
     accumulating (a rough mean) so the one-pass covariance does not cancel catastrophically.
     """
     pairs = max(1, paths // 2)
-    chunk = max(1, chunk_rows(dim) // 2)
+    chunk = max(1, chunk_rows(dim * max(steps, 1)) // 2)
+    shape = (steps, dim) if steps else (dim,)
     total, cross, done = None, None, 0
     while done < pairs:
         n = min(chunk, pairs - done)
-        normals = torch.randn(n, dim, generator=generator, dtype=torch.float64, device=DEVICE)
+        normals = torch.randn(n, *shape, generator=generator, dtype=torch.float64, device=DEVICE)
         values = 0.5 * (columns(normals) + columns(-normals))
         if offset is None:
             offset = values.mean(0)
