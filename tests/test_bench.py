@@ -6,8 +6,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bsde.bench_worker import ScaleResult, fit
-from bsde.bench_cases import PEER_MS_PER_ITERATION, Timing
+from bsde.bench.worker import ScaleResult, fit
+from bsde.bench.cases import PEER_MS_PER_ITERATION, Timing
 from bsde.networks import StackedGradientNets
 from bsde.per_step import PerStepGradientNets
 

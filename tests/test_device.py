@@ -19,7 +19,7 @@ from torch.overrides import TorchFunctionMode
 
 import bsde
 import bsde.trainer as trainer
-from bsde.bench_cases import QUICK, compare_loops
+from bsde.bench.cases import QUICK, compare_loops
 from bsde.errors import Interrupted
 from bsde.reference import reference
 from bsde.runtime import fused_adam

@@ -1,4 +1,4 @@
-"""The in-process measurements of ``bsde bench`` (see :mod:`bsde.bench`). Never prints.
+"""The in-process measurements of ``bsde bench`` (run by :mod:`bsde.bench.run`). Never prints.
 
 All on the requested device:
 
@@ -8,7 +8,7 @@ All on the requested device:
 * **loop**: the batched :class:`~bsde.networks.StackedGradientNets` against the plain per-step
   loop :class:`~bsde.per_step.PerStepGradientNets`, same weights, same training step.
 
-Time to accuracy is in :mod:`bsde.bench_accuracy`, scale in :mod:`bsde.bench_worker`.
+Time to accuracy is in :mod:`bsde.bench.accuracy`, scale in :mod:`bsde.bench.worker`.
 """
 
 from __future__ import annotations

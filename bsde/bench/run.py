@@ -1,13 +1,4 @@
-"""``bsde bench``: speed, batched-vs-loop, time to accuracy and scale, in one report. Never prints.
-
->>> from bsde.bench import BenchOptions, run_bench
->>> report = run_bench(BenchOptions(device="cpu", quick=True))
->>> report.speed[0].timing.median_s  # seconds per training iteration, 100-d HJB in float64
-
-The measurements live in :mod:`bsde.bench_cases` (speed, batched vs per-step),
-:mod:`bsde.bench_accuracy` (time to accuracy) and :mod:`bsde.bench_worker` (scale, one
-subprocess per case); :mod:`bsde.bench_report` turns a report into tables.
-"""
+"""Run every measurement of ``bsde bench`` into one :class:`BenchReport` (see :mod:`bsde.bench`). Never prints."""
 
 from __future__ import annotations
 
@@ -23,10 +14,10 @@ import numpy
 import torch
 
 import bsde
-from bsde.bench_accuracy import TARGETS, AccuracyResult, Startup, measure_startup, time_to_accuracy
-from bsde.bench_cases import (FULL, QUICK, SPEED_CASES, Effort, LoopComparison, ProfileRow, Progress, SpeedResult,
+from bsde.bench.accuracy import TARGETS, AccuracyResult, Startup, measure_startup, time_to_accuracy
+from bsde.bench.cases import (FULL, QUICK, SPEED_CASES, Effort, LoopComparison, ProfileRow, Progress, SpeedResult,
                               compare_loops, measure_speed, profile_step)
-from bsde.bench_worker import ScaleFit, ScaleResult, fit, run_case
+from bsde.bench.worker import ScaleFit, ScaleResult, fit, run_case
 from bsde.errors import BSDEError
 from bsde.runtime import available_cores, cpu_model, proc_field, resolve_device, set_threads
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bsde.bench_cases import Effort, Progress, with_solver
+from bsde.bench.cases import Effort, Progress, with_solver
 from bsde.errors import BSDEError, TrainingError
 from bsde.problem import Problem, load_problem
 from bsde.reference import reference

@@ -1,6 +1,6 @@
 """Scale cases of ``bsde bench``: one subprocess per (problem, dim), so peak memory is per case.
 
-The parent runs ``python -m bsde.bench_worker --problem hjb --dim 1000 ...`` and reads the one
+The parent runs ``python -m bsde.bench.worker --problem hjb --dim 1000 ...`` and reads the one
 JSON object the child prints on stdout; the child times a short training run and reports its
 own peak resident memory (``VmHWM``) and, on CUDA, ``torch.cuda.max_memory_allocated``.
 """
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from bsde.bench_cases import Timing, network_flops, time_training
+from bsde.bench.cases import Timing, network_flops, time_training
 from bsde.errors import BSDEError
 from bsde.memory import check_fits, estimate
 from bsde.problem import load_problem
@@ -84,7 +84,7 @@ def measure(problem_name: str, dim: int, device: str, threads: int | None, warmu
 def run_case(problem_name: str, dim: int, device: torch.device, threads: int, warmup: int,
              iterations: int) -> ScaleResult:
     """In the parent: :func:`measure` in a fresh interpreter; failures become ``error``."""
-    command = [sys.executable, "-m", "bsde.bench_worker", "--problem", problem_name, "--dim", str(dim),
+    command = [sys.executable, "-m", "bsde.bench.worker", "--problem", problem_name, "--dim", str(dim),
                "--device", str(device), "--threads", str(threads), "--warmup", str(warmup),
                "--iterations", str(iterations)]
     hidden = load_problem(problem_name, {"equation.dim": dim}).solver.widths(dim)
@@ -128,7 +128,7 @@ def fit(problem_name: str, results: list[ScaleResult]) -> ScaleFit:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bsde.bench_worker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bsde.bench.worker", description=__doc__)
     parser.add_argument("--problem", required=True)
     parser.add_argument("--dim", type=int, required=True)
     parser.add_argument("--device", default="cpu")

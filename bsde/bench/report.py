@@ -8,8 +8,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from bsde.bench import BenchReport
-from bsde.bench_cases import PEER_MS_PER_ITERATION
+from bsde.bench.run import BenchReport
+from bsde.bench.cases import PEER_MS_PER_ITERATION
 
 
 @dataclass(frozen=True)
