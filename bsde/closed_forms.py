@@ -204,8 +204,8 @@ def mismatch(equation: Equation) -> str | None:
     if not equation.driver_is_linear:
         return f"{form.name} prices e^{{-rT}} E[payoff]: the driver must be -r y"
     generator = torch.Generator().manual_seed(0)
-    x0 = torch.tensor(equation.x_start, dtype=torch.float64)
-    normals = torch.randn(PROBE_STATES, equation.dim, generator=generator, dtype=torch.float64)
+    x0 = torch.tensor(equation.x_start, dtype=torch.float64, device="cpu")
+    normals = torch.randn(PROBE_STATES, equation.dim, generator=generator, dtype=torch.float64, device="cpu")
     states = torch.cat([x0.unsqueeze(0), equation.process.transition(x0, equation.total_time, normals)])
     g, p = equation.terminal(states).to(torch.float64), form.payoff(states)
     gap = (g - p).abs() > AGREE * (1.0 + g.abs().maximum(p.abs()))

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from bsde.equations.base import Equation
 
 POINTS = 64
+#: probing runs on the CPU in float64, whatever device a solve uses (the functions act on any device)
+DEVICE = "cpu"
 #: relative tolerance of "the same number" between evaluations (rounding of float64 arithmetic)
 SAME = 1e-9
 #: relative tolerance of the second-difference test for a constant Hessian
@@ -56,14 +58,15 @@ def probe_points(equation: Equation, count: int = POINTS, seed: int = 0) -> tupl
     generator = torch.Generator().manual_seed(seed)
     steps = 4
     paths = simulate_paths(equation.process, equation.x_start, equation.total_time, steps, count,
-                           generator=generator, dtype=torch.float64)
-    index = torch.randint(0, steps + 1, (count,), generator=generator)
-    x = paths.x[torch.arange(count), index]
+                           generator=generator, device=DEVICE, dtype=torch.float64)
+    index = torch.randint(0, steps + 1, (count,), generator=generator, device=DEVICE)
+    x = paths.x[torch.arange(count, device=DEVICE), index]
     t = index.to(torch.float64) * paths.dt
     g = equation.terminal(x).to(torch.float64)
     scale = 1.0 + float(g.abs().mean()) if bool(torch.isfinite(g).all()) else 1.0
-    y = g.nan_to_num(0.0, 0.0, 0.0) + scale * torch.randn(count, generator=generator, dtype=torch.float64)
-    z = torch.randn(count, equation.dim, generator=generator, dtype=torch.float64)
+    y = g.nan_to_num(0.0, 0.0, 0.0) + scale * torch.randn(count, generator=generator, dtype=torch.float64,
+                                                           device=DEVICE)
+    z = torch.randn(count, equation.dim, generator=generator, dtype=torch.float64, device=DEVICE)
     return t, x, y, z
 
 
@@ -75,7 +78,7 @@ def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> Driv
     f = equation.driver
 
     def at(y_: Any, z_: Any) -> torch.Tensor:
-        value = torch.as_tensor(f(t, x, y_, z_), dtype=torch.float64)
+        value = torch.as_tensor(f(t, x, y_, z_), dtype=torch.float64, device=DEVICE)
         return value.expand(count) if value.shape != (count,) else value
 
     base = at(y, z)
@@ -83,7 +86,8 @@ def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> Driv
         raise ProblemError(f"the driver of '{equation.kind}' is not finite at points along its paths")
     shifted_y = y + 1.0 + y.abs()
     uses_y = not _close(base, at(shifted_y, z)) or not _close(base, at(-y, z))
-    other_z = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    other_z = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64,
+                          device=DEVICE)
     uses_z = not _close(base, at(y, other_z)) or not _close(base, at(y, 3.0 * z))
     rate = _discount_rate(at, y, z, base, uses_z)
     hessian = _z_hessian(at, y, z, seed) if uses_z else None
@@ -116,7 +120,7 @@ def _z_hessian(at: Any, y: Any, z: Any, seed: int) -> float | None:
     base = at(y, z)
     estimates = []
     for size in (0.5, 2.0):
-        u = size * torch.randn(z.shape, generator=generator, dtype=torch.float64)
+        u = size * torch.randn(z.shape, generator=generator, dtype=torch.float64, device=DEVICE)
         second = at(y, z + u) + at(y, z - u) - 2.0 * base
         estimates.append(-second / u.square().sum(-1))
     c = torch.cat(estimates)

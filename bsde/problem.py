@@ -349,7 +349,7 @@ def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[st
     solver = _validate(SolverSettings, raw.get("solver"), ctx, "solver")
     if solver.measure == "controlled" and not equation.controllable:
         raise ctx.error("solver.measure", f"'controlled' needs a driver -(c/2)|z|^2 + (linear in z) that does not "
-                                          f"use y, and a constant diffusion; '{kind}' has none (use 'plain' or 'auto')")
+                                          f"use y, and a steerable process (Brownian or GBM); '{kind}' has none (use 'plain' or 'auto')")
     reference = _validate(Reference, raw.get("reference"), ctx, "reference")
     presets = raw.get("presets") or {}
     if not isinstance(presets, dict):

@@ -161,7 +161,8 @@ class BrownianMotion(Process):
 
     def step(self, t, x, dt, dw, control=None):
         noise = dw if control is None else dw + control * dt
-        return x + self.drift * dt + self.sigma * noise
+        moved = x + self.sigma * noise
+        return moved + self.drift * dt if self.drift else moved
 
     def states(self, x0, dw, dt, *, generator=None):
         """X_n = x0 + drift t_n + sigma W_{t_n}."""

@@ -72,7 +72,8 @@ class SolverSettings(_Strict):
     measure: Literal["auto", "plain", "controlled"] = Field(
         "auto", description="paths X for training: 'plain' (the forward SDE as given), 'controlled' (from "
         "control_from on, steered by the learned control b = grad_z f(Z); needs a driver quadratic in z without y "
-        "and a constant sigma) or 'auto' (controlled where the problem allows it, plain elsewhere)"
+        "and a steerable process, Brownian or GBM) or 'auto' (controlled where the problem allows it, plain "
+        "elsewhere)"
     )
     control_from: float = Field(0.5, ge=0, lt=1, description="fraction of the iterations after which "
                                 "a controlled measure steers the paths (plain before)")

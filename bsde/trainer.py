@@ -97,7 +97,7 @@ def steers(equation: Equation, settings: SolverSettings) -> bool:
     """Whether training switches to the controlled measure (``solver.measure``; 'auto': where it applies)."""
     if settings.measure == "controlled" and not equation.controllable:
         raise ProblemError(f"solver.measure: 'controlled' does not apply to '{equation.kind}' (no control "
-                           "representation: a driver -(c/2)|z|^2 + linear, without y, constant sigma)")
+                           "representation: a driver -(c/2)|z|^2 + linear, without y, a steerable process)")
     return settings.measure == "controlled" or (settings.measure == "auto" and equation.controllable)
 
 

@@ -97,8 +97,7 @@ class CustomEquation(Equation):
     def driver(self, t: Any, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         import torch
 
-        shape = torch.broadcast_shapes(x.shape[:-1], z.shape[:-1], torch.as_tensor(y).shape,
-                                       torch.as_tensor(t).shape)
+        shape = torch.broadcast_shapes(x.shape[:-1], z.shape[:-1], getattr(y, "shape", ()), getattr(t, "shape", ()))
         if self.driver_fn is None:
             return x.new_zeros(shape)
         value = self.driver_fn(t, x, y, z)
@@ -144,24 +143,24 @@ class CustomEquation(Equation):
         """Evaluate g and f once on a small batch: a one-line ValueError for a wrong shape or a failure."""
         import torch
 
-        x = torch.as_tensor(self.x_start, dtype=torch.float64).expand(3, self.dim)
+        x = torch.tensor(self.x_start, dtype=torch.float64, device="cpu").expand(3, self.dim)
         try:
             g = self.terminal_fn(x)
         except Exception as exc:  # noqa: BLE001 - the user's function: say where it failed
             raise ValueError(f"terminal: calling it on x of shape {tuple(x.shape)} failed: {exc}") from None
-        if torch.as_tensor(g).shape not in ((), (3,), (3, 1)) and torch.as_tensor(g).shape != x.shape[:-1]:
+        if tuple(getattr(g, "shape", ())) not in ((), (3,), (3, 1)):
             raise ValueError(f"terminal: must return one number per path, shape {(3,)} for x of shape "
-                             f"{tuple(x.shape)}; got {tuple(torch.as_tensor(g).shape)}")
+                             f"{tuple(x.shape)}; got {tuple(g.shape)}")
         if self.driver_fn is not None:
-            y, z = torch.ones(3, dtype=torch.float64), torch.zeros(3, self.dim, dtype=torch.float64)
+            y = torch.ones(3, dtype=torch.float64, device="cpu")
+            z = torch.zeros(3, self.dim, dtype=torch.float64, device="cpu")
             try:
                 f = self.driver_fn(0.0, x, y, z)
             except Exception as exc:  # noqa: BLE001
                 raise ValueError(f"driver: calling it as f(t, x, y, z) with t = 0.0, x {tuple(x.shape)}, "
                                  f"y {tuple(y.shape)}, z {tuple(z.shape)} failed: {exc}") from None
-            if torch.as_tensor(f).shape not in ((), (3,)):
-                raise ValueError(f"driver: must return one number per path, shape (3,); got "
-                                 f"{tuple(torch.as_tensor(f).shape)}")
+            if tuple(getattr(f, "shape", ())) not in ((), (3,)):
+                raise ValueError(f"driver: must return one number per path, shape (3,); got {tuple(f.shape)}")
         return self
 
 
