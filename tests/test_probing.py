@@ -68,7 +68,8 @@ def test_every_built_in_kind_declares_what_its_driver_does(kind):
 
 @pytest.mark.parametrize("name", sorted(bsde.shipped_problems()))
 def test_every_shipped_problem_passes_the_check(name):
-    verify_flags(bsde.load_problem(name, {"equation.dim": 3}).equation)
+    small = {} if bsde.load_problem(name).equation.dim <= 10 else {"equation.dim": 3}  # basket_put fixes dim 5
+    verify_flags(bsde.load_problem(name, small).equation)
 
 
 class _SaysNoY(AllenCahn):
