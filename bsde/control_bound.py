@@ -1,7 +1,7 @@
 """u(0, x0) from the learned Z by importance sampling, and the one-sided bound that comes with it.
 
 For f(z) = -(c/2)|z|^2 + (linear in z) (``Equation.z_hessian`` = c != 0), the learned Z defines a feedback
-control; under the measure Q it induces (dX = sigma (b dt + dW^Q), b = grad_z f(Z^)) the sample
+control; under the measure Q it induces (dX = mu dt + sigma (b dt + dW^Q), b = grad_z f(Z^)) the sample
 
     S = g(X_T) + int_0^T (f(Z^) - b . Z^) dt - int_0^T Z^ . dW^Q
 
@@ -15,16 +15,17 @@ Z_{n+1}, Z_N = sigma grad g, held over sub-steps of dt / K; any adapted Z^ will 
 - the value V = -(1/c) ln E_Q[exp(-c S)] = u0. By the same formula exp(-c (S - u0)) is the Girsanov
   density dP/dQ, exactly so in discrete time as well: for HJB, f(Z^) - b . Z^ = (c/2)|Z^|^2 and
   exp(c sum Z^ . dW^Q - (c^2/2) sum |Z^|^2 h) is the likelihood ratio of the Gaussian increments
-  dW^P = dW^Q + b h, under which X_T = x0 + sigma W^P_T is the uncontrolled process. So V is the Cole-Hopf formula
-  u0 = -(1/c) ln E exp(-c g(x0 + sigma W_T)) sampled where the learned control sends the paths: no time
-  discretisation error (where the linear part of f depends on x, an Euler error of order dt / K remains),
-  and a Monte Carlo error that vanishes as Z^ -> Z* (the zero-variance change of measure). Its expansion
+  dW^P = dW^Q + b h, which drive the uncontrolled process (a steerable process steps exactly, so X_T is
+  its exact law). So V is the Cole-Hopf formula u0 = -(1/c) ln E exp(-c g(X_T)) sampled where the learned
+  control sends the paths: no time discretisation error (where the terms of f linear in z or free of z
+  depend on x, they enter as an Euler sum on the sub-step grid, an error of order dt / K), and a Monte
+  Carlo error that vanishes as Z^ -> Z* (the zero-variance change of measure). Its expansion
   in cumulants, J - (c/2) Var S + ..., is where the earlier second-order correction came from.
 
 Paths come in batches of ``bound_paths(d)``, more of them until the standard error of V is below
 ``BOUND_TOLERANCE`` |V| or ``BOUND_BATCHES`` batches are spent. Offered where f is of that form, does not
-use y, and the diffusion is a constant sigma (``ScaledBrownian``). The paths are simulated in float32:
-its rounding (1e-7) is far below the Monte Carlo error.
+use y, and the process steps exactly under a control (``process.steerable``). The paths are simulated in
+float32: its rounding (1e-7) is far below the Monte Carlo error.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def controlled_samples(model: DeepBSDE, controls, paths: int, substeps: int, int
     ``refine``), float64, and the regressors of the next refinement: int Z^ . dW^Q and int (X - x0) . dW^Q
     over each step, (paths, 2 N)."""
     equation, steps = model.equation, model.time_steps
-    sigma = equation.process.sigma
+    process = equation.process
     h = equation.total_time / (steps * substeps)
     device = model.y0.device
     start = torch.as_tensor(equation.x_start, dtype=dtype, device=device)
@@ -124,7 +125,7 @@ def controlled_samples(model: DeepBSDE, controls, paths: int, substeps: int, int
                 cost += h * (equation.driver(t, x, cost.new_zeros(()), z) - (b * z).sum(-1)) - (z * dw).sum(-1)
                 regressors[:, n, 0] += (base * dw).sum(-1)
                 regressors[:, n, 1] += (offset * dw).sum(-1)
-                x = x + sigma * (b * h + dw)
+                x = process.step(t, x, h, dw, control=b)
         return (cost + equation.terminal(x)).to(torch.float64), regressors.reshape(paths, -1).to(torch.float64)
 
 

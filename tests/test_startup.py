@@ -37,6 +37,7 @@ def heavy_modules_after(args: list[str]) -> tuple[list[str], subprocess.Complete
 
 @pytest.mark.parametrize("args", [
     ["--help"], ["--version"], ["list"], ["show", "hjb"], ["show", "max_call", "--set", "equation.dim=3"],
+    ["show", "basket_put", "--set", "equation.terminal=max(x)"],
     ["show", "hjx"], ["solve", "--help"], ["reference", "--help"], ["compare", "--help"], ["bench", "--help"],
 ])
 def test_reading_commands_do_not_import_torch(args):
@@ -50,7 +51,7 @@ def test_import_bsde_is_light_and_its_names_still_work():
         "assert 'torch' not in sys.modules\n"
         "problem = bsde.load_problem('hjb', {'equation.dim': 3})\n"
         "assert 'torch' not in sys.modules and isinstance(problem, bsde.Problem)\n"
-        "assert sorted(bsde.EQUATIONS) == ['allen_cahn', 'default_risk', 'hjb', 'max_call']\n"
+        "assert sorted(bsde.EQUATIONS) == ['allen_cahn', 'custom', 'default_risk', 'hjb', 'max_call']\n"
         # importing the submodules bsde.solve and bsde.reference must not hide the functions of the same name
         "from bsde.solve import driver_free_baseline\n"
         "import bsde.reference.mlp\n"

@@ -1,10 +1,12 @@
-"""kind -> equation class."""
+"""kind -> equation class: the built-in kinds below, then those of installed packages (``bsde.equations.plugins``)."""
 
 from __future__ import annotations
 
 from bsde.equations.allen_cahn import AllenCahn
 from bsde.equations.base import Equation
+from bsde.equations.custom import Custom
 from bsde.equations.hjb import HJB
+from bsde.equations.plugins import Registry
 from bsde.equations.pricing import DefaultRisk, MaxCall
 
 EQUATIONS: dict[str, type[Equation]] = {
@@ -12,4 +14,7 @@ EQUATIONS: dict[str, type[Equation]] = {
     "allen_cahn": AllenCahn,
     "max_call": MaxCall,
     "default_risk": DefaultRisk,
+    "custom": Custom,
 }
+
+EQUATIONS: Registry = Registry(EQUATIONS)  # type: ignore[no-redef]  # plus the entry points' kinds
