@@ -126,3 +126,20 @@ def test_diffusion_process_moves_as_written():
 def test_brownian_with_drift():
     eq = custom({"dim": 2, "process": {"kind": "brownian", "sigma": 0.5, "drift": 1.0}, "terminal": "x[0]"}).equation
     assert eq.process == BrownianMotion(0.5, 1.0)
+
+
+SMALL = {"solver.iterations": 3, "solver.time_steps": 4, "solver.batch_size": 8, "solver.valid_size": 8}
+
+
+@pytest.mark.parametrize("changes", [{}, {"equation.process": {"kind": "diffusion", "drift": "r * x",
+                                                                 "sigma": "0.2 * x", "substeps": 2}}],
+                         ids=["gbm-matrix", "diffusion"])
+def test_every_tensor_names_its_device(changes):
+    """The compiled expressions make their constants on the input's device (tests/test_device.py's guard)."""
+    from test_device import assert_on_device
+
+    problem = bsde.load_problem("basket_put", {**SMALL, **changes})
+    results = []
+    assert_on_device(lambda: results.append(bsde.solve(problem, device="cpu", threads=1)))
+    assert math.isfinite(results[0].y0)
+    assert_on_device(lambda: bsde.reference(problem, "mc", paths=256))
