@@ -49,7 +49,7 @@ class DeepBSDE(nn.Module):
         z0 = self.z_start.expand(x.shape[0], 1, -1)
         if self.time_steps == 1:
             return z0
-        return torch.cat([z0, self.z_scale * self.nets(x[:, 1:self.time_steps])], dim=1)
+        return torch.cat([z0, self.nets(x[:, 1:self.time_steps], self.z_scale)], dim=1)
 
     def z_at(self, n: int, x: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
         """Z_n at states x (B, d), for any x (not only the training paths' X_n); inference mode unless

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -182,6 +182,7 @@ def solve(
     verify_flags(problem.equation)
     used_threads = set_threads(threads)
     dev = resolve_device(device)
+    problem = replace(problem, solver=problem.solver.for_device(dev.type))  # dtype: float32 on CUDA unless set
     check_fits(problem, dev)
     settings = problem.solver
     config = run_config(problem, seed=seed, device=dev)

@@ -61,6 +61,9 @@ def bench(
     seeds: Annotated[int | None, typer.Option(
         min=1, help="Seeds of the time-to-accuracy runs (default 5; with --quick 1).")] = None,
     threads: ThreadsOption = None,
+    only: Annotated[str | None, typer.Option(
+        help="Run only these sections, comma-separated: startup, speed, loop, profile, accuracy, scale "
+             "(default: all).", metavar="S,S,...")] = None,
     json_: JsonOption = False,
     folder: Annotated[Path, typer.Option("--out", help="Folder for bench.json and bench.md (created if needed).",
                                          metavar="DIR")] = Path("results"),
@@ -76,7 +79,8 @@ def bench(
     from bsde.io import check_writable, write_json_atomic, write_text_atomic
     from bsde.runtime import resolve_device
 
-    options = BenchOptions(device=device, dims=_dims(dims), seeds=seeds, threads=threads, quick=quick)
+    sections = None if only is None else tuple(part.strip() for part in only.split(",") if part.strip())
+    options = BenchOptions(device=device, dims=_dims(dims), seeds=seeds, threads=threads, quick=quick, only=sections)
     resolve_device(device)  # a bad device is bad input: fail before any work
     check_writable(folder / "bench.json")
     start = time.perf_counter()
