@@ -312,9 +312,6 @@ def _format_error(ctx: _Context, section: str, model: type[BaseModel], exc: Vali
             key = f"{section}.{field_name}"
             message = message.removeprefix(f"{field_name}: ")
         return ctx.error(key, message)
-    head = message.split(":")[0]
-    if isinstance(loc[-1], str) and head.startswith((f"{loc[-1]}.", f"{loc[-1]}[")):  # names a key inside the field
-        key, message = _dotted(section, loc[:-1]) + f".{head}", message.removeprefix(f"{head}: ")
     given = f" (got {_describe(err['input'])})" if "input" in err and err["type"] != "missing" else ""
     return ctx.error(key, f"{message}{given}")
 

@@ -107,7 +107,8 @@ ProcessSpec = Annotated[
 _DERIVED = ("name", "forward_process", "terminal_fn", "driver_fn", "flags")
 #: the YAML keys, in the order ``bsde show`` prints them
 _KEYS = {"kind": "kind", "dim": "dim", "total_time": "total_time", "x0": "x0", "params": "params",
-         "process_spec": "process", "terminal_text": "terminal", "driver_text": "driver", "closed_form": "closed_form"}
+         "process_spec": "process", "terminal_text": "terminal", "driver_text": "driver",
+         "closed_form": "closed_form"}
 
 
 class Custom(CustomEquation):
@@ -126,7 +127,8 @@ class Custom(CustomEquation):
     terminal_fn: Any = Field(None, exclude=True)
     driver_fn: Any = Field(None, exclude=True)
     flags: Any = Field(None, exclude=True)
-    # closed_form (inherited): optional, e.g. {name: geometric_basket_call, strike: 100}; checked before use
+    closed_form: Any = Field(None, description="a closed form for the reference engine, checked before use: "
+                             "{name: geometric_basket_call, strike: 100} (bsde.closed_forms)")
 
     @model_validator(mode="before")
     @classmethod
@@ -183,14 +185,8 @@ class Custom(CustomEquation):
         """The equation as its YAML keys (the texts, not the compiled code)."""
         data = handler(self)
         return {yaml_key: data[field] for field, yaml_key in _KEYS.items()
-                if field in data and (field != "closed_form" or data[field] is not None)}
+                if field in data and not (field == "closed_form" and data[field] is None)}
 
     @property
     def process(self) -> Process:
         return self.forward_process
-
-    def terminal(self, x: Any) -> Any:
-        return self.terminal_fn(x)  # a compiled expression returns the batch shape itself
-
-    def driver(self, t: Any, x: Any, y: Any, z: Any) -> Any:
-        return self.driver_fn(t, x, y, z)
