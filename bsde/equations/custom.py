@@ -190,3 +190,9 @@ class Custom(CustomEquation):
     @property
     def process(self) -> Process:
         return self.forward_process
+
+    def terminal(self, x: Any) -> Any:
+        return self.terminal_fn(x)  # a compiled expression returns the batch shape itself
+
+    def driver(self, t: Any, x: Any, y: Any, z: Any) -> Any:
+        return self.driver_fn(t, x, y, z)
