@@ -90,7 +90,7 @@ class GeometricBasketCall(ClosedForm):
 
     def __post_init__(self) -> None:
         if not (isinstance(self.strike, (int, float)) and math.isfinite(self.strike) and self.strike >= 0):
-            raise ValueError(f"closed_form.strike: expected a finite number >= 0, got {self.strike!r}")
+            raise ValueError(f"strike: expected a finite number >= 0, got {self.strike!r}")
 
     def payoff(self, x):
         basket = x.log().mean(-1).exp()
@@ -163,29 +163,29 @@ CLOSED_FORMS: dict[str, type[ClosedForm]] = {
 
 def from_mapping(spec: Any) -> ClosedForm:
     """A closed form from ``{name: geometric_basket_call, strike: 100}`` (a problem file's ``closed_form``);
-    ValueError naming the offending key otherwise."""
+    otherwise a ValueError whose message starts with the offending key within that mapping."""
     if isinstance(spec, ClosedForm):
         return spec
     if not isinstance(spec, Mapping) or "name" not in spec:
-        raise ValueError(f"closed_form: expected a mapping with a 'name' (one of {', '.join(CLOSED_FORMS)}), "
-                         f"got {spec!r}")
+        raise ValueError(f"expected a mapping with a 'name' (one of {', '.join(CLOSED_FORMS)}) and its "
+                         f"parameters, got {spec!r}")
     name = spec["name"]
     cls = CLOSED_FORMS.get(name) if isinstance(name, str) else None
     if cls is None:
         hint = difflib.get_close_matches(str(name), CLOSED_FORMS, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
-        raise ValueError(f"closed_form.name: unknown closed form {name!r}{suggestion} "
+        raise ValueError(f"name: unknown closed form {name!r}{suggestion} "
                          f"(known: {', '.join(CLOSED_FORMS)})")
     known = [f.name for f in fields(cls)]
     params = {k: v for k, v in spec.items() if k != "name"}
     for key in params:
         if key not in known:
-            raise ValueError(f"closed_form.{key}: unknown key for {name} (known: {', '.join(['name', *known])})")
+            raise ValueError(f"{key}: unknown key for {name} (known: {', '.join(['name', *known])})")
     for key in known:
         if key not in params:
-            raise ValueError(f"closed_form.{key}: missing (needed by {name})")
+            raise ValueError(f"{key}: missing (needed by {name})")
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in params.values()):
-        raise ValueError(f"closed_form: {name} takes numbers, got {params!r}")
+        raise ValueError(f"{name} takes numbers, got {params!r}")
     return cls(**{k: float(v) for k, v in params.items()})
 
 

@@ -111,6 +111,8 @@ class _Node:
     run: Callable[[_Env], Any]
     vector: bool
     mask: bool = False
+    #: the value, where the piece is a number known when compiling (then torch gets a Python float: its fast paths)
+    number: float | None = None
 
 
 class _Env:
@@ -154,6 +156,10 @@ class _Compiler:
         self.constants.append(value)
         return lambda env: env.constants[index]
 
+    def number(self, value: float) -> _Node:
+        """A number known when compiling: a tensor where a function needs one, a float in arithmetic."""
+        return _Node(self.constant(value), False, number=value)
+
     def compile(self, node: ast.AST) -> _Node:
         self.depth += 1
         if self.depth > MAX_DEPTH:
@@ -180,7 +186,7 @@ class _Compiler:
             number = float(value)
         except OverflowError:
             raise ExpressionError(f"number {self.piece(node)} is too large") from None
-        return _Node(self.constant(number), False)
+        return self.number(number)
 
     def _Name(self, node: ast.Name) -> _Node:
         name = node.id
@@ -192,10 +198,10 @@ class _Compiler:
             where = "" if name not in ("t", "x", "y", "z") else f" in the {self.role} (it sees {', '.join(ROLES[self.role])})"
             raise ExpressionError(f"unknown name '{name}'{where} (names here: {', '.join(self.allowed)})")
         if name == "dim":
-            return _Node(self.constant(float(self.dim)), False)
+            return self.number(float(self.dim))
         if name in self.params:
             value = self.params[name]
-            return _Node(self.constant(value), isinstance(value, tuple))
+            return _Node(self.constant(value), True) if isinstance(value, tuple) else self.number(value)
         return _Node(lambda env: env.values[name], name in VECTORS)
 
     def _UnaryOp(self, node: ast.UnaryOp) -> _Node:
@@ -206,6 +212,8 @@ class _Compiler:
         operand = _as_number(self.compile(node.operand))
         if isinstance(node.op, ast.UAdd):
             return operand
+        if operand.number is not None:
+            return self.number(-operand.number)
         run = operand.run
         return _Node(lambda env: -run(env), operand.vector)
 
@@ -214,7 +222,18 @@ class _Compiler:
             raise self.not_allowed(node, f"operator '{_OTHER_BINARY.get(type(node.op), '?')}' in")
         left, right = _as_number(self.compile(node.left)), _as_number(self.compile(node.right))
         op, a, b = _BINARY[type(node.op)][1], left.run, right.run
-        return _Node(lambda env: op(a(env), b(env)), left.vector or right.vector)
+        vector = left.vector or right.vector
+        if left.number is not None and right.number is not None:
+            folded = _fold(op, left.number, right.number)
+            if folded is not None:
+                return self.number(folded)
+        elif right.number is not None:
+            c = right.number
+            return _Node(lambda env: op(a(env), c), vector)
+        elif left.number is not None:
+            c = left.number
+            return _Node(lambda env: op(c, b(env)), vector)
+        return _Node(lambda env: op(a(env), b(env)), vector)
 
     def _BoolOp(self, node: ast.BoolOp) -> _Node:
         word = "and" if isinstance(node.op, ast.And) else "or"
@@ -304,6 +323,15 @@ class _Compiler:
         return _Node(lambda env: apply(env.torch, *(r(env) for r in runs)), vector)
 
 
+def _fold(op: Callable[[float, float], Any], a: float, b: float) -> float | None:
+    """op(a, b) for two numbers known when compiling, where Python gives a real number (else torch decides)."""
+    try:
+        value = op(a, b)
+    except (ArithmeticError, ValueError):
+        return None
+    return value if isinstance(value, float) else None
+
+
 def _integer(node: ast.AST) -> int | None:
     """A constant integer index: 3 or -3 (not True, not 3.0)."""
     sign = 1
@@ -384,18 +412,21 @@ class Expression:
         for name, value in given.items():
             if name in VECTORS:
                 shapes.append(value.shape[:-1])
+            elif isinstance(value, (int, float)):  # t as a float: one value for every path
+                if name in self.names:
+                    value = torch.tensor([value], dtype=dtype, device=device)
             else:
-                value = torch.as_tensor(value, dtype=dtype, device=device)
                 shapes.append(value.shape)
-                value = value.unsqueeze(-1)
+                if name in self.names:
+                    value = value.to(dtype=dtype, device=device).unsqueeze(-1)
             values[name] = value
-        batch = torch.broadcast_shapes(*shapes)
         out = self._root.run(_Env(torch, dtype, values, self._constants(torch, dtype, device)))
         if self.role == "terminal" and "x" not in self.names:
             out = out + 0.0 * x[..., :1]  # g does not depend on x: keep autograd's path from x to g
-        if self.role in SCALAR_ROLES:
-            return out.expand(*batch, 1)[..., 0]
-        return out.expand(*batch, x.shape[-1])
+        shape = (*_broadcast(shapes), 1 if self.role in SCALAR_ROLES else x.shape[-1])
+        if out.shape != shape:
+            out = out.expand(shape)
+        return out.squeeze(-1) if self.role in SCALAR_ROLES else out
 
     # -------------------------------------------------------------- what the syntax tree says
     @functools.cached_property
@@ -423,6 +454,19 @@ class Expression:
 
 def _quote(text: str) -> str:
     return f"'{text}'" if "'" not in text else f'"{text}"'
+
+
+def _broadcast(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The broadcast of the inputs' batch shapes (torch.broadcast_shapes costs ~70 us a call)."""
+    ndim = max(map(len, shapes))
+    out = [1] * ndim
+    for shape in shapes:
+        for i, n in enumerate(shape, ndim - len(shape)):
+            if n != 1:
+                if out[i] not in (1, n):
+                    raise ValueError(f"batch shapes {[tuple(s) for s in shapes]} do not broadcast")
+                out[i] = n
+    return tuple(out)
 
 
 def _short(text: str) -> str:

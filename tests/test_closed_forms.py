@@ -102,10 +102,10 @@ def test_a_declaration_that_does_not_fit_is_refused():
 
 @pytest.mark.parametrize("spec, message", [
     ({"name": "geometric_basket_cal", "strike": 1}, "did you mean 'geometric_basket_call'"),
-    ({"name": "geometric_basket_call"}, "closed_form.strike: missing"),
-    ({"name": "exchange_option", "strike": 1}, "closed_form.strike: unknown key"),
+    ({"name": "geometric_basket_call"}, "strike: missing"),
+    ({"name": "exchange_option", "strike": 1}, "strike: unknown key"),
     ({"name": "geometric_basket_call", "strike": "a"}, "takes numbers"),
-    ({"name": "geometric_basket_call", "strike": -1}, "closed_form.strike"),
+    ({"name": "geometric_basket_call", "strike": -1}, "strike: expected a finite number >= 0"),
     ("geometric_basket_call", "expected a mapping with a 'name'"),
 ])
 def test_from_mapping_errors_name_the_key(spec, message):
@@ -117,3 +117,50 @@ def test_payoffs_act_on_batches():
     x = 50 + 100 * torch.rand(4, 3, 5, dtype=torch.float64)
     assert GeometricBasketCall(100.0).payoff(x).shape == (4, 3)
     assert ExchangeOption().payoff(x[..., :2]).shape == (4, 3)
+
+
+GEOMETRIC_CALL_YAML = """\
+equation:
+  kind: custom
+  dim: 5
+  x0: [100.0, 95.0, 105.0, 90.0, 110.0]
+  params: {K: 100.0, r: 0.05}
+  process:
+    kind: gbm
+    drift: 0.05
+    vol: [0.1, 0.2, 0.3, 0.25, 0.15]
+    dividend: [0.0, 0.01, 0.02, 0.0, 0.03]
+    correlation: [[1.0, 0.3, 0.2, 0.1, 0.0], [0.3, 1.0, 0.4, 0.2, 0.1], [0.2, 0.4, 1.0, 0.3, 0.2],
+                  [0.1, 0.2, 0.3, 1.0, 0.4], [0.0, 0.1, 0.2, 0.4, 1.0]]
+  terminal: "relu(exp(mean(log(x))) - K)"
+  driver: "-r * y"
+  closed_form: {name: geometric_basket_call, strike: 100}
+"""
+
+
+def test_a_problem_file_declares_its_closed_form(tmp_path):
+    """From YAML alone: `bsde reference` takes the closed form, and Monte Carlo on the same file agrees."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bsde.cli.app import app
+
+    path = tmp_path / "geometric_call.yaml"
+    path.write_text(GEOMETRIC_CALL_YAML)
+    runner = CliRunner()
+    closed = runner.invoke(app, ["reference", str(path), "--json", "--quiet"])
+    assert closed.exit_code == 0, closed.output
+    value = json.loads(closed.stdout)
+    assert value["method"] == "closed-form"
+    assert value["value"] == pytest.approx(GeometricBasketCall(100.0).value(
+        bsde.GBM(RATE, VOLS, CORRELATION, [0.0, 0.01, 0.02, 0.0, 0.03]), (100.0, 95.0, 105.0, 90.0, 110.0), 1.0, RATE))
+    mc = runner.invoke(app, ["reference", str(path), "--json", "--quiet", "--method", "mc", "--paths", "262144"])
+    low, high = json.loads(mc.stdout)["ci95"]
+    assert low <= value["value"] <= high
+    shown = runner.invoke(app, ["show", str(path)])
+    assert "closed_form:\n    name: geometric_basket_call\n    strike: 100.0" in shown.stdout  # round trip
+    wrong = runner.invoke(app, ["reference", str(path), "--set", "equation.closed_form.name=geometric_basket_put"])
+    assert wrong.exit_code == 2 and "the declared closed form cannot be used" in wrong.output
+    typo = runner.invoke(app, ["show", str(path), "--set", "equation.closed_form.name=geometric_call"])
+    assert typo.exit_code == 2 and "equation.closed_form (from --set): name: unknown closed form" in typo.output

@@ -104,10 +104,11 @@ ProcessSpec = Annotated[
     Discriminator(lambda value: _KINDS.get(value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None))),
 ]
 #: CustomEquation's fields that the YAML front end fills in itself (never read from a file)
-_DERIVED = ("name", "forward_process", "terminal_fn", "driver_fn", "flags", "closed_form")
+_DERIVED = ("name", "forward_process", "terminal_fn", "driver_fn", "flags")
 #: the YAML keys, in the order ``bsde show`` prints them
 _KEYS = {"kind": "kind", "dim": "dim", "total_time": "total_time", "x0": "x0", "params": "params",
-         "process_spec": "process", "terminal_text": "terminal", "driver_text": "driver"}
+         "process_spec": "process", "terminal_text": "terminal", "driver_text": "driver",
+         "closed_form": "closed_form"}
 
 
 class Custom(CustomEquation):
@@ -126,7 +127,8 @@ class Custom(CustomEquation):
     terminal_fn: Any = Field(None, exclude=True)
     driver_fn: Any = Field(None, exclude=True)
     flags: Any = Field(None, exclude=True)
-    closed_form: Any = Field(None, exclude=True)
+    closed_form: Any = Field(None, description="a closed form for the reference engine, checked before use: "
+                             "{name: geometric_basket_call, strike: 100} (bsde.closed_forms)")
 
     @model_validator(mode="before")
     @classmethod
@@ -182,8 +184,15 @@ class Custom(CustomEquation):
     def _as_yaml(self, handler: Any) -> dict[str, Any]:
         """The equation as its YAML keys (the texts, not the compiled code)."""
         data = handler(self)
-        return {yaml_key: data[field] for field, yaml_key in _KEYS.items() if field in data}
+        return {yaml_key: data[field] for field, yaml_key in _KEYS.items()
+                if field in data and not (field == "closed_form" and data[field] is None)}
 
     @property
     def process(self) -> Process:
         return self.forward_process
+
+    def terminal(self, x: Any) -> Any:
+        return self.terminal_fn(x)  # a compiled expression returns the batch shape itself
+
+    def driver(self, t: Any, x: Any, y: Any, z: Any) -> Any:
+        return self.driver_fn(t, x, y, z)

@@ -126,3 +126,41 @@ def test_diffusion_process_moves_as_written():
 def test_brownian_with_drift():
     eq = custom({"dim": 2, "process": {"kind": "brownian", "sigma": 0.5, "drift": 1.0}, "terminal": "x[0]"}).equation
     assert eq.process == BrownianMotion(0.5, 1.0)
+
+
+SMALL = {"solver.iterations": 3, "solver.time_steps": 4, "solver.batch_size": 8, "solver.valid_size": 8}
+
+
+@pytest.mark.parametrize("changes", [{}, {"equation.process": {"kind": "diffusion", "drift": "r * x",
+                                                                 "sigma": "0.2 * x", "substeps": 2}}],
+                         ids=["gbm-matrix", "diffusion"])
+def test_every_tensor_names_its_device(changes):
+    """The compiled expressions make their constants on the input's device (tests/test_device.py's guard)."""
+    from test_device import assert_on_device
+
+    problem = bsde.load_problem("basket_put", {**SMALL, **changes})
+    results = []
+    assert_on_device(lambda: results.append(bsde.solve(problem, device="cpu", threads=1)))
+    assert math.isfinite(results[0].y0)
+    assert_on_device(lambda: bsde.reference(problem, "mc", paths=256))
+
+
+GEOMETRIC_CALL = {"dim": 4, "x0": [90.0, 100.0, 110.0, 105.0], "params": {"K": 100.0, "r": 0.03},
+                  "process": {"kind": "gbm", "drift": 0.03, "vol": [0.2, 0.25, 0.3, 0.15], "correlation": 0.4,
+                              "dividend": [0.0, 0.01, 0.02, 0.0]},
+                  "terminal": "relu(exp(mean(log(x))) - K)", "driver": "-r * y",
+                  "closed_form": {"name": "geometric_basket_call", "strike": 100}}
+
+
+def test_declared_closed_form_agrees_with_monte_carlo():
+    problem = custom(GEOMETRIC_CALL)
+    assert problem.to_dict()["equation"]["closed_form"] == {"name": "geometric_basket_call", "strike": 100.0}
+    exact = bsde.reference(problem)
+    assert exact.method == "closed-form"
+    mc = bsde.reference(problem, "mc", paths=1 << 18)
+    assert abs(mc.value - exact.value) < 4 * mc.stderr, (exact.value, mc.value, mc.stderr)
+    # a closed form that is not the terminal condition is refused, not used
+    wrong = custom({**GEOMETRIC_CALL, "closed_form": {"name": "geometric_basket_call", "strike": 90}})
+    with pytest.raises(bsde.ProblemError, match="differs from the terminal condition"):
+        bsde.reference(wrong, "closed-form")
+    assert "closed_form" not in bsde.load_problem("basket_put").to_dict()["equation"]
