@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from bsde.equations.base import Equation
+from bsde.equations.base import Equation, GeometricBrownian, ScaledBrownian
 from bsde.equations.hjb import HJB
 from bsde.equations.pricing import BlackScholes, MaxCall
 from bsde.errors import ProblemError
@@ -37,6 +37,12 @@ def _paths(paths: int | None) -> dict:
     return {} if paths is None else {"paths": paths}
 
 
+def _exact(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    from bsde.reference.exact import exact
+
+    return exact(eq)
+
+
 def _semi_analytic(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
     from bsde.reference.semi_analytic import semi_analytic
 
@@ -47,6 +53,12 @@ def _radial(eq: Equation, paths: int | None, seed: int, progress: Progress | Non
     from bsde.reference.radial import radial
 
     return radial(eq)
+
+
+def _pde1d(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    from bsde.reference.pde1d import pde1d
+
+    return pde1d(eq)
 
 
 def _cole_hopf(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
@@ -67,17 +79,26 @@ def _mlp(eq: Equation, paths: int | None, seed: int, progress: Progress | None) 
     return mlp(eq, seed=seed, progress=progress, **({} if paths is None else {"repeats": paths}))
 
 
+def _one_dimensional(eq: Equation) -> bool:
+    """dim = 1 with a Brownian or geometric process (what the 1-d PDE solve writes as a PDE)."""
+    process = eq.process
+    return eq.dim == 1 and (isinstance(process, ScaledBrownian) and process.sigma > 0
+                            or isinstance(process, GeometricBrownian) and process.vol[0] > 0)
+
+
 METHODS: dict[str, Method] = {
+    "exact": Method(lambda eq: eq.has_exact_solution, True, _exact, "exact solution"),
     "semi-analytic": Method(lambda eq: isinstance(eq, MaxCall) and eq.correlation == 0.0, True, _semi_analytic,
                             "semi-analytic formula"),
     "radial": Method(lambda eq: eq.radial_form() is not None, True, _radial, "radial PDE solve"),
+    "pde-1d": Method(_one_dimensional, True, _pde1d, "one-dimensional PDE solve"),
     "cole-hopf": Method(lambda eq: isinstance(eq, HJB), True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula"),
     "mc": Method(lambda eq: isinstance(eq, BlackScholes), True, _monte_carlo, "Monte Carlo with control variates"),
     "mlp": Method(lambda eq: not eq.driver_uses_z, False, _mlp, "multilevel Picard iteration"),
 }
 
 #: for "auto": the first applicable, most accurate per unit of time
-PREFERENCE = ("semi-analytic", "radial", "mc", "mlp", "cole-hopf")
+PREFERENCE = ("exact", "semi-analytic", "radial", "pde-1d", "mc", "mlp", "cole-hopf")
 
 
 def applicable_methods(problem: Problem) -> list[str]:
@@ -105,9 +126,9 @@ def reference(
 
     Args:
         method: "auto" (the preferred applicable method) or one of
-            "mc", "semi-analytic", "cole-hopf", "radial", "mlp".
+            "exact", "mc", "semi-analytic", "cole-hopf", "radial", "pde-1d", "mlp".
         paths: Monte Carlo paths for "mc"/"cole-hopf", independent repeats for "mlp";
-            unused by the deterministic "semi-analytic" and "radial".
+            unused by the deterministic "exact", "semi-analytic", "radial" and "pde-1d".
         seed: seeds the method's own torch.Generator.
         progress: optional callback(done, total).
 
