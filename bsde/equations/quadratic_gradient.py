@@ -3,7 +3,8 @@
 u_t + Lap u / 2 + |grad u|^2 = psi(t, x),  u(T, x) = sin((|x|^2/d)^alpha),  X = x0 + W (so Z = grad u), with psi
 chosen so that u(t, x) = sin(b^alpha), b = T - t + |x|^2/d, is the solution: the driver is
 f = |z|^2 - (u_t + Lap u / 2 + |grad u|^2) evaluated on that u. With D = alpha b^{alpha-1} cos(b^alpha) = du/db:
-u_t = -D, grad u = 2 D x / d, Lap u = 2 D + (4 |x|^2 / d^2) D', D' = dD/db.
+u_t = -D, grad u = 2 D x / d, Lap u = 2 D + (4 |x|^2 / d^2) D', D' = dD/db. The driver is quadratic in z
+(``z_hessian`` = -2), so the solver reports the corrected control bound (a lower bound here).
 """
 
 from __future__ import annotations
@@ -55,3 +56,8 @@ class QuadraticGradient(Equation):
 
     def driver_z_gradient(self, t, x, z):
         return 2 * z
+
+    @property
+    def z_hessian(self) -> float:
+        """f = |z|^2 - psi: grad_z^2 f = 2 I, c = -2 (convex: the control bound is a lower bound)."""
+        return -2.0

@@ -16,7 +16,7 @@ EXACT_PROBLEMS = ["black_scholes_barenblatt", "burgers_type", "reaction_diffusio
 
 @pytest.mark.parametrize("name, value", [
     ("black_scholes_barenblatt", 62.5 * math.exp(0.21)),  # |x0|^2 = 50 * 1 + 50 * 0.25
-    ("burgers_type", 1 / (1 + math.exp(-0.5))),
+    ("burgers_type", 1 / (1 + math.exp(-1.0))),
     ("reaction_diffusion", 1.6 + math.sin(1.0) * math.exp(-0.5)),  # lam sum x0 = 100 * 0.1 / 10 = 1
     ("quadratic_gradient", math.sin(1.25 ** 0.4)),  # T + |x0|^2 / d = 1 + 0.25
 ])
@@ -46,4 +46,4 @@ def test_cli_reference_exact_json():
                            "--json", "-q"], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert data["method"] == "exact" and data["value"] == pytest.approx(1 / (1 + math.exp(-0.5)), rel=1e-13)
+    assert data["method"] == "exact" and data["value"] == pytest.approx(1 / (1 + math.exp(-1.0)), rel=1e-13)
