@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from bsde.equations.base import Equation, GeometricBrownian, Vector, broadcast, given_values, time_like
+from bsde.equations.base import Equation, Vector, broadcast, given_values, time_like
+from bsde.processes import GBM
 
 
 class BlackScholesBarenblatt(Equation):
@@ -40,8 +41,8 @@ class BlackScholesBarenblatt(Equation):
         return broadcast(self.x0, self.dim, "x0")
 
     @property
-    def process(self) -> GeometricBrownian:
-        return GeometricBrownian(0.0, (self.sigma,) * self.dim, 0.0)
+    def process(self) -> GBM:
+        return GBM(0.0, self.sigma)
 
     def driver(self, t, x, y, z):
         return -self.rate * (y - z.sum(-1) / self.sigma)

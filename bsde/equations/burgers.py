@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from bsde.equations.base import Equation, ScaledBrownian, time_like
+from bsde.equations.base import Equation, time_like
+from bsde.processes import BrownianMotion
 
 
 class BurgersType(Equation):
@@ -25,8 +26,8 @@ class BurgersType(Equation):
     has_exact_solution = True
 
     @property
-    def process(self) -> ScaledBrownian:
-        return ScaledBrownian(float(self.dim))
+    def process(self) -> BrownianMotion:
+        return BrownianMotion(float(self.dim))
 
     def driver(self, t, x, y, z):
         return (y - (2.0 + self.dim) / (2.0 * self.dim)) * z.sum(-1)

@@ -16,7 +16,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from bsde.equations.base import Equation, GeometricBrownian, Vector, given_values
+from bsde.equations.base import Equation, Vector, given_values
+from bsde.processes import GBM
 
 
 class DifferingRates(Equation):
@@ -45,8 +46,8 @@ class DifferingRates(Equation):
         return self
 
     @property
-    def process(self) -> GeometricBrownian:
-        return GeometricBrownian(self.mu, (self.sigma,) * self.dim, 0.0)
+    def process(self) -> GBM:
+        return GBM(self.mu, self.sigma)
 
     def driver(self, t, x, y, z):
         stock = z.sum(-1) / self.sigma  # x . grad u, the value held in the assets

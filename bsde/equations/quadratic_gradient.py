@@ -13,7 +13,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from bsde.equations.base import Equation, ScaledBrownian, time_like
+from bsde.equations.base import Equation, time_like
+from bsde.processes import BrownianMotion
 
 
 class QuadraticGradient(Equation):
@@ -25,8 +26,8 @@ class QuadraticGradient(Equation):
     has_exact_solution = True
 
     @property
-    def process(self) -> ScaledBrownian:
-        return ScaledBrownian(1.0)
+    def process(self) -> BrownianMotion:
+        return BrownianMotion(1.0)
 
     def _base(self, t, x):
         """b = T - t + |x|^2/d and |x|^2."""

@@ -13,7 +13,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from bsde.equations.base import Equation, ScaledBrownian, time_like
+from bsde.equations.base import Equation, time_like
+from bsde.processes import BrownianMotion
 
 
 class ReactionDiffusion(Equation):
@@ -30,8 +31,8 @@ class ReactionDiffusion(Equation):
         return self.lam if self.lam is not None else 1.0 / math.sqrt(self.dim)
 
     @property
-    def process(self) -> ScaledBrownian:
-        return ScaledBrownian(1.0)
+    def process(self) -> BrownianMotion:
+        return BrownianMotion(1.0)
 
     def driver(self, t, x, y, z):
         return (y - self.exact_solution(t, x)).square().clamp(max=1.0)

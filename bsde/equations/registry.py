@@ -1,4 +1,4 @@
-"""kind -> equation class."""
+"""kind -> equation class: the built-in kinds below, then those of installed packages (``bsde.equations.plugins``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from bsde.equations.base import Equation
 from bsde.equations.burgers import BurgersType
 from bsde.equations.differing_rates import DifferingRates
 from bsde.equations.hjb import HJB
+from bsde.equations.plugins import Registry
 from bsde.equations.pricing import DefaultRisk, MaxCall
 from bsde.equations.quadratic_gradient import QuadraticGradient
 from bsde.equations.reaction_diffusion import ReactionDiffusion
@@ -24,3 +25,5 @@ EQUATIONS: dict[str, type[Equation]] = {
     "quadratic_gradient": QuadraticGradient,
     "differing_rates": DifferingRates,
 }
+
+EQUATIONS: Registry = Registry(EQUATIONS)  # type: ignore[no-redef]  # plus the entry points' kinds

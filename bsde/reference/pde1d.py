@@ -1,7 +1,8 @@
 """One-dimensional problems (dim = 1) as a PDE on a grid: central differences in space, BDF2 in time.
 
-With s = x for X = x0 + sigma W (a = 0, b = sigma^2/2, c = sigma) and s = log x for a geometric Brownian
-motion with drift mu and volatility v (a = mu - v^2/2, b = v^2/2, c = v; x u_x = u_s, so z = v x u_x = v u_s):
+With s = x for X = x0 + mu t + sigma W (a = mu, b = sigma^2/2, c = sigma) and s = log x for a geometric Brownian
+motion with drift mu, dividend q and volatility v (a = mu - q - v^2/2, b = v^2/2, c = v; x u_x = u_s, so
+z = v x u_x = v u_s):
 
     u_t + a u_s + b u_ss + f(t, x(s), u, c u_s) = 0,   u(T, s) = g(x(s)),
 
@@ -21,8 +22,9 @@ import numpy as np
 import torch
 from scipy import linalg
 
-from bsde.equations.base import Equation, GeometricBrownian, ScaledBrownian
+from bsde.equations.base import Equation
 from bsde.errors import ProblemError
+from bsde.processes import GBM, BrownianMotion
 from bsde.reference.result import ReferenceResult
 from bsde.reference.sampling import DEVICE
 
@@ -38,13 +40,13 @@ class _Problem:
 
     def __init__(self, equation: Equation, points: int):
         process, horizon = equation.process, equation.total_time
-        self.equation, self.geometric = equation, isinstance(process, GeometricBrownian)
+        self.equation, self.geometric = equation, isinstance(process, GBM)
         if self.geometric:
-            vol = process.vol[0]
-            self.a, self.b, self.c = process.drift - 0.5 * vol * vol, 0.5 * vol * vol, vol
+            vol, dividend = process.vols(1)[0], process.dividends(1)[0]
+            self.a, self.b, self.c = process.drift - dividend - 0.5 * vol * vol, 0.5 * vol * vol, vol
             centre = math.log(equation.x_start[0])
         else:
-            self.a, self.b, self.c = 0.0, 0.5 * process.sigma ** 2, process.sigma
+            self.a, self.b, self.c = process.drift, 0.5 * process.sigma ** 2, process.sigma
             centre = equation.x_start[0]
         half = abs(self.a) * horizon + TAIL_SIGMAS * self.c * math.sqrt(horizon)
         self.centre_index = points // 2
@@ -118,7 +120,7 @@ def _march(equation: Equation, points: int, steps: int) -> float:
 
 def pde1d(equation: Equation, *, points: int = DEFAULT_POINTS, steps: int = DEFAULT_STEPS) -> ReferenceResult:
     """u(0, x0) for a one-dimensional problem; details hold the half-resolution difference."""
-    if equation.dim != 1 or not isinstance(equation.process, (ScaledBrownian, GeometricBrownian)):
+    if equation.dim != 1 or not isinstance(equation.process, (BrownianMotion, GBM)):
         raise ProblemError(f"pde-1d applies to dim = 1 with a Brownian or geometric process, not "
                            f"'{equation.kind}' at dim {equation.dim}")
     if points < 8 or steps < 2:

@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
-from bsde.equations import (BlackScholesBarenblatt, BurgersType, DifferingRates, GeometricBrownian,
-                            QuadraticGradient, ReactionDiffusion, ScaledBrownian)
+from bsde.equations import BlackScholesBarenblatt, BurgersType, DifferingRates, QuadraticGradient, ReactionDiffusion
+from bsde.processes import GBM, BrownianMotion
 
 T64 = {"dtype": torch.float64}
 
@@ -23,19 +23,20 @@ def generator_and_gradient(eq, t, x, u):
     hess_diag = torch.stack([torch.autograd.grad(grad[:, i].sum(), x, retain_graph=True)[0][:, i]
                              for i in range(x.shape[1])], -1)
     process = eq.process
-    if isinstance(process, ScaledBrownian):
+    if isinstance(process, BrownianMotion):
+        assert process.drift == 0.0
         return value, u_t + 0.5 * process.sigma ** 2 * hess_diag.sum(-1), grad
-    assert isinstance(process, GeometricBrownian) and process.correlation == 0.0
-    vol = torch.tensor(process.vol, **T64)
+    assert isinstance(process, GBM) and process.independent and process.dividend == (0.0,)
+    vol = torch.tensor(process.vols(x.shape[1]), **T64)
     return value, u_t + process.drift * (x * grad).sum(-1) + 0.5 * (vol * vol * x * x * hess_diag).sum(-1), grad
 
 
 def diffusion_transpose(eq, x, grad):
     """sigma(x)^T grad u: sigma grad u (Brownian) or vol x_i u_{x_i} (geometric)."""
     process = eq.process
-    if isinstance(process, ScaledBrownian):
+    if isinstance(process, BrownianMotion):
         return process.sigma * grad
-    return torch.tensor(process.vol, **T64) * x * grad
+    return torch.tensor(process.vols(x.shape[1]), **T64) * x * grad
 
 
 def residual(eq, t, x, *, scale_z: bool = True):
@@ -49,7 +50,7 @@ def points(eq, n=16, seed=0):
     gen = torch.Generator().manual_seed(seed)
     t = eq.total_time * torch.rand(n, generator=gen, **T64)
     x = torch.tensor(eq.x_start, **T64) * (1 + 0.5 * torch.randn(n, eq.dim, generator=gen, **T64))
-    if isinstance(eq.process, GeometricBrownian):
+    if isinstance(eq.process, GBM):
         x = x.abs() + 0.1
     return t, x
 
