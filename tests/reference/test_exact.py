@@ -47,3 +47,16 @@ def test_cli_reference_exact_json():
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["method"] == "exact" and data["value"] == pytest.approx(1 / (1 + math.exp(-1.0)), rel=1e-13)
+
+
+def test_list_marks_closed_forms_and_the_published_value():
+    from typer.testing import CliRunner
+
+    from bsde.cli.app import app
+
+    result = CliRunner().invoke(app, ["list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    for name in EXACT_PROBLEMS:
+        assert " exact " in rows[name] and "closed-form solution" in rows[name]
+    assert "21.299" in rows["differing_rates"]

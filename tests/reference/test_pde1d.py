@@ -57,3 +57,9 @@ def test_applies_in_one_dimension_only():
     assert "pde-1d" not in applicable_methods(bsde.load_problem("differing_rates"))
     with pytest.raises(ProblemError, match="pde-1d applies to dim = 1"):
         pde1d(DifferingRates(dim=2))
+
+
+def test_engine_runs_it_for_one_dimensional_problems():
+    result = bsde.reference(bsde.load_problem("differing_rates", {"equation.dim": 1}))
+    assert result.method == "pde-1d" and result.error_bar < 1e-4 * result.value
+    assert result.details["coarse_points"] == result.details["points"] // 2
