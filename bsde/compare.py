@@ -149,9 +149,12 @@ def rounding(value: float) -> float:
 def _evidence(ref: ReferenceResult, discrepancy: float) -> tuple[bool, str]:
     """(whether we trust our value over the published one, why), from the engine's details."""
     d = ref.details
-    if ref.method == "radial" and "half_resolution_difference" in d:
+    if ref.method == "exact":
+        return True, "ours is the closed-form solution"
+    if ref.method in ("radial", "pde-1d") and "half_resolution_difference" in d:
         ratio = discrepancy / max(abs(d["half_resolution_difference"]), 1e-300)
-        return True, (f"the radial finite-difference solve ({d['points']} points, {d['steps']} BDF2 steps) differs "
+        what = "radial" if ref.method == "radial" else "one-dimensional"
+        return True, (f"the {what} finite-difference solve ({d['points']} points, {d['steps']} BDF2 steps) differs "
                       f"from the same solve at half resolution ({d['coarse_points']} points, {d['coarse_steps']} "
                       f"steps) by only {abs(d['half_resolution_difference']):.2g}, {ratio:.3g} times less than "
                       "the discrepancy")

@@ -21,11 +21,11 @@ def list_problems() -> None:
     for name in sorted(shipped_problems()):
         problem = load_problem(name)
         ref = problem.reference
-        table.add_row(name, problem.equation.kind, str(problem.equation.dim),
-                      "-" if ref.value is None else f"{ref.value:g}",
-                      ", ".join(problem.presets) or "-", ref.source or "-")
-    for kind in sorted(EQUATIONS.plugins()):  # named by metadata, not imported: the row says where it comes from
-        table.add_row(kind, kind, "-", "-", "-", EQUATIONS.origin(kind) or "-")
+        value, source = ("-" if ref.value is None else f"{ref.value:g}"), ref.source or "-"
+        if ref.value is None and problem.equation.has_exact_solution:
+            value, source = "exact", "closed-form solution (bsde reference)"
+        table.add_row(name, problem.equation.kind, str(problem.equation.dim), value,
+                      ", ".join(problem.presets) or "-", source)
     out.print(table)
 
 

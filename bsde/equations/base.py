@@ -148,6 +148,20 @@ class Equation(BaseModel):
         """The problem reduced to r = |x - 0| when g and f depend on |x| and |z| only."""
         return None
 
+    #: whether ``exact_solution`` knows u(t, x) in closed form (then the reference method "exact" applies)
+    has_exact_solution: ClassVar[bool] = False
+
+    def exact_solution(self, t: Any, x: torch.Tensor) -> torch.Tensor:
+        """u(t, x) in closed form for x (..., dim) and t a number or a tensor broadcasting against x[..., 0]."""
+        raise NotImplementedError(f"'{self.kind}' has no closed-form solution")
+
+
+def time_like(t: Any, x: torch.Tensor) -> torch.Tensor:
+    """t (a number or a tensor) as a tensor of x's dtype and device, for formulas in t and x."""
+    import torch  # only evaluating an equation needs it
+
+    return torch.as_tensor(t, dtype=x.dtype, device=x.device)
+
 
 @dataclass(frozen=True)
 class RadialForm:

@@ -15,6 +15,7 @@ from bsde.equations.pricing import MaxCall
 from bsde.errors import ProblemError
 from bsde.probing import verify_flags
 from bsde.problem import Problem, as_problem
+from bsde.processes import GBM, BrownianMotion
 from bsde.reference.result import ReferenceResult
 
 if TYPE_CHECKING:
@@ -55,6 +56,12 @@ def _paths(paths: int | None) -> dict:
     return {} if paths is None else {"paths": paths}
 
 
+def _exact(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    from bsde.reference.exact import exact
+
+    return exact(eq)
+
+
 def _closed_form(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
     import time
 
@@ -78,6 +85,12 @@ def _radial(eq: Equation, paths: int | None, seed: int, progress: Progress | Non
     return radial(eq)
 
 
+def _pde1d(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    from bsde.reference.pde1d import pde1d
+
+    return pde1d(eq)
+
+
 def _cole_hopf(eq: Equation, paths: int | None, seed: int, progress: Progress | None, **sharding) -> ReferenceResult:
     from bsde.reference.cole_hopf import cole_hopf
 
@@ -96,12 +109,21 @@ def _mlp(eq: Equation, paths: int | None, seed: int, progress: Progress | None, 
     return mlp(eq, seed=seed, progress=progress, **({} if paths is None else {"repeats": paths}), **sharding)
 
 
+def _one_dimensional(eq: Equation) -> bool:
+    """dim = 1 with a Brownian or geometric process (what the 1-d PDE solve writes as a PDE)."""
+    process = eq.process
+    return eq.dim == 1 and (isinstance(process, BrownianMotion) and process.sigma > 0
+                            or isinstance(process, GBM) and process.vols(1)[0] > 0)
+
+
 METHODS: dict[str, Method] = {
+    "exact": Method(lambda eq: eq.has_exact_solution, True, _exact, "exact solution"),
     "closed-form": Method(lambda eq: _declares_closed_form(eq) and _closed_form_mismatch(eq) is None, True,
                           _closed_form, "closed form", _closed_form_mismatch),
     "semi-analytic": Method(lambda eq: isinstance(eq, MaxCall) and eq.process.independent, True, _semi_analytic,
                             "semi-analytic formula"),
     "radial": Method(lambda eq: eq.radial_form() is not None, True, _radial, "radial PDE solve"),
+    "pde-1d": Method(_one_dimensional, True, _pde1d, "one-dimensional PDE solve"),
     "cole-hopf": Method(lambda eq: isinstance(eq, HJB), True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula",
                         sampled=True),
     "mc": Method(lambda eq: eq.driver_is_linear, True, _monte_carlo, "Monte Carlo of e^{-rT} E g(X_T)",
@@ -112,7 +134,7 @@ METHODS: dict[str, Method] = {
 }
 
 #: for "auto": the first applicable, most accurate per unit of time
-PREFERENCE = ("closed-form", "semi-analytic", "radial", "mc", "mlp", "cole-hopf")
+PREFERENCE = ("exact", "closed-form", "semi-analytic", "radial", "pde-1d", "mc", "mlp", "cole-hopf")
 
 
 def applicable_methods(problem: Problem) -> list[str]:
@@ -150,9 +172,9 @@ def reference(
 
     Args:
         method: "auto" (the preferred applicable method) or one of
-            "closed-form", "mc", "semi-analytic", "cole-hopf", "radial", "mlp".
+            "exact", "closed-form", "mc", "semi-analytic", "cole-hopf", "radial", "pde-1d", "mlp".
         paths: Monte Carlo paths for "mc"/"cole-hopf", independent repeats for "mlp";
-            unused by the deterministic "semi-analytic" and "radial".
+            unused by the deterministic "exact", "semi-analytic", "radial" and "pde-1d".
         seed: seeds the method's own torch.Generator.
         progress: optional callback(done, total).
         shards: split the samples into this many shards, each its own random stream (sampling methods
