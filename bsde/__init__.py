@@ -26,11 +26,13 @@ _LAZY = {
     "shipped_problems": "bsde.problem",
     "ReferenceResult": "bsde.reference", "reference": "bsde.reference",
     "SolveResult": "bsde.solve", "solve": "bsde.solve",
+    "Solution": "bsde.solution", "reference_greeks": "bsde.reference.greeks",
 }
 
 __all__ = [
-    "EQUATIONS", "BSDEError", "Equation", "Problem", "ProblemError", "ReferenceResult", "SolveResult",
-    "TrainingError", "load_problem", "problem_from_dict", "reference", "shipped_problems", "solve", "__version__",
+    "EQUATIONS", "BSDEError", "Equation", "Problem", "ProblemError", "ReferenceResult", "Solution", "SolveResult",
+    "TrainingError", "load_problem", "problem_from_dict", "reference", "reference_greeks", "shipped_problems", "solve",
+    "__version__",
 ]
 
 
@@ -68,4 +70,6 @@ if TYPE_CHECKING:
     from bsde.equations import EQUATIONS, Equation
     from bsde.problem import Problem, load_problem, problem_from_dict, shipped_problems
     from bsde.reference import ReferenceResult, reference
+    from bsde.reference.greeks import reference_greeks
+    from bsde.solution import Solution
     from bsde.solve import SolveResult, solve

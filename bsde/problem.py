@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bsde.equations import EQUATIONS, Equation
 from bsde.errors import ProblemError
+from bsde.region import region_problem
 from bsde.settings import SolverSettings
 
 SECTIONS = ("equation", "solver", "reference", "presets")
@@ -286,6 +287,8 @@ def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[st
     if solver.measure == "controlled" and not equation.controllable:
         raise ctx.error("solver.measure", f"'controlled' needs a driver -(c/2)|z|^2 + (linear in z) that does not "
                                           f"use y, and a constant diffusion; '{kind}' has none (use 'plain' or 'auto')")
+    if solver.region is not None and (misfit := region_problem(solver.region, equation)) is not None:
+        raise ctx.error(*misfit)
     reference = _validate(Reference, raw.get("reference"), ctx, "reference")
     presets = raw.get("presets") or {}
     if not isinstance(presets, dict):

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bsde.region import Region
+
 
 if TYPE_CHECKING:
     import torch
@@ -76,6 +78,10 @@ class SolverSettings(_Strict):
     )
     control_from: float = Field(0.5, ge=0, lt=1, description="fraction of the iterations after which "
                                 "a controlled measure steers the paths (plain before)")
+    region: Region | None = Field(None, description="train u(0, x) for x0 in a box: {low, high, log}; "
+                                  "see bsde.region")
+    refit: bool | None = Field(None, description="after training, refit Y_0 and Z_0 by least squares on fresh "
+                               "paths with the step networks frozen (bsde.refit); default: with a region only")
     dtype: Literal["float32", "float64"] = "float64"
     valid_size: int = Field(256, ge=2, description="fixed validation paths")
     log_every: int = Field(100, ge=1, description="iterations between validations")
@@ -98,6 +104,11 @@ class SolverSettings(_Strict):
         if self.y0_init != "baseline" and self.y0_init[0] > self.y0_init[1]:
             raise ValueError(f"y0_init must be [low, high] with low <= high, got {list(self.y0_init)}")
         return self
+
+    @property
+    def refits(self) -> bool:
+        """Whether a solve refits its start values (``refit``, by default only over a region)."""
+        return self.refit if self.refit is not None else self.region is not None
 
     def rate_at(self, iteration: int) -> float:
         """Learning rate for a 0-based iteration."""

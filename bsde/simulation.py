@@ -54,11 +54,11 @@ def uniform_correlation_root(dw: torch.Tensor, rho: float) -> torch.Tensor:
 
 
 def _brownian(process: ScaledBrownian, x0: torch.Tensor, dw: torch.Tensor, dt: float) -> torch.Tensor:
-    """X_n = x0 + sigma W_{t_n}."""
+    """X_n = x0 + sigma W_{t_n}; x0 (dim,) or one start per path (batch, dim)."""
     x = torch.empty(dw.shape[0], dw.shape[1] + 1, dw.shape[2], device=dw.device, dtype=dw.dtype)
     x[:, 0] = x0
     torch.cumsum(dw, dim=1, out=x[:, 1:])
-    x[:, 1:].mul_(process.sigma).add_(x0)
+    x[:, 1:].mul_(process.sigma).add_(x0.unsqueeze(-2))
     return x
 
 
@@ -70,7 +70,7 @@ def _geometric(process: GeometricBrownian, x0: torch.Tensor, dw: torch.Tensor, d
     log_x[:, 0] = torch.log(x0)
     torch.cumsum(noise, dim=1, out=log_x[:, 1:])
     steps = torch.arange(1, dw.shape[1] + 1, device=dw.device, dtype=dw.dtype).unsqueeze(-1)
-    log_x[:, 1:] += torch.log(x0) + steps * ((process.drift - 0.5 * vol * vol) * dt)
+    log_x[:, 1:] += torch.log(x0).unsqueeze(-2) + steps * ((process.drift - 0.5 * vol * vol) * dt)
     return log_x.exp_()
 
 
@@ -100,7 +100,8 @@ def simulate_paths(
     generator: torch.Generator, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
     float32_normals: bool = False,
 ) -> Paths:
-    """Simulate ``batch`` paths of the forward SDE on a uniform grid of ``steps`` steps."""
+    """Simulate ``batch`` paths of the forward SDE on a uniform grid of ``steps`` steps, from x0 (dim,) or from
+    one starting point per path (batch, dim)."""
     if steps < 1 or batch < 1:
         raise ValueError(f"steps and batch must be positive, got steps={steps}, batch={batch}")
     x0 = torch.as_tensor(x0, device=device, dtype=dtype)

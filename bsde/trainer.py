@@ -19,6 +19,8 @@ import torch
 from bsde.equations.base import Equation
 from bsde.errors import Interrupted, ProblemError, TrainingError
 from bsde.model import DeepBSDE, terminal_loss
+from bsde.region import draw_starts
+from bsde.region_model import make_model
 from bsde.runtime import fused_adam
 from bsde.settings import SolverSettings
 from bsde.simulation import Paths, simulate_paths
@@ -65,10 +67,14 @@ class TrainResult:
 
 
 def sample(equation: Equation, settings: SolverSettings, batch: int, generator: torch.Generator,
-           device: torch.device) -> Paths:
-    """A batch of forward paths on the solver's time grid."""
+           device: torch.device, *, region: bool = False) -> Paths:
+    """A batch of forward paths on the solver's time grid; with ``region``, from starts in ``solver.region``."""
+    start = equation.x_start
+    if region and settings.region is not None:
+        start = draw_starts(settings.region, equation.dim, batch, generator, device=device,
+                            dtype=settings.torch_dtype)
     return simulate_paths(
-        equation.process, equation.x_start, equation.total_time, settings.time_steps, batch,
+        equation.process, start, equation.total_time, settings.time_steps, batch,
         generator=generator, device=device, dtype=settings.torch_dtype, float32_normals=True,
     )
 
@@ -90,7 +96,9 @@ def output_scale(std: float | None, equation: Equation) -> float:
 
 def steered(model: DeepBSDE, paths: Paths) -> Paths:
     """The paths the model trains on: as simulated, or driven by the same increments under its control."""
-    return Paths(model.controlled_states(paths.dw, paths.dt), paths.dw, paths.dt) if model.controlled else paths
+    if not model.controlled:
+        return paths
+    return Paths(model.controlled_states(paths.dw, paths.dt, start=paths.x[:, 0]), paths.dw, paths.dt)
 
 
 def steers(equation: Equation, settings: SolverSettings) -> bool:
@@ -121,14 +129,13 @@ class _Run:
     def __init__(self, equation: Equation, settings: SolverSettings, generator: torch.Generator,
                  device: torch.device):
         self.settings, self.generator = settings, generator
-        self.model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim),
-                              dtype=settings.torch_dtype, device=device, scheme=settings.scheme)
+        self.model = make_model(equation, settings, device=device)
         #: from this iteration on the paths are steered by the learned control (never, for a plain measure)
         self.control_start = (math.ceil(settings.control_from * settings.iterations) if steers(equation, settings)
                               else settings.iterations + 1)
         from_baseline = settings.y0_init == "baseline"
         self.model.reset_parameters(generator, (0.0, 0.0) if from_baseline else settings.y0_init)
-        self.valid = sample(equation, settings, settings.valid_size, generator, device)
+        self.valid = sample(equation, settings, settings.valid_size, generator, device, region=True)
         terminal = equation.terminal(self.valid.x[:, -1])
         std = spread(terminal)
         self.model.z_scale = settings.z_scale or output_scale(std, equation)
@@ -196,7 +203,7 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.rate_at(self.iteration) * self.lr_scale
         paths = steered(self.model, sample(equation, self.settings, self.settings.batch_size, self.generator,
-                                           self.model.y0.device))
+                                           self.model.y0.device, region=True))
         loss = terminal_loss(self.model(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -100,6 +100,18 @@ def print_log_entry(entry: LogEntry, total: int, prefix: str = "") -> None:
               f"{entry.elapsed_s:7.1f} s", markup=False)
 
 
+def vector_text(values: list[float | None], shown: int = 4) -> str:
+    """'[0.1343, 0.1342]', or the first ``shown`` entries and the mean: '[0.1343, ..., 0.1341] (mean 0.1342)'."""
+    def number(v: float | None) -> str:
+        return "-" if v is None else f"{v:.6g}"
+
+    if len(values) <= shown:
+        return "[" + ", ".join(map(number, values)) + "]"
+    known = [v for v in values if v is not None]
+    mean = f" (mean {sum(known) / len(known):.6g})" if known else ""
+    return "[" + ", ".join(map(number, values[:shown - 1])) + f", ..., {number(values[-1])}]" + mean
+
+
 def progress_lines(label: str, step: float = 0.1) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback printing '<label>: 40% (done/total)' on stderr every ``step``."""
     shown = [-1.0]
