@@ -46,7 +46,7 @@ def save_figure(figure: Figure, path: Path) -> None:
 def call_curves(result, problem) -> dict:
     """u, delta and gamma of the region solve and of Black-Scholes on a grid of the box."""
     eq = problem.equation
-    args = (eq.strike, eq.rate, eq.dividend, eq.vols[0], eq.total_time)
+    args = (eq.strike, eq.rate, eq.dividends[0], eq.vols[0], eq.total_time)
     spots = np.linspace(80.0, 120.0, 81)
     exact = np.array([[black_scholes_call(s, *args), *black_scholes_greeks(s, *args)] for s in spots])
     points = spots[:, None]

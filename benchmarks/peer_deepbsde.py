@@ -31,8 +31,8 @@ from pathlib import Path
 #: peer config -> the matching case of `bsde bench`'s speed table
 CONFIGS = {
     "hjb_lq_d100.json": "hjb 100-d float64",
-    "allencahn_d100.json": "allen_cahn 100-d",
-    "pricing_default_risk_d100.json": "default_risk 100-d",
+    "allencahn_d100.json": "allen_cahn 100-d float64",
+    "pricing_default_risk_d100.json": "default_risk 100-d float64",
 }
 
 

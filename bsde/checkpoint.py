@@ -14,6 +14,7 @@ Resuming checks that the run to continue has the same configuration; a mismatch 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,14 @@ from bsde.problem import Problem
 from bsde.trainer import TrainState
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT = 1
+FORMAT = 2  # 2: the optimizer state is bsde.adam.Adam's (1: torch.optim.Adam's)
 #: the parts of the configuration that decide the trajectory of a run (reference and presets do not)
 COMPARED = ("name", "seed", "device", "equation", "solver")
 
 
 def run_config(problem: Problem, *, seed: int, device: torch.device) -> dict[str, Any]:
-    """What identifies a run: the resolved problem, its name, seed, device type and dtype."""
+    """What identifies a run: the resolved problem (dtype decided for the device), its name, seed, device type and dtype."""
+    problem = replace(problem, solver=problem.solver.for_device(device.type))
     return {**problem.to_dict(), "name": problem.name, "seed": seed, "device": device.type,
             "dtype": problem.solver.dtype}
 

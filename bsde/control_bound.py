@@ -4,7 +4,7 @@ For f(z) = -(c/2)|z|^2 + (linear in z) (``Equation.z_hessian`` = c > 0: concave)
 f(Z^) + b . (z - Z^), b = grad_z f(Z^), lies above f, so by the comparison theorem the linear BSDE with
 that driver bounds Y from above; by Girsanov its value is
 
-    J = E_Q[S],  S = g(X_T) + int_0^T (f(Z^) - b . Z^) dt - int_0^T Z^ . dW^Q,   dX = sigma (b dt + dW^Q),
+    J = E_Q[S],  S = g(X_T) + int_0^T (f(Z^) - b . Z^) dt - int_0^T Z^ . dW^Q,   dX = mu dt + sigma (b dt + dW^Q),
 
 with Z^ = the trained Z_n evaluated on the controlled paths (linear in t between Z_n and Z_{n+1}, held
 over sub-steps of dt / K; any adapted Z^ gives a valid bound). For HJB this is the cost of the feedback
@@ -16,7 +16,7 @@ so J - u0 = (c/2) E int |e|^2 dt (second order in the error of Z, where the deep
 and, by the Ito isometry, Var S = E int |e|^2 dt + (higher order). Hence J - (c/2) Var S is u0 up to
 third-order terms: the bound measures its own excess. The stochastic integral in S has mean zero and
 removes most of the spread of g(X_T). c < 0 (convex f) gives a lower bound the same way. Offered where
-f is of that form, does not use y, and the diffusion is a constant sigma (``ScaledBrownian``).
+f is of that form, does not use y, and the process steps exactly under a control (``process.steerable``).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def control_bound(model: DeepBSDE, *, generator: torch.Generator, paths: int | N
         return None
     paths = paths or bound_paths(equation.dim)
     like = model.y0  # the run's dtype and device
-    sigma, steps = equation.process.sigma, model.time_steps
+    process, steps = equation.process, model.time_steps
     h = equation.total_time / (steps * substeps)
     x = torch.as_tensor(equation.x_start, dtype=like.dtype, device=like.device).expand(paths, -1).clone()
     cost = torch.zeros(paths, dtype=like.dtype, device=like.device)
@@ -87,7 +87,7 @@ def control_bound(model: DeepBSDE, *, generator: torch.Generator, paths: int | N
                 cost += h * (equation.driver(t, x, cost.new_zeros(()), z) - (b * z).sum(-1))
                 dw = math.sqrt(h) * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
                 cost -= (z * dw).sum(-1)  # a mean-zero control variate: Z^ . dW^Q cancels most of g's spread
-                x = x + sigma * (b * h + dw)
+                x = process.step(t, x, h, dw, control=b)
     with torch.no_grad():
         total = (cost + equation.terminal(x)).to(torch.float64)
     model.train(was_training)

@@ -7,8 +7,8 @@ d_j E[q_i] = E[q_i s_j] + E[d_j q_i |X fixed]  (likelihood ratio on the pathwise
 The reference Greeks use it over [0, T] with phi = g; a point solve's gamma over the first step with the
 trained grad u(t_1, .) = sigma^{-T} Z_1 (:func:`first_step_greeks`).
 
-The process-specific pieces (w, s, d log w / dx0 and sigma^{-T}) are small functions here, one per process,
-next to each other so that they are easy to move onto the process objects.
+The process-specific pieces (w, s, d log w / dx0 and sigma^{-T}) are small functions here, for the processes
+of ``bsde.processes`` that have them, next to each other so that they are easy to move onto the process objects.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from typing import Callable
 
 import torch
 
-from bsde.equations.base import GeometricBrownian, Process, ScaledBrownian
-from bsde.simulation import diffusion_transpose
+from bsde.processes import GBM, BrownianMotion, Diffusion, Process
 
 #: above this dimension a gamma is its diagonal only (a full d x d Hessian is kept up to here)
 GAMMA_FULL_MAX_DIM = 100
@@ -43,64 +42,77 @@ def inverse_correlation_root(v: torch.Tensor, rho: float) -> torch.Tensor:
     return (v - (c / (a + c * d)) * v.sum(-1, keepdim=True)) / a
 
 
-def gradient_from_z(process: Process, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """grad u = sigma(x)^{-T} z along the last axis: the inverse of :func:`bsde.simulation.diffusion_transpose`.
+def _inverse_factor_transpose(process: GBM, w: torch.Tensor) -> torch.Tensor:
+    """L^{-T} w along the last axis, L L^T = C the correlation (its symmetric root for a uniform one)."""
+    if not process.full_correlation:
+        return inverse_correlation_root(w, process.correlation)
+    factor = torch.linalg.cholesky(torch.tensor(process.correlation, dtype=w.dtype, device=w.device))
+    # y with L^T y = w, row by row: y^T L = w^T
+    return torch.linalg.solve_triangular(factor, w.reshape(-1, w.shape[-1]), upper=False, left=False).reshape(w.shape)
 
-    Brownian: z / sigma; geometric (sigma^T v = C^{1/2} (vol x o v)): C^{-1/2} z / (vol x). Any other process:
-    the d x d system sigma(x)^T v = z, its matrix built from ``diffusion_transpose`` (small d only).
-    A zero volatility makes its coordinates infinite or NaN (Z does not see them).
+
+def gradient_from_z(process: Process, x: torch.Tensor, z: torch.Tensor, t: float | None = None) -> torch.Tensor:
+    """grad u = sigma(t, x)^{-T} z along the last axis: the inverse of ``process.diffusion_transpose``.
+
+    Brownian: z / sigma; GBM (sigma^T v = L^T (vol x o v)): L^{-T} z / (vol x); a diagonal Diffusion:
+    z / sigma(t, x); any other process: the d x d system sigma^T v = z, its matrix built from
+    ``diffusion_transpose`` (small d only). A zero volatility makes its coordinates infinite or NaN
+    (Z does not see them).
     """
-    if isinstance(process, ScaledBrownian):
+    if isinstance(process, BrownianMotion):
         return z / process.sigma
-    if isinstance(process, GeometricBrownian):
-        vol = torch.tensor(process.vol, device=x.device, dtype=x.dtype)
-        return inverse_correlation_root(z, process.correlation) / (vol * x)
+    if isinstance(process, GBM):
+        vol = torch.tensor(process.vols(x.shape[-1]), device=x.device, dtype=x.dtype)
+        return _inverse_factor_transpose(process, z) / (vol * x)
+    if isinstance(process, Diffusion):
+        return z / process.sigma(t, x)
     d = x.shape[-1]
     eye = torch.eye(d, device=x.device, dtype=x.dtype)
-    # row k of sigma(x)^T e_j is column j of sigma(x)^T: build the matrix one basis vector at a time
-    columns = diffusion_transpose(process, x.unsqueeze(-2).expand(*x.shape[:-1], d, d), eye.expand(*x.shape[:-1], d, d))
-    return torch.linalg.solve(columns.transpose(-1, -2), z)
+    # row j of the batch below is sigma^T e_j, column j of sigma^T: the batch is sigma itself
+    sigma = process.diffusion_transpose(x.unsqueeze(-2).expand(*x.shape[:-1], d, d), eye.expand(*x.shape[:-1], d, d), t)
+    return torch.linalg.solve(sigma.transpose(-1, -2), z)
 
 
-def diffusion_times(process: Process, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """sigma(x) v along the last axis: the adjoint of ``diffusion_transpose`` (by autograd of <v, sigma^T q>)."""
+def diffusion_times(process: Process, x: torch.Tensor, v: torch.Tensor, t: float | None = None) -> torch.Tensor:
+    """sigma(t, x) v along the last axis: the adjoint of ``diffusion_transpose`` (by autograd of <v, sigma^T q>)."""
     with torch.enable_grad():
         probe = torch.zeros_like(x, requires_grad=True)
-        (out,) = torch.autograd.grad((v.detach() * diffusion_transpose(process, x.detach(), probe)).sum(), probe)
+        (out,) = torch.autograd.grad((v.detach() * process.diffusion_transpose(x.detach(), probe, t)).sum(), probe)
     return out
 
 
 # ------------------------------------------------------------------ one transition: pathwise and likelihood ratio
+#: the processes whose exact transition is coordinatewise in x0 (a diagonal Jacobian) with a known score
+TRANSITION_GREEKS = (BrownianMotion, GBM)
+
+
 def transition_weights(process: Process, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """w = dX/dx0 (diagonal) of the exact transition from x0 to x: 1 (Brownian), x / x0 (geometric)."""
-    if isinstance(process, ScaledBrownian):
+    """w = dX/dx0 (diagonal) of the exact transition from x0 to x: 1 (Brownian), x / x0 (GBM)."""
+    if isinstance(process, BrownianMotion):
         return torch.ones_like(x)
-    if isinstance(process, GeometricBrownian):
+    if isinstance(process, GBM):
         return x / x0
     raise TypeError(f"no pathwise weights for process {type(process).__name__}")
 
 
 def weight_slope(process: Process, x0: torch.Tensor) -> torch.Tensor:
-    """d log w_i / d x0_i with X fixed: 0 (Brownian), -1 / x0_i (geometric)."""
-    if isinstance(process, ScaledBrownian):
+    """d log w_i / d x0_i with X fixed: 0 (Brownian), -1 / x0_i (GBM)."""
+    if isinstance(process, BrownianMotion):
         return torch.zeros_like(x0)
-    if isinstance(process, GeometricBrownian):
+    if isinstance(process, GBM):
         return -1.0 / x0
     raise TypeError(f"no pathwise weights for process {type(process).__name__}")
 
 
 def transition_score(process: Process, x0: torch.Tensor, h: float, normals: torch.Tensor) -> torch.Tensor:
-    """s = grad_{x0} log p(X | x0) for X driven by the standard normals over time h.
+    """s = grad_{x0} log p(X | x0) for X driven by the standard normals over time h: sigma(x0)^{-T} xi / sqrt h.
 
-    Brownian (X = x0 + sigma sqrt(h) xi): xi / (sigma sqrt h); geometric (log X = log x0 + m + vol o C^{1/2} xi
-    sqrt h): C^{-1/2} xi / (vol x0 sqrt h).
+    Brownian (X = x0 + drift h + sigma sqrt(h) xi): xi / (sigma sqrt h); GBM (log X = log x0 + m + vol o L xi
+    sqrt h, a Gaussian with covariance h diag(vol) C diag(vol) in log x): L^{-T} xi / (vol x0 sqrt h).
     """
-    if isinstance(process, ScaledBrownian):
-        return normals / (process.sigma * math.sqrt(h))
-    if isinstance(process, GeometricBrownian):
-        vol = torch.tensor(process.vol, device=x0.device, dtype=x0.dtype)
-        return inverse_correlation_root(normals, process.correlation) / (vol * x0 * math.sqrt(h))
-    raise TypeError(f"no likelihood ratio for process {type(process).__name__}")
+    if not isinstance(process, TRANSITION_GREEKS):
+        raise TypeError(f"no likelihood ratio for process {type(process).__name__}")
+    return gradient_from_z(process, x0, normals) / math.sqrt(h)
 
 
 @dataclass(frozen=True)
@@ -132,8 +144,6 @@ def transition_greeks(process: Process, x0: torch.Tensor, h: float, gradient_at:
     sample ((q+ - q-)/2) s(xi)^T + diag((q+ + q-)/2 o d log w); standard errors over pairs. ``full``: the whole
     Hessian (default: up to GAMMA_FULL_MAX_DIM), else its diagonal.
     """
-    from bsde.reference.sampling import transition  # the exact transition of the forward process
-
     d = x0.shape[-1]
     full = d <= GAMMA_FULL_MAX_DIM if full is None else full
     slope = weight_slope(process, x0)
@@ -145,7 +155,7 @@ def transition_greeks(process: Process, x0: torch.Tensor, h: float, gradient_at:
     while done < pairs:
         n = min(chunk, pairs - done)
         normals = torch.randn(n, d, generator=generator, **kw)
-        plus, minus = transition(process, x0, h, normals), transition(process, x0, h, -normals)
+        plus, minus = process.transition(x0, h, normals), process.transition(x0, h, -normals)
         q_plus = transition_weights(process, x0, plus) * gradient_at(plus)
         q_minus = transition_weights(process, x0, minus) * gradient_at(minus)
         mean, half = 0.5 * (q_plus + q_minus), 0.5 * (q_plus - q_minus)

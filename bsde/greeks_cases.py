@@ -88,7 +88,7 @@ def _max_call(name: str, problem: Problem, result: bsde.SolveResult) -> tuple[li
 
 def _call_region(name: str, problem: Problem, result: bsde.SolveResult) -> tuple[list, list, dict]:
     eq = problem.equation
-    args = (eq.strike, eq.rate, eq.dividend, eq.vols[0], eq.total_time)
+    args = (eq.strike, eq.rate, eq.dividends[0], eq.vols[0], eq.total_time)
     spots = np.array(CALL_SPOTS)[:, None]
     u, delta, gamma = result.u(spots), result.grad(spots)[:, 0], result.solution.hessian(spots)[:, 0, 0]
     rows = []

@@ -18,7 +18,7 @@ when the estimate exceeds ``HEADROOM`` of the memory available.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -119,6 +119,7 @@ def check_fits(problem: Problem, device: torch.device, *, free: int | None = Non
 
     ``free`` overrides the measured available bytes (for tests).
     """
+    problem = replace(problem, solver=problem.solver.for_device(device.type))
     need = estimate(problem)
     free = available(device) if free is None else free
     if free is None or need.total <= HEADROOM * free:

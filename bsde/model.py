@@ -13,7 +13,6 @@ from torch import nn
 
 from bsde.equations.base import Equation
 from bsde.networks import StackedGradientNets
-from bsde.simulation import diffusion_transpose
 
 DELTA_CLIP = 50.0
 
@@ -50,7 +49,7 @@ class DeepBSDE(nn.Module):
         z0 = self.z_start.expand(x.shape[0], 1, -1)
         if self.time_steps == 1:
             return z0
-        return torch.cat([z0, self.z_scale * self.nets(x[:, 1:self.time_steps])], dim=1)
+        return torch.cat([z0, self.nets(x[:, 1:self.time_steps], self.z_scale)], dim=1)
 
     def z_at(self, n: int, x: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
         """Z_n at states x (B, d), for any x (not only the training paths' X_n); inference mode unless
@@ -60,7 +59,7 @@ class DeepBSDE(nn.Module):
         return self.z_scale * self.nets.at_step(n - 1, x, batch_stats)
 
     def controlled_states(self, dw: torch.Tensor, dt: float, start: torch.Tensor | None = None) -> torch.Tensor:
-        """X (batch, N+1, dim) under the learned control: X_{n+1} = X_n + sigma (b_n dt + dW_n), b_n = grad_z f(Z_n).
+        """X (batch, N+1, dim) under the learned control: dX = mu dt + sigma (b_n dt + dW_n), b_n = grad_z f(Z_n).
 
         The drift is what the learned Z makes optimal (for HJB, b = -lam Z: the feedback a = -sqrt(lam/2) Z);
         no gradient flows through it. Z_n uses batch statistics in training mode, as the forward pass does.
@@ -73,7 +72,7 @@ class DeepBSDE(nn.Module):
         with torch.no_grad():
             for n in range(self.time_steps):
                 b = equation.driver_z_gradient(n * dt, x, self.z_at(n, x, batch_stats=self.training))
-                x = x + equation.process.sigma * (b * dt + dw[:, n])
+                x = equation.process.step(n * dt, x, dt, dw[:, n], control=b)
                 states.append(x)
         return torch.stack(states, dim=1)
 
@@ -124,7 +123,7 @@ def terminal_z(equation: Equation, x_end: torch.Tensor) -> torch.Tensor:
     with torch.enable_grad():
         x = x_end.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(equation.terminal(x).sum(), x)
-    return diffusion_transpose(equation.process, x_end, grad)
+    return equation.process.diffusion_transpose(x_end, grad, t=equation.total_time)
 
 
 def terminal_loss(y_terminal: torch.Tensor, g_terminal: torch.Tensor) -> torch.Tensor:

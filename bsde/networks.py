@@ -107,11 +107,15 @@ class StackedGradientNets(nn.Module):
             self.bias.zero_()
             self.diagonal.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """``scale`` times the networks' output; the last layer, its bias, the diagonal term and the scale
+        are one batched multiply-add and one in-place multiply-add (at large d each pass over (B, S, d) counts)."""
         x_hat = h = self.norms[0](x)
         for linear, norm in zip(self.linears[:-1], self.norms[1:]):
             h = torch.relu(norm(linear(h)))
-        return torch.addcmul(self.linears[-1](h) + self.bias, self.diagonal, x_hat)
+        out = torch.baddbmm(self.bias.unsqueeze(1), h.transpose(0, 1), self.linears[-1].weight, beta=scale,
+                            alpha=scale)  # (S, B, d)
+        return out.addcmul_(self.diagonal.unsqueeze(1), x_hat.transpose(0, 1), value=scale).transpose(0, 1)
 
     def at_step(self, step: int, x: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
         """Network ``step`` alone on x (B, d): what forward gives at that step (in eval mode unless ``batch_stats``)."""

@@ -47,10 +47,11 @@ class PerStepGradientNets(nn.Module):
         self.steps, self.dim = steps, dim
         self.nets = nn.ModuleList(StepNetwork(dim, hidden, dtype=dtype, device=device) for _ in range(steps))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         if x.shape[1:] != (self.steps, self.dim):
             raise ValueError(f"expected x of shape (batch, {self.steps}, {self.dim}), got {tuple(x.shape)}")
-        return torch.stack([net(x[:, s]) for s, net in enumerate(self.nets)], dim=1)
+        out = torch.stack([net(x[:, s]) for s, net in enumerate(self.nets)], dim=1)
+        return out if scale == 1.0 else scale * out
 
     @torch.no_grad()
     def load_from_stacked(self, stacked: StackedGradientNets) -> PerStepGradientNets:

@@ -134,11 +134,22 @@ def resolve_path(name_or_path: str | Path) -> tuple[str, Path]:
     path = Path(text).expanduser()
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
         return path.stem, path
-    hint = difflib.get_close_matches(text, shipped, n=1)
+    plugins = sorted(EQUATIONS.plugins())
+    hint = difflib.get_close_matches(text, [*shipped, *plugins], n=1)
     suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+    installed = f"; installed kinds: {', '.join(plugins)}" if plugins else ""
     raise ProblemError(
-        f"unknown problem '{text}'{suggestion} (shipped: {', '.join(sorted(shipped))}; or give a YAML path)"
+        f"unknown problem '{text}'{suggestion} (shipped: {', '.join(sorted(shipped))}{installed}; or give a YAML path)"
     )
+
+
+def read_problem(name_or_path: str | Path) -> tuple[str, str, dict[str, Any]]:
+    """(name, source, raw mapping) of a shipped problem, a YAML file, or an installed kind with its defaults."""
+    text = str(name_or_path)
+    if text not in shipped_problems() and not Path(text).expanduser().exists() and text in EQUATIONS.plugins():
+        return text, f"<{EQUATIONS.origin(text)}>", {"equation": {"kind": text}}
+    name, path = resolve_path(name_or_path)
+    return name, str(path), read_yaml(path)
 
 
 # ---------------------------------------------------------------------------- overrides
@@ -286,7 +297,7 @@ def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[st
     solver = _validate(SolverSettings, raw.get("solver"), ctx, "solver")
     if solver.measure == "controlled" and not equation.controllable:
         raise ctx.error("solver.measure", f"'controlled' needs a driver -(c/2)|z|^2 + (linear in z) that does not "
-                                          f"use y, and a constant diffusion; '{kind}' has none (use 'plain' or 'auto')")
+                                          f"use y, and a steerable process (Brownian or GBM); '{kind}' has none (use 'plain' or 'auto')")
     if solver.region is not None and (misfit := region_problem(solver.region, equation)) is not None:
         raise ctx.error(*misfit)
     reference = _validate(Reference, raw.get("reference"), ctx, "reference")
@@ -319,9 +330,7 @@ def load_problem(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     Errors about a key that an override set say "(from --set)". When an override changes the
     equation, the file's reference value is dropped (it belongs to the file's equation).
     """
-    name, path = resolve_path(name_or_path)
-    source = str(path)
-    raw = read_yaml(path)
+    name, source, raw = read_problem(name_or_path)
     overrides = dict(overrides or {})
     overridden = frozenset(map(str, overrides))
     # the file with the overrides, every section and every preset checked: errors name the file's keys
@@ -348,3 +357,31 @@ def problem_from_dict(raw: Mapping[str, Any], name: str = "custom") -> Problem:
     if not isinstance(raw, Mapping):
         raise ProblemError(f"<memory>: expected a mapping, got {_describe(raw)}")
     return _build(dict(raw), name, "<memory>")
+
+
+def as_problem(problem: Problem | Equation, solver: SolverSettings | Mapping[str, Any] | None = None, *,
+               name: str | None = None) -> Problem:
+    """A :class:`Problem` from a problem or an :class:`Equation` instance (default solver settings), with
+    ``solver`` (settings or a mapping of solver keys) laid over its solver section."""
+    if isinstance(problem, Problem):
+        equation, base, reference, presets, source = (problem.equation, problem.solver, problem.reference,
+                                                      problem.presets, problem.source)
+        name = name or problem.name
+    elif isinstance(problem, Equation):
+        equation, base, reference, presets, source = problem, SolverSettings(), Reference(), {}, "<python>"
+        name = name or getattr(problem, "name", None) or problem.kind
+    else:
+        raise ProblemError(f"expected a bsde.Problem or a bsde.Equation instance, got {type(problem).__name__}")
+    ctx = _Context(source)
+    if isinstance(solver, SolverSettings):
+        base = solver
+    elif solver is not None:
+        if not isinstance(solver, Mapping):
+            raise ctx.error("solver", f"expected solver settings or a mapping, got {_describe(solver)}")
+        base = _validate(SolverSettings, {**base.model_dump(), **solver}, ctx, "solver")
+    if base.measure == "controlled" and not equation.controllable:
+        raise ctx.error("solver.measure", f"'controlled' needs a driver -(c/2)|z|^2 + (linear in z) that does not "
+                                          f"use y, and a steerable process; '{equation.kind}' has none")
+    if base.region is not None and (misfit := region_problem(base.region, equation)) is not None:
+        raise ctx.error(*misfit)
+    return Problem(name, equation, base, reference, presets, source)

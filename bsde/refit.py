@@ -31,9 +31,10 @@ from typing import Callable
 
 import torch
 
-from bsde.equations.base import Equation, Process
+from bsde.equations.base import Equation
 from bsde.greeks import diffusion_times
 from bsde.model import DeepBSDE
+from bsde.processes import Process
 from bsde.region_model import RegionBSDE
 from bsde.settings import SolverSettings
 from bsde.trainer import sample, steers
@@ -78,17 +79,18 @@ def refit_paths(dim: int, steps: int, drawn: int, *, region: bool = True) -> int
 
 
 def second_order_term(z_of: Callable[[torch.Tensor], torch.Tensor], process: Process, x: torch.Tensor,
-                      dw: torch.Tensor, dt: float) -> torch.Tensor:
-    """(1/2) (dW^T M dW - dt tr M), M = grad Z(x) sigma(x), over the last axis (mean zero given x).
+                      dw: torch.Tensor, dt: float, times: torch.Tensor | float | None = None) -> torch.Tensor:
+    """(1/2) (dW^T M dW - dt tr M), M = grad Z(x) sigma(t, x), over the last axis (mean zero given x).
 
-    ``z_of`` maps states (..., d) to Z (..., d); M v by one forward-mode product each (d + 1 in all).
+    ``z_of`` maps states (..., d) to Z (..., d); M v by one forward-mode product each (d + 1 in all);
+    ``times``: t for a time-dependent sigma (a float, or shaped like x[..., 0]).
     """
-    _, along = torch.func.jvp(z_of, (x,), (diffusion_times(process, x, dw),))
+    _, along = torch.func.jvp(z_of, (x,), (diffusion_times(process, x, dw, times),))
     total = (dw * along).sum(-1)
     for k in range(x.shape[-1]):
         unit = torch.zeros_like(x)
         unit[..., k] = 1.0
-        _, column = torch.func.jvp(z_of, (x,), (diffusion_times(process, x, unit),))
+        _, column = torch.func.jvp(z_of, (x,), (diffusion_times(process, x, unit, times),))
         total = total - dt * column[..., k]
     return 0.5 * total
 
@@ -152,8 +154,9 @@ def _linearised_chunks(model: DeepBSDE, equation: Equation, settings: SolverSett
         control = None
         if use_control:
             with torch.no_grad():
+                times = (torch.arange(1, steps, dtype=x.dtype, device=x.device) * dt).expand(n, -1)
                 control = second_order_term(lambda s: model.z_scale * model.nets(s), equation.process,
-                                            x[:, 1:steps], dw[:, 1:], dt).sum(1)
+                                            x[:, 1:steps], dw[:, 1:], dt, times).sum(1)
         yield _Linearised(x0, (y_end - terminal).detach(), slope_y, slope_z, y_k, z_k, control)
         done += n
 
@@ -195,7 +198,7 @@ def _fit_last_layer(model: RegionBSDE, equation: Equation, data: _Linearised) ->
         x0 = data.x0[rows]
         # Y_0 = y_offset + y_scale (c + w . h),  b . Z_0 = y_scale w . (grad h  sigma b)
         features, along = torch.func.jvp(model.start_net.features, (x0,),
-                                         (diffusion_times(equation.process, x0, data.slope_z[rows]),))
+                                         (diffusion_times(equation.process, x0, data.slope_z[rows], 0.0),))
         slope_y = data.slope_y[rows].unsqueeze(1)
         design = model.y_scale * torch.cat([slope_y, slope_y * features + along], dim=1)
         if use_control:

@@ -17,7 +17,6 @@ from bsde.model import DeepBSDE
 from bsde.networks import uniform
 from bsde.region import Region, box_coordinates
 from bsde.settings import SolverSettings
-from bsde.simulation import diffusion_transpose
 
 
 class StartNetwork(nn.Module):
@@ -72,7 +71,7 @@ class RegionBSDE(DeepBSDE):
             x = x0.detach().requires_grad_(True)
             value = self.y_offset + self.y_scale * (self.y0 + self.start_net(x))
             (grad,) = torch.autograd.grad(value.sum(), x, create_graph=graph)
-        z = diffusion_transpose(self.equation.process, x0, grad)
+        z = self.equation.process.diffusion_transpose(x0, grad, 0.0)
         return (value if graph else value.detach()), (z if graph else z.detach())
 
     def value(self, x: torch.Tensor) -> torch.Tensor:

@@ -74,7 +74,8 @@ class SolverSettings(_Strict):
     measure: Literal["auto", "plain", "controlled"] = Field(
         "auto", description="paths X for training: 'plain' (the forward SDE as given), 'controlled' (from "
         "control_from on, steered by the learned control b = grad_z f(Z); needs a driver quadratic in z without y "
-        "and a constant sigma) or 'auto' (controlled where the problem allows it, plain elsewhere)"
+        "and a steerable process, Brownian or GBM) or 'auto' (controlled where the problem allows it, plain "
+        "elsewhere)"
     )
     control_from: float = Field(0.5, ge=0, lt=1, description="fraction of the iterations after which "
                                 "a controlled measure steers the paths (plain before)")
@@ -82,7 +83,13 @@ class SolverSettings(_Strict):
                                   "see bsde.region")
     refit: bool | None = Field(None, description="after training, refit Y_0 and Z_0 by least squares on fresh "
                                "paths with the step networks frozen (bsde.refit); default: with a region only")
-    dtype: Literal["float32", "float64"] = "float64"
+    dtype: Literal["float32", "float64"] | None = Field(
+        None, description="default: float64 on CPU, float32 on CUDA (with TF32 matmuls, see tf32)"
+    )
+    tf32: bool = Field(True, description="float32 matmuls on CUDA in TensorFloat-32 (float32 range, 10-bit "
+                       "mantissa products, float32 sums); no effect on CPU or in float64")
+    compile: bool = Field(False, description="torch.compile (inductor) the training step: forward, backward "
+                          "and the controlled paths; pays a one-time compilation (seconds to a minute)")
     valid_size: int = Field(256, ge=2, description="fixed validation paths")
     log_every: int = Field(100, ge=1, description="iterations between validations")
 
@@ -122,8 +129,15 @@ class SolverSettings(_Strict):
         """Hidden widths: the PNAS dim + 10 up to 100-d, then capped so parameters grow linearly in d."""
         return list(self.hidden) if self.hidden is not None else [min(dim, 100) + 10] * 2
 
+    def for_device(self, device_type: str) -> SolverSettings:
+        """These settings with the dtype decided: as given, else float32 on 'cuda' and float64 elsewhere."""
+        if self.dtype is not None:
+            return self
+        return self.model_copy(update={"dtype": "float32" if device_type == "cuda" else "float64"})
+
     @property
     def torch_dtype(self) -> torch.dtype:
+        """The torch dtype; float64 (the CPU default) while ``dtype`` is not decided (see for_device)."""
         import torch  # here, not at the top: reading a problem must not import torch
 
-        return getattr(torch, self.dtype)
+        return getattr(torch, self.dtype or "float64")

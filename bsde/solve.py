@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -16,11 +16,13 @@ from bsde.equations.base import Equation
 from bsde.error_estimate import estimate
 from bsde.errors import BSDEError
 from bsde.memory import check_fits
-from bsde.problem import Problem
+from bsde.probing import verify_flags
+from bsde.problem import Problem, as_problem
 from bsde.reference import ReferenceResult, cheap_method, describe, reference as run_reference
 from bsde.reference.result import finite_json
 from bsde.refit import refit_start
 from bsde.runtime import resolve_device, set_threads
+from bsde.settings import SolverSettings
 from bsde.simulation import simulate_paths
 from bsde.solution import Solution
 from bsde.trainer import LogEntry, OnNaN, TrainHooks, sample, train
@@ -50,14 +52,17 @@ def baseline_paths(dim: int) -> int:
 
 
 def driver_free_baseline(equation: Equation, *, paths: int | None = None, generator: torch.Generator,
-                         device: torch.device, dtype: torch.dtype = torch.float64) -> Baseline:
-    """What a solver stuck at Z = 0 would return: E[g(X_T)], discounted when f = -r y (the answer then)."""
+                         device: torch.device, dtype: torch.dtype = torch.float64, steps: int = 1) -> Baseline:
+    """What a solver stuck at Z = 0 would return: E[g(X_T)], discounted when f = -r y (the answer then).
+
+    X_T in one exact step where the process allows it, else on ``steps`` steps (the solver's grid)."""
     paths = paths or baseline_paths(equation.dim)
-    chunk = max(256, min(paths, (1 << 22) // equation.dim))
+    steps = 1 if equation.process.exact else steps
+    chunk = max(256, min(paths, (1 << 22) // (equation.dim * steps)))
     total, total_sq, done = 0.0, 0.0, 0
     while done < paths:
         n = min(chunk, paths - done)
-        sim = simulate_paths(equation.process, equation.x_start, equation.total_time, 1, n,
+        sim = simulate_paths(equation.process, equation.x_start, equation.total_time, steps, n,
                              generator=generator, device=device, dtype=dtype)
         g = equation.terminal(sim.x[:, -1]).to(torch.float64)
         total += float(g.sum())
@@ -175,13 +180,18 @@ def cheap_reference(problem: Problem) -> ReferenceResult | None:
 
 
 def solve(
-    problem: Problem, *, seed: int = 0, device: str = "auto", threads: int | None = None,
+    problem: Problem | Equation, *, solver: SolverSettings | Mapping[str, Any] | None = None, seed: int = 0,
+    device: str = "auto", threads: int | None = None,
     on_log: Callable[[LogEntry], None] | None = None, on_warning: Callable[[str], None] | None = None,
     on_nan: OnNaN = "stop", checkpoint: Path | None = None, checkpoint_every: int | None = None,
     resume: Path | None = None, stop_requested: Callable[[], bool] | None = None,
     reference: ReferenceResult | None = None, auto_reference: bool = False,
 ) -> SolveResult:
     """Solve ``problem`` with the deep BSDE method; reproducible for a given seed and device.
+
+    ``problem`` is a :class:`Problem` or an :class:`Equation` instance (``bsde.custom_equation(...)``, a
+    subclass); ``solver`` (settings or a mapping of solver keys) is laid over its solver section. The
+    driver's declared flags are checked by probing it first (a wrong one is a ProblemError).
 
     The reported reference is, in this order: ``reference`` when given; the problem's own
     ``reference.value``; with ``auto_reference`` (what ``bsde solve`` does), the engine's value by
@@ -202,13 +212,17 @@ def solve(
             (a failure there becomes a warning, not an error).
 
     Raises:
-        ProblemError: the solve would not fit in memory, or ``resume`` is not a checkpoint of this run.
+        ProblemError: the solve would not fit in memory, ``resume`` is not a checkpoint of this run, or
+            the equation's flags disagree with its driver.
         TrainingError: training diverged.
         Interrupted: ``stop_requested()`` became true.
     """
     start = time.perf_counter()
+    problem = as_problem(problem, solver)
+    verify_flags(problem.equation)
     used_threads = set_threads(threads)
     dev = resolve_device(device)
+    problem = replace(problem, solver=problem.solver.for_device(dev.type))  # dtype: float32 on CUDA unless set
     check_fits(problem, dev)
     settings = problem.solver
     config = run_config(problem, seed=seed, device=dev)
@@ -227,7 +241,7 @@ def solve(
     trained = train(problem.equation, settings, generator=generator, device=dev, on_log=on_log, hooks=hooks,
                     on_nan=on_nan, resume=state)
     baseline = driver_free_baseline(problem.equation, generator=torch.Generator(device=dev).manual_seed(seed + 1),
-                                    device=dev, dtype=settings.torch_dtype)
+                                    device=dev, dtype=settings.torch_dtype, steps=settings.time_steps)
     model = trained.model.eval()
     refitted = None
     if settings.refits:  # least squares for the start values, the step networks frozen (bsde.refit)

@@ -16,12 +16,14 @@ from typing import Any, Callable, Literal
 
 import torch
 
+from bsde.adam import Adam
+from bsde.compiled import compiled
 from bsde.equations.base import Equation
 from bsde.errors import Interrupted, ProblemError, TrainingError
 from bsde.model import DeepBSDE, terminal_loss
 from bsde.region import draw_starts
 from bsde.region_model import make_model
-from bsde.runtime import fused_adam
+from bsde.runtime import fused_adam, matmul_precision
 from bsde.settings import SolverSettings
 from bsde.simulation import Paths, simulate_paths
 
@@ -94,18 +96,19 @@ def output_scale(std: float | None, equation: Equation) -> float:
     return 1.0 / equation.dim if std is None else std / math.sqrt(equation.total_time * equation.dim)
 
 
-def steered(model: DeepBSDE, paths: Paths) -> Paths:
-    """The paths the model trains on: as simulated, or driven by the same increments under its control."""
+def steered(model: DeepBSDE, paths: Paths, states: Callable[..., torch.Tensor] | None = None) -> Paths:
+    """The paths the model trains on: as simulated, or driven by the same increments under its control from each
+    path's own start (``states``: the model's controlled_states, or a compiled version of it)."""
     if not model.controlled:
         return paths
-    return Paths(model.controlled_states(paths.dw, paths.dt, start=paths.x[:, 0]), paths.dw, paths.dt)
+    return Paths((states or model.controlled_states)(paths.dw, paths.dt, paths.x[:, 0]), paths.dw, paths.dt)
 
 
 def steers(equation: Equation, settings: SolverSettings) -> bool:
     """Whether training switches to the controlled measure (``solver.measure``; 'auto': where it applies)."""
     if settings.measure == "controlled" and not equation.controllable:
         raise ProblemError(f"solver.measure: 'controlled' does not apply to '{equation.kind}' (no control "
-                           "representation: a driver -(c/2)|z|^2 + linear, without y, constant sigma)")
+                           "representation: a driver -(c/2)|z|^2 + linear, without y, a steerable process)")
     return settings.measure == "controlled" or (settings.measure == "auto" and equation.controllable)
 
 
@@ -147,8 +150,11 @@ class _Run:
             self.model.y_scale = discount * std if std is not None else 1.0
             with torch.no_grad():
                 self.model.y0.zero_()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8,
-                                          fused=fused_adam(device))
+        self.optimizer = Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=fused_adam(device))
+        model = self.model
+        self.loss = compiled(lambda x, dw, dt: terminal_loss(model(x, dw, dt), equation.terminal(x[:, -1])),
+                             settings.compile)
+        self.states = compiled(model.controlled_states, settings.compile)
         self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
         self.history: list[LogEntry] = []
         self.start = time.perf_counter()
@@ -200,13 +206,14 @@ class _Run:
     def step(self, equation: Equation) -> torch.Tensor:
         """One Adam step at the current iteration's (scaled) learning rate; returns the loss."""
         self.steer()
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.settings.rate_at(self.iteration) * self.lr_scale
-        paths = steered(self.model, sample(equation, self.settings, self.settings.batch_size, self.generator,
-                                           self.model.y0.device, region=True))
-        loss = terminal_loss(self.model(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.optimizer.lr = self.settings.rate_at(self.iteration) * self.lr_scale
+        device = self.model.y0.device
+        paths = steered(self.model, sample(equation, self.settings, self.settings.batch_size, self.generator, device,
+                                           region=True), self.states)
+        with matmul_precision(self.settings, device):
+            loss = self.loss(paths.x, paths.dw, paths.dt)
+            self.optimizer.zero_grad()
+            loss.backward()
         return loss
 
 
@@ -227,6 +234,7 @@ def train(
         Interrupted: ``hooks.stop_requested()`` became true (after ``hooks.save`` ran).
     """
     hooks = hooks or TrainHooks()
+    settings = settings.for_device(device.type)
     run = _Run(equation, settings, generator, device)
     if resume is not None:
         run.restore(resume)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from .common import DeviceOption, JsonOption, ThreadsOption, emit_json, err, fail, guarded, out
+from .common import DeviceOption, JsonOption, ThreadsOption, command_line, emit_json, err, fail, guarded, out
 
 if TYPE_CHECKING:
     from bsde.bench import BenchOptions, BenchReport
@@ -30,17 +29,6 @@ def _dims(text: str | None) -> tuple[int, ...] | None:
     return dims
 
 
-def _command(quick: bool, device: str, dims: str | None, seeds: int | None, threads: int | None, json_: bool,
-             folder: Path) -> str:
-    """The command line that reproduces this run (defaults left out)."""
-    words = ["bsde", "bench", *(["--quick"] if quick else []), *(["--device", device] if device != "auto" else [])]
-    words += ["--dims", dims] if dims else []
-    words += ["--seeds", str(seeds)] if seeds else []
-    words += ["--threads", str(threads)] if threads else []
-    words += ["--json"] if json_ else []
-    return shlex.join([*words, "--out", str(folder)])
-
-
 def run_bench(options: BenchOptions, **kwargs: Any) -> BenchReport:
     """:func:`bsde.bench.run_bench`, imported (with torch) only when a bench runs."""
     from bsde.bench import run_bench as run
@@ -49,7 +37,7 @@ def run_bench(options: BenchOptions, **kwargs: Any) -> BenchReport:
 
 
 def _print(report: BenchReport) -> None:
-    from bsde.bench_report import machine_lines, tables
+    from bsde.bench.report import machine_lines, tables
 
     width = None if out.is_terminal else WIDE  # a pipe or file gets whole rows rather than folded cells
     for key, value in machine_lines(report):
@@ -64,6 +52,7 @@ def _print(report: BenchReport) -> None:
 
 @guarded
 def bench(
+    ctx: typer.Context,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny iteration counts, dims 10,100, 1 seed (for tests).")] = False,
     device: DeviceOption = "auto",
     dims: Annotated[str | None, typer.Option(
@@ -72,6 +61,9 @@ def bench(
     seeds: Annotated[int | None, typer.Option(
         min=1, help="Seeds of the time-to-accuracy runs (default 5; with --quick 1).")] = None,
     threads: ThreadsOption = None,
+    only: Annotated[str | None, typer.Option(
+        help="Run only these sections, comma-separated: startup, speed, loop, profile, accuracy, scale "
+             "(default: all).", metavar="S,S,...")] = None,
     json_: JsonOption = False,
     folder: Annotated[Path, typer.Option("--out", help="Folder for bench.json and bench.md (created if needed).",
                                          metavar="DIR")] = Path("results"),
@@ -83,11 +75,12 @@ def bench(
     per-step loop does not reproduce the batched networks' forward pass.
     """
     from bsde.bench import BenchOptions
-    from bsde.bench_report import to_markdown
+    from bsde.bench.report import to_markdown
     from bsde.io import check_writable, write_json_atomic, write_text_atomic
     from bsde.runtime import resolve_device
 
-    options = BenchOptions(device=device, dims=_dims(dims), seeds=seeds, threads=threads, quick=quick)
+    sections = None if only is None else tuple(part.strip() for part in only.split(",") if part.strip())
+    options = BenchOptions(device=device, dims=_dims(dims), seeds=seeds, threads=threads, quick=quick, only=sections)
     resolve_device(device)  # a bad device is bad input: fail before any work
     check_writable(folder / "bench.json")
     start = time.perf_counter()
@@ -95,7 +88,7 @@ def bench(
     def progress(text: str) -> None:
         err.print(f"[{time.perf_counter() - start:6.1f} s] {text}", markup=False)
 
-    report = run_bench(options, command=_command(quick, device, dims, seeds, threads, json_, folder),
+    report = run_bench(options, command=command_line(ctx),
                        progress=progress)
     data = report.to_dict()
     write_json_atomic(folder / "bench.json", data)

@@ -125,20 +125,26 @@ def progress_lines(label: str, step: float = 0.1) -> Callable[[int, int], None]:
     return progress
 
 
-def command_line(ctx: typer.Context) -> str:
+def command_line(ctx: typer.Context, **changes: Any) -> str:
     """The running command as a shell line: 'bsde <command> ARGS' with every option not at its default.
 
     Rebuilt from what the parser read, so it is the same whichever way the command was started
-    (console script, ``python -m bsde.cli`` or a test runner).
+    (console script, ``python -m bsde.cli`` or a test runner). ``changes`` replace parameters by
+    their Python names (``checkpoint=None, resume=folder`` turns a run into the command that resumes it).
+    The one builder of the lines that ``solve`` (resume hint), ``bench`` and ``compare`` print or record.
     """
+    unknown = set(changes) - {param.name for param in ctx.command.params}
+    if unknown:
+        raise ValueError(f"command_line: {ctx.info_name} has no parameter {sorted(unknown)}")
+    params = {**ctx.params, **changes}
     words = ["bsde", ctx.info_name or ""]
     options: list[str] = []
     for param in ctx.command.params:
-        value = ctx.params.get(param.name)
+        value = params.get(param.name)
         if param.param_type_name == "argument":
             words += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None]
             continue
-        if value is None or value == param.default or value == () or param.name is None:
+        if value is None or value == param.default or value == () or value == [] or param.name is None:
             continue
         flag = next((opt for opt in param.opts if opt.startswith("--")), param.opts[0])
         if getattr(param, "is_flag", False):

@@ -8,6 +8,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from bsde.equations import EQUATIONS
 from bsde.problem import load_problem, shipped_problems
 
 from .common import SetOption, guarded, load, out
@@ -15,7 +16,7 @@ from .common import SetOption, guarded, load, out
 
 @guarded
 def list_problems() -> None:
-    """Shipped problems with their dimension and reference value."""
+    """Shipped problems with their dimension and reference value, then the kinds installed packages add."""
     table = Table("problem", "kind", "dim", "reference", "presets", "source", box=None)
     for name in sorted(shipped_problems()):
         problem = load_problem(name)
@@ -23,6 +24,8 @@ def list_problems() -> None:
         table.add_row(name, problem.equation.kind, str(problem.equation.dim),
                       "-" if ref.value is None else f"{ref.value:g}",
                       ", ".join(problem.presets) or "-", ref.source or "-")
+    for kind in sorted(EQUATIONS.plugins()):  # named by metadata, not imported: the row says where it comes from
+        table.add_row(kind, kind, "-", "-", "-", EQUATIONS.origin(kind) or "-")
     out.print(table)
 
 

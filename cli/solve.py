@@ -11,8 +11,8 @@ import typer
 
 from bsde.errors import Interrupted, ProblemError
 
-from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, emit_json, err, guarded, load,
-                     out, print_log_entry, progress_lines, vector_text)
+from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, command_line, emit_json, err,
+                     guarded, load, out, print_log_entry, progress_lines, vector_text)
 from .signals import StopRequest, stop_on_signals
 
 if TYPE_CHECKING:
@@ -59,20 +59,6 @@ def report(result: SolveResult) -> None:
               f"seed {result.seed}", markup=False)
 
 
-def _resume_hint(problem: str, sets: list[str] | None, preset: str | None, seed: int, device: str,
-                 threads: int | None, folder: Path, every: int | None, on_nan: OnNaN) -> str:
-    """The command line that continues an interrupted run."""
-    words = ["bsde", "solve", problem]
-    for text in sets or []:
-        words += ["--set", text]
-    words += ["--preset", preset] if preset else []
-    words += ["--seed", str(seed)] + (["--device", device] if device != "auto" else [])
-    words += ["--threads", str(threads)] if threads else []
-    words += ["--checkpoint-every", str(every)] if every else []
-    words += ["--on-nan", on_nan.value] if on_nan is not OnNaN.stop else []
-    return shlex.join([*words, "--resume", str(folder)])
-
-
 def _stopped(stop: StopRequest, exc: Interrupted, folder: Path | None, hint: str) -> None:
     err.print(f"interrupted by {stop.name} after {exc.iteration} iterations", markup=False)
     if folder is None:
@@ -84,6 +70,7 @@ def _stopped(stop: StopRequest, exc: Interrupted, folder: Path | None, hint: str
 
 @guarded
 def solve(
+    ctx: typer.Context,
     problem: Annotated[str, typer.Argument(help="Shipped problem name or path to a YAML file.")],
     set_: SetOption = None,
     preset: Annotated[str | None, typer.Option(help="Named solver overlay from the problem's presets.")] = None,
@@ -157,8 +144,7 @@ def solve(
                 auto_reference=not no_reference,
             )
         except Interrupted as exc:
-            hint = _resume_hint(problem, set_, preset, seed, device, threads, folder, checkpoint_every,
-                                on_nan) if folder else ""
+            hint = command_line(ctx, checkpoint=None, resume=folder) if folder else ""
             _stopped(stop, exc, folder, hint)
     if save is not None:
         result.solution.save(save, {"y0": result.y0, "delta": result.delta, "gamma_diag": result.gamma_diag})

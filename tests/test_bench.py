@@ -6,13 +6,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bsde.bench_worker import ScaleResult, fit
-from bsde.bench_cases import PEER_MS_PER_ITERATION, Timing
+from bsde.bench.worker import ScaleResult, fit
+from bsde.bench.cases import PEER_MS_PER_ITERATION, Timing
 from bsde.networks import StackedGradientNets
 from bsde.per_step import PerStepGradientNets
 
 runner = CliRunner()
 QUICK = ["bench", "--quick", "--device", "cpu", "--threads", "1"]
+PEER_CASES = ("hjb 100-d float64", "allen_cahn 100-d float64", "default_risk 100-d float64")
 SECTIONS = ("machine", "command", "options", "startup", "speed", "loop", "accuracy", "scale", "scale_fit", "wall_s",
             "checks_passed")
 
@@ -50,7 +51,7 @@ def test_quick_bench_json_is_one_object(quick_run):
 def test_quick_bench_prints_tables(quick_run):
     _, tables, folder = quick_run
     assert tables.exit_code == 0, tables.output
-    for title in ("Per-iteration speed", "Batched vs per-step", "Time to accuracy", "Scale", "Growth with d"):
+    for title in ("Start-up", "Per-iteration speed", "Batched vs per-step", "Time to accuracy", "Scale", "Growth with d"):
         assert title in tables.stdout
     assert "hjb 100-d float64" in tables.stdout and "{" not in tables.stdout.splitlines()[0]
     assert (folder / "again" / "bench.md").exists()
@@ -65,13 +66,20 @@ def test_quick_bench_writes_json_and_markdown(quick_run):
     for key in ("cpu", "logical_cores", "memory_gib", "device", "torch", "numpy", "python", "torch_threads", "date"):
         assert key in data["machine"]
     assert data["machine"]["torch_threads"] == 1
-    assert [s["case"] for s in data["speed"]] == ["hjb 100-d float64", "hjb 100-d float32", "allen_cahn 100-d",
-                                                   "default_risk 100-d"]
+    assert [s["case"] for s in data["speed"]] == ["hjb 100-d float64", "hjb 100-d float32", "hjb 100-d float64 controlled",
+                                                   "allen_cahn 100-d float64", "default_risk 100-d float64"]
+    assert [s["dtype"] for s in data["speed"]] == ["float64", "float32", "float64", "float64", "float64"]
+    assert len(data["skipped"]) == 2 and all("compiled" in text for text in data["skipped"])  # not in quick mode
     for row in data["speed"]:
         assert row["timing"]["median_s"] > 0 and row["gflops"] > 0 and row["matmul_peak_gflops"] > 0
-    # the peer's figure goes with its problem in float64 only, and peer/ours is that figure over our median
+        # the floor was timed in as many blocks as the iterations, and the ratio is per pair of blocks
+        assert row["floor"]["samples"] == row["timing"]["samples"] == row["floor_ratio"]["samples"]
+        assert row["floor_gflops"] == pytest.approx(row["flops_per_iteration"] / row["floor"]["median_s"] / 1e9)
+        assert row["floor_ratio"]["q25_s"] <= row["floor_ratio"]["median_s"] <= row["floor_ratio"]["q75_s"]
+        assert row["warmup_s"] > 0 and not row["compiled"]
+    # the peer's figure goes with its problem in its own configuration (plain float64) only
     for row in data["speed"]:
-        peer = PEER_MS_PER_ITERATION[row["problem"]] if row["dtype"] == "float64" else None
+        peer = PEER_MS_PER_ITERATION[row["problem"]] if row["case"] in PEER_CASES else None
         assert row["peer_ms"] == peer
         if peer is None:
             assert row["peer_ratio"] is None
@@ -82,6 +90,10 @@ def test_quick_bench_writes_json_and_markdown(quick_run):
     assert sorted((s["problem"], s["dim"]) for s in data["scale"]) == [
         ("allen_cahn", 10), ("allen_cahn", 100), ("hjb", 10), ("hjb", 100)]
     assert all(s["error"] is None and s["peak_rss_mb"] > 0 and s["parameters"] > 0 for s in data["scale"])
+    assert all(s["floor"]["median_s"] > 0 and s["floor_ratio"]["samples"] == s["timing"]["samples"] for s in data["scale"])
+    startup = data["startup"]
+    assert startup["first_solve_s"] > 0 and startup["second_solve_s"] > 0
+    assert startup["one_time_s"] == pytest.approx(max(startup["first_solve_s"] - startup["second_solve_s"], 0.0))
     markdown = (folder / "bench.md").read_text()
     for title in ("Per-iteration speed", "Batched vs per-step", "Time to accuracy", "Scale", "Growth with d"):
         assert f"## {title}" in markdown
@@ -90,6 +102,29 @@ def test_quick_bench_writes_json_and_markdown(quick_run):
     cells = [cell.strip() for cell in hjb_row.strip("|").split("|")]
     assert float(cells[-2]) == PEER_MS_PER_ITERATION["hjb"]  # the table shows the peer figure the run used
     assert float(cells[-1]) == pytest.approx(data["speed"][0]["peer_ratio"], rel=5e-3)
+
+
+def test_bench_runs_only_the_sections_asked_for(tmp_path):
+    from bsde.cli.app import app
+
+    result = runner.invoke(app, [*QUICK, "--only", "loop", "--json", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["options"]["sections"] == ["loop"] and data["loop"]["agree"]
+    assert data["startup"] is None and data["speed"] == [] and data["accuracy"] == [] and data["scale"] == []
+    markdown = (tmp_path / "bench.md").read_text()
+    assert "## Batched vs per-step" in markdown and "## Per-iteration speed" not in markdown
+    assert "--only loop" in data["command"]
+
+
+def test_bench_rejects_an_unknown_section(tmp_path):
+    from bsde.cli.app import app
+
+    result = runner.invoke(app, ["bench", "--quick", "--only", "speed,sped", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown bench section 'sped'; choose from startup, speed, loop, profile, accuracy, scale"]
+    assert not (tmp_path / "bench.json").exists()
 
 
 def test_bench_rejects_bad_dims(tmp_path):
@@ -117,3 +152,32 @@ def test_scale_fit_reads_growth_per_decade():
     assert growth.time_exponent == pytest.approx(1.0)
     assert growth.time_ratio_per_10x == pytest.approx([10.0, 10.0])
     assert growth.parameter_exponent == pytest.approx(1.0)
+
+
+def test_floor_does_the_matmul_work_of_an_iteration():
+    """torch's FLOP counter (independent of network_flops) sees the same matmul FLOPs in a training step's forward
+    and backward as in the floor, and both are network_flops."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bsde.bench.cases import matmul_floor, network_flops
+    from bsde.model import DeepBSDE, terminal_loss
+    from bsde.problem import load_problem
+    from bsde.trainer import sample
+
+    problem = load_problem("hjb", {"equation.dim": 6, "solver.time_steps": 4, "solver.batch_size": 8,
+                                   "solver.hidden": [7, 5], "solver.dtype": "float64"})
+    equation, settings = problem.equation, problem.solver
+    cpu = torch.device("cpu")
+    model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim), dtype=torch.float64)
+    model.reset_parameters(torch.Generator().manual_seed(0), (0.0, 1.0))
+    paths = sample(equation, settings, settings.batch_size, torch.Generator().manual_seed(1), cpu)
+
+    def matmul_flops(work):
+        with FlopCounterMode(display=False) as counter:
+            work()
+        counts = counter.get_flop_counts()["Global"]
+        return sum(n for op, n in counts.items() if "mm" in str(op) or "matmul" in str(op))
+
+    iteration = matmul_flops(lambda: terminal_loss(model(paths.x, paths.dw, paths.dt),
+                                                   equation.terminal(paths.x[:, -1])).backward())
+    assert iteration == matmul_flops(matmul_floor(problem, cpu)) == network_flops(problem)

@@ -8,6 +8,8 @@ from typer.testing import CliRunner
 
 from bsde.cli.app import app
 
+from conftest import TINY as TINY_SETTINGS, tiny_args
+
 runner = CliRunner()
 TINY = ["--set", "equation.dim=3", "--set", "solver.iterations=20", "--set", "solver.time_steps=4",
         "--set", "solver.batch_size=16", "--set", "solver.valid_size=32"]
@@ -101,3 +103,42 @@ def test_yaml_syntax_error(tmp_path):
     path.write_text("equation: [kind: hjb\n")
     result = runner.invoke(app, ["solve", str(path)])
     assert result.exit_code == 2 and "broken.yaml: YAML error" in result.stderr
+
+
+def test_resume_hint_is_the_command_line_with_resume(tmp_path, monkeypatch):
+    """The hint printed on a stop is the same builder's line as bench/compare record: --checkpoint becomes --resume,
+    every other option the user gave is kept, and running it finishes the run."""
+    import contextlib
+    import shlex
+
+    import bsde.cli.solve as command
+    from bsde.cli.signals import StopRequest
+
+    class StopAfter(StopRequest):
+        def __init__(self, polls: int) -> None:
+            super().__init__()
+            self.polls = polls
+
+        def __call__(self) -> bool:
+            self.polls -= 1
+            if self.polls < 0:
+                self.signum = 2
+            return super().__call__()
+
+    folder = tmp_path / "ck dir"  # a space: the hint must quote it
+    monkeypatch.setattr(command, "stop_on_signals", lambda: contextlib.nullcontext(StopAfter(7)))
+    args = ["solve", "hjb", *tiny_args(), "--preset", "fast", "--seed", "3", "--device", "cpu", "--threads", "1",
+            "-q", "--no-reference", "--checkpoint", str(folder), "--on-nan", "rollback"]
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 130, stopped.output
+    hint = stopped.stderr.split("resume with:")[1].strip()
+    words = shlex.split(hint)
+    assert words[:3] == ["bsde", "solve", "hjb"] and "--checkpoint" not in words
+    assert words[words.index("--resume") + 1] == str(folder)
+    for option in ("--preset", "--seed", "--device", "--threads", "--on-nan"):
+        assert words[words.index(option) + 1] == args[args.index(option) + 1]
+    assert words.count("--set") == len(TINY_SETTINGS) and "--quiet" in words and "--no-reference" in words
+    monkeypatch.undo()
+    resumed = runner.invoke(app, [*words[1:], "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["iterations"] == TINY_SETTINGS["solver.iterations"]

@@ -12,8 +12,6 @@ from typer.testing import CliRunner
 from bsde.cli.app import app
 from bsde.solution import SOLUTION_FILE
 
-from conftest import tiny_args
-
 runner = CliRunner()
 CALL = ["max_call", "--set", "equation.dim=1", "--set", "solver.time_steps=4", "--set", "solver.iterations=40",
         "--set", "solver.batch_size=16", "--set", "solver.valid_size=16", "--set", "solver.log_every=20",
@@ -40,10 +38,11 @@ def saved_region(tmp_path_factory) -> Path:
 
 
 def test_solve_json_has_delta_and_gamma_diag():
-    result = runner.invoke(app, ["solve", "hjb", *tiny_args(), "--json", "-q", "--no-reference"])
+    result = runner.invoke(app, ["solve", *CALL, "--set", "equation.dim=2", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert len(data["delta"]) == 2 and len(data["gamma_diag"]) == 2 and "first step" in data["gamma_source"]
+    assert data["delta"][0] == pytest.approx(data["z0"][0] / (0.2 * 100.0))  # z0 / (vol S0), independent assets
     assert data["refit"] is None  # a point solve refits only when asked
 
 

@@ -10,11 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special
 
-import bsde.greeks as greeks
-from bsde.equations.base import GeometricBrownian, ScaledBrownian
+from bsde.processes import GBM, BrownianMotion, Diffusion, Process, uniform_correlation_root
 from bsde.greeks import (diffusion_times, gradient_from_z, inverse_correlation_root, transition_greeks,
                          transition_score)
-from bsde.simulation import diffusion_transpose, uniform_correlation_root
 
 F64 = torch.float64
 
@@ -25,26 +23,35 @@ def test_gradient_from_z_inverts_the_geometric_diffusion(dim, rho, seed):
     rho = rho if dim > 1 else 0.0
     gen = torch.Generator().manual_seed(seed)
     vols = tuple(float(v) for v in torch.rand(dim, generator=gen, dtype=F64) * 0.5 + 0.05)
-    process = GeometricBrownian(0.03, vols, rho)
+    process = GBM(0.03, vols, rho)
     x = torch.rand(4, dim, generator=gen, dtype=F64) * 100 + 10
     v = torch.randn(4, dim, generator=gen, dtype=F64)
-    z = diffusion_transpose(process, x, v)
+    z = process.diffusion_transpose(x, v)
     assert torch.allclose(gradient_from_z(process, x, z), v, rtol=1e-10, atol=1e-12)
 
 
-def test_gradient_from_z_brownian_and_the_dense_fallback(monkeypatch):
+def test_gradient_from_z_brownian_and_the_dense_fallback():
     x = torch.randn(3, 4, dtype=F64)
     v = torch.randn(3, 4, dtype=F64)
-    assert torch.allclose(gradient_from_z(ScaledBrownian(1.7), x, 1.7 * v), v)
+    assert torch.allclose(gradient_from_z(BrownianMotion(1.7), x, 1.7 * v), v)
 
     # a process the helper does not know: sigma(x)^T v = A(x) v with an x-dependent, well-conditioned A
-    def transpose(process, x, v):
-        a = torch.eye(x.shape[-1], dtype=x.dtype) * 2.0 + 0.3 * torch.tanh(x).unsqueeze(-1)
-        return (a @ v.unsqueeze(-1)).squeeze(-1)
+    class Sheared(Process):
+        def diffusion_transpose(self, x, v, t=None):
+            a = torch.eye(x.shape[-1], dtype=x.dtype) * 2.0 + 0.3 * torch.tanh(x).unsqueeze(-1)
+            return (a @ v.unsqueeze(-1)).squeeze(-1)
 
-    monkeypatch.setattr(greeks, "diffusion_transpose", transpose)
-    z = transpose(None, x, v)
-    assert torch.allclose(gradient_from_z(object(), x, z), v, rtol=1e-10, atol=1e-12)
+    z = Sheared().diffusion_transpose(x, v)
+    assert torch.allclose(gradient_from_z(Sheared(), x, z), v, rtol=1e-10, atol=1e-12)
+
+
+def test_gradient_from_z_of_a_full_correlation_matrix_and_a_diffusion():
+    corr = [[1.0, 0.3, -0.2], [0.3, 1.0, 0.5], [-0.2, 0.5, 1.0]]
+    process = GBM(0.01, [0.2, 0.3, 0.1], correlation=corr)
+    x, v = torch.rand(4, 3, dtype=F64) * 50 + 50, torch.randn(4, 3, dtype=F64)
+    assert torch.allclose(gradient_from_z(process, x, process.diffusion_transpose(x, v)), v, rtol=1e-10)
+    local = Diffusion(lambda t, x: 0.0 * x, lambda t, x: 0.5 + t + 0.1 * x.square())
+    assert torch.allclose(gradient_from_z(local, x, local.diffusion_transpose(x, v, 0.3), 0.3), v, rtol=1e-12)
 
 
 def test_inverse_correlation_root_against_a_dense_inverse():
@@ -58,18 +65,18 @@ def test_inverse_correlation_root_against_a_dense_inverse():
 
 
 def test_diffusion_times_is_the_adjoint_of_the_transpose():
-    process = GeometricBrownian(0.0, (0.1, 0.2, 0.3), 0.4)
+    process = GBM(0.0, (0.1, 0.2, 0.3), 0.4)
     x = torch.rand(6, 3, dtype=F64) + 0.5
     v, w = torch.randn(6, 3, dtype=F64), torch.randn(6, 3, dtype=F64)
     left = (w * diffusion_times(process, x, v)).sum(-1)
-    right = (diffusion_transpose(process, x, w) * v).sum(-1)
+    right = (process.diffusion_transpose(x, w) * v).sum(-1)
     assert torch.allclose(left, right, atol=1e-12)
 
 
 def test_transition_greeks_of_a_call_match_black_scholes():
     """One asset, phi' = 1{S > K}: delta e^{-qT} Phi(d1), gamma phi(d1)/(S vol sqrt T), within 4 standard errors."""
     s, k, r, vol, t = 100.0, 105.0, 0.05, 0.25, 0.75
-    process = GeometricBrownian(r, (vol,), 0.0)
+    process = GBM(r, (vol,), 0.0)
     found = transition_greeks(process, torch.tensor([s], dtype=F64), t, lambda x: (x > k).to(F64),
                               discount=math.exp(-r * t), pairs=1 << 16, generator=torch.Generator().manual_seed(0))
     d1 = (math.log(s / k) + (r + 0.5 * vol * vol) * t) / (vol * math.sqrt(t))
@@ -83,11 +90,11 @@ def test_transition_greeks_of_a_quadratic_under_brownian_motion():
     """phi(x) = x^T A x / 2 (A symmetric): grad E phi = A x0 and Hess = A exactly, whatever the time."""
     a = torch.tensor([[2.0, 0.5, 0.0], [0.5, 1.0, -0.3], [0.0, -0.3, 3.0]], dtype=F64)
     x0 = torch.tensor([0.3, -1.0, 0.7], dtype=F64)
-    found = transition_greeks(ScaledBrownian(1.3), x0, 0.4, lambda x: x @ a, discount=1.0, pairs=1 << 15,
+    found = transition_greeks(BrownianMotion(1.3), x0, 0.4, lambda x: x @ a, discount=1.0, pairs=1 << 15,
                               generator=torch.Generator().manual_seed(1))
     assert torch.allclose(found.delta, a @ x0, atol=1e-10)  # antithetic pairs cancel the noise exactly
     assert torch.all((found.gamma - a).abs() <= 4 * found.gamma_stderr + 1e-12)
-    diagonal_only = transition_greeks(ScaledBrownian(1.3), x0, 0.4, lambda x: x @ a, discount=1.0, pairs=1 << 12,
+    diagonal_only = transition_greeks(BrownianMotion(1.3), x0, 0.4, lambda x: x @ a, discount=1.0, pairs=1 << 12,
                                       generator=torch.Generator().manual_seed(1), full=False)
     assert diagonal_only.gamma.shape == (3,) and torch.allclose(diagonal_only.gamma_diag, found.gamma_diag, atol=0.2)
 
@@ -100,12 +107,12 @@ def test_transition_score_is_the_gradient_of_the_log_density():
     x = x0 + sigma * math.sqrt(h) * xi
     leaf = x0.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad((-(x - leaf).square().sum(-1) / (2 * sigma**2 * h)).sum(), leaf)
-    assert torch.allclose(transition_score(ScaledBrownian(sigma), x0, h, xi).sum(0), grad, atol=1e-12)
+    assert torch.allclose(transition_score(BrownianMotion(sigma), x0, h, xi).sum(0), grad, atol=1e-12)
 
 
 @pytest.mark.parametrize("rho", [0.0, 0.3])
 def test_geometric_score_is_the_gradient_of_the_log_density(rho):
-    process = GeometricBrownian(0.02, (0.2, 0.3, 0.25), rho)
+    process = GBM(0.02, (0.2, 0.3, 0.25), rho)
     x0 = torch.tensor([90.0, 100.0, 110.0], dtype=F64)
     h, xi = 0.5, torch.randn(4, 3, dtype=F64)
     vol = torch.tensor(process.vol, dtype=F64)

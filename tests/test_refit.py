@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import bsde
-from bsde.equations.base import ScaledBrownian
+from bsde.processes import BrownianMotion
 from bsde.model import terminal_loss
 from bsde.refit import _linearise, refit_paths, refit_start, second_order_term
 from bsde.region_model import make_model
@@ -22,7 +22,7 @@ def test_second_order_term_of_a_linear_z():
     a = torch.tensor([[1.0, 0.4], [-0.2, 2.0]], dtype=F64)
     x = torch.randn(7, 2, dtype=F64)
     dw = torch.randn(7, 2, dtype=F64) * 0.3
-    term = second_order_term(lambda s: s @ a.T, ScaledBrownian(1.5), x, dw, 0.09)
+    term = second_order_term(lambda s: s @ a.T, BrownianMotion(1.5), x, dw, 0.09)
     expected = 0.5 * 1.5 * ((dw @ a.T * dw).sum(-1) - 0.09 * torch.trace(a))
     assert torch.allclose(term, expected, atol=1e-12)
 

@@ -7,7 +7,6 @@ import torch
 import bsde
 from bsde.model import DeepBSDE
 from bsde.region_model import RegionBSDE, make_model
-from bsde.simulation import diffusion_transpose
 from bsde.trainer import sample
 
 F64 = torch.float64
@@ -38,7 +37,7 @@ def test_z0_is_sigma_transpose_grad_y0():
     h = 1e-4
     grad = torch.stack([(model.value(x + h * e) - model.value(x - h * e)) / (2 * h)
                         for e in torch.eye(2, dtype=F64)], dim=1)
-    assert torch.allclose(z, diffusion_transpose(problem.equation.process, x, grad), rtol=1e-6)
+    assert torch.allclose(z, problem.equation.process.diffusion_transpose(x, grad), rtol=1e-6)
     assert torch.allclose(values, model.value(x))
     assert torch.allclose(model.z_at(0, x), z)
 

@@ -12,7 +12,7 @@ import yaml
 
 import bsde
 from bsde.errors import BSDEError, ProblemError
-from bsde.simulation import uniform_correlation_root
+from bsde.processes import uniform_correlation_root
 from bsde.solution import CONFIG_FILE, SOLUTION_FILE, Solution, check_save_folder
 
 from conftest import TINY

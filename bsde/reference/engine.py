@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Callable
 
 from bsde.equations.base import Equation
 from bsde.equations.hjb import HJB
-from bsde.equations.pricing import BlackScholes, MaxCall
+from bsde.equations.pricing import MaxCall
 from bsde.errors import ProblemError
-from bsde.problem import Problem
+from bsde.probing import verify_flags
+from bsde.problem import Problem, as_problem
 from bsde.reference.result import ReferenceResult
 
 if TYPE_CHECKING:
@@ -31,10 +32,33 @@ class Method:
     run: Runner
     #: what the method is, for a report's "source" line
     label: str = ""
+    #: why it does not apply, where there is more to say than "not applicable"
+    reason: Callable[[Equation], str | None] | None = None
+
+
+def _declares_closed_form(eq: Equation) -> bool:
+    return getattr(eq, "closed_form", None) is not None
+
+
+def _closed_form_mismatch(eq: Equation) -> str | None:
+    from bsde.closed_forms import mismatch
+
+    return mismatch(eq)
 
 
 def _paths(paths: int | None) -> dict:
     return {} if paths is None else {"paths": paths}
+
+
+def _closed_form(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    import time
+
+    from bsde.closed_forms import closed_form_value
+
+    began = time.perf_counter()
+    value = closed_form_value(eq)
+    return ReferenceResult(value, None, None, "closed-form", None, time.perf_counter() - began,
+                           {"closed_form": eq.closed_form.describe()})
 
 
 def _semi_analytic(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
@@ -68,21 +92,36 @@ def _mlp(eq: Equation, paths: int | None, seed: int, progress: Progress | None) 
 
 
 METHODS: dict[str, Method] = {
-    "semi-analytic": Method(lambda eq: isinstance(eq, MaxCall) and eq.correlation == 0.0, True, _semi_analytic,
+    "closed-form": Method(lambda eq: _declares_closed_form(eq) and _closed_form_mismatch(eq) is None, True,
+                          _closed_form, "closed form", _closed_form_mismatch),
+    "semi-analytic": Method(lambda eq: isinstance(eq, MaxCall) and eq.process.independent, True, _semi_analytic,
                             "semi-analytic formula"),
     "radial": Method(lambda eq: eq.radial_form() is not None, True, _radial, "radial PDE solve"),
     "cole-hopf": Method(lambda eq: isinstance(eq, HJB), True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula"),
-    "mc": Method(lambda eq: isinstance(eq, BlackScholes), True, _monte_carlo, "Monte Carlo with control variates"),
-    "mlp": Method(lambda eq: not eq.driver_uses_z, False, _mlp, "multilevel Picard iteration"),
+    "mc": Method(lambda eq: eq.driver_is_linear, True, _monte_carlo, "Monte Carlo of e^{-rT} E g(X_T)",
+                 lambda eq: None if eq.driver_is_linear else "the driver is not -r y"),
+    "mlp": Method(lambda eq: not eq.driver_uses_z and eq.process.exact, False, _mlp, "multilevel Picard iteration",
+                  lambda eq: "the driver uses z" if eq.driver_uses_z else
+                  None if eq.process.exact else "the process has no exact transition"),
 }
 
 #: for "auto": the first applicable, most accurate per unit of time
-PREFERENCE = ("semi-analytic", "radial", "mc", "mlp", "cole-hopf")
+PREFERENCE = ("closed-form", "semi-analytic", "radial", "mc", "mlp", "cole-hopf")
 
 
 def applicable_methods(problem: Problem) -> list[str]:
-    """Names of the methods that apply to ``problem``, most preferred first."""
-    return [name for name in PREFERENCE if METHODS[name].applies(problem.equation)]
+    """Names of the methods that apply to ``problem``, most preferred first.
+
+    Raises:
+        ProblemError: the equation declares a closed form that does not fit it (a wrong declaration is
+            an error, not a silent fallback).
+    """
+    eq = problem.equation
+    if _declares_closed_form(eq):
+        why = _closed_form_mismatch(eq)
+        if why is not None:
+            raise ProblemError(f"{problem.name}: the declared closed form cannot be used: {why}")
+    return [name for name in PREFERENCE if METHODS[name].applies(eq)]
 
 
 def cheap_method(problem: Problem) -> str | None:
@@ -98,22 +137,25 @@ def describe(result: ReferenceResult) -> str:
 
 
 def reference(
-    problem: Problem, method: str = "auto", paths: int | None = None, seed: int = 0,
+    problem: Problem | Equation, method: str = "auto", paths: int | None = None, seed: int = 0,
     progress: Progress | None = None,
 ) -> ReferenceResult:
     """An independent value of u(0, x0) for ``problem``.
 
     Args:
         method: "auto" (the preferred applicable method) or one of
-            "mc", "semi-analytic", "cole-hopf", "radial", "mlp".
+            "closed-form", "mc", "semi-analytic", "cole-hopf", "radial", "mlp".
         paths: Monte Carlo paths for "mc"/"cole-hopf", independent repeats for "mlp";
             unused by the deterministic "semi-analytic" and "radial".
         seed: seeds the method's own torch.Generator.
         progress: optional callback(done, total).
 
     Raises:
-        ProblemError: unknown method, or one that does not apply to the problem.
+        ProblemError: unknown method, one that does not apply to the problem, or flags that disagree
+            with the driver.
     """
+    problem = as_problem(problem)
+    verify_flags(problem.equation)
     method = resolve_method(problem, method)
     return METHODS[method].run(problem.equation, paths, seed, progress)
 
@@ -132,8 +174,10 @@ def resolve_method(problem: Problem, method: str = "auto") -> str:
     if method not in METHODS:
         raise ProblemError(f"unknown reference method '{method}' (known: auto, {', '.join(METHODS)})")
     if method not in applicable:
+        reason = METHODS[method].reason(problem.equation) if METHODS[method].reason else None
+        because = f" ({reason})" if reason else ""
         raise ProblemError(
-            f"method '{method}' does not apply to '{problem.name}' ({problem.equation.kind}); "
+            f"method '{method}' does not apply to '{problem.name}' ({problem.equation.kind}){because}; "
             f"applicable: {', '.join(applicable) or 'none'}"
         )
     return method

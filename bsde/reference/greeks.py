@@ -7,9 +7,9 @@
   gamma_ii = e^{-rT} int phi(d_i) prod_{k!=i} Phi(d_k) (d_i / s_i - 1) dm / (x_i^2 s_i),
   gamma_ij = -e^{-rT} int phi(d_i) phi(d_j) prod_{k!=i,j} Phi(d_k) dm / (x_i s_i x_j s_j);
 - radial (u = v(|x|^2)): grad u = 2 v_s x, Hess u = 2 v_s I + 4 v_ss x x^T from the radial solve's profile at t = 0;
-- mc (Black-Scholes pricing): pathwise delta and mixed likelihood-ratio gamma over [0, T] with 95% intervals
-  (:func:`bsde.greeks.transition_greeks`);
-- any other value method (Monte Carlo of Cole-Hopf, MLP, ...): central differences of its value with common random
+- mc (f = -r y over a Brownian or GBM process, any correlation): pathwise delta and mixed likelihood-ratio gamma
+  over [0, T] with 95% intervals (:func:`bsde.greeks.transition_greeks`);
+- any other value method (a declared closed form, Monte Carlo of Cole-Hopf, MLP, ...): central differences of its value with common random
   numbers (the same seed at every bump), flagged as a fallback: delta_i = (V(x0 + h e_i) - V(x0 - h e_i)) / 2h,
   gamma_ii = (V(x0 + h e_i) - 2 V(x0) + V(x0 - h e_i)) / h^2, with no error bar.
 """
@@ -25,7 +25,7 @@ import numpy as np
 from scipy import integrate, special
 
 from bsde.equations.base import Equation
-from bsde.equations.pricing import BlackScholes, MaxCall
+from bsde.equations.pricing import MaxCall
 from bsde.errors import ProblemError
 from bsde.problem import Problem
 from bsde.reference.engine import reference, resolve_method
@@ -88,13 +88,13 @@ def black_scholes_greeks(spot: float, strike: float, rate: float, dividend: floa
     return carry * float(special.ndtr(d1)), carry * math.exp(-0.5 * d1 * d1) / math.sqrt(2 * math.pi) / (spot * spread)
 
 
-def max_call_greeks(spots: np.ndarray, vols: np.ndarray, strike: float, rate: float, dividend: float,
+def max_call_greeks(spots: np.ndarray, vols: np.ndarray, strike: float, rate: float, dividend: float | np.ndarray,
                     total_time: float, *, full: bool) -> tuple[np.ndarray, np.ndarray, float]:
     """(delta (d,), gamma ((d, d) if ``full`` else its diagonal (d,)), quadrature error) for independent assets.
 
     The integrals of the module docstring over u = ln m (dm = e^u du), all coordinates in one vector quadrature.
     """
-    spots, vols = np.asarray(spots, dtype=float), np.asarray(vols, dtype=float)
+    spots, vols, dividend = (np.asarray(v, dtype=float) for v in (spots, vols, dividend))
     if np.any(vols <= 0):
         raise ProblemError("semi-analytic Greeks need every vol positive (use method 'mc')")
     d = spots.size
@@ -134,23 +134,22 @@ def max_call_greeks(spots: np.ndarray, vols: np.ndarray, strike: float, rate: fl
 
 
 def _semi_analytic(equation: Equation, full: bool) -> GreeksResult:
-    if not isinstance(equation, MaxCall) or equation.correlation != 0.0:
+    if not isinstance(equation, MaxCall) or not equation.process.independent:
         raise ProblemError("semi-analytic Greeks apply to max_call with independent assets (correlation 0)")
     start = time.perf_counter()
     from bsde.reference.semi_analytic import black_scholes_call, max_call_independent
 
-    spots, vols = np.array(equation.x_start), np.array(equation.vols)
+    spots, vols, dividends = (np.array(v) for v in (equation.x_start, equation.vols, equation.dividends))
     if equation.dim == 1:
-        args = (equation.strike, equation.rate, equation.dividend, float(vols[0]), equation.total_time)
+        args = (equation.strike, equation.rate, float(dividends[0]), float(vols[0]), equation.total_time)
         delta, gamma = black_scholes_greeks(float(spots[0]), *args)
         value = black_scholes_call(float(spots[0]), *args)
         return GreeksResult("closed-form", value, [delta], [gamma], [[gamma]], None, None, [0.0], [0.0],
                             "exact", False, None, time.perf_counter() - start,
                             {"formula": "Black-Scholes call: e^{-qT} Phi(d1), e^{-qT} phi(d1) / (S vol sqrt T)"})
-    delta, gamma, error = max_call_greeks(spots, vols, equation.strike, equation.rate, equation.dividend,
+    delta, gamma, error = max_call_greeks(spots, vols, equation.strike, equation.rate, dividends,
                                           equation.total_time, full=full)
-    value, _ = max_call_independent(spots, vols, equation.strike, equation.rate, equation.dividend,
-                                    equation.total_time)
+    value, _ = max_call_independent(spots, vols, equation.strike, equation.rate, dividends, equation.total_time)
     diagonal = np.diagonal(gamma) if full else gamma
     d = equation.dim
     return GreeksResult("semi-analytic", value, delta.tolist(), diagonal.tolist(), gamma.tolist() if full else None,
@@ -200,8 +199,8 @@ def _monte_carlo(equation: Equation, full: bool, paths: int | None, seed: int) -
     from bsde.reference.monte_carlo import monte_carlo
     from bsde.reference.sampling import DEVICE, require_paths
 
-    if not isinstance(equation, BlackScholes):
-        raise ProblemError(f"mc Greeks apply to Black-Scholes pricing (max_call), not '{equation.kind}'")
+    if not monte_carlo_applies(equation):
+        raise ProblemError(f"mc Greeks need a driver -r y and a Brownian or GBM process ('{equation.kind}')")
     paths = paths or DEFAULT_GREEK_PATHS
     require_paths("mc", paths)
     start = time.perf_counter()
@@ -215,7 +214,7 @@ def _monte_carlo(equation: Equation, full: bool, paths: int | None, seed: int) -
         return grad
 
     found = transition_greeks(equation.process, x0, equation.total_time, payoff_gradient,
-                              discount=math.exp(-equation.rate * equation.total_time), pairs=paths // 2,
+                              discount=equation.discount_factor, pairs=paths // 2,
                               generator=torch.Generator(device=DEVICE).manual_seed(seed), full=full)
     value = monte_carlo(equation, paths=paths, seed=seed + 1).value
     delta_err, diag_err = found.delta_stderr.tolist(), found.gamma_diag_stderr.tolist()
@@ -263,15 +262,23 @@ def central_differences(problem: Problem, method: str, *, paths: int | None, see
                          "note": "fallback: no error bar; the bias is O(h^2), the noise of the value method divided by h"})
 
 
-GREEK_METHODS = ("semi-analytic", "radial", "mc")
+def monte_carlo_applies(equation: Equation) -> bool:
+    """Pathwise and likelihood-ratio Greeks need f = -r y and an exact coordinatewise process (Brownian, GBM)."""
+    from bsde.processes import GBM, BrownianMotion
+
+    return equation.driver_is_linear and isinstance(equation.process, (BrownianMotion, GBM))
 
 
 def greeks_method(problem: Problem, method: str = "auto") -> tuple[str, bool]:
-    """(value method, whether its Greeks are the central-difference fallback) for ``method``."""
+    """(value method, whether its Greeks are the central-difference fallback) for ``method``: semi-analytic (positive
+    vols), radial and mc (where :func:`monte_carlo_applies`) have their own Greeks, any other method falls back."""
     name = resolve_method(problem, method)
-    if name == "semi-analytic" and problem.equation.dim > 1 and any(v <= 0 for v in problem.equation.vols):
-        return name, True
-    return name, name not in GREEK_METHODS
+    equation = problem.equation
+    if name == "semi-analytic":
+        return name, equation.dim > 1 and any(v <= 0 for v in equation.vols)
+    if name == "mc":
+        return name, not monte_carlo_applies(equation)
+    return name, name != "radial"
 
 
 def reference_greeks(problem: Problem, method: str = "auto", *, paths: int | None = None, seed: int = 0,

@@ -14,10 +14,10 @@ from typing import Callable
 
 import torch
 
-from bsde.equations.base import Equation, GeometricBrownian, ScaledBrownian
+from bsde.equations.base import Equation
 from bsde.errors import ProblemError
 from bsde.reference.result import ReferenceResult, ci95
-from bsde.reference.sampling import DEVICE, Progress, chunk_rows, transition
+from bsde.reference.sampling import DEVICE, Progress, chunk_rows
 
 DEFAULT_LEVEL = 5
 DEFAULT_REPEATS = 10
@@ -33,7 +33,7 @@ class _Picard:
     def _forward(self, x: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
         """X at times end (B, k) from x (B, dim) at times start (B,): (B, k, dim)."""
         normals = torch.randn(*end.shape, x.shape[-1], generator=self.gen, dtype=x.dtype, device=x.device)
-        return transition(self.eq.process, x.unsqueeze(1), end - start.unsqueeze(1), normals)
+        return self.eq.process.transition(x.unsqueeze(1), end - start.unsqueeze(1), normals)
 
     def _f(self, t: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.eq.driver(t, x, y, torch.zeros(1, dtype=x.dtype, device=x.device).expand_as(x))
@@ -84,8 +84,8 @@ def mlp(
     """Mean and spread of ``repeats`` independent U_{n,M}(0, x0); M defaults to n."""
     if equation.driver_uses_z:
         raise ProblemError(f"mlp needs a driver without z; '{equation.kind}' uses z")
-    if not isinstance(equation.process, (ScaledBrownian, GeometricBrownian)):
-        raise ProblemError(f"mlp cannot sample the process of '{equation.kind}'")
+    if not equation.process.exact:
+        raise ProblemError(f"mlp needs a process with an exact transition; '{equation.kind}' has none")
     if level < 1 or repeats < 2:
         raise ProblemError(f"mlp needs level >= 1 and repeats >= 2, got level={level}, repeats={repeats}")
     samples = level if samples is None else samples

@@ -8,8 +8,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from bsde.bench import BenchReport
-from bsde.bench_cases import PEER_MS_PER_ITERATION
+from bsde.bench.run import BenchReport
+from bsde.bench.cases import PEER_MS_PER_ITERATION
 
 
 @dataclass(frozen=True)
@@ -38,21 +38,31 @@ def _mark(flag: bool) -> str:
 
 def speed_table(report: BenchReport) -> TextTable:
     rows = [[r.case, str(r.time_steps), str(r.parameters), _ms(r.timing.median_s), _ms(r.timing.iqr_s),
-             f"{r.iterations_per_s:.3g}", f"{r.gflops:.3g}", f"{_pct(r.matmul_fraction)} of {r.matmul_peak_gflops:.3g}",
-             f"{_pct(r.layer_fraction)} of {r.layer_peak_gflops:.3g}", _num(r.peer_ms), _num(r.peer_ratio)]
+             _ms(r.floor.median_s), f"{r.floor_ratio.median_s:.3g}", f"{r.floor_ratio.q25_s:.3g}-{r.floor_ratio.q75_s:.3g}",
+             f"{r.gflops:.3g}", f"{r.floor_gflops:.3g}", f"{_pct(r.matmul_fraction)} of {r.matmul_peak_gflops:.3g}",
+             f"{r.warmup_s:.3g}", _num(r.peer_ms), _num(r.peer_ratio)]
             for r in report.speed]
     size = report.options["effort"]["matmul_size"]
+    effort = report.options["effort"]
+    notes = [
+        "ms/it: median over timed blocks of the trainer's own iterations (after the warm-up iterations, whose "
+        "total, compilation included, is 'warm-up s'). Floor: the same iteration's network matmuls alone (forward, "
+        "weight and input gradients, as batched matmuls of the networks' shapes and dtype), timed in blocks "
+        f"alternating with the iteration blocks ({effort['blocks']} of each, {effort['block']} calls per block); "
+        "x floor is the median (and quartiles) of iteration block / the floor block before it.",
+        f"GFLOP/s counts the step networks' matmuls only: 2 B (N-1) (3 sum_l w_l w_(l+1) - w_0 w_1) per "
+        f"iteration (forward 2x, backward 4x, but no input gradient for the first layer); the n^3 peak is a "
+        f"{size}^3 torch.matmul in the same run and dtype.",
+        "Peer: the reference TensorFlow implementation (frankhan91/DeepBSDE), float64, 2-core machine, after "
+        f"its graph trace: {', '.join(f'{k} {v:g} ms' for k, v in PEER_MS_PER_ITERATION.items())} "
+        "(benchmarks/peer_deepbsde.py remeasures it); peer/ours > 1 means faster than the peer.",
+        *[f"Not measured: {text}" for text in report.skipped],
+    ]
     return TextTable(
-        "Per-iteration speed (sample paths + forward + backward + Adam, the trainer's loop)",
-        ["case", "steps", "params", "ms/it", "IQR ms", "it/s", "GFLOP/s", "of n^3 matmul peak", "of layer bmm peak",
-         "peer ms/it", "peer/ours"],
-        rows,
-        [f"GFLOP/s counts the step networks' matmuls only: 2 B (N-1) (3 sum_l w_l w_(l+1) - w_0 w_1) per "
-         f"iteration (forward 2x, backward 4x, but no input gradient for the first layer). Peaks measured in the same run: a {size}^3 torch.matmul and the "
-         "networks' own (N-1, B, w_l) @ (N-1, w_l, w_(l+1)) batched matmuls, same dtype.",
-         "Peer: the reference TensorFlow implementation (frankhan91/DeepBSDE), float64, 2-core machine, after "
-         f"its graph trace: {', '.join(f'{k} {v:g} ms' for k, v in PEER_MS_PER_ITERATION.items())} "
-         "(benchmarks/peer_deepbsde.py remeasures it); peer/ours > 1 means faster than the peer."],
+        "Per-iteration speed (sample paths + forward + backward + Adam, the trainer's loop) against the matmul floor",
+        ["case", "steps", "params", "ms/it", "IQR ms", "floor ms", "x floor", "x floor IQR", "GFLOP/s",
+         "floor GFLOP/s", "of n^3 matmul peak", "warm-up s", "peer ms/it", "peer/ours"],
+        rows, notes,
     )
 
 
@@ -99,7 +109,9 @@ def accuracy_tables(report: BenchReport) -> list[TextTable]:
                           r.error or ""])
     start = report.startup
     note = (f"Wall time runs from before load_problem to the result, in process; total adds the start-up of a fresh "
-            f"`python -c \"import bsde.solve\"` ({start.process_s:.3g} s, of which the import {start.import_s:.3g} s). "
+            f"`python -c \"import bsde.solve\"` ({start.process_s:.3g} s, of which the import {start.import_s:.3g} s) "
+            f"and the one-time cost of a first solve in a process ({start.one_time_s:.3g} s: a small solve took "
+            f"{_num(start.first_solve_s)} s first, {_num(start.second_solve_s)} s again). "
             "Reference: the reference engine (bsde.reference).")
     return [
         TextTable("Time to accuracy", ["problem", "preset", "iterations", "reference", "target", "within tol.",
@@ -112,7 +124,8 @@ def accuracy_tables(report: BenchReport) -> list[TextTable]:
 def scale_tables(report: BenchReport) -> list[TextTable]:
     rows = [[r.problem, str(r.dim), ",".join(map(str, r.hidden)), "-" if r.parameters is None else str(r.parameters),
              _num(r.flops_per_iteration and r.flops_per_iteration / 1e9), _ms(r.timing and r.timing.median_s),
-             _ms(r.timing and r.timing.iqr_s), _num(r.peak_rss_mb, 4), _num(r.cuda_peak_mb, 4),
+             _ms(r.timing and r.timing.iqr_s), _ms(r.floor and r.floor.median_s),
+             _num(r.floor_ratio and r.floor_ratio.median_s), _num(r.peak_rss_mb, 4), _num(r.cuda_peak_mb, 4),
              _num(r.estimated_mb, 4), r.error or ""]
             for r in report.scale]
     effort = report.options["effort"]
@@ -121,8 +134,11 @@ def scale_tables(report: BenchReport) -> list[TextTable]:
              _num(f.parameter_exponent)] for f in report.scale_fit]
     return [
         TextTable("Scale (one subprocess per case)", ["problem", "d", "hidden", "params", "GFLOP/it", "ms/it", "IQR ms",
-                                                      "peak RSS MB", "CUDA peak MB", "estimate MB", "error"], rows,
+                                                      "floor ms", "x floor", "peak RSS MB", "CUDA peak MB",
+                                                      "estimate MB", "error"], rows,
                   [f"{effort['scale_warmup']} warm-up + {effort['scale_iterations']} timed iterations per case; "
+                   "plain paths (no steering by the learned control); the floor (as in the speed table) "
+                   "alternates with the iterations; "
                    "peak RSS is the child's VmHWM (interpreter and torch included); estimate: bsde.memory."]),
         TextTable("Growth with d", ["problem", "dims", "time ~ d^a", "time ratio per 10x d", "memory ~ d^a",
                                     "params ~ d^a"], fits,
@@ -130,9 +146,28 @@ def scale_tables(report: BenchReport) -> list[TextTable]:
     ]
 
 
+def startup_table(report: BenchReport) -> TextTable:
+    start = report.startup
+    rows = [] if start is None else [
+        ["fresh `python -c \"import bsde.solve\"`, whole process", f"{start.process_s:.3g}"],
+        ["  of which the import", f"{start.import_s:.3g}"],
+        ["first small solve in a fresh process", _num(start.first_solve_s)],
+        ["the same solve again, same process", _num(start.second_solve_s)],
+        ["one-time cost of a first solve (difference)", f"{start.one_time_s:.3g}"],
+    ]
+    return TextTable("Start-up", ["what", "s"], rows,
+                     ["The small solve: the 10-d HJB, 50 iterations, no reference (bsde.bench.accuracy.FIRST_SOLVE), "
+                      "on the bench's device and threads."])
+
+
 def tables(report: BenchReport) -> list[TextTable]:
-    return [speed_table(report), profile_table(report), loop_table(report), *accuracy_tables(report),
-            *scale_tables(report)]
+    """The tables of the sections the bench ran."""
+    sections = report.options.get("sections") or ["startup", "speed", "loop", "profile", "accuracy", "scale"]
+    made = {"startup": lambda: [startup_table(report)], "speed": lambda: [speed_table(report)],
+            "profile": lambda: [profile_table(report)], "loop": lambda: [loop_table(report)],
+            "accuracy": lambda: accuracy_tables(report), "scale": lambda: scale_tables(report)}
+    order = ("startup", "speed", "profile", "loop", "accuracy", "scale")
+    return [table for name in order if name in sections for table in made[name]()]
 
 
 def machine_lines(report: BenchReport) -> list[tuple[str, str]]:

@@ -1,6 +1,6 @@
 """Scale cases of ``bsde bench``: one subprocess per (problem, dim), so peak memory is per case.
 
-The parent runs ``python -m bsde.bench_worker --problem hjb --dim 1000 ...`` and reads the one
+The parent runs ``python -m bsde.bench.worker --problem hjb --dim 1000 ...`` and reads the one
 JSON object the child prints on stdout; the child times a short training run and reports its
 own peak resident memory (``VmHWM``) and, on CUDA, ``torch.cuda.max_memory_allocated``.
 """
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from bsde.bench_cases import Timing, network_flops, time_training
+from bsde.bench.cases import PLAIN, Timing, matmul_floor, network_flops, time_training
 from bsde.errors import BSDEError
 from bsde.memory import check_fits, estimate
 from bsde.problem import load_problem
@@ -41,6 +41,8 @@ class ScaleResult:
     cuda_peak_mb: float | None = None
     estimated_mb: float | None = None
     error: str | None = None
+    floor: Timing | None = None        # the iteration's network matmuls alone, in blocks alternating with it
+    floor_ratio: Timing | None = None  # iteration block / the floor block before it
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def measure(problem_name: str, dim: int, device: str, threads: int | None, warmu
     """In the child: time ``warmup`` + ``iterations`` training iterations of ``problem_name`` at ``dim``."""
     set_threads(threads)
     dev = resolve_device(device)
-    problem = load_problem(problem_name, {"equation.dim": dim})
+    problem = load_problem(problem_name, {"equation.dim": dim, **PLAIN})
     hidden = problem.solver.widths(dim)
     need = estimate(problem).total / 2**20
     try:
@@ -75,16 +77,16 @@ def measure(problem_name: str, dim: int, device: str, threads: int | None, warmu
         return ScaleResult(problem_name, dim, hidden, estimated_mb=need, error=str(exc))
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    measured = time_training(problem, dev, warmup=warmup, blocks=iterations, block=1)
+    measured = time_training(problem, dev, warmup=warmup, blocks=iterations, block=1, floor=matmul_floor(problem, dev))
     cuda_peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
     return ScaleResult(problem_name, dim, hidden, measured.parameters, network_flops(problem), measured.timing,
-                       _peak_rss_mb(), cuda_peak, need)
+                       _peak_rss_mb(), cuda_peak, need, floor=measured.floor, floor_ratio=measured.floor_ratio)
 
 
 def run_case(problem_name: str, dim: int, device: torch.device, threads: int, warmup: int,
              iterations: int) -> ScaleResult:
     """In the parent: :func:`measure` in a fresh interpreter; failures become ``error``."""
-    command = [sys.executable, "-m", "bsde.bench_worker", "--problem", problem_name, "--dim", str(dim),
+    command = [sys.executable, "-m", "bsde.bench.worker", "--problem", problem_name, "--dim", str(dim),
                "--device", str(device), "--threads", str(threads), "--warmup", str(warmup),
                "--iterations", str(iterations)]
     hidden = load_problem(problem_name, {"equation.dim": dim}).solver.widths(dim)
@@ -98,8 +100,9 @@ def run_case(problem_name: str, dim: int, device: torch.device, threads: int, wa
         tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         return ScaleResult(problem_name, dim, hidden, error=f"worker failed (exit {done.returncode}): {tail}")
     data = json.loads(lines[-1])
-    if data.get("timing") is not None:
-        data["timing"] = Timing(**data["timing"])
+    for key in ("timing", "floor", "floor_ratio"):
+        if data.get(key) is not None:
+            data[key] = Timing(**data[key])
     return ScaleResult(**data)
 
 
@@ -128,7 +131,7 @@ def fit(problem_name: str, results: list[ScaleResult]) -> ScaleFit:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bsde.bench_worker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bsde.bench.worker", description=__doc__)
     parser.add_argument("--problem", required=True)
     parser.add_argument("--dim", type=int, required=True)
     parser.add_argument("--device", default="cpu")

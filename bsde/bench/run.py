@@ -1,13 +1,4 @@
-"""``bsde bench``: speed, batched-vs-loop, time to accuracy and scale, in one report. Never prints.
-
->>> from bsde.bench import BenchOptions, run_bench
->>> report = run_bench(BenchOptions(device="cpu", quick=True))
->>> report.speed[0].timing.median_s  # seconds per training iteration, 100-d HJB in float64
-
-The measurements live in :mod:`bsde.bench_cases` (speed, batched vs per-step),
-:mod:`bsde.bench_accuracy` (time to accuracy) and :mod:`bsde.bench_worker` (scale, one
-subprocess per case); :mod:`bsde.bench_report` turns a report into tables.
-"""
+"""Run every measurement of ``bsde bench`` into one :class:`BenchReport` (see :mod:`bsde.bench`). Never prints."""
 
 from __future__ import annotations
 
@@ -23,33 +14,48 @@ import numpy
 import torch
 
 import bsde
-from bsde.bench_accuracy import TARGETS, AccuracyResult, Startup, measure_startup, time_to_accuracy
-from bsde.bench_cases import (FULL, QUICK, SPEED_CASES, Effort, LoopComparison, ProfileRow, Progress, SpeedResult,
+from bsde.bench.accuracy import TARGETS, AccuracyResult, Startup, measure_startup, time_to_accuracy
+from bsde.bench.cases import (FULL, QUICK, SPEED_CASES, Effort, LoopComparison, ProfileRow, Progress, SpeedResult,
                               compare_loops, measure_speed, profile_step)
-from bsde.bench_worker import ScaleFit, ScaleResult, fit, run_case
+from bsde.bench.worker import ScaleFit, ScaleResult, fit, run_case
+from bsde.compiled import CompileError
 from bsde.errors import BSDEError
 from bsde.runtime import available_cores, cpu_model, proc_field, resolve_device, set_threads
 
 SCALE_PROBLEMS = ("hjb", "allen_cahn")
 DEFAULT_DIMS = (10, 100, 1000, 10000)
+#: what a bench can measure, in the order it runs (accuracy needs startup, and takes it along)
+SECTIONS = ("startup", "speed", "loop", "profile", "accuracy", "scale")
 QUICK_DIMS = (10, 100)
 
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """What to run. ``dims``/``seeds`` None: the defaults of the mode (quick: dims 10, 100 and 1 seed)."""
+    """What to run. ``dims``/``seeds`` None: the defaults of the mode (quick: dims 10, 100 and 1 seed);
+    ``only`` None: every section of :data:`SECTIONS`."""
 
     device: str = "auto"
     dims: tuple[int, ...] | None = None
     seeds: int | None = None
     threads: int | None = None
     quick: bool = False
+    only: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.dims is not None and (not self.dims or any(d < 1 for d in self.dims)):
             raise BSDEError(f"dims must be positive integers, got {list(self.dims)}")
         if self.seeds is not None and self.seeds < 1:
             raise BSDEError(f"seeds must be at least 1, got {self.seeds}")
+        unknown = [name for name in self.only or () if name not in SECTIONS]
+        if unknown or self.only == ():
+            raise BSDEError(f"unknown bench section {', '.join(map(repr, unknown)) or '(none given)'}; "
+                            f"choose from {', '.join(SECTIONS)}")
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """The sections to run: ``only`` (with startup where accuracy needs it), else all."""
+        chosen = set(self.only or SECTIONS) | ({"startup"} if self.only and "accuracy" in self.only else set())
+        return tuple(name for name in SECTIONS if name in chosen)
 
     @property
     def effort(self) -> Effort:
@@ -71,8 +77,9 @@ class BenchReport:
     machine: dict[str, Any]
     command: str
     options: dict[str, Any]
-    startup: Startup
+    startup: Startup | None
     speed: list[SpeedResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # cases not measured, with why
     loop: LoopComparison | None = None
     profile_case: str = ""
     profile: list[ProfileRow] = field(default_factory=list)
@@ -89,8 +96,10 @@ class BenchReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with the derived numbers (fractions of peak, seed counts) spelled out."""
         data = asdict(self)
+        if self.startup is not None:
+            data["startup"]["one_time_s"] = self.startup.one_time_s
         for row, result in zip(data["speed"], self.speed):
-            row.update(matmul_fraction=result.matmul_fraction, layer_fraction=result.layer_fraction)
+            row.update(matmul_fraction=result.matmul_fraction)
         if self.loop is not None:
             data["loop"]["agree"] = self.loop.agree
         for row, result in zip(data["accuracy"], self.accuracy):
@@ -127,23 +136,33 @@ def run_bench(options: BenchOptions, *, command: str = "", progress: Progress | 
     start = time.perf_counter()
     threads = set_threads(options.threads)
     device = resolve_device(options.device)
-    effort = options.effort
-    say("start-up time of a fresh interpreter (import bsde.solve)")
+    effort, sections = options.effort, options.sections
+    if "startup" in sections:
+        say("start-up of a fresh interpreter (import bsde.solve) and the one-time cost of its first solve")
     report = BenchReport(machine_info(device), command or f"python {' '.join(sys.argv)}",
                          {**asdict(options), "dims": list(options.scale_dims), "seeds": options.seed_count,
-                          "threads": threads, "effort": asdict(effort)}, measure_startup())
+                          "threads": threads, "effort": asdict(effort), "sections": list(sections)},
+                         measure_startup(device, threads) if "startup" in sections else None)
     peaks: dict[torch.dtype, float] = {}
-    for case in SPEED_CASES:
-        say(f"speed: {case.label}")
-        report.speed.append(measure_speed(case, device, effort, peaks))
-    say("batched networks against the per-step loop")
-    report.loop = compare_loops(device, effort)
-    say("profile of one iteration (torch.profiler)")
-    report.profile_case, report.profile = profile_step(device, effort)
-    for name in TARGETS:
+    for case in SPEED_CASES if "speed" in sections else ():
+        if case.compiled and not effort.compiled_cases:
+            report.skipped.append(f"{case.label}: not in this mode (compiling takes tens of seconds)")
+            continue
+        say(f"speed: {case.label}" + (" (compiles first)" if case.compiled else ""))
+        try:
+            report.speed.append(measure_speed(case, device, effort, peaks))
+        except CompileError as exc:
+            report.skipped.append(f"{case.label}: {exc}")
+    if "loop" in sections:
+        say("batched networks against the per-step loop")
+        report.loop = compare_loops(device, effort)
+    if "profile" in sections:
+        say("profile of one iteration (torch.profiler)")
+        report.profile_case, report.profile = profile_step(device, effort)
+    for name in TARGETS if "accuracy" in sections else ():
         report.accuracy.append(time_to_accuracy(name, device, threads, options.seed_count, effort, report.startup,
                                                 say))
-    for name in SCALE_PROBLEMS:
+    for name in SCALE_PROBLEMS if "scale" in sections else ():
         for dim in options.scale_dims:
             say(f"scale: {name} d={dim} (subprocess)")
             report.scale.append(run_case(name, dim, device, threads, effort.scale_warmup, effort.scale_iterations))

@@ -1,14 +1,15 @@
-"""The in-process measurements of ``bsde bench`` (see :mod:`bsde.bench`). Never prints.
+"""The in-process measurements of ``bsde bench`` (run by :mod:`bsde.bench.run`). Never prints.
 
 All on the requested device:
 
 * **speed**: seconds per training iteration (sample paths + forward + backward + Adam step,
-  the trainer's own loop) for the PNAS 100-d configurations, with the achieved GFLOP/s of the
-  step networks and its fraction of matmul peaks measured in the same run;
+  the trainer's own loop) for the PNAS 100-d configurations, against the matmul floor (the same
+  iteration's network matmuls alone, :func:`matmul_floor`) timed in blocks alternating with the
+  iterations, and the achieved GFLOP/s of the step networks;
 * **loop**: the batched :class:`~bsde.networks.StackedGradientNets` against the plain per-step
   loop :class:`~bsde.per_step.PerStepGradientNets`, same weights, same training step.
 
-Time to accuracy is in :mod:`bsde.bench_accuracy`, scale in :mod:`bsde.bench_worker`.
+Time to accuracy is in :mod:`bsde.bench.accuracy`, scale in :mod:`bsde.bench.worker`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Any, Callable
 
 import torch
 
+from bsde.adam import Adam
 from bsde.model import DeepBSDE, terminal_loss
 from bsde.per_step import PerStepGradientNets
 from bsde.problem import Problem, load_problem, problem_from_dict
-from bsde.runtime import fused_adam
 from bsde.trainer import TrainHooks, sample, train
 
 Progress = Callable[[str], None]
@@ -46,11 +47,12 @@ class Effort:
     scale_warmup: int = 5
     scale_iterations: int = 10
     accuracy_iterations: int | None = None  # None: the preset's own
+    compiled_cases: bool = True  # the speed cases with solver.compile (each compiles for tens of seconds)
 
 
 FULL = Effort()
 QUICK = Effort(warmup=3, blocks=3, block=2, matmul_size=512, peak_repeats=2, scale_warmup=2, scale_iterations=3,
-               accuracy_iterations=40)
+               accuracy_iterations=40, compiled_cases=False)
 
 
 @dataclass(frozen=True)
@@ -110,40 +112,100 @@ def network_flops(problem: Problem) -> int:
 
 @dataclass(frozen=True)
 class TrainTiming:
+    """Seconds per iteration; ``floor`` (when asked for) is the matmul floor timed in the blocks between."""
+
     timing: Timing
     parameters: int
+    warmup_s: float                    # the untimed warm-up iterations (compilation included), in all
+    floor: Timing | None = None        # seconds per iteration of the network matmuls alone
+    floor_ratio: Timing | None = None  # iteration block / the floor block just before it
 
 
 def time_training(problem: Problem, device: torch.device, *, warmup: int, blocks: int, block: int,
-                  seed: int = 0) -> TrainTiming:
+                  seed: int = 0, floor: Callable[[], None] | None = None) -> TrainTiming:
     """Time the trainer's own iterations: ``warmup`` untimed, then ``blocks`` blocks of ``block``.
 
     Runs :func:`bsde.trainer.train` with validation only at the start and end and reads the
     clock from its per-iteration ``stop_requested`` poll, synchronising the device only at
-    block boundaries.
+    block boundaries. With ``floor`` (one iteration's network matmuls, see :func:`matmul_floor`),
+    a block of ``block`` floor calls runs before each block of iterations, so the two alternate
+    and machine noise hits both alike.
     """
     if warmup < 1 or blocks < 1 or block < 1:
         raise ValueError(f"warmup, blocks and block must be positive, got {warmup}, {blocks}, {block}")
     total = warmup + blocks * block
     settings_problem = with_solver(problem, iterations=total, log_every=total)
-    marks: list[float] = []
+    spans: list[float] = []
+    floors: list[float] = []
+    opened: float | None = None
     done = 0
+    start = time.perf_counter()
+    warmup_s = 0.0
 
     def tick() -> bool:
-        nonlocal done
+        nonlocal done, opened, warmup_s
         done += 1
         if done >= warmup and (done - warmup) % block == 0:
             synchronize(device)
-            marks.append(time.perf_counter())
+            now = time.perf_counter()
+            if opened is None:
+                warmup_s = now - start
+            else:
+                spans.append((now - opened) / block)
+            if floor is not None and len(spans) < blocks:
+                floors.append(_time_block(floor, block, device))
+            opened = time.perf_counter()
         return False
 
     result = train(settings_problem.equation, settings_problem.solver, device=device,
                    generator=torch.Generator(device=device).manual_seed(seed), hooks=TrainHooks(stop_requested=tick))
-    if len(marks) != blocks + 1:
+    if len(spans) != blocks:
         raise RuntimeError(f"time_training expected train() to poll stop_requested once per iteration ({total}), "
                            f"got {done} polls; the trainer's hooks changed")
-    per_iteration = [(b - a) / block for a, b in zip(marks, marks[1:])]
-    return TrainTiming(Timing.of(per_iteration), sum(p.numel() for p in result.model.parameters()))
+    ratios = [a / b for a, b in zip(spans, floors)]
+    return TrainTiming(Timing.of(spans), sum(p.numel() for p in result.model.parameters()), warmup_s,
+                       Timing.of(floors) if floors else None, Timing.of(ratios) if ratios else None)
+
+
+def _time_block(work: Callable[[], object], count: int, device: torch.device) -> float:
+    """Seconds per call of ``count`` calls of ``work``."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(count):
+        work()
+    synchronize(device)
+    return (time.perf_counter() - start) / count
+
+
+def matmul_floor(problem: Problem, device: torch.device) -> Callable[[], None]:
+    """One training iteration's network matmuls alone, as batched matmuls of the same shapes and dtype.
+
+    Forward (S, B, w_l) @ (S, w_l, w_(l+1)) for every layer; backward the weight gradients
+    (S, w_l, B) @ (S, B, w_(l+1)) and the input gradients (S, B, w_(l+1)) @ (S, w_(l+1), w_l) of
+    every layer but the first: the :func:`network_flops` of an iteration, on contiguous operands
+    (the layout most favourable to the matmul library). An iteration cannot run faster than this.
+    """
+    settings = problem.solver.for_device(device.type)
+    widths = network_widths(problem)
+    steps, batch = max(settings.time_steps - 1, 1), settings.batch_size
+    generator = torch.Generator(device=device).manual_seed(0)
+    kw = {"generator": generator, "dtype": settings.torch_dtype, "device": device}
+    weights = [torch.randn(steps, a, b, **kw) / math.sqrt(a) for a, b in zip(widths, widths[1:])]
+    inputs = [torch.randn(steps, batch, a, **kw) for a in widths[:-1]]
+    output_grads = [torch.randn(steps, batch, b, **kw) for b in widths[1:]]
+    inputs_t = [x.transpose(1, 2).contiguous() for x in inputs]
+    weights_t = [w.transpose(1, 2).contiguous() for w in weights]
+
+    def work() -> None:
+        with torch.no_grad():
+            for x, w in zip(inputs, weights):
+                torch.bmm(x, w)
+            for layer, (x_t, w_t, g) in enumerate(zip(inputs_t, weights_t, output_grads)):
+                torch.bmm(x_t, g)
+                if layer > 0:
+                    torch.bmm(g, w_t)
+
+    return work
 
 
 def matmul_peak(size: int, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
@@ -151,25 +213,6 @@ def matmul_peak(size: int, dtype: torch.dtype, device: torch.device, repeats: in
     generator = torch.Generator(device=device).manual_seed(0)
     a, b = (torch.randn(size, size, generator=generator, dtype=dtype, device=device) for _ in range(2))
     return _best_rate(lambda: a @ b, 2 * size**3, device, repeats)
-
-
-def layer_peak(problem: Problem, dtype: torch.dtype, device: torch.device, repeats: int, chains: int = 20) -> float:
-    """GFLOP/s of the networks' forward matmuls alone: (S, B, in) @ (S, in, out), layer after layer."""
-    widths = network_widths(problem)
-    steps, batch = max(problem.solver.time_steps - 1, 1), problem.solver.batch_size
-    generator = torch.Generator(device=device).manual_seed(0)
-    kw = {"generator": generator, "dtype": dtype, "device": device}
-    weights = [torch.randn(steps, a, b, **kw) / math.sqrt(a) for a, b in zip(widths, widths[1:])]
-    x = torch.randn(steps, batch, widths[0], **kw)
-
-    def forward() -> None:
-        for _ in range(chains):
-            h = x
-            for w in weights:
-                h = torch.bmm(h, w)
-
-    flops = chains * 2 * batch * steps * sum(a * b for a, b in zip(widths, widths[1:]))
-    return _best_rate(forward, flops, device, repeats)
 
 
 def _best_rate(work: Callable[[], object], flops: int, device: torch.device, repeats: int) -> float:
@@ -190,19 +233,28 @@ class SpeedCase:
     label: str
     problem: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    peer: bool = False     # the reference TensorFlow code runs this configuration (PEER_MS_PER_ITERATION)
+    compiled: bool = False  # solver.compile: skipped where the effort says so or inductor fails
 
 
+PLAIN = {"solver.measure": "plain"}
 SPEED_CASES = (
-    SpeedCase("hjb 100-d float64", "hjb"),
-    SpeedCase("hjb 100-d float32", "hjb", {"solver.dtype": "float32"}),
-    SpeedCase("allen_cahn 100-d", "allen_cahn"),
-    SpeedCase("default_risk 100-d", "default_risk"),
+    SpeedCase("hjb 100-d float64", "hjb", {"solver.dtype": "float64", **PLAIN}, peer=True),
+    SpeedCase("hjb 100-d float32", "hjb", {"solver.dtype": "float32", **PLAIN}),
+    SpeedCase("hjb 100-d float64 controlled", "hjb",
+              {"solver.dtype": "float64", "solver.measure": "controlled", "solver.control_from": 0.0}),
+    SpeedCase("allen_cahn 100-d float64", "allen_cahn", {"solver.dtype": "float64"}, peer=True),
+    SpeedCase("default_risk 100-d float64", "default_risk", {"solver.dtype": "float64"}, peer=True),
+    SpeedCase("hjb 100-d float64 compiled", "hjb", {"solver.dtype": "float64", "solver.compile": True, **PLAIN},
+              compiled=True),
+    SpeedCase("hjb 100-d float32 compiled", "hjb", {"solver.dtype": "float32", "solver.compile": True, **PLAIN},
+              compiled=True),
 )
 
 
 @dataclass(frozen=True)
 class SpeedResult:
-    """Per-iteration speed of one configuration, with FLOP rates and the peer's number."""
+    """Per-iteration speed of one configuration, against the matmul floor measured beside it, and the peer's number."""
 
     case: str
     problem: str
@@ -211,13 +263,17 @@ class SpeedResult:
     batch_size: int
     hidden: list[int]
     dtype: str
+    compiled: bool
     parameters: int
     timing: Timing
+    warmup_s: float
     iterations_per_s: float
     flops_per_iteration: int
     gflops: float
+    floor: Timing           # seconds per iteration of the network matmuls alone (matmul_floor)
+    floor_gflops: float
+    floor_ratio: Timing     # iteration time / floor time, per pair of adjacent blocks
     matmul_peak_gflops: float
-    layer_peak_gflops: float
     peer_ms: float | None
     peer_ratio: float | None  # peer time / ours: > 1 means faster than the peer
 
@@ -225,28 +281,31 @@ class SpeedResult:
     def matmul_fraction(self) -> float:
         return self.gflops / self.matmul_peak_gflops
 
-    @property
-    def layer_fraction(self) -> float:
-        return self.gflops / self.layer_peak_gflops
-
 
 def measure_speed(case: SpeedCase, device: torch.device, effort: Effort,
                   peaks: dict[torch.dtype, float]) -> SpeedResult:
-    """Case (a): the trainer's seconds per iteration, GFLOP/s and fractions of the peaks."""
+    """Case (a): the trainer's seconds per iteration, alternating with blocks of its matmul floor.
+
+    Raises:
+        CompileError: a compiled case where torch.compile fails on this machine.
+    """
     problem = load_problem(case.problem, case.overrides)
+    problem = replace(problem, solver=problem.solver.for_device(device.type))
     settings, dtype = problem.solver, problem.solver.torch_dtype
     if dtype not in peaks:
         peaks[dtype] = matmul_peak(effort.matmul_size, dtype, device, effort.peak_repeats)
-    measured = time_training(problem, device, warmup=effort.warmup, blocks=effort.blocks, block=effort.block)
+    measured = time_training(problem, device, warmup=effort.warmup, blocks=effort.blocks, block=effort.block,
+                             floor=matmul_floor(problem, device))
     seconds = measured.timing.median_s
     flops = network_flops(problem)
-    peer = PEER_MS_PER_ITERATION.get(case.problem) if settings.dtype == "float64" else None
+    peer = PEER_MS_PER_ITERATION.get(case.problem) if case.peer else None
     return SpeedResult(
         case=case.label, problem=case.problem, dim=problem.equation.dim, time_steps=settings.time_steps,
         batch_size=settings.batch_size, hidden=settings.widths(problem.equation.dim), dtype=settings.dtype,
-        parameters=measured.parameters, timing=measured.timing, iterations_per_s=1.0 / seconds,
-        flops_per_iteration=flops, gflops=flops / seconds / 1e9, matmul_peak_gflops=peaks[dtype],
-        layer_peak_gflops=layer_peak(problem, dtype, device, effort.peak_repeats),
+        compiled=settings.compile, parameters=measured.parameters, timing=measured.timing,
+        warmup_s=measured.warmup_s, iterations_per_s=1.0 / seconds, flops_per_iteration=flops,
+        gflops=flops / seconds / 1e9, floor=measured.floor, floor_gflops=flops / measured.floor.median_s / 1e9,
+        floor_ratio=measured.floor_ratio, matmul_peak_gflops=peaks[dtype],
         peer_ms=peer, peer_ratio=None if peer is None else peer / (1e3 * seconds),
     )
 
@@ -271,12 +330,12 @@ def _adam_step(model: DeepBSDE, problem: Problem, generator: torch.Generator,
                device: torch.device) -> Callable[[], None]:
     """One full training step (sample, forward, backward, Adam) as the trainer takes it."""
     equation, settings = problem.equation, problem.solver
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=fused_adam(device))
+    optimizer = Adam(model.parameters(), lr=settings.rate_at(0), eps=1e-8)
 
     def step() -> None:
         paths = sample(equation, settings, settings.batch_size, generator, device)
         loss = terminal_loss(model(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
@@ -286,6 +345,7 @@ def _adam_step(model: DeepBSDE, problem: Problem, generator: torch.Generator,
 def compare_loops(device: torch.device, effort: Effort, problem_name: str = "hjb") -> LoopComparison:
     """Time both network layouts on alternating blocks (so machine noise hits both alike)."""
     problem = load_problem(problem_name)
+    problem = replace(problem, solver=problem.solver.for_device(device.type))
     equation, settings = problem.equation, problem.solver
     kw = {"dtype": settings.torch_dtype, "device": device}
     hidden = settings.widths(equation.dim)
@@ -339,6 +399,7 @@ def profile_step(device: torch.device, effort: Effort, problem_name: str = "hjb"
     from torch.profiler import ProfilerActivity, profile
 
     problem = load_problem(problem_name)
+    problem = replace(problem, solver=problem.solver.for_device(device.type))
     equation, settings = problem.equation, problem.solver
     model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim), dtype=settings.torch_dtype,
                      device=device)

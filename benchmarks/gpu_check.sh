@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Device check on a CUDA machine: tests, a solve, bench speed and d = 10,000 timings, logs in $OUT.
+#
+#   OUT=/path/to/logs bash benchmarks/gpu_check.sh        # from the repository root (any cwd works)
+#
+# Needs python3 with torch (CUDA build), typer, rich, pyyaml, scipy, matplotlib, pytest, hypothesis;
+# wheels in .whl/ (pydantic and its dependencies, say) are installed offline into /tmp/site first. The
+# package itself is not pip-installed: its source is laid out as the installed package in /tmp/bsde-src
+# (bsde/, cli/ as bsde/cli, problems/ as bsde/problems), so no network, build backend or write access to
+# site-packages is needed, and every command runs outside the checkout (whose bsde/ lacks bsde.cli).
+#
+# Writes at most 8 files to $OUT: summary.txt (environment, each step's exit status and seconds),
+# setup.log, pytest.log, solve.log, bench.log, bench.json, bench.md, d10000.log (one JSON line per case).
+# A step that fails does not stop the others; the whole run keeps to BUDGET_S seconds (default 345):
+# each step gets its own limit, cut to what is left, and steps that no longer fit are skipped.
+#
+# Dry run on a CPU machine (checks the script's logic; tiny sizes):
+#   GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1 OUT=/tmp/gpu_dry bash benchmarks/gpu_check.sh
+
+set -u
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${OUT:-$REPO/gpu_out}
+DEVICE=${GPU_CHECK_DEVICE:-cuda}
+QUICK=${GPU_CHECK_QUICK:-0}
+BUDGET=${BUDGET_S:-345}
+PY=${PYTHON:-python3}
+SRC=/tmp/bsde-src
+SITE=/tmp/site
+mkdir -p "$OUT"
+SUMMARY=$OUT/summary.txt
+: > "$SUMMARY"
+START=$SECONDS
+
+note() { echo "$*" | tee -a "$SUMMARY"; }
+left() { echo $((BUDGET - (SECONDS - START))); }
+
+# step NAME LIMIT LOG CMD...: run CMD with stdout+stderr appended to LOG, under min(LIMIT, time left)
+step() {
+    local name=$1 limit=$2 log=$3 remaining began rc
+    shift 3
+    remaining=$(left)
+    if ((remaining < 15)); then
+        note "SKIP  $name (budget: ${remaining}s left)"
+        return 0
+    fi
+    ((limit > remaining)) && limit=$remaining
+    echo "### $name (limit ${limit}s): $*" >> "$log"
+    began=$SECONDS
+    # SIGINT first: pytest and bsde stop cleanly and say what they did
+    (cd /tmp && timeout -s INT -k 20 "$limit" "$@") >> "$log" 2>&1
+    rc=$?
+    note "$(printf '%-5s %-28s rc=%-3s %4ss' "$([ $rc = 0 ] && echo OK || echo FAIL)" "$name" "$rc" $((SECONDS - began)))"
+    return 0
+}
+
+# ---------------------------------------------------------------------------- set-up
+{
+    echo "repo: $REPO ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout'))"
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  device: $DEVICE  quick: $QUICK  budget: ${BUDGET}s"
+    command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+    echo "gcc: $(gcc --version 2>/dev/null | head -1 || echo none)"
+} >> "$SUMMARY" 2>&1
+
+{
+    if compgen -G "$REPO/.whl/*.whl" > /dev/null; then
+        $PY -m pip install -q --no-index --no-deps --target "$SITE" "$REPO"/.whl/*.whl && echo "wheels installed in $SITE"
+    else
+        echo "no .whl/ folder: using the interpreter's own packages"
+    fi
+    rm -rf "$SRC" && mkdir -p "$SRC"
+    cp -r "$REPO/bsde" "$SRC/bsde" && cp -r "$REPO/cli" "$SRC/bsde/cli" && cp -r "$REPO/problems" "$SRC/bsde/problems"
+    echo "source laid out in $SRC"
+} >> "$OUT/setup.log" 2>&1
+export PYTHONPATH=$SRC:$SITE${PYTHONPATH:+:$PYTHONPATH}
+(cd /tmp && $PY - >> "$SUMMARY" 2>&1) <<'PY'
+import importlib, sys
+import torch
+print(f"python {sys.version.split()[0]}, torch {torch.__version__} (cuda {torch.version.cuda}), "
+      f"cuda available: {torch.cuda.is_available()}" +
+      (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+for name in ("pydantic", "typer", "scipy", "triton"):
+    try:
+        print(f"{name} {importlib.import_module(name).__version__}")
+    except Exception as exc:  # noqa: BLE001
+        print(f"{name}: not importable ({type(exc).__name__})")
+import bsde, bsde.cli.app
+print(f"bsde {bsde.__version__} from {bsde.__file__}")
+PY
+note "set-up done in $((SECONDS - START))s"
+
+if [ "$QUICK" = 1 ]; then
+    SOLVE_SETS=(--set solver.iterations=200 --set equation.dim=20)
+    BENCH_ARGS=(--quick --only startup,speed)
+    BIG=200
+else
+    SOLVE_SETS=()
+    BENCH_ARGS=(--only startup,speed)
+    BIG=10000
+fi
+
+# ---------------------------------------------------------------------------- a solve on the device
+step "solve hjb --json" 60 "$OUT/solve.log" $PY -m bsde.cli solve hjb --device "$DEVICE" --json "${SOLVE_SETS[@]}"
+
+# ---------------------------------------------------------------------------- tests
+# the CUDA tests (skipped on CPU machines) first, then a quick subset of the default suite; -x off
+TESTS=(test_device.py test_compiled.py test_runtime.py test_adam.py test_solve.py test_trainer.py test_checkpoint.py
+       test_model.py test_networks.py test_simulation.py test_memory.py test_cli.py test_signals.py)
+step "pytest (CUDA + subset)" 130 "$OUT/pytest.log" \
+    $PY -m pytest "${TESTS[@]/#/$REPO/tests/}" -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider \
+    -q -rs --durations=10
+
+# ---------------------------------------------------------------------------- bench: start-up, speed (d = 100)
+# float64 and float32 (TF32 on CUDA), plain and controlled paths, eager and compiled, each against its matmul floor
+step "bench startup,speed" 170 "$OUT/bench.log" \
+    $PY -m bsde.cli bench --device "$DEVICE" "${BENCH_ARGS[@]}" --out "$OUT"
+
+# ---------------------------------------------------------------------------- d = 10,000: eager, then compiled
+for case in "float32 0" "float64 0" "float32 1" "float64 1"; do
+    set -- $case
+    step "d=$BIG $1 compile=$2" 90 "$OUT/d10000.log" $PY - "$DEVICE" "$BIG" "$1" "$2" "$QUICK" <<'PY'
+import json, sys, time
+import torch
+from bsde.bench.cases import matmul_floor, network_flops, time_training
+from bsde.problem import load_problem
+from bsde.runtime import resolve_device
+
+device, dim, dtype, compiled, quick = resolve_device(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", sys.argv[5] == "1"
+problem = load_problem("hjb", {"equation.dim": dim, "solver.dtype": dtype, "solver.measure": "plain",
+                               "solver.compile": compiled})
+start = time.perf_counter()
+t = time_training(problem, device, warmup=2 if quick else 5, blocks=3 if quick else 5, block=1 if quick else 4,
+                  floor=matmul_floor(problem, device))
+peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+print(json.dumps({"dim": dim, "dtype": dtype, "compile": compiled, "device": str(device),
+                  "tf32": bool(device.type == "cuda" and dtype == "float32"), "ms_per_iteration": 1e3 * t.timing.median_s,
+                  "iqr_ms": 1e3 * t.timing.iqr_s, "floor_ms": 1e3 * t.floor.median_s,
+                  "x_floor": t.floor_ratio.median_s, "floor_gflops": network_flops(problem) / t.floor.median_s / 1e9,
+                  "warmup_s": t.warmup_s, "cuda_peak_mb": peak, "wall_s": time.perf_counter() - start}))
+PY
+done
+
+note "total $((SECONDS - START))s; files: $(cd "$OUT" && ls | tr '\n' ' ')"
