@@ -206,7 +206,7 @@ def first_step_greeks(model, *, generator: torch.Generator, pairs: int | None = 
 
     def gradient_at(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return gradient_from_z(process, x, model.z_at(1, x))
+            return gradient_from_z(process, x, model.z_at(1, x), dt)
 
     discount = math.exp(-equation.discount_rate * dt) if equation.driver_is_linear else 1.0
     was_training = model.training

@@ -47,6 +47,12 @@ class Region(BaseModel):
         return all(a <= v <= b for a, v, b in zip(low, point, high))
 
 
+def with_start(equation: Equation, x0: list[float]) -> Equation:
+    """``equation`` started at ``x0`` instead, validated as its own x0 (ValidationError where it is not valid)."""
+    fields = {name: getattr(equation, name) for name in type(equation).model_fields}
+    return type(equation).model_validate({**fields, "x0": list(x0)})
+
+
 def region_problem(region: Region, equation: Equation) -> tuple[str, str] | None:
     """(dotted key, message) for the first way ``region`` does not fit ``equation``, or None."""
     dim = equation.dim
@@ -64,7 +70,7 @@ def region_problem(region: Region, equation: Equation) -> tuple[str, str] | None
         return "solver.region.hidden", f"expected positive layer widths, got {region.hidden}"
     for name, corner in (("low", low), ("high", high)):
         try:  # every point of the box must be a valid starting point (asset prices positive, ...)
-            type(equation).model_validate({**equation.model_dump(), "x0": list(corner)})
+            with_start(equation, list(corner))
         except ValidationError as exc:
             message = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
             return f"solver.region.{name}", f"not a valid starting point ({message})"

@@ -24,7 +24,7 @@ import yaml
 from bsde import __version__
 from bsde.checkpoint import _flatten
 from bsde.errors import ProblemError
-from bsde.greeks import GAMMA_FULL_MAX_DIM, GAMMA_MAX_DIM, first_step_greeks, gradient_from_z
+from bsde.greeks import GAMMA_FULL_MAX_DIM, GAMMA_MAX_DIM, TRANSITION_GREEKS, first_step_greeks, gradient_from_z
 from bsde.io import check_writable, ensure_folder, torch_save_atomic, write_text_atomic
 from bsde.model import DeepBSDE, terminal_z
 from bsde.problem import Problem, problem_from_dict, read_yaml
@@ -93,7 +93,7 @@ class Solution:
         like = self.model.y0
         x0 = torch.as_tensor(self.equation.x_start, dtype=like.dtype, device=like.device)
         with torch.no_grad():
-            return gradient_from_z(self.equation.process, x0, self.model.z_start).cpu().numpy().astype(float)
+            return gradient_from_z(self.equation.process, x0, self.model.z_start, 0.0).cpu().numpy().astype(float)
 
     @property
     def gamma(self) -> np.ndarray | None:
@@ -121,13 +121,18 @@ class Solution:
         """How gamma is obtained, in words."""
         if self.is_region:
             return "Hessian of the network of u(0, x) (autograd)"
-        if self.model.time_steps < 2 or self.equation.dim > GAMMA_MAX_DIM:
-            return "none (a point solve needs 2 or more time steps and at most 10,000 dimensions)"
+        if not self._has_first_step():
+            return ("none (a point solve's gamma needs 2 or more time steps, at most 10,000 dimensions and a "
+                    "Brownian or GBM process)")
         exact = "exact for f = -r y" if self.equation.driver_is_linear else "O(dt) for this driver"
         return f"first step: e^(-r dt) Hess E[u(t_1, X_1)] from Z_1, likelihood ratio ({exact})"
 
+    def _has_first_step(self) -> bool:
+        return (self.model.time_steps >= 2 and self.equation.dim <= GAMMA_MAX_DIM
+                and isinstance(self.equation.process, TRANSITION_GREEKS))
+
     def _first_step_greeks(self):
-        if self.model.time_steps < 2 or self.equation.dim > GAMMA_MAX_DIM:
+        if not self._has_first_step():
             return None
         if self._first_step is None:
             generator = torch.Generator(device=self.model.y0.device).manual_seed(self.seed + 3)

@@ -71,3 +71,12 @@ def test_paths_from_one_start_per_path_equal_separate_simulations(problem):
         alone = simulate_paths(equation.process, starts[i], 1.0, 4, 2, generator=torch.Generator().manual_seed(3))
         assert torch.allclose(together.x[i], alone.x[i], rtol=1e-12)
     assert math.isclose(together.dt, 0.25)
+
+
+def test_a_custom_equation_takes_a_region():
+    equation = bsde.custom_equation(dim=2, x0=100.0, process=bsde.GBM(0.05, 0.2), name="call",
+                                    terminal=lambda x: (x.amax(-1) - 100.0).relu(), driver=lambda t, x, y, z: -0.05 * y)
+    problem = bsde.as_problem(equation, {"region": {"low": 80, "high": 120, "log": True}})
+    assert problem.solver.region.bounds(2) == ((80.0, 80.0), (120.0, 120.0))
+    with pytest.raises(ProblemError, match=r"solver.region.low: not a valid starting point"):
+        bsde.as_problem(equation, {"region": {"low": [-1, 80], "high": 120}})

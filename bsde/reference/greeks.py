@@ -31,6 +31,7 @@ from bsde.problem import Problem
 from bsde.reference.engine import reference, resolve_method
 from bsde.reference.result import finite_json
 from bsde.reference.sampling import Progress
+from bsde.region import with_start
 
 #: above this dimension only the diagonal of gamma is computed (bsde.greeks.GAMMA_FULL_MAX_DIM, without torch)
 FULL_GAMMA_MAX_DIM = 100
@@ -229,8 +230,7 @@ def _monte_carlo(equation: Equation, full: bool, paths: int | None, seed: int) -
 # ---------------------------------------------------------------------------- fallback
 def at_point(problem: Problem, x0: list[float]) -> Problem:
     """``problem`` with the starting point moved to ``x0`` (validated as the equation's own x0)."""
-    equation = type(problem.equation).model_validate({**problem.equation.model_dump(), "x0": list(x0)})
-    return replace(problem, equation=equation)
+    return replace(problem, equation=with_start(problem.equation, list(x0)))
 
 
 def central_differences(problem: Problem, method: str, *, paths: int | None, seed: int,
