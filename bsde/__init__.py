@@ -35,13 +35,14 @@ _LAZY = {
     "problem_from_dict": "bsde.problem", "shipped_problems": "bsde.problem",
     "ReferenceResult": "bsde.reference", "reference": "bsde.reference",
     "SolveResult": "bsde.solve", "solve": "bsde.solve",
+    "Solution": "bsde.solution", "reference_greeks": "bsde.reference.greeks",
 }
 
 __all__ = [
     "EQUATIONS", "GBM", "BSDEError", "BrownianMotion", "CustomEquation", "Diffusion", "DriverFlags", "Equation",
-    "Problem", "ProblemError", "ReferenceResult", "SolveResult",
+    "Problem", "ProblemError", "ReferenceResult", "Solution", "SolveResult",
     "TrainingError", "as_problem", "custom_equation", "load_problem", "problem_from_dict", "reference",
-    "shipped_problems", "solve", "__version__",
+    "reference_greeks", "shipped_problems", "solve", "__version__",
 ]
 
 
@@ -82,4 +83,6 @@ if TYPE_CHECKING:
     from bsde.processes import GBM, BrownianMotion, Diffusion
     from bsde.problem import Problem, as_problem, load_problem, problem_from_dict, shipped_problems
     from bsde.reference import ReferenceResult, reference
+    from bsde.reference.greeks import reference_greeks
+    from bsde.solution import Solution
     from bsde.solve import SolveResult, solve

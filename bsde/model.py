@@ -58,14 +58,16 @@ class DeepBSDE(nn.Module):
             return self.z_start.expand(x.shape[0], -1)
         return self.z_scale * self.nets.at_step(n - 1, x, batch_stats)
 
-    def controlled_states(self, dw: torch.Tensor, dt: float) -> torch.Tensor:
+    def controlled_states(self, dw: torch.Tensor, dt: float, start: torch.Tensor | None = None) -> torch.Tensor:
         """X (batch, N+1, dim) under the learned control: dX = mu dt + sigma (b_n dt + dW_n), b_n = grad_z f(Z_n).
 
         The drift is what the learned Z makes optimal (for HJB, b = -lam Z: the feedback a = -sqrt(lam/2) Z);
         no gradient flows through it. Z_n uses batch statistics in training mode, as the forward pass does.
+        ``start``: one starting point per path (batch, dim) instead of x0.
         """
         equation = self.equation
-        x = torch.as_tensor(equation.x_start, dtype=dw.dtype, device=dw.device).expand(dw.shape[0], -1)
+        x = (torch.as_tensor(equation.x_start, dtype=dw.dtype, device=dw.device).expand(dw.shape[0], -1)
+             if start is None else start)
         states = [x]
         with torch.no_grad():
             for n in range(self.time_steps):

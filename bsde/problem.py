@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, Tag, ValidationError
 
 from bsde.equations import EQUATIONS, Equation
 from bsde.errors import ProblemError
+from bsde.region import region_problem
 from bsde.settings import SolverSettings
 
 SECTIONS = ("equation", "solver", "reference", "presets")
@@ -350,6 +351,8 @@ def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[st
     if solver.measure == "controlled" and not equation.controllable:
         raise ctx.error("solver.measure", f"'controlled' needs a driver -(c/2)|z|^2 + (linear in z) that does not "
                                           f"use y, and a steerable process (Brownian or GBM); '{kind}' has none (use 'plain' or 'auto')")
+    if solver.region is not None and (misfit := region_problem(solver.region, equation)) is not None:
+        raise ctx.error(*misfit)
     reference = _validate(Reference, raw.get("reference"), ctx, "reference")
     presets = raw.get("presets") or {}
     if not isinstance(presets, dict):
@@ -432,4 +435,6 @@ def as_problem(problem: Problem | Equation, solver: SolverSettings | Mapping[str
     if base.measure == "controlled" and not equation.controllable:
         raise ctx.error("solver.measure", f"'controlled' needs a driver -(c/2)|z|^2 + (linear in z) that does not "
                                           f"use y, and a steerable process; '{equation.kind}' has none")
+    if base.region is not None and (misfit := region_problem(base.region, equation)) is not None:
+        raise ctx.error(*misfit)
     return Problem(name, equation, base, reference, presets, source)

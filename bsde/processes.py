@@ -122,7 +122,8 @@ class Process:
 
     def states(self, x0: torch.Tensor, dw: torch.Tensor, dt: float, *,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """The path X (batch, steps+1, dim) that the increments dw (batch, steps, dim) drive from x0 (dim,)."""
+        """The path X (batch, steps+1, dim) that the increments dw (batch, steps, dim) drive from x0 (dim,) or
+        from one start per path (batch, dim)."""
         import torch
 
         x = x0.to(dw).expand(dw.shape[0], -1)
@@ -171,7 +172,7 @@ class BrownianMotion(Process):
         x = torch.empty(dw.shape[0], dw.shape[1] + 1, dw.shape[2], device=dw.device, dtype=dw.dtype)
         x[:, 0] = x0
         torch.cumsum(dw, dim=1, out=x[:, 1:])
-        x[:, 1:].mul_(self.sigma).add_(x0)
+        x[:, 1:].mul_(self.sigma).add_(x0.unsqueeze(-2))  # x0 (dim,) or one start per path (batch, dim)
         if self.drift:
             steps = torch.arange(1, dw.shape[1] + 1, device=dw.device, dtype=dw.dtype).unsqueeze(-1)
             x[:, 1:] += steps * (self.drift * dt)
@@ -344,7 +345,7 @@ class GBM(Process):
         log_x[:, 0] = torch.log(x0)
         torch.cumsum(noise, dim=1, out=log_x[:, 1:])
         steps = torch.arange(1, dw.shape[1] + 1, device=dw.device, dtype=dw.dtype).unsqueeze(-1)
-        log_x[:, 1:] += torch.log(x0) + steps * (self._tensor("log_drift", dw) * dt)
+        log_x[:, 1:] += torch.log(x0).unsqueeze(-2) + steps * (self._tensor("log_drift", dw) * dt)
         return log_x.exp_()
 
     def transition(self, x, dt, normals):

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bsde.region import Region
+
 
 if TYPE_CHECKING:
     import torch
@@ -82,6 +84,10 @@ class SolverSettings(_Strict):
         "processes (bsde solve --nproc K) reproduce one; must divide batch_size; default: the largest of "
         "8, 4, 2, 1 that divides it"
     )
+    region: Region | None = Field(None, description="train u(0, x) for x0 in a box: {low, high, log}; "
+                                  "see bsde.region")
+    refit: bool | None = Field(None, description="after training, refit Y_0 and Z_0 by least squares on fresh "
+                               "paths with the step networks frozen (bsde.refit); default: with a region only")
     dtype: Literal["float32", "float64"] | None = Field(
         None, description="default: float64 on CPU, float32 on CUDA (with TF32 matmuls, see tf32)"
     )
@@ -112,6 +118,11 @@ class SolverSettings(_Strict):
         if self.shards is not None and self.batch_size % self.shards:
             raise ValueError(f"shards ({self.shards}) must divide batch_size ({self.batch_size})")
         return self
+
+    @property
+    def refits(self) -> bool:
+        """Whether a solve refits its start values (``refit``, by default only over a region)."""
+        return self.refit if self.refit is not None else self.region is not None
 
     def rate_at(self, iteration: int) -> float:
         """Learning rate for a 0-based iteration."""

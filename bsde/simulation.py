@@ -69,7 +69,8 @@ def simulate_paths(
     generator: Streams, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
     float32_normals: bool = False,
 ) -> Paths:
-    """Simulate ``batch`` paths of the forward SDE on a uniform grid of ``steps`` steps."""
+    """Simulate ``batch`` paths of the forward SDE on a uniform grid of ``steps`` steps, from x0 (dim,) or from
+    one starting point per path (batch, dim)."""
     if steps < 1 or batch < 1:
         raise ValueError(f"steps and batch must be positive, got steps={steps}, batch={batch}")
     x0 = torch.as_tensor(x0, device=device, dtype=dtype)

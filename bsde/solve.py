@@ -20,9 +20,12 @@ from bsde.memory import check_fits
 from bsde.probing import verify_flags
 from bsde.problem import Problem, as_problem
 from bsde.reference import ReferenceResult, cheap_method, describe, reference as run_reference
+from bsde.reference.result import finite_json
+from bsde.refit import refit_start
 from bsde.runtime import available_cores, resolve_device, set_threads
 from bsde.settings import SolverSettings
 from bsde.simulation import simulate_paths
+from bsde.solution import Solution
 from bsde.trainer import LogEntry, OnNaN, TrainHooks, TrainResult, sample, train
 
 BASELINE_PATHS = 1 << 16
@@ -108,12 +111,49 @@ class SolveResult:
     history: list[LogEntry] = field(default_factory=list)
     #: processes that trained it (data parallel over the batch; see bsde.distributed)
     processes: int = 1
+    #: grad u(0, x0) and the diagonal of its Hessian (None where unavailable; see bsde.solution), how gamma was had
+    delta: list[float | None] | None = None
+    gamma_diag: list[float | None] | None = None
+    gamma_source: str = ""
+    #: the least-squares refit of the start values after training (bsde.refit.Refit as a mapping), if any
+    refit: dict[str, Any] | None = None
+    #: the trained model (not in the JSON): u, grad, hessian, z, save
+    solution: Solution | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self, *, with_history: bool = True) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, solution=None))
+        data.pop("solution")
         if not with_history:
             data.pop("history")
         return data
+
+    # the trained solution's answers (see bsde.solution.Solution)
+    @property
+    def u0(self) -> float:
+        """u(0, x0): the reported y0."""
+        return self.y0
+
+    @property
+    def gamma(self):
+        """Hess u(0, x0) as an array ((d, d), or its diagonal above 100 dimensions), or None."""
+        return self.solution.gamma if self.solution is not None else None
+
+    def z(self, n: int, x):
+        """Z_n at points x (m, d) -> (m, d)."""
+        return self._trained().z(n, x)
+
+    def u(self, x):
+        """u(0, x) at points x (n, d) -> (n,) (a region solve; a point solve answers at x0 only)."""
+        return self._trained().u(x)
+
+    def grad(self, x):
+        """grad u(0, x) at points x (n, d) -> (n, d)."""
+        return self._trained().grad(x)
+
+    def _trained(self) -> Solution:
+        if self.solution is None:
+            raise BSDEError("this result holds no trained model (it was read back from JSON)")
+        return self.solution
 
 
 def trivial_solution_warning(y0: float, final_loss: float, baseline: Baseline, *,
@@ -234,6 +274,10 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     baseline = driver_free_baseline(problem.equation, generator=torch.Generator(device=dev).manual_seed(seed + 1),
                                     device=dev, dtype=settings.torch_dtype, steps=settings.time_steps)
     model = trained.model.eval()
+    refitted = None
+    if settings.refits:  # least squares for the start values, the step networks frozen (bsde.refit)
+        refitted = finite_json(asdict(refit_start(model, problem.equation, settings,
+                                      generator=torch.Generator(device=dev).manual_seed(seed + 4))))
     y0_bsde = model.y_start.item()
     final_loss = trained.history[-1].loss
     warning = trivial_solution_warning(y0_bsde, final_loss, baseline, linear=problem.equation.driver_is_linear)
@@ -250,6 +294,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     if error is not None and error > WARN_ERROR * abs(y0):
         warn(f"the estimated error of y0 ({error:.3g}, {checked.basis}) exceeds {WARN_ERROR:.0%} of |y0|; "
              "more time steps or iterations may help")
+    solution = Solution(model, problem, seed=seed, u0=y0)
+    delta, gamma_diag = solution.delta, solution.gamma_diag
     wall_s = time.perf_counter() - start
     if reference is None and problem.reference.value is None and auto_reference:
         try:
@@ -272,5 +318,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         time_steps=settings.time_steps, batch_size=settings.batch_size, wall_s=wall_s, train_s=trained.train_s,
         iterations_per_s=settings.iterations / trained.train_s if trained.train_s > 0 else 0.0,
         final_loss=final_loss, device=str(dev), dtype=settings.dtype, seed=seed, threads=used_threads,
-        warnings=warnings, history=trained.history, processes=processes,
+        warnings=warnings, history=trained.history, delta=finite_json(delta.tolist()),
+        gamma_diag=None if gamma_diag is None else finite_json(gamma_diag.tolist()), gamma_source=solution.gamma_source,
+        refit=refitted, solution=solution, processes=processes,
     )

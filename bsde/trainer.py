@@ -24,6 +24,8 @@ from bsde.distributed import Group, ShardStreams
 from bsde.equations.base import Equation
 from bsde.errors import Interrupted, ProblemError, TrainingError
 from bsde.model import DeepBSDE, terminal_loss
+from bsde.region import draw_starts
+from bsde.region_model import make_model
 from bsde.runtime import fused_adam, matmul_precision
 from bsde.settings import SolverSettings
 from bsde.simulation import Paths, simulate_paths
@@ -70,10 +72,16 @@ class TrainResult:
 
 
 def sample(equation: Equation, settings: SolverSettings, batch: int, generator: torch.Generator | list[torch.Generator],
-           device: torch.device) -> Paths:
-    """A batch of forward paths on the solver's time grid (from one stream, or one per equal block of rows)."""
+           device: torch.device, *, region: bool = False) -> Paths:
+    """A batch of forward paths on the solver's time grid (from one stream, or one per equal block of rows);
+    with ``region``, from starts in ``solver.region``."""
+    start = equation.x_start
+    if region and settings.region is not None:
+        streams = [generator] if isinstance(generator, torch.Generator) else generator
+        start = torch.cat([draw_starts(settings.region, equation.dim, batch // len(streams), stream, device=device,
+                                       dtype=settings.torch_dtype) for stream in streams])
     return simulate_paths(
-        equation.process, equation.x_start, equation.total_time, settings.time_steps, batch,
+        equation.process, start, equation.total_time, settings.time_steps, batch,
         generator=generator, device=device, dtype=settings.torch_dtype, float32_normals=True,
     )
 
@@ -93,12 +101,12 @@ def output_scale(std: float | None, equation: Equation) -> float:
     return 1.0 / equation.dim if std is None else std / math.sqrt(equation.total_time * equation.dim)
 
 
-def steered(model: DeepBSDE, paths: Paths, states: Callable[[torch.Tensor, float], torch.Tensor] | None = None) -> Paths:
-    """The paths the model trains on: as simulated, or driven by the same increments under its control
-    (``states``: the model's controlled_states, or a compiled version of it)."""
+def steered(model: DeepBSDE, paths: Paths, states: Callable[..., torch.Tensor] | None = None) -> Paths:
+    """The paths the model trains on: as simulated, or driven by the same increments under its control from each
+    path's own start (``states``: the model's controlled_states, or a compiled version of it)."""
     if not model.controlled:
         return paths
-    return Paths((states or model.controlled_states)(paths.dw, paths.dt), paths.dw, paths.dt)
+    return Paths((states or model.controlled_states)(paths.dw, paths.dt, paths.x[:, 0]), paths.dw, paths.dt)
 
 
 def steers(equation: Equation, settings: SolverSettings) -> bool:
@@ -129,14 +137,13 @@ class _Run:
     def __init__(self, equation: Equation, settings: SolverSettings, generator: torch.Generator,
                  device: torch.device, group: Group | None = None):
         self.settings, self.generator, self.group = settings, generator, group
-        self.model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim),
-                              dtype=settings.torch_dtype, device=device, scheme=settings.scheme)
+        self.model = make_model(equation, settings, device=device)
         #: from this iteration on the paths are steered by the learned control (never, for a plain measure)
         self.control_start = (math.ceil(settings.control_from * settings.iterations) if steers(equation, settings)
                               else settings.iterations + 1)
         from_baseline = settings.y0_init == "baseline"
         self.model.reset_parameters(generator, (0.0, 0.0) if from_baseline else settings.y0_init)
-        self.valid = sample(equation, settings, settings.valid_size, generator, device)
+        self.valid = sample(equation, settings, settings.valid_size, generator, device, region=True)
         terminal = equation.terminal(self.valid.x[:, -1])
         std = spread(terminal)
         self.model.z_scale = settings.z_scale or output_scale(std, equation)
@@ -221,8 +228,8 @@ class _Run:
         self.steer()
         self.optimizer.lr = self.settings.rate_at(self.iteration) * self.lr_scale
         device = self.model.y0.device
-        paths = steered(self.model, sample(equation, self.settings, self.streams.rows, self.streams.generators, device),
-                        self.states)
+        paths = steered(self.model, sample(equation, self.settings, self.streams.rows, self.streams.generators, device,
+                                           region=True), self.states)
         with matmul_precision(self.settings, device):
             loss = self.loss(paths.x, paths.dw, paths.dt)
             self.optimizer.zero_grad()

@@ -143,6 +143,16 @@ def launch_workers(ctx: typer.Context, nproc: int) -> None:
     arguments = shlex.split(command_line(ctx, nproc=1))[1:]
     raise typer.Exit(distributed.launch(arguments, nproc,
                                         quiet_launcher=os.environ.get(DEBUG_VARIABLE, "") in ("", "0")))
+def vector_text(values: list[float | None], shown: int = 4) -> str:
+    """'[0.1343, 0.1342]', or the first ``shown`` entries and the mean: '[0.1343, ..., 0.1341] (mean 0.1342)'."""
+    def number(v: float | None) -> str:
+        return "-" if v is None else f"{v:.6g}"
+
+    if len(values) <= shown:
+        return "[" + ", ".join(map(number, values)) + "]"
+    known = [v for v in values if v is not None]
+    mean = f" (mean {sum(known) / len(known):.6g})" if known else ""
+    return "[" + ", ".join(map(number, values[:shown - 1])) + f", ..., {number(values[-1])}]" + mean
 
 
 def progress_lines(label: str, step: float = 0.1) -> Callable[[int, int], None]:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from bsde.errors import ProblemError
+from bsde.problem import Problem
 from bsde.reference import METHODS, ReferenceResult, describe, reference, resolve_method
 
 from .common import (JsonOption, NprocOption, SeedOption, SetOption, emit_json, err, guarded, launch_workers, load, out,
@@ -51,6 +52,9 @@ def reference_command(
     nproc: NprocOption = 1,
     json_: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    greeks: Annotated[bool, typer.Option(
+        "--greeks", help="Delta and gamma at x0 instead: closed form, semi-analytic, radial, or Monte Carlo "
+                         "(pathwise / likelihood ratio, 95% CIs); other methods by central differences (flagged).")] = False,
 ) -> None:
     """Compute a reference value of u(0, x0) for PROBLEM, independent of the deep BSDE solver.
 
@@ -64,6 +68,9 @@ def reference_command(
     from bsde import distributed
 
     loaded = load(problem, set_)
+    if greeks:
+        _greeks(loaded, method.value, paths, seed, json_, quiet)
+        return
     name = resolve_method(loaded, method.value)  # bad input fails here, before any output
     spread = nproc > 1 or shards is not None or distributed.launched()
     if spread and not METHODS[name].sampled:
@@ -94,3 +101,44 @@ def reference_command(
     out.print(f"  wall    {result.wall_s:.2f} s (seed {seed})", markup=False)
     if loaded.reference.value is not None:
         out.print(f"  published {loaded.reference.value:g} ({loaded.reference.source or 'no source'})", markup=False)
+
+
+def _greeks(loaded: Problem, method: str, paths: int | None, seed: int, json_: bool, quiet: bool) -> None:
+    """``bsde reference --greeks``: reference delta and gamma at x0 (bsde.reference.greeks)."""
+    from bsde.reference.greeks import greeks_method, reference_greeks
+
+    name, fallback = greeks_method(loaded, method)  # bad input fails here, before any output
+    eq = loaded.equation
+    if not quiet:
+        how = f"central differences of {name} (fallback)" if fallback else name
+        err.print(f"reference Greeks for {loaded.name} ({eq.kind}, dim {eq.dim}) by {how}", markup=False)
+    if fallback:
+        err.print(f"warning: no direct Greeks for method '{name}': central differences with common random "
+                  f"numbers, {2 * eq.dim + 1} runs of it, no error bar", markup=False)
+    result = reference_greeks(loaded, method, paths=paths, seed=seed,
+                              progress=None if quiet else progress_lines("coordinates" if fallback else name))
+    if json_:
+        emit_json({"problem": loaded.name, "dim": eq.dim, **result.to_dict()})
+        return
+    out.print(f"{loaded.name} ({eq.kind}, dim {eq.dim}): Greeks at x0 by {result.method}"
+              + (" (FALLBACK: central differences, common random numbers)" if result.fallback else ""), markup=False)
+    if result.value is not None:
+        out.print(f"  value     {result.value:.8g}", markup=False)
+    bar = {"95% CI half-width": "95% CI"}.get(result.error_kind, result.error_kind)
+    out.print(f"  {'i':>4}  {'delta':>12}  {'+-':>9}  {'gamma_ii':>12}  {'+-':>9}   ({bar})", markup=False)
+    shown = range(eq.dim) if eq.dim <= 10 else [0, 1, 2, eq.dim - 1]
+    for i in shown:
+        if eq.dim > 10 and i == eq.dim - 1:
+            out.print(f"  {'...':>4}", markup=False)
+        out.print(f"  {i + 1:>4}  {result.delta[i]:>12.6g}  {_bar(result.delta_error, i):>9}  "
+                  f"{result.gamma_diag[i]:>12.6g}  {_bar(result.gamma_diag_error, i):>9}", markup=False)
+    if eq.dim > 1:
+        mean_delta = sum(result.delta) / eq.dim
+        mean_gamma = sum(result.gamma_diag) / eq.dim
+        out.print(f"  {'mean':>4}  {mean_delta:>12.6g}  {'':>9}  {mean_gamma:>12.6g}", markup=False)
+    out.print(f"  paths   {result.paths if result.paths is not None else '-'}", markup=False)
+    out.print(f"  wall    {result.wall_s:.2f} s (seed {seed})", markup=False)
+
+
+def _bar(errors: list[float] | None, i: int) -> str:
+    return "-" if errors is None or errors[i] is None else f"{errors[i]:.2g}"

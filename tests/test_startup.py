@@ -39,6 +39,7 @@ def heavy_modules_after(args: list[str]) -> tuple[list[str], subprocess.Complete
     ["--help"], ["--version"], ["list"], ["show", "hjb"], ["show", "max_call", "--set", "equation.dim=3"],
     ["show", "basket_put", "--set", "equation.terminal=max(x)"],
     ["show", "hjx"], ["solve", "--help"], ["reference", "--help"], ["compare", "--help"], ["bench", "--help"],
+    ["eval", "--help"], ["show", "hjb", "--set", "solver.region={low: -1, high: 1}"],
 ])
 def test_reading_commands_do_not_import_torch(args):
     heavy, done = heavy_modules_after(args)
