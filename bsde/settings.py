@@ -132,6 +132,15 @@ class SolverSettings(_Strict):
             return self.learning_rate.at(iteration)
         return self.learning_rate
 
+    def schedule_warning(self) -> str | None:
+        """A sentence when a piecewise learning rate changes at or after the last iteration (it never decays there)."""
+        rate = self.learning_rate
+        if not isinstance(rate, PiecewiseRate) or not rate.boundaries or rate.boundaries[-1] < self.iterations:
+            return None
+        late = [b for b in rate.boundaries if b >= self.iterations]
+        return (f"solver.learning_rate: boundaries {late} lie at or beyond solver.iterations = {self.iterations}, "
+                f"so the rate ends at {self.rate_at(self.iterations - 1):g}; set solver.learning_rate with them")
+
     def shard_count(self) -> int:
         """Shards of each batch: ``shards``, or the largest of 8, 4, 2, 1 that divides ``batch_size``."""
         return self.shards or next(count for count in (8, 4, 2, 1) if self.batch_size % count == 0)

@@ -249,6 +249,8 @@ def solve(
         if on_warning is not None:
             on_warning(text)
 
+    if (late := settings.schedule_warning()) is not None:
+        warn(late)
     hooks = TrainHooks(stop_requested=stop_requested, on_warning=warn)
     if checkpoint is not None:
         writer = functools.partial(CheckpointWriter, checkpoint, config)

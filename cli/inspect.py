@@ -26,6 +26,8 @@ def list_problems() -> None:
             value, source = "exact", "closed-form solution (bsde reference)"
         table.add_row(name, problem.equation.kind, str(problem.equation.dim), value,
                       ", ".join(problem.presets) or "-", source)
+    for kind in sorted(EQUATIONS.plugins()):  # named by metadata, not imported: the row says where it comes from
+        table.add_row(kind, kind, "-", "-", "-", EQUATIONS.origin(kind) or "-")
     out.print(table)
 
 

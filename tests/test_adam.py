@@ -77,7 +77,7 @@ def test_rejects_a_state_of_other_parameters():
         Adam(params[:2], lr=0.1).load_state_dict(Adam(params, lr=0.1).state_dict())
 
 
-def test_first_solve_does_not_import_dynamo():
+def test_first_solve_does_not_import_dynamo(tmp_path):
     """torch.optim imports torch._dynamo (about 1 s); training must not pay for it unless it compiles."""
     import subprocess
     import sys
@@ -87,5 +87,6 @@ def test_first_solve_does_not_import_dynamo():
             "from bsde.trainer import train; import torch; "
             "train(p.equation, p.solver, generator=torch.Generator().manual_seed(0), device=torch.device('cpu')); "
             "print('torch._dynamo' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=tmp_path)  # not the checkout, whose bsde/ lacks the mapped problems
     assert done.stdout.strip() == "False"

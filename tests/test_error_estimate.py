@@ -36,7 +36,11 @@ def test_linear_problem_estimate_covers_black_scholes():
 
 
 def test_allen_cahn_estimate_by_richardson_covers_the_error():
-    problem = bsde.load_problem("allen_cahn", {"equation.dim": 10, "solver.time_steps": 10, "solver.iterations": 1500})
+    """10 steps, 1500 iterations with the learning rate decayed inside them (the shipped schedule decays after 2000,
+    which left seed 0 at lr 0.02 with 0.7% of optimisation noise): the estimate covers the error, below 1%."""
+    problem = bsde.load_problem("allen_cahn", {"equation.dim": 10, "solver.time_steps": 10, "solver.iterations": 1500,
+                                               "solver.learning_rate": {"boundaries": [600, 1100],
+                                                                        "values": [0.02, 0.005, 0.001]}})
     truth = radial(problem.equation).value
     result = bsde.solve(problem, seed=0, threads=2)
     assert "Richardson" in result.error_basis

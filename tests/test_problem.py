@@ -87,6 +87,14 @@ def test_piecewise_learning_rate():
     assert [problem.solver.rate_at(i) for i in (0, 9, 10, 19, 20, 1000)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
 
 
+def test_a_schedule_past_the_last_iteration_is_named():
+    assert bsde.load_problem("hjb").solver.schedule_warning() is None
+    late = bsde.load_problem("hjb", {"solver.iterations": 1200}).solver.schedule_warning()
+    assert "boundaries [1600]" in late and "solver.iterations = 1200" in late and "ends at 0.005" in late
+    assert bsde.load_problem("hjb", {"solver.iterations": 1200, "solver.learning_rate": 0.01}).solver.schedule_warning() \
+        is None
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
