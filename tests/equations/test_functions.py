@@ -124,7 +124,7 @@ def _geometric_put_price(x: torch.Tensor) -> torch.Tensor:
 def test_a_quadratic_driver_on_gbm_paths_is_steered_and_bounded():
     """f = -(c/2)|z|^2 with a correlated GBM: Cole-Hopf gives u0 = -(1/c) ln E exp(-c g(X_T)) for any diffusion
     (w = e^{-c u} solves the linear PDE), sampled here exactly; the solve steers the GBM paths by its control
-    and reports the corrected control bound."""
+    and reports the value sampled under its control."""
     c, process = 2.0, bsde.GBM(0.02, [0.3, 0.5], [[1.0, 0.4], [0.4, 1.0]])
 
     def terminal(x):
