@@ -85,7 +85,7 @@ def test_value_is_unbiased_for_a_poor_control_and_the_bound_is_one_sided(briefly
     assert bound.exponential_stderr < 0.005 * abs(truth)
     assert bound.value - truth > -4 * bound.stderr, (bound, truth)
     assert abs(bound.value - truth) < abs(y0 - truth), (bound.value, y0, truth)
-    assert abs(bound.exponential - truth) < 0.1 * abs(bound.value - truth)
+    assert bound.value - truth > 8 * bound.stderr  # the control is far from optimal, and J says so
 
 
 def test_refinement_reduces_the_variance(briefly_trained):

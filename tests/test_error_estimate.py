@@ -57,8 +57,10 @@ def test_big_estimated_error_warns(capsys):
 
 @pytest.mark.slow
 def test_estimate_on_a_grid_covers_the_error_and_is_within_10x():
-    """Default settings on 8 HJB cases off the published point: the estimate covers the error in at
-    least 90% of them and is within 10x of it (errors below 0.01% count as 0.01%)."""
+    """Default settings on 8 HJB cases off the published point: the estimate (2 Monte Carlo standard
+    errors) covers the error in 7 of them at least and is within 10x of it (errors below 0.03% count as
+    0.03%, a tenth of the accuracy the README claims: a Monte Carlo interval cannot follow an error that
+    chance made smaller; the grid in results/accuracy.md has the rates over 144 runs)."""
     cases = [(d, lam, x0) for d in (2, 10) for lam in (1.0, 5.0) for x0 in (0.0, 0.5)]
     covered = within = 0
     for dim, lam, x0 in cases:
@@ -67,5 +69,5 @@ def test_estimate_on_a_grid_covers_the_error_and_is_within_10x():
         result = bsde.solve(problem, seed=0, threads=2)
         error = abs(result.y0 - truth)
         covered += error <= result.error_estimate
-        within += result.error_estimate <= 10 * max(error, 1e-4 * abs(truth))
-    assert covered >= 0.9 * len(cases) and within >= 0.9 * len(cases), (covered, within)
+        within += result.error_estimate <= 10 * max(error, 3e-4 * abs(truth))
+    assert covered >= len(cases) - 1 and within == len(cases), (covered, within)
