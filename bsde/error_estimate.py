@@ -10,7 +10,9 @@ Three bases, the first that applies:
   it, and the bound J beside both). Its error is estimated as 2 standard errors (delta method).
 - otherwise: Richardson in the time step with the trained Z: the same paths marched with every other
   step (2 dt) move the implied y0 by D; for a scheme of order p the error at dt is about |D| / (2^p - 1)
-  (p = 2 for the trapezoid, 1 for Euler), plus twice the standard error of the mean residual.
+  (p = 2 for the trapezoid, 1 for Euler), plus the y0 shift that would zero the mean residual
+  Y_N - g(X_N) on fresh paths (zero at the optimum of y0: it catches a y0 still converging) and twice
+  that shift's standard error.
 
 The Richardson basis adds the optimisation noise: the standard deviation of y0 over the validation points
 of the last quarter of training (a stand-in for the spread over seeds, which one solve cannot see). The
@@ -51,8 +53,9 @@ def from_bound(bound: ControlBound) -> ErrorEstimate:
                          f"(2 standard errors, {bound.paths} paths, {bound.effective_paths:.0f} effective)", bound)
 
 
-def _implied_shift(model: DeepBSDE, paths: Paths) -> tuple[float, float]:
-    """(D, stderr): how far y0 moves when the paths are marched with 2 dt, and the mean residual's stderr."""
+def _implied_shift(model: DeepBSDE, paths: Paths) -> tuple[float, float, float]:
+    """(D, R, stderr): how far y0 moves when the paths are marched with 2 dt, how far it would move to make
+    the mean residual Y_N - g(X_N) zero on these paths (the optimum of y0 has it zero), and R's stderr."""
     x, dw, dt = paths.x, paths.dw, paths.dt
     with torch.no_grad():
         z = model.gradients(x)
@@ -65,17 +68,17 @@ def _implied_shift(model: DeepBSDE, paths: Paths) -> tuple[float, float]:
     slope = slope if math.isfinite(slope) and abs(slope) > 1e-12 else 1.0
     shift = -float((coarse - fine).mean()) / slope
     stderr = float(fine.std()) / math.sqrt(fine.numel()) / abs(slope)
-    return shift, stderr
+    return shift, -float(fine.mean()) / slope, stderr
 
 
 def from_time_step(model: DeepBSDE, paths: Paths) -> ErrorEstimate:
     y0 = model.y_start.item()
     if model.time_steps % 2:
         return ErrorEstimate(y0, math.nan, "none (Richardson needs an even number of steps)")
-    shift, stderr = _implied_shift(model, paths)
+    shift, residual, stderr = _implied_shift(model, paths)
     order = 2 if model.scheme == "trapezoid" else 1
-    return ErrorEstimate(y0, abs(shift) / (2**order - 1) + 2 * stderr,
-                         f"Richardson in the time step (order {order}) and the residual's standard error")
+    return ErrorEstimate(y0, abs(shift) / (2**order - 1) + abs(residual) + 2 * stderr,
+                         f"Richardson in the time step (order {order}), the mean residual and its standard error")
 
 
 def optimisation_noise(history: list[tuple[int, float]], iterations: int) -> float:

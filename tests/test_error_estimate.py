@@ -47,11 +47,13 @@ def test_allen_cahn_estimate_by_richardson_covers_the_error():
     assert abs(result.y0 - truth) <= result.error_estimate <= 0.01 * truth, (result.y0, truth, result.error_estimate)
 
 
-def test_big_estimated_error_warns(capsys):
-    problem = bsde.load_problem("hjb", {"equation.dim": 5, "equation.lam": 2.0, "solver.iterations": 30,
-                                        "solver.log_every": 10})
+def test_big_estimated_error_warns():
+    """30 iterations leave Allen-Cahn's y0 14% low: the mean residual on fresh paths says so (HJB's value under
+    the learned control is within 0.2% even this early, so it cannot serve here)."""
+    problem = bsde.load_problem("allen_cahn", {"equation.dim": 10, "solver.iterations": 30, "solver.log_every": 10})
+    truth = radial(problem.equation).value
     result = bsde.solve(problem, seed=0, threads=2)
-    assert result.error_estimate > 0.01 * abs(result.y0)
+    assert abs(result.y0 - truth) <= result.error_estimate and result.error_estimate > 0.01 * abs(result.y0)
     assert any("estimated error" in w for w in result.warnings)
 
 
