@@ -4,16 +4,18 @@ The paper uses one small network per time step t_1..t_{N-1}:
 bn -> (dense -> bn -> relu) x L -> dense -> bn (StackedGradientNets says where ours differs).
 The paths do not depend on the networks, so all S = N - 1 steps are evaluated together: a
 layer's S weight matrices are stacked into one (S, in, out) tensor applied by a single batched
-matmul, and batch norm runs once over the (batch, S * features) matrix, i.e. with separate
-statistics (and affine parameters, where it has them) per step.
-Activations are laid out (batch, S, features) so that batch norm reduces over the leading axis.
+matmul, and batch norm runs once over the batch axis of the (batch, S, features) activations,
+i.e. with separate statistics (and affine parameters, where it has them) per step and feature.
+Activations are (batch, S, features) views of the matmuls' (S, batch, features) output: batch
+norm (:mod:`bsde.batch_norm`) reduces over the leading axis in any layout, so no copies are made.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from bsde.batch_norm import batch_norm, batch_norm_inference
 
 BN_EPS = 1e-6
 BN_MOMENTUM = 0.01  # torch convention: running = (1 - m) running + m batch (TF's momentum 0.99)
@@ -42,19 +44,22 @@ class StackedBatchNorm(nn.Module):
             self.running_var.fill_(1.0)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        weight, bias = (None, None) if self.weight is None else (self.weight.reshape(-1), self.bias.reshape(-1))
-        flat = F.batch_norm(h.reshape(h.shape[0], -1), self.running_mean, self.running_var,
-                            weight, bias, self.training, BN_MOMENTUM, BN_EPS)
-        return flat.view(h.shape)
+        """h (B, S, F), any strides (the output keeps them)."""
+        shape = h.shape[1:]
+        if self.training:
+            return batch_norm(h, self.weight, self.bias, self.running_mean, self.running_var, momentum=BN_MOMENTUM,
+                              eps=BN_EPS)
+        return batch_norm_inference(h, self.weight, self.bias, self.running_mean.view(shape),
+                                    self.running_var.view(shape), eps=BN_EPS)
 
     def at_step(self, step: int, h: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
         """The norm of step ``step`` alone on h (B, F): with the batch's statistics (running ones untouched)
         or, by default, with the running statistics (inference)."""
-        rows = slice(step * self.features, (step + 1) * self.features)
         weight, bias = (None, None) if self.weight is None else (self.weight[step], self.bias[step])
         if batch_stats:
-            return F.batch_norm(h, None, None, weight, bias, True, 0.0, BN_EPS)
-        return F.batch_norm(h, self.running_mean[rows], self.running_var[rows], weight, bias, False, 0.0, BN_EPS)
+            return batch_norm(h, weight, bias, momentum=0.0, eps=BN_EPS)
+        rows = slice(step * self.features, (step + 1) * self.features)
+        return batch_norm_inference(h, weight, bias, self.running_mean[rows], self.running_var[rows], eps=BN_EPS)
 
 
 class StackedLinear(nn.Module):
