@@ -28,15 +28,21 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it, imported when the name is first used
 _LAZY = {
     "EQUATIONS": "bsde.equations", "Equation": "bsde.equations",
-    "Problem": "bsde.problem", "load_problem": "bsde.problem", "problem_from_dict": "bsde.problem",
-    "shipped_problems": "bsde.problem",
+    "BrownianMotion": "bsde.processes", "GBM": "bsde.processes", "Diffusion": "bsde.processes",
+    "CustomEquation": "bsde.equations.functions", "custom_equation": "bsde.equations.functions",
+    "DriverFlags": "bsde.probing",
+    "Problem": "bsde.problem", "as_problem": "bsde.problem", "load_problem": "bsde.problem",
+    "problem_from_dict": "bsde.problem", "shipped_problems": "bsde.problem",
     "ReferenceResult": "bsde.reference", "reference": "bsde.reference",
     "SolveResult": "bsde.solve", "solve": "bsde.solve",
+    "Solution": "bsde.solution", "reference_greeks": "bsde.reference.greeks",
 }
 
 __all__ = [
-    "EQUATIONS", "BSDEError", "Equation", "Problem", "ProblemError", "ReferenceResult", "SolveResult",
-    "TrainingError", "load_problem", "problem_from_dict", "reference", "shipped_problems", "solve", "__version__",
+    "EQUATIONS", "GBM", "BSDEError", "BrownianMotion", "CustomEquation", "Diffusion", "DriverFlags", "Equation",
+    "Problem", "ProblemError", "ReferenceResult", "Solution", "SolveResult",
+    "TrainingError", "as_problem", "custom_equation", "load_problem", "problem_from_dict", "reference",
+    "reference_greeks", "shipped_problems", "solve", "__version__",
 ]
 
 
@@ -72,6 +78,11 @@ sys.modules[__name__].__class__ = _Package
 
 if TYPE_CHECKING:
     from bsde.equations import EQUATIONS, Equation
-    from bsde.problem import Problem, load_problem, problem_from_dict, shipped_problems
+    from bsde.equations.functions import CustomEquation, custom_equation
+    from bsde.probing import DriverFlags
+    from bsde.processes import GBM, BrownianMotion, Diffusion
+    from bsde.problem import Problem, as_problem, load_problem, problem_from_dict, shipped_problems
     from bsde.reference import ReferenceResult, reference
+    from bsde.reference.greeks import reference_greeks
+    from bsde.solution import Solution
     from bsde.solve import SolveResult, solve

@@ -5,8 +5,9 @@ numbers and strings, loadable with ``weights_only=True``):
 
 * ``config``: the fully resolved problem (``Problem.to_dict()``), its name, the seed, the
   device type and the dtype;
-* ``state``: the trainer's snapshot (model, optimizer, generator state, iteration, history,
-  learning-rate scale), see :data:`bsde.trainer.TrainState`.
+* ``state``: the trainer's snapshot (model, optimizer, generator states, iteration, history,
+  learning-rate scale), see :data:`bsde.trainer.TrainState`; in a data-parallel run the lead
+  process writes it with every process's shard streams gathered in.
 
 Resuming checks that the run to continue has the same configuration; a mismatch is a
 :class:`ProblemError` naming each differing key.
@@ -26,7 +27,7 @@ from bsde.problem import Problem
 from bsde.trainer import TrainState
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT = 2  # 2: the optimizer state is bsde.adam.Adam's (1: torch.optim.Adam's)
+FORMAT = 3  # 3: the batch shards' random streams; 2: bsde.adam.Adam's state; 1: torch.optim.Adam's
 #: the parts of the configuration that decide the trajectory of a run (reference and presets do not)
 COMPARED = ("name", "seed", "device", "equation", "solver")
 

@@ -7,6 +7,7 @@ published ``reference.value`` stand in. Rendering (Markdown, PNG, the index) is 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -19,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from bsde import distributed
 from bsde.errors import ProblemError
 from bsde.problem import Problem
 from bsde.reference import ReferenceResult, applicable_methods, describe, reference
@@ -147,9 +149,12 @@ def rounding(value: float) -> float:
 def _evidence(ref: ReferenceResult, discrepancy: float) -> tuple[bool, str]:
     """(whether we trust our value over the published one, why), from the engine's details."""
     d = ref.details
-    if ref.method == "radial" and "half_resolution_difference" in d:
+    if ref.method == "exact":
+        return True, "ours is the closed-form solution"
+    if ref.method in ("radial", "pde-1d") and "half_resolution_difference" in d:
         ratio = discrepancy / max(abs(d["half_resolution_difference"]), 1e-300)
-        return True, (f"the radial finite-difference solve ({d['points']} points, {d['steps']} BDF2 steps) differs "
+        what = "radial" if ref.method == "radial" else "one-dimensional"
+        return True, (f"the {what} finite-difference solve ({d['points']} points, {d['steps']} BDF2 steps) differs "
                       f"from the same solve at half resolution ({d['coarse_points']} points, {d['coarse_steps']} "
                       f"steps) by only {abs(d['half_resolution_difference']):.2g}, {ratio:.3g} times less than "
                       "the discrepancy")
@@ -226,17 +231,106 @@ def compare(
     """
     if seeds < 1:
         raise ProblemError(f"seeds must be at least 1, got {seeds}")
+    ours = _reference(problem, reference_paths, on_reference, progress)
+    runs = [_solve(problem, seed, ours, device, threads, on_log, on_warning) for seed in range(seeds)]
+    return _comparison(problem, runs, ours, device, seeds, command)
+
+
+def _reference(problem: Problem, paths: int | None, on_reference: Callable[[str], None] | None,
+               progress: Progress | None) -> ReferenceResult | None:
+    """The engine's value by method "auto", or None where no method applies."""
     methods = applicable_methods(problem)
-    ours = None
-    if methods:
-        if on_reference is not None:
-            on_reference(methods[0])
-        ours = reference(problem, "auto", paths=reference_paths, progress=progress)
-    runs = []
-    for seed in range(seeds):
-        log = None if on_log is None else (lambda entry, seed=seed: on_log(seed, entry))
-        runs.append(solve(problem, seed=seed, device=device, threads=threads, on_log=log, on_warning=on_warning,
-                          reference=ours, auto_reference=False))
+    if not methods:
+        return None
+    if on_reference is not None:
+        on_reference(methods[0])
+    return reference(problem, "auto", paths=paths, progress=progress)
+
+
+def _solve(problem: Problem, seed: int, ours: ReferenceResult | None, device: str, threads: int | None,
+           on_log: Callable[[int, LogEntry], None] | None, on_warning: Callable[[str], None] | None) -> SolveResult:
+    log = None if on_log is None else (lambda entry: on_log(seed, entry))
+    return solve(problem, seed=seed, device=device, threads=threads, on_log=log, on_warning=on_warning,
+                 reference=ours, auto_reference=False)
+
+
+def _comparison(problem: Problem, runs: list[SolveResult], ours: ReferenceResult | None, device: str, seeds: int,
+                command: str, processes: int = 1) -> Comparison:
     published = Published(problem.reference.value, problem.reference.source, problem.reference.stderr)
-    return Comparison(problem.name, problem.equation.kind, problem.equation.dim, runs, ours, published,
-                      environment(device, runs[0].threads, list(range(seeds)), command))
+    env = environment(device, runs[0].threads, list(range(seeds)), command)
+    env["processes"] = processes
+    return Comparison(problem.name, problem.equation.kind, problem.equation.dim, runs, ours, published, env)
+
+
+def compare_all(
+    problems: list[Problem], *, seeds: int = 3, device: str = "auto", threads: int | None = None,
+    reference_paths: int | None = None, command: str = "",
+    on_log: Callable[[int, LogEntry], None] | None = None, on_warning: Callable[[str], None] | None = None,
+    on_reference: Callable[[str], None] | None = None, progress: Progress | None = None,
+    on_problem: Callable[[Problem], None] | None = None, on_done: Callable[[Comparison], None] | None = None,
+) -> list[Comparison]:
+    """:func:`compare` for each problem in turn (``on_problem`` before, ``on_done`` after each).
+
+    Under torchrun (several processes, :mod:`bsde.distributed`) every process calls this alike: the
+    references (one per problem) and then the solves (one per problem and seed) are dealt out to the
+    processes in turn, each solving alone with its share of the cores (its own GPU on CUDA); every
+    process returns every comparison, and ``on_done`` runs on the lead at the end. The callbacks hear
+    about the lead's own work only (``on_problem`` before its first solve of a problem). Each solve is
+    the one a single process would make.
+    """
+    if seeds < 1:
+        raise ProblemError(f"seeds must be at least 1, got {seeds}")
+    group = distributed.group(resolve_device(device))
+    if group is None:
+        found = []
+        for problem in problems:
+            if on_problem is not None:
+                on_problem(problem)
+            found.append(compare(problem, seeds=seeds, device=device, threads=threads,
+                                 reference_paths=reference_paths, command=command, on_log=on_log,
+                                 on_warning=on_warning, on_reference=on_reference, progress=progress))
+            if on_done is not None:
+                on_done(found[-1])
+        return found
+    if not group.lead:
+        on_log = on_warning = on_reference = progress = None
+    with distributed.each_alone():
+        refs = _dealt(group, [functools.partial(_reference, problem, reference_paths, on_reference, progress)
+                              for problem in problems])
+        announced: list[int] = []
+
+        def solving(i: int, seed: int) -> SolveResult:
+            if group.lead and on_problem is not None and announced[-1:] != [i]:
+                announced.append(i)
+                on_problem(problems[i])  # before the lead's first solve of each problem
+            return _solve(problems[i], seed, refs[i], device, threads, on_log, on_warning)
+
+        tasks = [(i, seed) for i in range(len(problems)) for seed in range(seeds)]
+        runs = _dealt(group, [functools.partial(solving, i, seed) for i, seed in tasks])
+    found = [_comparison(problem, runs[i * seeds:(i + 1) * seeds], refs[i], device, seeds, command, group.size)
+             for i, problem in enumerate(problems)]
+    if group.lead and on_done is not None:
+        for comparison in found:
+            on_done(comparison)
+    return found
+
+
+def _dealt(group: distributed.Group, tasks: list[Callable[[], Any]]) -> list[Any]:
+    """The tasks' results in order, task j run by process j mod K; the first failure (in task order) is
+    raised on every process."""
+    mine = {j: _attempt(task) for j, task in enumerate(tasks) if j % group.size == group.rank}
+    results: dict[int, tuple[bool, Any]] = {}
+    for part in group.all_gather(mine):
+        results.update(part)
+    for j in range(len(tasks)):
+        done, value = results[j]
+        if not done:
+            raise value
+    return [results[j][1] for j in range(len(tasks))]
+
+
+def _attempt(task: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, task()
+    except Exception as exc:  # noqa: BLE001 - raised again on every process, in task order
+        return False, exc

@@ -1,22 +1,31 @@
-"""A one-sided Monte Carlo bound on u(0, x0) from the learned Z, and the correction it carries with it.
+"""u(0, x0) from the learned Z by importance sampling, and the one-sided bound that comes with it.
 
-For f(z) = -(c/2)|z|^2 + (linear in z) (``Equation.z_hessian`` = c > 0: concave), the tangent
-f(Z^) + b . (z - Z^), b = grad_z f(Z^), lies above f, so by the comparison theorem the linear BSDE with
-that driver bounds Y from above; by Girsanov its value is
+For f(z) = -(c/2)|z|^2 + (linear in z) (``Equation.z_hessian`` = c != 0), the learned Z defines a feedback
+control; under the measure Q it induces (dX = mu dt + sigma (b dt + dW^Q), b = grad_z f(Z^)) the sample
 
-    J = E_Q[S],  S = g(X_T) + int_0^T (f(Z^) - b . Z^) dt - int_0^T Z^ . dW^Q,   dX = sigma (b dt + dW^Q),
+    S = g(X_T) + int_0^T (f(Z^) - b . Z^) dt - int_0^T Z^ . dW^Q
 
-with Z^ = the trained Z_n evaluated on the controlled paths (linear in t between Z_n and Z_{n+1}, held
-over sub-steps of dt / K; any adapted Z^ gives a valid bound). For HJB this is the cost of the feedback
-control a = -sqrt(lam/2) Z^. Along these paths Ito's formula for u gives, with e = Z* - Z^,
+has two uses, with Z^ = the trained Z_n evaluated on the controlled paths (linear in t between Z_n and
+Z_{n+1}, Z_N = sigma grad g, held over sub-steps of dt / K; any adapted Z^ will do):
 
-    S = u0 + (c/2) int |e|^2 dt + int e . dW^Q,
+- the bound J = E_Q[S]: the tangent f(Z^) + b . (z - Z^) lies above a concave f, so by the comparison
+  theorem J >= u0 (c > 0; a lower bound for c < 0). For HJB it is the cost of the control
+  a = -sqrt(lam/2) Z^. By Ito's formula S = u0 + (c/2) int |e|^2 dt + int e . dW^Q with e = Z* - Z^, so
+  J - u0 = (c/2) E int |e|^2 dt: second order in the error of Z.
+- the value V = -(1/c) ln E_Q[exp(-c S)] = u0. By the same formula exp(-c (S - u0)) is the Girsanov
+  density dP/dQ, exactly so in discrete time as well: for HJB, f(Z^) - b . Z^ = (c/2)|Z^|^2 and
+  exp(c sum Z^ . dW^Q - (c^2/2) sum |Z^|^2 h) is the likelihood ratio of the Gaussian increments
+  dW^P = dW^Q + b h, which drive the uncontrolled process (a steerable process steps exactly, so X_T is
+  its exact law). So V is the Cole-Hopf formula u0 = -(1/c) ln E exp(-c g(X_T)) sampled where the learned
+  control sends the paths: no time discretisation error (where the terms of f linear in z or free of z
+  depend on x, they enter as an Euler sum on the sub-step grid, an error of order dt / K), and a Monte
+  Carlo error that vanishes as Z^ -> Z* (the zero-variance change of measure). Its expansion
+  in cumulants, J - (c/2) Var S + ..., is where the earlier second-order correction came from.
 
-so J - u0 = (c/2) E int |e|^2 dt (second order in the error of Z, where the deep BSDE y0 is first order)
-and, by the Ito isometry, Var S = E int |e|^2 dt + (higher order). Hence J - (c/2) Var S is u0 up to
-third-order terms: the bound measures its own excess. The stochastic integral in S has mean zero and
-removes most of the spread of g(X_T). c < 0 (convex f) gives a lower bound the same way. Offered where
-f is of that form, does not use y, and the diffusion is a constant sigma (``ScaledBrownian``).
+Paths come in batches of ``bound_paths(d)``, more of them until the standard error of V is below
+``BOUND_TOLERANCE`` |V| or ``BOUND_BATCHES`` batches are spent. Offered where f is of that form, does not
+use y, and the process steps exactly under a control (``process.steerable``). The paths are simulated in
+float32: its rounding (1e-7) is far below the Monte Carlo error.
 """
 
 from __future__ import annotations
@@ -31,17 +40,21 @@ from bsde.equations.base import Equation
 from bsde.model import DeepBSDE, terminal_z
 
 BOUND_SUBSTEPS = 16
+#: batches of bound_paths(d) are added until the standard error of the value is below this fraction of it
+BOUND_TOLERANCE = 1e-3
+BOUND_BATCHES = 8
 
 
 def bound_paths(dim: int) -> int:
-    """Paths for the bound: about 2^17 / d (a constant cost per network layer), between 2^10 and 2^16."""
+    """Paths per batch: about 2^17 / d (a constant cost per network layer), between 2^10 and 2^16."""
     return min(1 << 16, max(1 << 10, (1 << 17) // dim))
 
 
 @dataclass(frozen=True)
 class ControlBound:
-    """J = value +- stderr, its side, the variance of its samples S, and the corrected value
-    J - (c/2) Var S +- corrected_stderr (u0 to third order in the error of Z; see the module docstring)."""
+    """J = value +- stderr (the bound) and its side, the variance of the samples S, and the importance-sampled
+    value V = exponential +- exponential_stderr (u0 up to Monte Carlo error; see the module docstring) with the
+    effective number of paths of its weights."""
 
     value: float
     stderr: float
@@ -49,8 +62,9 @@ class ControlBound:
     paths: int
     substeps: int
     variance: float
-    corrected: float
-    corrected_stderr: float
+    exponential: float
+    exponential_stderr: float
+    effective_paths: float
 
 
 def bound_side(equation: Equation) -> Literal["upper", "lower"] | None:
@@ -60,39 +74,107 @@ def bound_side(equation: Equation) -> Literal["upper", "lower"] | None:
     return "upper" if equation.z_hessian > 0 else "lower"
 
 
+def exponential_mean(samples: torch.Tensor, c: float) -> tuple[float, float, float]:
+    """(-(1/c) ln mean exp(-c S), its delta-method standard error, the effective sample size of the weights)."""
+    exponent = -c * samples.to(torch.float64)
+    weights = torch.exp(exponent - exponent.max())
+    mean = float(weights.mean())
+    value = -(math.log(mean) + float(exponent.max())) / c
+    stderr = float(weights.std()) / mean / abs(c) / math.sqrt(samples.numel())
+    effective = float(weights.sum()) ** 2 / float(weights.square().sum())
+    return value, stderr, effective
+
+
+def step_controls(model: DeepBSDE, dtype: torch.dtype):
+    """Z_n(x) for n = 0..N as callables in ``dtype`` (Z_0 constant, Z_N = sigma grad g)."""
+    equation, nets = model.equation, model.nets
+    start = model.z_start.detach().to(dtype)
+    steps = [lambda x: start.expand(x.shape[0], -1)]
+    steps += [nets.folded(n - 1, scale=model.z_scale, dtype=dtype) for n in range(1, model.time_steps)]
+    steps.append(lambda x: terminal_z(equation, x))
+    return steps
+
+
+def controlled_samples(model: DeepBSDE, controls, paths: int, substeps: int, interpolate: bool,
+             generator: torch.Generator, dtype: torch.dtype,
+             refinement: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """S for ``paths`` paths under the control Z^ of ``controls`` corrected by ``refinement`` (see
+    ``refine``), float64, and the regressors of the next refinement: int Z^ . dW^Q and int (X - x0) . dW^Q
+    over each step, (paths, 2 N)."""
+    equation, steps = model.equation, model.time_steps
+    process = equation.process
+    h = equation.total_time / (steps * substeps)
+    device = model.y0.device
+    start = torch.as_tensor(equation.x_start, dtype=dtype, device=device)
+    x = start.expand(paths, -1).clone()
+    cost = torch.zeros(paths, dtype=dtype, device=device)
+    regressors = torch.zeros(paths, steps, 2, dtype=dtype, device=device)
+    root_h = math.sqrt(h)
+    with torch.no_grad():
+        for n in range(steps):
+            for k in range(substeps):
+                t = (n * substeps + k) * h
+                base = controls[n](x)
+                if interpolate and k:  # linear in t between Z_n and Z_{n+1}
+                    base = torch.lerp(base, controls[n + 1](x), k / substeps)
+                dw = torch.randn(x.shape, generator=generator, dtype=dtype, device=device).mul_(root_h)
+                offset = x - start
+                z = base if refinement is None else base * (1 + refinement[n, 0]) + refinement[n, 1] * offset
+                b = equation.driver_z_gradient(t, x, z)
+                # f(Z^) - b . Z^ dt, and the mean-zero Z^ . dW^Q that cancels most of g's spread
+                cost += h * (equation.driver(t, x, cost.new_zeros(()), z) - (b * z).sum(-1)) - (z * dw).sum(-1)
+                regressors[:, n, 0] += (base * dw).sum(-1)
+                regressors[:, n, 1] += (offset * dw).sum(-1)
+                x = process.step(t, x, h, dw, control=b)
+        return (cost + equation.terminal(x)).to(torch.float64), regressors.reshape(paths, -1).to(torch.float64)
+
+
+def refine(samples: torch.Tensor, regressors: torch.Tensor) -> torch.Tensor:
+    """The step-wise correction (alpha_n, beta_n) of the control Z^ -> (1 + alpha_n) Z^ + beta_n (X - x0), (N, 2).
+
+    S - u0 = int e . dW^Q + (second order) with e = Z* - Z^, so the least-squares coefficients of S on the
+    regressors int_n Z^ . dW^Q and int_n (X - x0) . dW^Q project e onto those two directions step by step:
+    one policy-iteration step within the span of the learned control and the state.
+    """
+    design = torch.cat([torch.ones_like(samples).unsqueeze(1), regressors], dim=1)
+    solution = torch.linalg.lstsq(design, samples.unsqueeze(1), driver="gelsd").solution
+    return solution[1:, 0].reshape(-1, 2)
+
+
 def control_bound(model: DeepBSDE, *, generator: torch.Generator, paths: int | None = None,
-                  substeps: int = BOUND_SUBSTEPS, interpolate: bool = True) -> ControlBound | None:
-    """J for the trained ``model`` (see the module docstring), or None where no bound applies."""
+                  substeps: int = BOUND_SUBSTEPS, interpolate: bool = True, tolerance: float = BOUND_TOLERANCE,
+                  batches: int = BOUND_BATCHES, refined: bool = True) -> ControlBound | None:
+    """J and V for the trained ``model`` (see the module docstring), or None where they do not apply.
+
+    Draws batches of ``paths`` (default ``bound_paths(d)``) until the standard error of V is below
+    ``tolerance`` |V|, at most ``batches`` of them.
+    """
     equation = model.equation
     side = bound_side(equation)
     if side is None:
         return None
-    paths = paths or bound_paths(equation.dim)
-    like = model.y0  # the run's dtype and device
-    sigma, steps = equation.process.sigma, model.time_steps
-    h = equation.total_time / (steps * substeps)
-    x = torch.as_tensor(equation.x_start, dtype=like.dtype, device=like.device).expand(paths, -1).clone()
-    cost = torch.zeros(paths, dtype=like.dtype, device=like.device)
+    batch = paths or bound_paths(equation.dim)
+    c = equation.z_hessian
     was_training = model.training
     model.eval()
-    for n in range(steps):
-        for k in range(substeps):
-            t = (n * substeps + k) * h
-            with torch.no_grad():
-                z = model.z_at(n, x)
-                if interpolate and k:  # linear in t between Z_n and Z_{n+1} (Z_N = sigma^T grad g)
-                    following = model.z_at(n + 1, x) if n + 1 < steps else terminal_z(equation, x)
-                    z = torch.lerp(z, following, k / substeps)
-                b = equation.driver_z_gradient(t, x, z)
-                cost += h * (equation.driver(t, x, cost.new_zeros(()), z) - (b * z).sum(-1))
-                dw = math.sqrt(h) * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-                cost -= (z * dw).sum(-1)  # a mean-zero control variate: Z^ . dW^Q cancels most of g's spread
-                x = x + sigma * (b * h + dw)
-    with torch.no_grad():
-        total = (cost + equation.terminal(x)).to(torch.float64)
+    controls = step_controls(model, torch.float32)
+    drawn: list[torch.Tensor] = []
+    correction = None
+    for _ in range(max(1, batches)):
+        samples, regressors = controlled_samples(model, controls, batch, substeps, interpolate, generator,
+                                                 torch.float32, correction)
+        drawn.append(samples)
+        total = torch.cat(drawn)
+        value, stderr, effective = exponential_mean(total, c)
+        if stderr <= tolerance * abs(value):
+            break
+        if refined and batch >= 16 * regressors.shape[1]:  # each batch's samples refine the next one's control
+            update = refine(samples, regressors).to(torch.float32)
+            if correction is None:
+                drawn = []  # the first batch only steers: the value pools the batches under refined controls
+            correction = update if correction is None else correction + update
     model.train(was_training)
+    n = total.numel()
     variance = float(total.var())
-    # the corrected value is the mean of S_i - (c/2)(S_i - mean S)^2; its spread gives its standard error
-    corrected = total - 0.5 * equation.z_hessian * (total - total.mean()).square() * paths / (paths - 1)
-    return ControlBound(float(total.mean()), math.sqrt(variance / paths), side, paths, substeps, variance,
-                        float(corrected.mean()), float(corrected.std()) / math.sqrt(paths))
+    return ControlBound(float(total.mean()), math.sqrt(variance / n), side, n, substeps, variance,
+                        value, stderr, effective)

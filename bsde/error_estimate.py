@@ -4,11 +4,10 @@ Three bases, the first that applies:
 
 - linear driver (f = -r y): the answer is e^{-rT} E g(X_T), whose Monte Carlo value (the baseline)
   is at hand: error = |y0 - baseline| + 2 stderr.
-- driver quadratic in z (HJB): the control bound J of :mod:`bsde.control_bound` and its variance give
-  u0 ~ J - (c/2) Var S to third order in the error of Z; that value is reported (the deep BSDE y0, first
-  order in the error of Z, is kept beside it). Its error is estimated as the correction times
-  min(1, |c| sqrt(Var S)) (the relative size of the neglected terms, twice over), plus 2 standard
-  errors of the corrected value (the mean of S_i - (c/2)(S_i - mean S)^2).
+- driver quadratic in z (HJB): the learned control samples the exponential (Cole-Hopf) representation
+  u0 = -(1/c) ln E_Q exp(-c S) of :mod:`bsde.control_bound`, exact up to Monte Carlo error whatever the
+  error of Z; that value is reported (the deep BSDE y0, first order in the error of Z, is kept beside
+  it, and the bound J beside both). Its error is estimated as 2 standard errors (delta method).
 - otherwise: Richardson in the time step with the trained Z: the same paths marched with every other
   step (2 dt) move the implied y0 by D; for a scheme of order p the error at dt is about |D| / (2^p - 1)
   (p = 2 for the trapezoid, 1 for Euler), plus twice the standard error of the mean residual.
@@ -46,11 +45,10 @@ def from_linear(y0: float, value: float, stderr: float) -> ErrorEstimate:
     return ErrorEstimate(y0, abs(y0 - value) + 2 * stderr, "Monte Carlo value of the linear problem")
 
 
-def from_bound(bound: ControlBound, hessian: float) -> ErrorEstimate:
-    correction = abs(bound.value - bound.corrected)
-    error = correction * min(1.0, abs(hessian) * math.sqrt(bound.variance)) + 2 * bound.corrected_stderr
-    return ErrorEstimate(bound.corrected, error, f"control {bound.side} bound {bound.value:.6g} less (c/2) Var",
-                         bound)
+def from_bound(bound: ControlBound) -> ErrorEstimate:
+    return ErrorEstimate(bound.exponential, 2 * bound.exponential_stderr,
+                         f"control {bound.side} bound {bound.value:.6g}; value sampled under the learned control "
+                         f"(2 standard errors, {bound.paths} paths, {bound.effective_paths:.0f} effective)", bound)
 
 
 def _implied_shift(model: DeepBSDE, paths: Paths) -> tuple[float, float]:
@@ -96,6 +94,6 @@ def estimate(model: DeepBSDE, paths: Callable[[], Paths], *, linear_value: tuple
     if model.equation.driver_is_linear and linear_value is not None:
         return from_linear(model.y_start.item(), *linear_value)
     if (bound := control_bound(model, generator=generator)) is not None:
-        return from_bound(bound, model.equation.z_hessian)
+        return from_bound(bound)
     found = from_time_step(model, paths())
     return replace(found, error=found.error + optimisation_noise(history, iterations))

@@ -13,7 +13,6 @@ from torch import nn
 
 from bsde.equations.base import Equation
 from bsde.networks import StackedGradientNets
-from bsde.simulation import diffusion_transpose
 
 DELTA_CLIP = 50.0
 
@@ -59,19 +58,21 @@ class DeepBSDE(nn.Module):
             return self.z_start.expand(x.shape[0], -1)
         return self.z_scale * self.nets.at_step(n - 1, x, batch_stats)
 
-    def controlled_states(self, dw: torch.Tensor, dt: float) -> torch.Tensor:
-        """X (batch, N+1, dim) under the learned control: X_{n+1} = X_n + sigma (b_n dt + dW_n), b_n = grad_z f(Z_n).
+    def controlled_states(self, dw: torch.Tensor, dt: float, start: torch.Tensor | None = None) -> torch.Tensor:
+        """X (batch, N+1, dim) under the learned control: dX = mu dt + sigma (b_n dt + dW_n), b_n = grad_z f(Z_n).
 
         The drift is what the learned Z makes optimal (for HJB, b = -lam Z: the feedback a = -sqrt(lam/2) Z);
         no gradient flows through it. Z_n uses batch statistics in training mode, as the forward pass does.
+        ``start``: one starting point per path (batch, dim) instead of x0.
         """
         equation = self.equation
-        x = torch.as_tensor(equation.x_start, dtype=dw.dtype, device=dw.device).expand(dw.shape[0], -1)
+        x = (torch.as_tensor(equation.x_start, dtype=dw.dtype, device=dw.device).expand(dw.shape[0], -1)
+             if start is None else start)
         states = [x]
         with torch.no_grad():
             for n in range(self.time_steps):
                 b = equation.driver_z_gradient(n * dt, x, self.z_at(n, x, batch_stats=self.training))
-                x = x + equation.process.sigma * (b * dt + dw[:, n])
+                x = equation.process.step(n * dt, x, dt, dw[:, n], control=b)
                 states.append(x)
         return torch.stack(states, dim=1)
 
@@ -122,7 +123,7 @@ def terminal_z(equation: Equation, x_end: torch.Tensor) -> torch.Tensor:
     with torch.enable_grad():
         x = x_end.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(equation.terminal(x).sum(), x)
-    return diffusion_transpose(equation.process, x_end, grad)
+    return equation.process.diffusion_transpose(x_end, grad, t=equation.total_time)
 
 
 def terminal_loss(y_terminal: torch.Tensor, g_terminal: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,8 @@ norm (:mod:`bsde.batch_norm`) reduces over the leading axis in any layout, so no
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -21,8 +23,39 @@ BN_EPS = 1e-6
 BN_MOMENTUM = 0.01  # torch convention: running = (1 - m) running + m batch (TF's momentum 0.99)
 
 
+#: sums a tensor over the processes of a data-parallel run (and its gradient likewise); see bsde.distributed
+Total = Callable[[torch.Tensor], torch.Tensor]
+
+
+def global_batch_norm(x: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                      total: Total, *, running: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      momentum: float = 0.0) -> torch.Tensor:
+    """Batch norm of x (n, C) with the mean and variance of the global batch, from one ``total`` of
+    (count, sum, sum of squares) of x - shift (a constant the same on every process, against cancellation).
+
+    Differentiable (the backward pass sums through ``total`` too); updates ``running`` (mean, var) as
+    F.batch_norm does: running = (1 - momentum) running + momentum * (mean, unbiased variance).
+    """
+    features = x.shape[1]
+    centred = x - shift
+    sums = total(torch.cat([x.new_full((1,), x.shape[0]), centred.sum(0), centred.square().sum(0)]))
+    count, centred_mean = sums[0], sums[1:features + 1] / sums[0]
+    var = (sums[features + 1:] / count - centred_mean.square()).clamp(min=0.0)
+    mean = shift + centred_mean
+    if running is not None:
+        with torch.no_grad():
+            running[0].lerp_(mean, momentum)
+            running[1].lerp_(var * (count / (count - 1).clamp(min=1.0)), momentum)
+    out = (x - mean) * torch.rsqrt(var + BN_EPS)
+    return out if weight is None else torch.addcmul(bias, out, weight)
+
+
 class StackedBatchNorm(nn.Module):
-    """Batch norm of h (B, S, F) over the batch axis, per step s and feature f."""
+    """Batch norm of h (B, S, F) over the batch axis, per step s and feature f.
+
+    With ``total`` set (a data-parallel run, see bsde.distributed), the statistics in training are those
+    of the global batch over all processes; otherwise :func:`bsde.batch_norm.batch_norm` on the local batch.
+    """
 
     def __init__(self, steps: int, features: int, *, dtype: torch.dtype, device=None, affine: bool = True):
         super().__init__()
@@ -30,6 +63,7 @@ class StackedBatchNorm(nn.Module):
         self.weight = nn.Parameter(torch.empty(steps, features, **kw)) if affine else None
         self.bias = nn.Parameter(torch.empty(steps, features, **kw)) if affine else None
         self.features = features
+        self.total: Total | None = None
         self.register_buffer("running_mean", torch.zeros(steps * features, **kw))
         self.register_buffer("running_var", torch.ones(steps * features, **kw))
 
@@ -44,11 +78,16 @@ class StackedBatchNorm(nn.Module):
             self.running_var.fill_(1.0)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """h (B, S, F), any strides (the output keeps them)."""
-        shape = h.shape[1:]
+        """h (B, S, F), any strides (the output keeps them, outside data-parallel runs)."""
+        if self.training and self.total is not None:
+            weight, bias = (None, None) if self.weight is None else (self.weight.reshape(-1), self.bias.reshape(-1))
+            flat = global_batch_norm(h.reshape(h.shape[0], -1), self.running_mean.detach().clone(), weight, bias,
+                                     self.total, running=(self.running_mean, self.running_var), momentum=BN_MOMENTUM)
+            return flat.view(h.shape)
         if self.training:
             return batch_norm(h, self.weight, self.bias, self.running_mean, self.running_var, momentum=BN_MOMENTUM,
                               eps=BN_EPS)
+        shape = h.shape[1:]
         return batch_norm_inference(h, self.weight, self.bias, self.running_mean.view(shape),
                                     self.running_var.view(shape), eps=BN_EPS)
 
@@ -56,9 +95,11 @@ class StackedBatchNorm(nn.Module):
         """The norm of step ``step`` alone on h (B, F): with the batch's statistics (running ones untouched)
         or, by default, with the running statistics (inference)."""
         weight, bias = (None, None) if self.weight is None else (self.weight[step], self.bias[step])
+        rows = slice(step * self.features, (step + 1) * self.features)
+        if batch_stats and self.total is not None:
+            return global_batch_norm(h, self.running_mean[rows].detach(), weight, bias, self.total)
         if batch_stats:
             return batch_norm(h, weight, bias, momentum=0.0, eps=BN_EPS)
-        rows = slice(step * self.features, (step + 1) * self.features)
         return batch_norm_inference(h, weight, bias, self.running_mean[rows], self.running_var[rows], eps=BN_EPS)
 
 
@@ -128,6 +169,42 @@ class StackedGradientNets(nn.Module):
         for linear, norm in zip(self.linears[:-1], self.norms[1:]):
             h = torch.relu(norm.at_step(step, h @ linear.weight[step], batch_stats))
         return torch.addcmul(h @ self.linears[-1].weight[step] + self.bias[step], self.diagonal[step], x_hat)
+
+    def folded(self, step: int, *, scale: float = 1.0, dtype: torch.dtype | None = None) -> FoldedStep:
+        """Network ``step`` in inference mode as plain affine maps (batch norms folded into the dense layers),
+        its output multiplied by ``scale``: the same function as ``at_step`` with fewer operations per call."""
+        with torch.no_grad():
+            first = self.norms[0]
+            rows = slice(step * self.dim, (step + 1) * self.dim)
+            inv = (first.running_var[rows] + BN_EPS).rsqrt()  # x_hat = (x - mean) * inv
+            shift = -first.running_mean[rows] * inv
+            layers, weight, bias = [], torch.diag(inv), shift  # the map from x to the current layer's input
+            for linear, norm in zip(self.linears[:-1], self.norms[1:]):
+                rows = slice(step * norm.features, (step + 1) * norm.features)
+                gain = norm.weight[step] * (norm.running_var[rows] + BN_EPS).rsqrt()
+                w = weight @ linear.weight[step] * gain
+                c = (bias @ linear.weight[step] - norm.running_mean[rows]) * gain + norm.bias[step]
+                layers.append((w, c))
+                weight, bias = torch.eye(norm.features, dtype=w.dtype, device=w.device), torch.zeros_like(c)
+            out_weight = scale * (weight @ self.linears[-1].weight[step])
+            out_bias = scale * (bias @ self.linears[-1].weight[step] + self.bias[step] + self.diagonal[step] * shift)
+            diagonal = scale * self.diagonal[step] * inv
+            cast = (lambda t: t.to(dtype).contiguous()) if dtype is not None else (lambda t: t.contiguous())
+            return FoldedStep([(cast(w), cast(c)) for w, c in layers], cast(out_weight), cast(out_bias), cast(diagonal))
+
+
+class FoldedStep:
+    """One step network in inference mode: h <- relu(h W + c) per hidden layer, out = h W_L + b + a * x."""
+
+    def __init__(self, hidden: list[tuple[torch.Tensor, torch.Tensor]], weight: torch.Tensor, bias: torch.Tensor,
+                 diagonal: torch.Tensor):
+        self.hidden, self.weight, self.bias, self.diagonal = hidden, weight, bias, diagonal
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for w, c in self.hidden:
+            h = torch.addmm(c, h, w).relu_()
+        return torch.addmm(self.bias, h, self.weight).addcmul_(self.diagonal, x)
 
 
 def uniform(shape, low: float, high: float, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import copy
 import difflib
+import typing
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Tag, ValidationError
 
 from bsde.equations import EQUATIONS, Equation
 from bsde.errors import ProblemError
+from bsde.region import region_problem
 from bsde.settings import SolverSettings
 
 SECTIONS = ("equation", "solver", "reference", "presets")
@@ -133,11 +135,22 @@ def resolve_path(name_or_path: str | Path) -> tuple[str, Path]:
     path = Path(text).expanduser()
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
         return path.stem, path
-    hint = difflib.get_close_matches(text, shipped, n=1)
+    plugins = sorted(EQUATIONS.plugins())
+    hint = difflib.get_close_matches(text, [*shipped, *plugins], n=1)
     suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+    installed = f"; installed kinds: {', '.join(plugins)}" if plugins else ""
     raise ProblemError(
-        f"unknown problem '{text}'{suggestion} (shipped: {', '.join(sorted(shipped))}; or give a YAML path)"
+        f"unknown problem '{text}'{suggestion} (shipped: {', '.join(sorted(shipped))}{installed}; or give a YAML path)"
     )
+
+
+def read_problem(name_or_path: str | Path) -> tuple[str, str, dict[str, Any]]:
+    """(name, source, raw mapping) of a shipped problem, a YAML file, or an installed kind with its defaults."""
+    text = str(name_or_path)
+    if text not in shipped_problems() and not Path(text).expanduser().exists() and text in EQUATIONS.plugins():
+        return text, f"<{EQUATIONS.origin(text)}>", {"equation": {"kind": text}}
+    name, path = resolve_path(name_or_path)
+    return name, str(path), read_yaml(path)
 
 
 # ---------------------------------------------------------------------------- overrides
@@ -193,9 +206,30 @@ def _is_branch_tag(part: Any) -> bool:
     return isinstance(part, str) and (part[:1].isupper() or "[" in part or part in ("float", "int", "str", "bool"))
 
 
-def _branch_matches(err: dict[str, Any], value: Any) -> bool:
-    """Whether an error comes from the union branch that fits the given value's type."""
-    tags = [p for p in err["loc"] if _is_branch_tag(p)]
+def _split_loc(loc: tuple[Any, ...], data: Any) -> tuple[list[Any], list[str], Any]:
+    """(keys, union-branch tags, the value where the first tag applies) of an error location.
+
+    A part found in the data is a key (a param named 'K' too); an absent one that looks like a branch label is a tag.
+    """
+    keys: list[Any] = []
+    tags: list[str] = []
+    node, at_tag = data, None
+    for part in loc:
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
+            keys.append(part)
+            node = node[part] if isinstance(node, dict) or -len(node) <= part < len(node) else None
+        elif _is_branch_tag(part):
+            at_tag = node if not tags else at_tag
+            tags.append(part)
+        else:
+            keys.append(part)
+            node = None
+    return keys, tags, at_tag
+
+
+def _branch_matches(err: dict[str, Any], data: Any) -> bool:
+    """Whether an error comes from the union branch that fits the type of the value it is about."""
+    _, tags, value = _split_loc(err["loc"], data)
     if not tags:
         return True
     tag = tags[0]
@@ -228,23 +262,54 @@ class _Context:
         return ProblemError(f"{self.source}: {key}{' (from --set)' if from_set else ''}: {text}")
 
 
+def _keys(model: type[BaseModel]) -> list[str]:
+    """The keys a file may give: each field's alias where it has one, excluded (derived) fields left out."""
+    return [info.alias or name for name, info in model.model_fields.items() if not info.exclude]
+
+
+def _models_in(annotation: Any) -> list[tuple[str, type[BaseModel]]]:
+    """(union tag, model) for each model an annotation admits: a model, or a union of (tagged) models."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [(annotation.__name__, annotation)]
+    if typing.get_origin(annotation) is Annotated:
+        base, *meta = typing.get_args(annotation)
+        tag = next((m.tag for m in meta if isinstance(m, Tag)), None)
+        return [(tag or name, found) for name, found in _models_in(base)]
+    return [found for arg in typing.get_args(annotation) for found in _models_in(arg)]
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The model holding the last key of a raw error location, through nested models and union branches."""
+    parts, current, i = list(loc[:-1]), model, 0
+    while i < len(parts):
+        fields = {info.alias or name: info for name, info in current.model_fields.items()}
+        if parts[i] not in fields:
+            return model
+        tag = parts[i + 1] if i + 1 < len(parts) and _is_branch_tag(parts[i + 1]) else None
+        branches = [found for name, found in _models_in(fields[parts[i]].annotation)
+                    if tag in (None, name) or tag.endswith(f", {name}]")]  # 'function-after[_check(), Model]'
+        if len(branches) != 1:
+            return model
+        current, i = branches[0], i + (2 if tag else 1)
+    return current
+
+
 def _format_error(ctx: _Context, section: str, model: type[BaseModel], exc: ValidationError,
                   data: dict[str, Any]) -> ProblemError:
-    errors = exc.errors(include_url=False)
+    errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")  # a typo first
     first = errors[0]
-    field_value = data.get(first["loc"][0]) if first["loc"] else None
-    err = next((e for e in errors if e["loc"][:1] == first["loc"][:1] and _branch_matches(e, field_value)), first)
-    loc = [p for p in err["loc"] if not _is_branch_tag(p)]
+    err = next((e for e in errors if e["loc"][:1] == first["loc"][:1] and _branch_matches(e, data)), first)
+    loc = _split_loc(err["loc"], data)[0]
     key = _dotted(section, loc)
     if err["type"] == "extra_forbidden":
-        fields = list(model.model_fields)
+        fields = _keys(_model_at(model, err["loc"]))
         hint = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
         return ctx.error(key, f"unknown key{suggestion} (known: {', '.join(fields)})")
     message = err["msg"].removeprefix("Value error, ")
-    if not loc:  # a check across fields: its message starts with the field it blames
+    if not loc:  # a check across fields: its message starts with the field it blames (or a key inside it)
         field_name = message.split(":")[0].split(" ")[0]
-        if field_name in model.model_fields:
+        if field_name.split(".")[0].split("[")[0] in (*_keys(model), *model.model_fields):
             key = f"{section}.{field_name}"
             message = message.removeprefix(f"{field_name}: ")
         return ctx.error(key, message)
@@ -285,7 +350,9 @@ def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[st
     solver = _validate(SolverSettings, raw.get("solver"), ctx, "solver")
     if solver.measure == "controlled" and not equation.controllable:
         raise ctx.error("solver.measure", f"'controlled' needs a driver -(c/2)|z|^2 + (linear in z) that does not "
-                                          f"use y, and a constant diffusion; '{kind}' has none (use 'plain' or 'auto')")
+                                          f"use y, and a steerable process (Brownian or GBM); '{kind}' has none (use 'plain' or 'auto')")
+    if solver.region is not None and (misfit := region_problem(solver.region, equation)) is not None:
+        raise ctx.error(*misfit)
     reference = _validate(Reference, raw.get("reference"), ctx, "reference")
     presets = raw.get("presets") or {}
     if not isinstance(presets, dict):
@@ -316,9 +383,7 @@ def load_problem(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     Errors about a key that an override set say "(from --set)". When an override changes the
     equation, the file's reference value is dropped (it belongs to the file's equation).
     """
-    name, path = resolve_path(name_or_path)
-    source = str(path)
-    raw = read_yaml(path)
+    name, source, raw = read_problem(name_or_path)
     overrides = dict(overrides or {})
     overridden = frozenset(map(str, overrides))
     # the file with the overrides, every section and every preset checked: errors name the file's keys
@@ -345,3 +410,31 @@ def problem_from_dict(raw: Mapping[str, Any], name: str = "custom") -> Problem:
     if not isinstance(raw, Mapping):
         raise ProblemError(f"<memory>: expected a mapping, got {_describe(raw)}")
     return _build(dict(raw), name, "<memory>")
+
+
+def as_problem(problem: Problem | Equation, solver: SolverSettings | Mapping[str, Any] | None = None, *,
+               name: str | None = None) -> Problem:
+    """A :class:`Problem` from a problem or an :class:`Equation` instance (default solver settings), with
+    ``solver`` (settings or a mapping of solver keys) laid over its solver section."""
+    if isinstance(problem, Problem):
+        equation, base, reference, presets, source = (problem.equation, problem.solver, problem.reference,
+                                                      problem.presets, problem.source)
+        name = name or problem.name
+    elif isinstance(problem, Equation):
+        equation, base, reference, presets, source = problem, SolverSettings(), Reference(), {}, "<python>"
+        name = name or getattr(problem, "name", None) or problem.kind
+    else:
+        raise ProblemError(f"expected a bsde.Problem or a bsde.Equation instance, got {type(problem).__name__}")
+    ctx = _Context(source)
+    if isinstance(solver, SolverSettings):
+        base = solver
+    elif solver is not None:
+        if not isinstance(solver, Mapping):
+            raise ctx.error("solver", f"expected solver settings or a mapping, got {_describe(solver)}")
+        base = _validate(SolverSettings, {**base.model_dump(), **solver}, ctx, "solver")
+    if base.measure == "controlled" and not equation.controllable:
+        raise ctx.error("solver.measure", f"'controlled' needs a driver -(c/2)|z|^2 + (linear in z) that does not "
+                                          f"use y, and a steerable process; '{equation.kind}' has none")
+    if base.region is not None and (misfit := region_problem(base.region, equation)) is not None:
+        raise ctx.error(*misfit)
+    return Problem(name, equation, base, reference, presets, source)

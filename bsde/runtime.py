@@ -25,9 +25,15 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def processes_here() -> int:
+    """How many processes of one torchrun job share this machine (LOCAL_WORLD_SIZE; 1 without torchrun)."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 def set_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op CPU threads deliberately (default: available cores); returns it."""
-    count = available_cores() if threads is None else threads
+    """Set torch's intra-op CPU threads deliberately (default: the available cores, shared out among the
+    processes torchrun started on this machine); returns it."""
+    count = max(1, available_cores() // processes_here()) if threads is None else threads
     if count < 1:
         raise BSDEError(f"threads must be at least 1, got {count}")
     torch.set_num_threads(count)

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bsde.region import Region
+
 
 if TYPE_CHECKING:
     import torch
@@ -72,10 +74,20 @@ class SolverSettings(_Strict):
     measure: Literal["auto", "plain", "controlled"] = Field(
         "auto", description="paths X for training: 'plain' (the forward SDE as given), 'controlled' (from "
         "control_from on, steered by the learned control b = grad_z f(Z); needs a driver quadratic in z without y "
-        "and a constant sigma) or 'auto' (controlled where the problem allows it, plain elsewhere)"
+        "and a steerable process, Brownian or GBM) or 'auto' (controlled where the problem allows it, plain "
+        "elsewhere)"
     )
     control_from: float = Field(0.5, ge=0, lt=1, description="fraction of the iterations after which "
                                 "a controlled measure steers the paths (plain before)")
+    shards: int | None = Field(
+        None, ge=1, description="fixed shards of each batch, each drawn from its own random stream, so that K "
+        "processes (bsde solve --nproc K) reproduce one; must divide batch_size; default: the largest of "
+        "8, 4, 2, 1 that divides it"
+    )
+    region: Region | None = Field(None, description="train u(0, x) for x0 in a box: {low, high, log}; "
+                                  "see bsde.region")
+    refit: bool | None = Field(None, description="after training, refit Y_0 and Z_0 by least squares on fresh "
+                               "paths with the step networks frozen (bsde.refit); default: with a region only")
     dtype: Literal["float32", "float64"] | None = Field(
         None, description="default: float64 on CPU, float32 on CUDA (with TF32 matmuls, see tf32)"
     )
@@ -103,7 +115,14 @@ class SolverSettings(_Strict):
             raise ValueError(f"hidden: layer widths must be positive, got {self.hidden}")
         if self.y0_init != "baseline" and self.y0_init[0] > self.y0_init[1]:
             raise ValueError(f"y0_init must be [low, high] with low <= high, got {list(self.y0_init)}")
+        if self.shards is not None and self.batch_size % self.shards:
+            raise ValueError(f"shards ({self.shards}) must divide batch_size ({self.batch_size})")
         return self
+
+    @property
+    def refits(self) -> bool:
+        """Whether a solve refits its start values (``refit``, by default only over a region)."""
+        return self.refit if self.refit is not None else self.region is not None
 
     def rate_at(self, iteration: int) -> float:
         """Learning rate for a 0-based iteration."""
@@ -112,6 +131,10 @@ class SolverSettings(_Strict):
         if isinstance(self.learning_rate, PiecewiseRate):
             return self.learning_rate.at(iteration)
         return self.learning_rate
+
+    def shard_count(self) -> int:
+        """Shards of each batch: ``shards``, or the largest of 8, 4, 2, 1 that divides ``batch_size``."""
+        return self.shards or next(count for count in (8, 4, 2, 1) if self.batch_size % count == 0)
 
     def widths(self, dim: int) -> list[int]:
         """Hidden widths: the PNAS dim + 10 up to 100-d, then capped so parameters grow linearly in d."""

@@ -7,20 +7,26 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
+from bsde import distributed
 from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
 from bsde.equations.base import Equation
 from bsde.error_estimate import estimate
 from bsde.errors import BSDEError
 from bsde.memory import check_fits
-from bsde.problem import Problem
+from bsde.probing import verify_flags
+from bsde.problem import Problem, as_problem
 from bsde.reference import ReferenceResult, cheap_method, describe, reference as run_reference
-from bsde.runtime import resolve_device, set_threads
+from bsde.reference.result import finite_json
+from bsde.refit import refit_start
+from bsde.runtime import available_cores, resolve_device, set_threads
+from bsde.settings import SolverSettings
 from bsde.simulation import simulate_paths
-from bsde.trainer import LogEntry, OnNaN, TrainHooks, sample, train
+from bsde.solution import Solution
+from bsde.trainer import LogEntry, OnNaN, TrainHooks, TrainResult, sample, train
 
 BASELINE_PATHS = 1 << 16
 #: a warning when the estimated error exceeds this fraction of |y0|
@@ -47,14 +53,17 @@ def baseline_paths(dim: int) -> int:
 
 
 def driver_free_baseline(equation: Equation, *, paths: int | None = None, generator: torch.Generator,
-                         device: torch.device, dtype: torch.dtype = torch.float64) -> Baseline:
-    """What a solver stuck at Z = 0 would return: E[g(X_T)], discounted when f = -r y (the answer then)."""
+                         device: torch.device, dtype: torch.dtype = torch.float64, steps: int = 1) -> Baseline:
+    """What a solver stuck at Z = 0 would return: E[g(X_T)], discounted when f = -r y (the answer then).
+
+    X_T in one exact step where the process allows it, else on ``steps`` steps (the solver's grid)."""
     paths = paths or baseline_paths(equation.dim)
-    chunk = max(256, min(paths, (1 << 22) // equation.dim))
+    steps = 1 if equation.process.exact else steps
+    chunk = max(256, min(paths, (1 << 22) // (equation.dim * steps)))
     total, total_sq, done = 0.0, 0.0, 0
     while done < paths:
         n = min(chunk, paths - done)
-        sim = simulate_paths(equation.process, equation.x_start, equation.total_time, 1, n,
+        sim = simulate_paths(equation.process, equation.x_start, equation.total_time, steps, n,
                              generator=generator, device=device, dtype=dtype)
         g = equation.terminal(sim.x[:, -1]).to(torch.float64)
         total += float(g.sum())
@@ -100,12 +109,51 @@ class SolveResult:
     threads: int
     warnings: list[str] = field(default_factory=list)
     history: list[LogEntry] = field(default_factory=list)
+    #: processes that trained it (data parallel over the batch; see bsde.distributed)
+    processes: int = 1
+    #: grad u(0, x0) and the diagonal of its Hessian (None where unavailable; see bsde.solution), how gamma was had
+    delta: list[float | None] | None = None
+    gamma_diag: list[float | None] | None = None
+    gamma_source: str = ""
+    #: the least-squares refit of the start values after training (bsde.refit.Refit as a mapping), if any
+    refit: dict[str, Any] | None = None
+    #: the trained model (not in the JSON): u, grad, hessian, z, save
+    solution: Solution | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self, *, with_history: bool = True) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, solution=None))
+        data.pop("solution")
         if not with_history:
             data.pop("history")
         return data
+
+    # the trained solution's answers (see bsde.solution.Solution)
+    @property
+    def u0(self) -> float:
+        """u(0, x0): the reported y0."""
+        return self.y0
+
+    @property
+    def gamma(self):
+        """Hess u(0, x0) as an array ((d, d), or its diagonal above 100 dimensions), or None."""
+        return self.solution.gamma if self.solution is not None else None
+
+    def z(self, n: int, x):
+        """Z_n at points x (m, d) -> (m, d)."""
+        return self._trained().z(n, x)
+
+    def u(self, x):
+        """u(0, x) at points x (n, d) -> (n,) (a region solve; a point solve answers at x0 only)."""
+        return self._trained().u(x)
+
+    def grad(self, x):
+        """grad u(0, x) at points x (n, d) -> (n, d)."""
+        return self._trained().grad(x)
+
+    def _trained(self) -> Solution:
+        if self.solution is None:
+            raise BSDEError("this result holds no trained model (it was read back from JSON)")
+        return self.solution
 
 
 def trivial_solution_warning(y0: float, final_loss: float, baseline: Baseline, *,
@@ -135,13 +183,18 @@ def cheap_reference(problem: Problem) -> ReferenceResult | None:
 
 
 def solve(
-    problem: Problem, *, seed: int = 0, device: str = "auto", threads: int | None = None,
+    problem: Problem | Equation, *, solver: SolverSettings | Mapping[str, Any] | None = None, seed: int = 0,
+    device: str = "auto", threads: int | None = None,
     on_log: Callable[[LogEntry], None] | None = None, on_warning: Callable[[str], None] | None = None,
     on_nan: OnNaN = "stop", checkpoint: Path | None = None, checkpoint_every: int | None = None,
     resume: Path | None = None, stop_requested: Callable[[], bool] | None = None,
     reference: ReferenceResult | None = None, auto_reference: bool = False,
 ) -> SolveResult:
     """Solve ``problem`` with the deep BSDE method; reproducible for a given seed and device.
+
+    ``problem`` is a :class:`Problem` or an :class:`Equation` instance (``bsde.custom_equation(...)``, a
+    subclass); ``solver`` (settings or a mapping of solver keys) is laid over its solver section. The
+    driver's declared flags are checked by probing it first (a wrong one is a ProblemError).
 
     The reported reference is, in this order: ``reference`` when given; the problem's own
     ``reference.value``; with ``auto_reference`` (what ``bsde solve`` does), the engine's value by
@@ -161,19 +214,34 @@ def solve(
         auto_reference: when the problem has no reference value, compute one with the engine
             (a failure there becomes a warning, not an error).
 
+    Under torchrun (several processes; see :mod:`bsde.distributed`) every process calls this alike and
+    training is data parallel over the batch; the lead process alone reads and writes checkpoints, calls
+    ``on_log`` and ``on_warning``, and computes what follows training (baseline, bound, error estimate,
+    reference, with all its cores); every process returns its result.
+
     Raises:
-        ProblemError: the solve would not fit in memory, or ``resume`` is not a checkpoint of this run.
+        ProblemError: the solve would not fit in memory, ``resume`` is not a checkpoint of this run, or
+            the equation's flags disagree with its driver.
         TrainingError: training diverged.
         Interrupted: ``stop_requested()`` became true.
     """
     start = time.perf_counter()
+    problem = as_problem(problem, solver)
+    verify_flags(problem.equation)
     used_threads = set_threads(threads)
     dev = resolve_device(device)
     problem = replace(problem, solver=problem.solver.for_device(dev.type))  # dtype: float32 on CUDA unless set
     check_fits(problem, dev)
+    group = distributed.group(dev)
+    if group is not None:
+        dev = group.device
+        on_log, on_warning = (on_log, on_warning) if group.lead else (None, None)
     settings = problem.solver
     config = run_config(problem, seed=seed, device=dev)
-    state = load_checkpoint(resume, config) if resume is not None else None
+    state = None
+    if resume is not None:
+        read = functools.partial(load_checkpoint, resume, config)
+        state = read() if group is None else group.from_lead(read)
     warnings: list[str] = []
 
     def warn(text: str) -> None:
@@ -183,13 +251,33 @@ def solve(
 
     hooks = TrainHooks(stop_requested=stop_requested, on_warning=warn)
     if checkpoint is not None:
-        hooks.save, hooks.save_every = CheckpointWriter(checkpoint, config), checkpoint_every or settings.log_every
+        writer = functools.partial(CheckpointWriter, checkpoint, config)
+        hooks.save = writer() if group is None else group.lead_saves(group.from_lead(writer))
+        hooks.save_every = checkpoint_every or settings.log_every
     generator = torch.Generator(device=dev).manual_seed(seed)
     trained = train(problem.equation, settings, generator=generator, device=dev, on_log=on_log, hooks=hooks,
-                    on_nan=on_nan, resume=state)
+                    on_nan=on_nan, resume=state, group=group)
+    if group is None:
+        return _finish(problem, trained, dev, seed, start, used_threads, warn, warnings, reference, auto_reference)
+    group.alone(trained.model)  # the lead evaluates it alone
+    if threads is None:  # the other processes wait: the lead takes every core
+        torch.set_num_threads(available_cores())
+    return group.from_lead(functools.partial(_finish, problem, trained, dev, seed, start, used_threads, warn,
+                                             warnings, reference, auto_reference, processes=group.size))
+
+
+def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int, start: float, used_threads: int,
+            warn: Callable[[str], None], warnings: list[str], reference: ReferenceResult | None,
+            auto_reference: bool, processes: int = 1) -> SolveResult:
+    """What follows training: the baseline, the error estimate (and bound), the reference, the result."""
+    settings = problem.solver
     baseline = driver_free_baseline(problem.equation, generator=torch.Generator(device=dev).manual_seed(seed + 1),
-                                    device=dev, dtype=settings.torch_dtype)
+                                    device=dev, dtype=settings.torch_dtype, steps=settings.time_steps)
     model = trained.model.eval()
+    refitted = None
+    if settings.refits:  # least squares for the start values, the step networks frozen (bsde.refit)
+        refitted = finite_json(asdict(refit_start(model, problem.equation, settings,
+                                      generator=torch.Generator(device=dev).manual_seed(seed + 4))))
     y0_bsde = model.y_start.item()
     final_loss = trained.history[-1].loss
     warning = trivial_solution_warning(y0_bsde, final_loss, baseline, linear=problem.equation.driver_is_linear)
@@ -206,6 +294,8 @@ def solve(
     if error is not None and error > WARN_ERROR * abs(y0):
         warn(f"the estimated error of y0 ({error:.3g}, {checked.basis}) exceeds {WARN_ERROR:.0%} of |y0|; "
              "more time steps or iterations may help")
+    solution = Solution(model, problem, seed=seed, u0=y0)
+    delta, gamma_diag = solution.delta, solution.gamma_diag
     wall_s = time.perf_counter() - start
     if reference is None and problem.reference.value is None and auto_reference:
         try:
@@ -228,5 +318,7 @@ def solve(
         time_steps=settings.time_steps, batch_size=settings.batch_size, wall_s=wall_s, train_s=trained.train_s,
         iterations_per_s=settings.iterations / trained.train_s if trained.train_s > 0 else 0.0,
         final_loss=final_loss, device=str(dev), dtype=settings.dtype, seed=seed, threads=used_threads,
-        warnings=warnings, history=trained.history,
+        warnings=warnings, history=trained.history, delta=finite_json(delta.tolist()),
+        gamma_diag=None if gamma_diag is None else finite_json(gamma_diag.tolist()), gamma_source=solution.gamma_source,
+        refit=refitted, solution=solution, processes=processes,
     )

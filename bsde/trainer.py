@@ -4,6 +4,8 @@ The loop reports through callbacks only: ``on_log`` at each validation point and
 :class:`TrainHooks` object for snapshots (checkpoints), stop requests (signals) and warnings.
 A snapshot is a plain dict of tensors and numbers (``TrainState``); passing one back as
 ``resume`` continues the run exactly where it stopped: same batches, same learning rates.
+Each batch is drawn shard by shard, each fixed shard from its own random stream (solver.shards), so
+that a data-parallel run (``group``: each process draws its own shards) trains on the same batches.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import torch
 
 from bsde.adam import Adam
 from bsde.compiled import compiled
+from bsde.distributed import Group, ShardStreams
 from bsde.equations.base import Equation
 from bsde.errors import Interrupted, ProblemError, TrainingError
 from bsde.model import DeepBSDE, terminal_loss
+from bsde.region import draw_starts
+from bsde.region_model import make_model
 from bsde.runtime import fused_adam, matmul_precision
 from bsde.settings import SolverSettings
 from bsde.simulation import Paths, simulate_paths
@@ -28,8 +33,8 @@ from bsde.simulation import Paths, simulate_paths
 OnNaN = Literal["stop", "rollback"]
 MAX_ROLLBACKS = 5
 
-#: what a snapshot holds: iteration (the next one to run), model, optimizer, generator (state),
-#: history (list of LogEntry dicts), lr_scale, rollbacks, elapsed_s
+#: what a snapshot holds: iteration (the next one to run), model, optimizer, generator (state), streams
+#: (generator state by shard), history (list of LogEntry dicts), lr_scale, rollbacks, elapsed_s
 TrainState = dict[str, Any]
 
 
@@ -66,11 +71,17 @@ class TrainResult:
     rollbacks: int = 0
 
 
-def sample(equation: Equation, settings: SolverSettings, batch: int, generator: torch.Generator,
-           device: torch.device) -> Paths:
-    """A batch of forward paths on the solver's time grid."""
+def sample(equation: Equation, settings: SolverSettings, batch: int, generator: torch.Generator | list[torch.Generator],
+           device: torch.device, *, region: bool = False) -> Paths:
+    """A batch of forward paths on the solver's time grid (from one stream, or one per equal block of rows);
+    with ``region``, from starts in ``solver.region``."""
+    start = equation.x_start
+    if region and settings.region is not None:
+        streams = [generator] if isinstance(generator, torch.Generator) else generator
+        start = torch.cat([draw_starts(settings.region, equation.dim, batch // len(streams), stream, device=device,
+                                       dtype=settings.torch_dtype) for stream in streams])
     return simulate_paths(
-        equation.process, equation.x_start, equation.total_time, settings.time_steps, batch,
+        equation.process, start, equation.total_time, settings.time_steps, batch,
         generator=generator, device=device, dtype=settings.torch_dtype, float32_normals=True,
     )
 
@@ -90,19 +101,19 @@ def output_scale(std: float | None, equation: Equation) -> float:
     return 1.0 / equation.dim if std is None else std / math.sqrt(equation.total_time * equation.dim)
 
 
-def steered(model: DeepBSDE, paths: Paths, states: Callable[[torch.Tensor, float], torch.Tensor] | None = None) -> Paths:
-    """The paths the model trains on: as simulated, or driven by the same increments under its control
-    (``states``: the model's controlled_states, or a compiled version of it)."""
+def steered(model: DeepBSDE, paths: Paths, states: Callable[..., torch.Tensor] | None = None) -> Paths:
+    """The paths the model trains on: as simulated, or driven by the same increments under its control from each
+    path's own start (``states``: the model's controlled_states, or a compiled version of it)."""
     if not model.controlled:
         return paths
-    return Paths((states or model.controlled_states)(paths.dw, paths.dt), paths.dw, paths.dt)
+    return Paths((states or model.controlled_states)(paths.dw, paths.dt, paths.x[:, 0]), paths.dw, paths.dt)
 
 
 def steers(equation: Equation, settings: SolverSettings) -> bool:
     """Whether training switches to the controlled measure (``solver.measure``; 'auto': where it applies)."""
     if settings.measure == "controlled" and not equation.controllable:
         raise ProblemError(f"solver.measure: 'controlled' does not apply to '{equation.kind}' (no control "
-                           "representation: a driver -(c/2)|z|^2 + linear, without y, constant sigma)")
+                           "representation: a driver -(c/2)|z|^2 + linear, without y, a steerable process)")
     return settings.measure == "controlled" or (settings.measure == "auto" and equation.controllable)
 
 
@@ -124,16 +135,15 @@ class _Run:
     """The mutable state of one training run and the operations on it."""
 
     def __init__(self, equation: Equation, settings: SolverSettings, generator: torch.Generator,
-                 device: torch.device):
-        self.settings, self.generator = settings, generator
-        self.model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim),
-                              dtype=settings.torch_dtype, device=device, scheme=settings.scheme)
+                 device: torch.device, group: Group | None = None):
+        self.settings, self.generator, self.group = settings, generator, group
+        self.model = make_model(equation, settings, device=device)
         #: from this iteration on the paths are steered by the learned control (never, for a plain measure)
         self.control_start = (math.ceil(settings.control_from * settings.iterations) if steers(equation, settings)
                               else settings.iterations + 1)
         from_baseline = settings.y0_init == "baseline"
         self.model.reset_parameters(generator, (0.0, 0.0) if from_baseline else settings.y0_init)
-        self.valid = sample(equation, settings, settings.valid_size, generator, device)
+        self.valid = sample(equation, settings, settings.valid_size, generator, device, region=True)
         terminal = equation.terminal(self.valid.x[:, -1])
         std = spread(terminal)
         self.model.z_scale = settings.z_scale or output_scale(std, equation)
@@ -145,9 +155,21 @@ class _Run:
             self.model.y_scale = discount * std if std is not None else 1.0
             with torch.no_grad():
                 self.model.y0.zero_()
+        if group is not None and settings.compile:
+            raise ProblemError("solver.compile: not in a data-parallel run (--nproc K, torchrun); set solver.compile=false")
+        shards = settings.shard_count()
+        self.streams = ShardStreams(generator.initial_seed(), shards, settings.batch_size,
+                                    group.shards(shards) if group else range(shards), device)
+        #: the training forward pass: the model itself, or wrapped to average gradients over the processes
+        forward = self.forward = (group.data_parallel(self.model, unused_parameters=settings.time_steps == 1)
+                                  if group else self.model)
+        #: this process's share of the global batch's mean loss is (rows / batch) of its own mean; the
+        #: backward pass takes it times the processes, as DistributedDataParallel averages the gradients
+        self.share = self.streams.rows / settings.batch_size
+        self.backward_scale = self.share * (group.size if group else 1)
         self.optimizer = Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=fused_adam(device))
         model = self.model
-        self.loss = compiled(lambda x, dw, dt: terminal_loss(model(x, dw, dt), equation.terminal(x[:, -1])),
+        self.loss = compiled(lambda x, dw, dt: terminal_loss(forward(x, dw, dt), equation.terminal(x[:, -1])),
                              settings.compile)
         self.states = compiled(model.controlled_states, settings.compile)
         self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
@@ -161,6 +183,7 @@ class _Run:
             "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "generator": self.generator.get_state(),
+            "streams": self.streams.state(),
             "history": [asdict(h) for h in self.history],
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
@@ -171,6 +194,7 @@ class _Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        self.streams.restore(state["streams"])
         self.iteration = int(state["iteration"])
         self.history = [LogEntry(**h) for h in state["history"]]
         self.lr_scale, self.rollbacks = float(state["lr_scale"]), int(state["rollbacks"])
@@ -199,25 +223,32 @@ class _Run:
         self.model.controlled = self.iteration >= self.control_start
 
     def step(self, equation: Equation) -> torch.Tensor:
-        """One Adam step at the current iteration's (scaled) learning rate; returns the loss."""
+        """The gradient at the current iteration's (scaled) learning rate; returns this process's share of
+        the loss (the loss itself in a single process)."""
         self.steer()
         self.optimizer.lr = self.settings.rate_at(self.iteration) * self.lr_scale
         device = self.model.y0.device
-        paths = steered(self.model, sample(equation, self.settings, self.settings.batch_size, self.generator, device),
-                        self.states)
+        paths = steered(self.model, sample(equation, self.settings, self.streams.rows, self.streams.generators, device,
+                                           region=True), self.states)
         with matmul_precision(self.settings, device):
             loss = self.loss(paths.x, paths.dw, paths.dt)
             self.optimizer.zero_grad()
-            loss.backward()
-        return loss
+            if self.group is None:
+                loss.backward()
+                return loss
+            (loss * self.backward_scale).backward()
+        return loss * self.share
 
 
 def train(
     equation: Equation, settings: SolverSettings, *, generator: torch.Generator, device: torch.device,
     on_log: Callable[[LogEntry], None] | None = None, hooks: TrainHooks | None = None,
-    on_nan: OnNaN = "stop", resume: TrainState | None = None,
+    on_nan: OnNaN = "stop", resume: TrainState | None = None, group: Group | None = None,
 ) -> TrainResult:
     """Fit Y_0, Z_0 and the step networks; returns the model and its validation history.
+
+    With ``group`` (a data-parallel run) every process calls this alike: each draws its own shards,
+    and the loss checks and stop requests are agreed on by all, so all take the same path.
 
     Non-finite losses or parameters are caught every iteration on CPU and at validation points
     on other devices (to avoid a device sync per step). ``on_nan="stop"`` raises
@@ -230,7 +261,7 @@ def train(
     """
     hooks = hooks or TrainHooks()
     settings = settings.for_device(device.type)
-    run = _Run(equation, settings, generator, device)
+    run = _Run(equation, settings, generator, device, group)
     if resume is not None:
         run.restore(resume)
     check_every_step = device.type == "cpu"
@@ -270,6 +301,9 @@ def train(
             if run.iteration % settings.log_every == 0 and not run.logged() and not log():
                 continue  # rolled back
             loss = run.step(equation)
+            stop = hooks.stop_requested is not None and hooks.stop_requested()
+            if group is not None:
+                loss, stop = group.agree(loss, stop, loss=check_every_step)
             if check_every_step and not torch.isfinite(loss):
                 diverged("training loss")
                 continue
@@ -277,7 +311,7 @@ def train(
             run.iteration += 1
             if hooks.save is not None and hooks.save_every and run.iteration % hooks.save_every == 0:
                 hooks.save(run.state())
-            if hooks.stop_requested is not None and hooks.stop_requested():
+            if stop:
                 if hooks.save is not None:
                     hooks.save(run.state())
                 raise Interrupted(run.iteration)

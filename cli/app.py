@@ -10,6 +10,7 @@ from bsde import __version__
 
 from .bench import bench
 from .compare import compare
+from .eval import eval_command
 from .inspect import list_problems, show
 from .reference import reference_command
 from .solve import solve
@@ -40,6 +41,7 @@ app.command()(solve)
 app.command("reference")(reference_command)
 app.command()(compare)
 app.command()(bench)
+app.command("eval")(eval_command)
 
 
 def main() -> None:

@@ -32,6 +32,20 @@ SeedOption = Annotated[int, typer.Option(help="Random seed (paths and initial we
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")]
 ThreadsOption = Annotated[int | None, typer.Option(help="torch CPU threads (default: the cores this process may use).")]
+NprocOption = Annotated[int, typer.Option(
+    min=1, help="Processes on this machine, started through torch.distributed.run (torchrun).", metavar="K")]
+
+
+def lead_process() -> bool:
+    """Whether this process prints: always, except a follower (RANK > 0) among those torchrun started."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def follow_lead() -> None:
+    """In a follower process, send the consoles and stdout nowhere: only the lead (rank 0) prints."""
+    if not lead_process():
+        sink = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+        out.file = err.file = sys.stdout = sink
 
 
 def load(problem: str, overrides: list[str] | None, preset: str | None = None) -> Problem:
@@ -68,8 +82,15 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        follow_lead()
         try:
-            return command(*args, **kwargs)
+            done = command(*args, **kwargs)
+            close_group()
+            return done
+        except typer.Exit as stop:
+            if stop.exit_code == 0:
+                close_group()
+            raise
         except PASS_THROUGH:
             raise
         except ProblemError as exc:
@@ -83,9 +104,19 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
             if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
                 raise
+            if not lead_process():  # the lead may not have seen it: say so where a person can read it
+                sys.__stderr__.write(f"error (process {os.environ.get('RANK')}): {first_line(exc)}\n")
             fail(f"{first_line(exc)} (unexpected; {DEBUG_VARIABLE}=1 shows the traceback, please report it)", 1)
 
     return wrapper
+
+
+def close_group() -> None:
+    """After a command that ran in several processes (torchrun) and succeeded: leave the group in step."""
+    if "torch.distributed" in sys.modules and os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        from bsde.distributed import close
+
+        close()
 
 
 def emit_json(data: dict[str, Any]) -> None:
@@ -98,6 +129,30 @@ def print_log_entry(entry: LogEntry, total: int, prefix: str = "") -> None:
     """One training progress line on stderr (validation loss and y0 at ``entry.iteration`` of ``total``)."""
     err.print(f"  {prefix}iter {entry.iteration:>6}/{total}  loss {entry.loss:.4e}  y0 {entry.y0:.6g}  "
               f"{entry.elapsed_s:7.1f} s", markup=False)
+
+
+def launch_workers(ctx: typer.Context, nproc: int) -> None:
+    """Run this command again in ``nproc`` processes through torchrun (without --nproc) and exit with their code.
+
+    The input was checked here first; the workers print (the lead alone), this process adds nothing.
+    """
+    from bsde import distributed
+
+    if distributed.launched():
+        raise ProblemError(f"--nproc: this is already one of {distributed.world()} processes started by torchrun")
+    arguments = shlex.split(command_line(ctx, nproc=1))[1:]
+    raise typer.Exit(distributed.launch(arguments, nproc,
+                                        quiet_launcher=os.environ.get(DEBUG_VARIABLE, "") in ("", "0")))
+def vector_text(values: list[float | None], shown: int = 4) -> str:
+    """'[0.1343, 0.1342]', or the first ``shown`` entries and the mean: '[0.1343, ..., 0.1341] (mean 0.1342)'."""
+    def number(v: float | None) -> str:
+        return "-" if v is None else f"{v:.6g}"
+
+    if len(values) <= shown:
+        return "[" + ", ".join(map(number, values)) + "]"
+    known = [v for v in values if v is not None]
+    mean = f" (mean {sum(known) / len(known):.6g})" if known else ""
+    return "[" + ", ".join(map(number, values[:shown - 1])) + f", ..., {number(values[-1])}]" + mean
 
 
 def progress_lines(label: str, step: float = 0.1) -> Callable[[int, int], None]:

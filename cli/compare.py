@@ -12,17 +12,19 @@ from rich.table import Table
 from bsde.errors import ProblemError
 from bsde.problem import shipped_problems
 
-from .common import (DeviceOption, JsonOption, SetOption, ThreadsOption, command_line, emit_json, err, guarded,
-                     load, out, print_log_entry, progress_lines)
+from .common import (DeviceOption, JsonOption, NprocOption, SetOption, ThreadsOption, command_line, emit_json, err,
+                     guarded, launch_workers, load, out, print_log_entry, progress_lines)
 from .reference import PathsOption
 
 if TYPE_CHECKING:
+    from bsde.compare import Comparison
+    from bsde.problem import Problem
     from bsde.trainer import LogEntry
 
 
-def _log(total: int):
+def _log(total: dict[str, int]):
     def on_log(seed: int, entry: LogEntry) -> None:
-        print_log_entry(entry, total, prefix=f"seed {seed}  ")
+        print_log_entry(entry, total["iterations"], prefix=f"seed {seed}  ")
     return on_log
 
 
@@ -43,6 +45,7 @@ def compare(
         metavar="TOL")] = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
+    nproc: NprocOption = 1,
     reference_paths: PathsOption = None,
     json_: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
@@ -51,8 +54,12 @@ def compare(
 
     The reference is ours (`bsde reference`, method auto); a published value in the problem
     file is shown beside it. DIR/README.md is rebuilt from every report JSON in DIR.
+
+    --nproc K (or torchrun) deals the references and the solves (one per problem and seed) out to K
+    processes, each solving alone; process 0 writes the reports. Each solve is the same as alone.
     """
-    from bsde.compare import compare as compare_problem  # the solver (torch) and matplotlib load only to compare
+    from bsde import distributed
+    from bsde.compare import compare_all  # the solver (torch) and matplotlib load only to compare
     from bsde.io import check_writable
     from bsde.report import COLUMNS, cells, write_reports
     from bsde.runtime import resolve_device
@@ -64,25 +71,33 @@ def compare(
     resolve_device(device)  # bad input fails before any work
     for problem in loaded:
         check_writable(out_dir / f"{problem.name}.json")
-    command = command_line(ctx)
+    if nproc > 1:
+        launch_workers(ctx, nproc)
+    command = command_line(ctx, nproc=max(nproc, distributed.world()))  # a worker records the K that started it
     summaries = []
-    for problem in loaded:
+    total = {"iterations": 0}  # of the problem being solved, for the progress lines
+
+    def starting(problem: Problem) -> None:
         eq = problem.equation
+        total["iterations"] = problem.solver.iterations
         if not quiet:
             err.print(f"comparing {problem.name}: {eq.kind}, dim {eq.dim}, {seeds} seeds x "
                       f"{problem.solver.iterations} iterations", markup=False)
-        result = compare_problem(
-            problem, seeds=seeds, device=device, threads=threads, reference_paths=reference_paths, command=command,
-            on_log=None if quiet else _log(problem.solver.iterations),
-            on_warning=lambda text: err.print(f"warning: {text}", markup=False),
-            on_reference=None if quiet else (lambda name: err.print(f"  reference by {name}", markup=False)),
-            progress=None if quiet else progress_lines("reference"),
-        )
+
+    def done(result: Comparison) -> None:
         data = result.to_dict()
         written = write_reports(data, out_dir)
         if not quiet:
             err.print(f"  wrote {', '.join(str(path) for path in written)}", markup=False)
         summaries.append(data["summary"])
+
+    compare_all(
+        loaded, seeds=seeds, device=device, threads=threads, reference_paths=reference_paths, command=command,
+        on_log=None if quiet else _log(total),
+        on_warning=lambda text: err.print(f"warning: {text}", markup=False),
+        on_reference=None if quiet else (lambda name: err.print(f"  reference by {name}", markup=False)),
+        progress=None if quiet else progress_lines("reference"), on_problem=starting, on_done=done,
+    )
     failed = [] if fail_above is None else [
         s for s in summaries if s["rel_error"] is None or s["rel_error"] > fail_above]  # no reference: not a pass
     if json_:

@@ -8,6 +8,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from bsde.equations import EQUATIONS
 from bsde.problem import load_problem, shipped_problems
 
 from .common import SetOption, guarded, load, out
@@ -15,14 +16,16 @@ from .common import SetOption, guarded, load, out
 
 @guarded
 def list_problems() -> None:
-    """Shipped problems with their dimension and reference value."""
+    """Shipped problems with their dimension and reference value, then the kinds installed packages add."""
     table = Table("problem", "kind", "dim", "reference", "presets", "source", box=None)
     for name in sorted(shipped_problems()):
         problem = load_problem(name)
         ref = problem.reference
-        table.add_row(name, problem.equation.kind, str(problem.equation.dim),
-                      "-" if ref.value is None else f"{ref.value:g}",
-                      ", ".join(problem.presets) or "-", ref.source or "-")
+        value, source = ("-" if ref.value is None else f"{ref.value:g}"), ref.source or "-"
+        if ref.value is None and problem.equation.has_exact_solution:
+            value, source = "exact", "closed-form solution (bsde reference)"
+        table.add_row(name, problem.equation.kind, str(problem.equation.dim), value,
+                      ", ".join(problem.presets) or "-", source)
     out.print(table)
 
 

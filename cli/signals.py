@@ -21,7 +21,8 @@ class StopRequest:
     def handle(self, signum: int, _frame: object) -> None:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop without waiting for the iteration
-        self.signum = signum
+        if self.signum is None:  # the first signal names the stop (torchrun may follow up with SIGTERM)
+            self.signum = signum
 
     @property
     def exit_code(self) -> int:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bsde.errors import Interrupted
+from bsde.errors import Interrupted, ProblemError
 
 from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, command_line, emit_json, err,
-                     guarded, load, out, print_log_entry)
+                     guarded, launch_workers, load, out, print_log_entry, progress_lines, vector_text)
 from .signals import StopRequest, stop_on_signals
 
 if TYPE_CHECKING:
@@ -46,12 +47,24 @@ def report(result: SolveResult) -> None:
         out.print(f"  reference  {result.reference:.6g}{spread}  ({result.reference_source or 'no source'})",
                   markup=False)
         out.print(f"  rel. error {100 * result.rel_error:.3f} %", markup=False)
+    if result.delta is not None:
+        out.print(f"  delta      {vector_text(result.delta)}  (grad u at x0)", markup=False)
+    if result.gamma_diag is not None:
+        out.print(f"  gamma_ii   {vector_text(result.gamma_diag)}  ({result.gamma_source})", markup=False)
     if result.baseline is not None:
         out.print(f"  baseline   {result.baseline:.6g} +- {result.baseline_stderr:.2g}  "
                   "(driver-free e^(-rT) E g(X_T))", markup=False)
+    processes = f" x {result.processes} processes" if result.processes > 1 else ""
     out.print(f"  {result.iterations} iterations in {result.train_s:.1f} s ({result.iterations_per_s:.0f} it/s), "
-              f"wall {result.wall_s:.1f} s on {result.device}, {result.dtype}, {result.threads} threads, "
+              f"wall {result.wall_s:.1f} s on {result.device}, {result.dtype}, {result.threads} threads{processes}, "
               f"seed {result.seed}", markup=False)
+
+
+def processes() -> int:
+    """How many processes this run has (torchrun's WORLD_SIZE; 1 alone)."""
+    from bsde.distributed import world
+
+    return world()
 
 
 def _stopped(stop: StopRequest, exc: Interrupted, folder: Path | None, hint: str) -> None:
@@ -72,6 +85,9 @@ def solve(
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,
+    nproc: Annotated[int, typer.Option(
+        min=1, help="Train on K processes, data parallel over the batch (started through torchrun); the same "
+                    "result as one process (solver.shards must be at least K).", metavar="K")] = 1,
     json_: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     no_reference: Annotated[bool, typer.Option(
@@ -87,6 +103,12 @@ def solve(
     resume: Annotated[Path | None, typer.Option(
         help="Continue the run checkpointed in DIR (same problem, settings, seed, device); keeps "
              "checkpointing there unless --checkpoint says otherwise.", metavar="DIR", rich_help_panel=RUN_PANEL)] = None,
+    save: Annotated[Path | None, typer.Option(
+        help="Keep the trained solution in DIR (weights and resolved config) for `bsde eval DIR`.",
+        metavar="DIR")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        help="With solver.region: draw u along the box's diagonal against reference values at 5 points (PNG).",
+        metavar="FILE")] = None,
     on_nan: Annotated[OnNaN, typer.Option(
         "--on-nan", help="On a non-finite loss: stop (exit 1), or roll back to the last validation point and "
                          "halve the learning rate (at most 5 times).", rich_help_panel=RUN_PANEL)] = OnNaN.stop,
@@ -98,6 +120,9 @@ def solve(
 
     Ctrl-C or SIGTERM finishes the current iteration, writes the checkpoint (if --checkpoint or
     --resume is given), prints the command that resumes, and exits 130 or 143.
+
+    --nproc K (or `torchrun --nproc-per-node K -m bsde.cli solve ...`, also across machines) splits
+    each batch over K processes; process 0 prints and writes.
     """
     from bsde.io import check_writable, write_json_atomic  # the solver's modules (torch) load only to solve
     from bsde.memory import check_fits
@@ -108,6 +133,25 @@ def solve(
     check_fits(loaded, resolve_device(device))  # bad device or too big: fail before any output or work
     if out_file is not None:
         check_writable(out_file)
+    if nproc > 1 or processes() > 1:
+        if loaded.solver.region is not None or save is not None or plot is not None:
+            raise ProblemError("--nproc: solver.region, --save and --plot run in one process only (for now)")
+    if nproc > 1:
+        if loaded.solver.compile:
+            raise ProblemError("solver.compile: not in a data-parallel run (--nproc K); set solver.compile=false")
+        if nproc > loaded.solver.shard_count():
+            raise ProblemError(f"--nproc {nproc}: more processes than the {loaded.solver.shard_count()} shards of each "
+                               "batch; set solver.shards (a divisor of solver.batch_size) to at least that")
+        launch_workers(ctx, nproc)
+    if plot is not None:
+        if loaded.solver.region is None:
+            raise ProblemError(f"--plot {plot}: needs solver.region (u over a box), e.g. "
+                               "--set 'solver.region={low: 80, high: 120}'")
+        check_writable(plot)
+    if save is not None:
+        from bsde.solution import check_save_folder
+
+        check_save_folder(save)
     folder = checkpoint if checkpoint is not None else resume
     on_log = None if quiet else _progress(loaded.solver.iterations)
     if not quiet:
@@ -124,8 +168,17 @@ def solve(
                 auto_reference=not no_reference,
             )
         except Interrupted as exc:
-            hint = command_line(ctx, checkpoint=None, resume=folder) if folder else ""
+            hint = command_line(ctx, checkpoint=None, resume=folder, nproc=max(nproc, processes())) if folder else ""
             _stopped(stop, exc, folder, hint)
+    if save is not None:
+        result.solution.save(save, {"y0": result.y0, "delta": result.delta, "gamma_diag": result.gamma_diag})
+        err.print(f"saved the solution to {save} (bsde eval {shlex.quote(str(save))} --x ...)", markup=False)
+    if plot is not None:
+        from bsde.region_plot import diagonal_checks, plot_region
+
+        checks = diagonal_checks(result.solution, loaded, progress=None if quiet else progress_lines("references"))
+        plot_region(result.solution, loaded, checks, plot)
+        err.print(f"plot written to {plot}", markup=False)
     data = result.to_dict()
     if out_file is not None:
         write_json_atomic(out_file, data)

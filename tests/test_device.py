@@ -112,6 +112,35 @@ def test_reference_engine_names_the_device(name, method, paths):
     assert_on_device(lambda: reference(problem, method, paths=paths))
 
 
+def _custom_equations() -> list:
+    """A full-correlation GBM with a closed form, and a Diffusion with substeps (Euler paths, bridge draws)."""
+    from bsde.closed_forms import GeometricBasketPut
+
+    gbm = bsde.custom_equation(dim=2, x0=100.0, process=bsde.GBM(0.05, [0.2, 0.3], [[1.0, 0.5], [0.5, 1.0]]),
+                               terminal=lambda x: (100 - x.log().mean(-1).exp()).relu(),
+                               driver=lambda t, x, y, z: -0.05 * y, closed_form=GeometricBasketPut(100.0))
+    diffusion = bsde.custom_equation(dim=2, x0=1.0, process=bsde.Diffusion(lambda t, x: -x, lambda t, x: 0.5,
+                                                                            substeps=2),
+                                     terminal=lambda x: x.square().sum(-1), driver=lambda t, x, y, z: -0.1 * y)
+    return [gbm, diffusion]
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["gbm-matrix", "diffusion"])
+def test_custom_equations_name_the_device(index):
+    equation = _custom_equations()[index]
+    settings = {"iterations": 3, "time_steps": 4, "batch_size": 8, "valid_size": 8}
+    assert_on_device(lambda: bsde.solve(equation, solver=settings, device="cpu", auto_reference=True))
+    assert_on_device(lambda: reference(equation, "mc", paths=256))
+
+
+@cuda
+@pytest.mark.parametrize("index", [0, 1], ids=["gbm-matrix", "diffusion"])
+def test_custom_equations_solve_on_cuda(index):
+    settings = {"iterations": 20, "time_steps": 4, "batch_size": 16, "valid_size": 16}
+    result = bsde.solve(_custom_equations()[index], solver=settings, device="cuda", seed=0)
+    assert result.device.startswith("cuda") and math.isfinite(result.y0)
+
+
 def test_bench_cases_name_the_device():
     assert_on_device(lambda: compare_loops(torch.device("cpu"), QUICK))
 

@@ -90,3 +90,51 @@ def test_one_step_alone_equals_the_stacked_pass(batch_stats, generator):
         else:
             alone = [stacked.at_step(s, x[:, s]) for s in range(steps)]
     torch.testing.assert_close(torch.stack(alone, dim=1), whole)
+
+
+@pytest.mark.parametrize("hidden", [[7, 9], [5]])
+def test_global_batch_norm_on_one_process_equals_torch_batch_norm(hidden, generator):
+    """With the identity as the sum over processes, the sums-based norm is torch's: forward, grads, running stats."""
+    steps, dim, batch = 4, 3, 16
+    fused = StackedGradientNets(steps, dim, hidden, dtype=torch.float64)
+    fused.reset_parameters(generator)
+    randomise(fused, generator)
+    summed = StackedGradientNets(steps, dim, hidden, dtype=torch.float64)
+    summed.load_state_dict(fused.state_dict())
+    for norm in summed.norms:
+        norm.total = lambda tensor: tensor
+    x = torch.randn(batch, steps, dim, generator=generator, dtype=torch.float64) * 3 + 10  # off-centre
+
+    for _ in range(2):  # the second pass shifts by the running mean the first one left
+        out, expected = summed(x), fused(x)
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    for mine, theirs in zip(summed.parameters(), fused.parameters()):
+        torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-10, atol=1e-12)
+    for mine, theirs in zip(summed.buffers(), fused.buffers()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
+    for step in range(steps):  # one step alone with the batch's statistics (the steering path)
+        torch.testing.assert_close(summed.at_step(step, x[:, step], batch_stats=True),
+                                   fused.at_step(step, x[:, step], batch_stats=True), rtol=1e-12, atol=1e-12)
+
+
+def test_folded_step_is_the_step_network_in_inference_mode():
+    """Batch norms folded into the dense layers: the same function as at_step in eval mode (float64 rounding),
+    and in float32 to float32 rounding; with and without hidden layers."""
+    for hidden in ([7, 9], [5], []):
+        nets = StackedGradientNets(3, 4, hidden, dtype=torch.float64)
+        nets.reset_parameters(torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            for p in nets.parameters():
+                p.add_(0.3 * torch.randn(p.shape, dtype=p.dtype, generator=torch.Generator().manual_seed(1)))
+        nets.train()
+        nets(2 * torch.randn(50, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) + 1)
+        nets.eval()
+        x = torch.randn(20, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+        for step in range(3):
+            expected = 2.5 * nets.at_step(step, x)
+            assert torch.allclose(nets.folded(step, scale=2.5)(x), expected, atol=1e-12, rtol=0)
+            single = nets.folded(step, scale=2.5, dtype=torch.float32)(x.float())
+            assert single.dtype == torch.float32
+            assert torch.allclose(single.double(), expected, atol=1e-5, rtol=1e-5)

@@ -8,16 +8,16 @@ import math
 import pytest
 import torch
 
-from bsde.equations import GeometricBrownian, ScaledBrownian
-from bsde.simulation import simulate_paths, uniform_correlation_root
+from bsde.processes import GBM, BrownianMotion
+from bsde.simulation import simulate_paths
 
 N = 100_000
 
 
 def test_shapes_dtype_and_seed():
     gen = lambda: torch.Generator().manual_seed(7)  # noqa: E731
-    a = simulate_paths(ScaledBrownian(1.0), (0.0, 1.0, 2.0), 2.0, 8, 16, generator=gen(), dtype=torch.float32)
-    b = simulate_paths(ScaledBrownian(1.0), (0.0, 1.0, 2.0), 2.0, 8, 16, generator=gen(), dtype=torch.float32)
+    a = simulate_paths(BrownianMotion(1.0), (0.0, 1.0, 2.0), 2.0, 8, 16, generator=gen(), dtype=torch.float32)
+    b = simulate_paths(BrownianMotion(1.0), (0.0, 1.0, 2.0), 2.0, 8, 16, generator=gen(), dtype=torch.float32)
     assert a.x.shape == (16, 9, 3) and a.dw.shape == (16, 8, 3) and a.x.dtype == torch.float32
     assert a.dt == 0.25
     assert torch.equal(a.x, b.x) and torch.equal(a.dw, b.dw)
@@ -27,7 +27,7 @@ def test_shapes_dtype_and_seed():
 
 def test_brownian_moments():
     sigma, horizon, steps, x0 = math.sqrt(2), 0.5, 5, (1.0, -2.0)
-    p = simulate_paths(ScaledBrownian(sigma), x0, horizon, steps, N, generator=torch.Generator().manual_seed(0))
+    p = simulate_paths(BrownianMotion(sigma), x0, horizon, steps, N, generator=torch.Generator().manual_seed(0))
     t = torch.arange(steps + 1, dtype=torch.float64) * horizon / steps
     var = sigma**2 * t
     mean_err = (p.x.mean(0) - torch.tensor(x0)).abs()
@@ -46,7 +46,7 @@ def test_gbm_moments(rho):
     """E X_T = x0 e^{mu T}; log X_T has variance vol^2 T; log-correlations equal rho."""
     vol = (0.1, 0.3, 0.5)
     mu, horizon, x0 = 0.04, 2.0, (90.0, 100.0, 110.0)
-    p = simulate_paths(GeometricBrownian(mu, vol, rho), x0, horizon, 4, N, generator=torch.Generator().manual_seed(1))
+    p = simulate_paths(GBM(mu, vol, rho), x0, horizon, 4, N, generator=torch.Generator().manual_seed(1))
     xt = p.x[:, -1]
     mean = torch.tensor(x0, dtype=torch.float64) * math.exp(mu * horizon)
     sd = mean * torch.sqrt(torch.exp(torch.tensor(vol, dtype=torch.float64) ** 2 * horizon) - 1)
@@ -62,13 +62,6 @@ def test_gbm_moments(rho):
     assert ((step.mean(0) - expected).abs() <= 5 * torch.sqrt(lv / 4 / N)).all()
 
 
-def test_uniform_correlation_root_is_a_square_root():
-    d, rho = 6, 0.3
-    root = uniform_correlation_root(torch.eye(d, dtype=torch.float64), rho)
-    target = (1 - rho) * torch.eye(d, dtype=torch.float64) + rho
-    torch.testing.assert_close(root @ root.T, target)
-
-
 def test_bad_sizes_raise():
     with pytest.raises(ValueError, match="steps and batch"):
-        simulate_paths(ScaledBrownian(1.0), (0.0,), 1.0, 0, 4, generator=torch.Generator())
+        simulate_paths(BrownianMotion(1.0), (0.0,), 1.0, 0, 4, generator=torch.Generator())

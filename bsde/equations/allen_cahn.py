@@ -10,7 +10,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from bsde.equations.base import Equation, RadialForm, ScaledBrownian
+from bsde.equations.base import Equation, RadialForm
+from bsde.processes import BrownianMotion
 
 SIGMA = math.sqrt(2.0)
 
@@ -24,8 +25,8 @@ class AllenCahn(Equation):
     published: ClassVar = (0.052802, "Han, Jentzen, E, PNAS 115 (2018) 8505, Fig. 4 (dim 100, T 0.3)")
 
     @property
-    def process(self) -> ScaledBrownian:
-        return ScaledBrownian(SIGMA)
+    def process(self) -> BrownianMotion:
+        return BrownianMotion(SIGMA)
 
     def driver(self, t, x, y, z):
         return y - y.pow(3)

@@ -20,27 +20,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bsde.processes import GBM, BrownianMotion, GeometricBrownian, Process, ScaledBrownian  # noqa: F401 (old names)
+
 if TYPE_CHECKING:
     import torch  # equations act on tensors but never make one: reading a problem must not import torch
-
-
-@dataclass(frozen=True)
-class ScaledBrownian:
-    """X_t = x0 + sigma W_t (constant scalar diffusion, no drift)."""
-
-    sigma: float
-
-
-@dataclass(frozen=True)
-class GeometricBrownian:
-    """dX_i = drift X_i dt + vol_i X_i dB_i with corr(dB_i, dB_j) = correlation (i != j)."""
-
-    drift: float
-    vol: tuple[float, ...]
-    correlation: float
-
-
-Process = ScaledBrownian | GeometricBrownian
 
 
 def _finite(value: float, name: str) -> float:
@@ -158,12 +141,26 @@ class Equation(BaseModel):
     @property
     def controllable(self) -> bool:
         """Whether the learned Z can steer the paths (a control representation with drift sigma grad_z f):
-        f quadratic in z (``z_hessian``), not using y, and a constant diffusion."""
-        return bool(self.z_hessian) and not self.driver_uses_y and isinstance(self.process, ScaledBrownian)
+        f quadratic in z (``z_hessian``), not using y, and a process whose steered steps are exact."""
+        return bool(self.z_hessian) and not self.driver_uses_y and self.process.steerable
 
     def radial_form(self) -> RadialForm | None:
         """The problem reduced to r = |x - 0| when g and f depend on |x| and |z| only."""
         return None
+
+    #: whether ``exact_solution`` knows u(t, x) in closed form (then the reference method "exact" applies)
+    has_exact_solution: ClassVar[bool] = False
+
+    def exact_solution(self, t: Any, x: torch.Tensor) -> torch.Tensor:
+        """u(t, x) in closed form for x (..., dim) and t a number or a tensor broadcasting against x[..., 0]."""
+        raise NotImplementedError(f"'{self.kind}' has no closed-form solution")
+
+
+def time_like(t: Any, x: torch.Tensor) -> torch.Tensor:
+    """t (a number or a tensor) as a tensor of x's dtype and device, for formulas in t and x."""
+    import torch  # only evaluating an equation needs it
+
+    return torch.as_tensor(t, dtype=x.dtype, device=x.device)
 
 
 @dataclass(frozen=True)

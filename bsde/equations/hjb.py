@@ -11,7 +11,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from bsde.equations.base import Equation, RadialForm, ScaledBrownian
+from bsde.equations.base import Equation, RadialForm
+from bsde.processes import BrownianMotion
 
 SIGMA = math.sqrt(2.0)
 
@@ -25,8 +26,8 @@ class HJB(Equation):
     published: ClassVar = (4.5901, "Han, Jentzen, E, PNAS 115 (2018) 8505, Fig. 3 (dim 100, lam 1)")
 
     @property
-    def process(self) -> ScaledBrownian:
-        return ScaledBrownian(SIGMA)
+    def process(self) -> BrownianMotion:
+        return BrownianMotion(SIGMA)
 
     def driver(self, t, x, y, z):
         return -0.5 * self.lam * z.square().sum(-1)

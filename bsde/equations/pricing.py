@@ -1,41 +1,45 @@
 """Option pricing under multi-dimensional Black-Scholes dynamics.
 
-Assets follow dS_i = (rate - dividend) S_i dt + vol_i S_i dB_i (uniform correlation), and
-discounting at ``rate`` gives the linear driver f = -rate y.
+Assets follow dS_i = (rate - q_i) S_i dt + vol_i S_i dB_i with corr(dB) a uniform number or a full
+matrix, and discounting at ``rate`` gives the linear driver f = -rate y.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
-from bsde.equations.base import Equation, GeometricBrownian, Vector, broadcast, given_values
+from bsde.equations.base import Equation, Vector, broadcast, given_values
+from bsde.processes import GBM
 
 if TYPE_CHECKING:
     import torch
 
 
 class BlackScholes(Equation):
-    """Shared market: rate, dividend, per-asset vol, uniform correlation."""
+    """Shared market: rate, per-asset dividend and vol, uniform or full correlation."""
 
     x0: Vector = Field(100.0, description="initial asset prices")
     rate: float = Field(0.05, description="risk-free rate r")
-    dividend: float = Field(0.0, description="continuous dividend yield q")
+    dividend: Vector = Field(0.0, description="continuous dividend yield q: a number or a list of length dim")
     vol: Vector = Field(0.2, description="volatility: a number or a list of length dim")
-    correlation: float = Field(0.0, description="uniform pairwise correlation of the Brownian drivers")
+    correlation: float | list[list[float]] = Field(
+        0.0, description="correlation of the Brownian drivers: a uniform number, or a dim x dim matrix")
+    _process: GBM | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _check_market(self) -> Any:
         if any(v <= 0 for v in given_values(self.x0, self.dim, "x0")):
             raise ValueError(f"x0: asset prices must be positive, got {self.x0}")
-        if any(v < 0 for v in given_values(self.vol, self.dim, "vol")):
-            raise ValueError(f"vol: volatilities must be non-negative, got {self.vol}")
-        if self.dim > 1 and not (-1.0 / (self.dim - 1) < self.correlation < 1.0):
-            raise ValueError(
-                f"correlation: {self.correlation} makes the {self.dim}x{self.dim} correlation matrix "
-                f"not positive definite (need -1/(dim-1) < correlation < 1)"
-            )
+        vol = given_values(self.vol, self.dim, "vol")
+        dividend = given_values(self.dividend, self.dim, "dividend")
+        if isinstance(self.correlation, list) and len(self.correlation) != self.dim:
+            raise ValueError(f"correlation: expected a number or a {self.dim}x{self.dim} matrix, got "
+                             f"{len(self.correlation)} rows")
+        process = GBM(self.rate, vol, self.correlation, dividend)  # validates the correlation (Cholesky)
+        process.check_dim(self.dim)
+        self._process = process
         return self
 
     @property
@@ -43,8 +47,12 @@ class BlackScholes(Equation):
         return broadcast(self.vol, self.dim, "vol")
 
     @property
-    def process(self) -> GeometricBrownian:
-        return GeometricBrownian(self.rate - self.dividend, self.vols, self.correlation)
+    def dividends(self) -> tuple[float, ...]:
+        return broadcast(self.dividend, self.dim, "dividend")
+
+    @property
+    def process(self) -> GBM:
+        return self._process
 
     def driver(self, t, x, y, z):
         return -self.rate * y
@@ -101,8 +109,8 @@ class DefaultRisk(Equation):
         return self
 
     @property
-    def process(self) -> GeometricBrownian:
-        return GeometricBrownian(self.mu, (self.sigma,) * self.dim, 0.0)
+    def process(self) -> GBM:
+        return GBM(self.mu, self.sigma)
 
     def intensity(self, y: torch.Tensor) -> torch.Tensor:
         """Q(y): gamma_h for y < v_h, gamma_l for y > v_l, linear in between."""

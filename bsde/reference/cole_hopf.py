@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -15,6 +15,10 @@ from bsde.equations.hjb import HJB
 from bsde.errors import ProblemError
 from bsde.reference.result import ReferenceResult, ci95
 from bsde.reference.sampling import DEVICE, Progress, antithetic_moments, require_paths
+from bsde.reference.shards import shard_generator, sharded_moments
+
+if TYPE_CHECKING:
+    from bsde.distributed import Group
 
 DEFAULT_PATHS = 1 << 20
 
@@ -22,19 +26,30 @@ DEFAULT_PATHS = 1 << 20
 def cole_hopf_estimate(
     terminal: Callable[[torch.Tensor], torch.Tensor], x0: tuple[float, ...], sigma: float, total_time: float,
     lam: float, *, paths: int, generator: torch.Generator, progress: Progress | None = None,
+    shards: int | None = None, seed: int = 0, group: Group | None = None,
 ) -> tuple[float, float]:
     """(value, stderr) of -(1/lam) ln E exp(-lam g(x0 + sigma W_T)); lam = 0 gives E g.
 
     Antithetic pairs; stderr by the delta method, sd(ln mean) = sd(mean) / mean. The exponent is
     shifted by a constant (the first chunk's mean of -lam g) so exp neither over- nor underflows.
+    With ``shards`` the pairs come in shards of their own streams (seeded from ``seed``; over the
+    processes of ``group``), and the shift is the mean over a pilot chunk of shard 0's stream.
     """
     start = torch.tensor(x0, dtype=torch.float64, device=DEVICE)
     scale = sigma * math.sqrt(total_time)
+
+    def moments_of(columns: Callable[[torch.Tensor], torch.Tensor]):
+        if shards is None:
+            return antithetic_moments(columns, paths, len(x0), generator=generator, progress=progress)
+        return sharded_moments(columns, paths, len(x0), seed=seed, shards=shards, group=group, progress=progress)
+
     if lam == 0.0:
-        moments = antithetic_moments(lambda n: terminal(start + scale * n).unsqueeze(-1), paths, len(x0),
-                                     generator=generator, progress=progress)
+        moments = moments_of(lambda n: terminal(start + scale * n).unsqueeze(-1))
         return float(moments.mean[0]), math.sqrt(float(moments.cov[0, 0]) / moments.n)
     shift: list[float] = []
+    if shards is not None:  # one shift for every shard, whichever process computes it
+        pilot = torch.randn(1024, len(x0), generator=shard_generator(seed, 0), dtype=torch.float64, device=DEVICE)
+        shift.append(float((-lam * terminal(start + scale * pilot)).mean()))
 
     def columns(normals: torch.Tensor) -> torch.Tensor:
         exponent = -lam * terminal(start + scale * normals)
@@ -42,15 +57,16 @@ def cole_hopf_estimate(
             shift.append(float(exponent.mean()))
         return torch.exp(exponent - shift[0]).unsqueeze(-1)
 
-    moments = antithetic_moments(columns, paths, len(x0), generator=generator, progress=progress)
+    moments = moments_of(columns)
     mean = float(moments.mean[0])
     sd_mean = math.sqrt(float(moments.cov[0, 0]) / moments.n)
     return -(math.log(mean) + shift[0]) / lam, sd_mean / (abs(lam) * mean)
 
 
-def cole_hopf(equation: HJB, *, paths: int = DEFAULT_PATHS, seed: int = 0,
-              progress: Progress | None = None) -> ReferenceResult:
-    """u(0, x0) for ``hjb`` by Monte Carlo of the Cole-Hopf formula, with a delta-method stderr."""
+def cole_hopf(equation: HJB, *, paths: int = DEFAULT_PATHS, seed: int = 0, progress: Progress | None = None,
+              shards: int | None = None, group: Group | None = None) -> ReferenceResult:
+    """u(0, x0) for ``hjb`` by Monte Carlo of the Cole-Hopf formula, with a delta-method stderr
+    (in ``shards`` of their own streams, over the processes of ``group``, where given)."""
     if not isinstance(equation, HJB):
         raise ProblemError(f"cole-hopf applies to hjb only, not '{equation.kind}'")
     require_paths("cole-hopf", paths)
@@ -58,6 +74,7 @@ def cole_hopf(equation: HJB, *, paths: int = DEFAULT_PATHS, seed: int = 0,
     generator = torch.Generator(device=DEVICE).manual_seed(seed)
     value, stderr = cole_hopf_estimate(equation.terminal, equation.x_start, equation.process.sigma,
                                        equation.total_time, equation.lam, paths=paths, generator=generator,
-                                       progress=progress)
+                                       progress=progress, shards=shards, seed=seed, group=group)
+    details = {"lam": equation.lam, "antithetic": True, **({"shards": shards} if shards else {})}
     return ReferenceResult(value, stderr, ci95(value, stderr), "cole-hopf", 2 * (paths // 2),
-                           time.perf_counter() - began, {"lam": equation.lam, "antithetic": True})
+                           time.perf_counter() - began, details)

@@ -11,15 +11,20 @@ from typing import TYPE_CHECKING, Callable
 
 from bsde.equations.base import Equation
 from bsde.equations.hjb import HJB
-from bsde.equations.pricing import BlackScholes, MaxCall
+from bsde.equations.pricing import MaxCall
 from bsde.errors import ProblemError
-from bsde.problem import Problem
+from bsde.probing import verify_flags
+from bsde.problem import Problem, as_problem
+from bsde.processes import GBM, BrownianMotion
 from bsde.reference.result import ReferenceResult
 
 if TYPE_CHECKING:
+    from bsde.distributed import Group
     from bsde.reference.sampling import Progress
 
-Runner = Callable[[Equation, "int | None", int, "Progress | None"], ReferenceResult]
+#: (equation, paths, seed, progress, sharding) -> result; sharding: {"shards": S, "group": G} or {} (deterministic
+#: methods take none)
+Runner = Callable[..., ReferenceResult]
 
 
 @dataclass(frozen=True)
@@ -31,10 +36,41 @@ class Method:
     run: Runner
     #: what the method is, for a report's "source" line
     label: str = ""
+    #: why it does not apply, where there is more to say than "not applicable"
+    reason: Callable[[Equation], str | None] | None = None
+    #: whether it samples (and so can run in shards over processes: ``shards``, ``group``)
+    sampled: bool = False
+
+
+def _declares_closed_form(eq: Equation) -> bool:
+    return getattr(eq, "closed_form", None) is not None
+
+
+def _closed_form_mismatch(eq: Equation) -> str | None:
+    from bsde.closed_forms import mismatch
+
+    return mismatch(eq)
 
 
 def _paths(paths: int | None) -> dict:
     return {} if paths is None else {"paths": paths}
+
+
+def _exact(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    from bsde.reference.exact import exact
+
+    return exact(eq)
+
+
+def _closed_form(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    import time
+
+    from bsde.closed_forms import closed_form_value
+
+    began = time.perf_counter()
+    value = closed_form_value(eq)
+    return ReferenceResult(value, None, None, "closed-form", None, time.perf_counter() - began,
+                           {"closed_form": eq.closed_form.describe()})
 
 
 def _semi_analytic(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
@@ -49,40 +85,71 @@ def _radial(eq: Equation, paths: int | None, seed: int, progress: Progress | Non
     return radial(eq)
 
 
-def _cole_hopf(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+def _pde1d(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+    from bsde.reference.pde1d import pde1d
+
+    return pde1d(eq)
+
+
+def _cole_hopf(eq: Equation, paths: int | None, seed: int, progress: Progress | None, **sharding) -> ReferenceResult:
     from bsde.reference.cole_hopf import cole_hopf
 
-    return cole_hopf(eq, seed=seed, progress=progress, **_paths(paths))
+    return cole_hopf(eq, seed=seed, progress=progress, **_paths(paths), **sharding)
 
 
-def _monte_carlo(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+def _monte_carlo(eq: Equation, paths: int | None, seed: int, progress: Progress | None, **sharding) -> ReferenceResult:
     from bsde.reference.monte_carlo import monte_carlo
 
-    return monte_carlo(eq, seed=seed, progress=progress, **_paths(paths))
+    return monte_carlo(eq, seed=seed, progress=progress, **_paths(paths), **sharding)
 
 
-def _mlp(eq: Equation, paths: int | None, seed: int, progress: Progress | None) -> ReferenceResult:
+def _mlp(eq: Equation, paths: int | None, seed: int, progress: Progress | None, **sharding) -> ReferenceResult:
     from bsde.reference.mlp import mlp
 
-    return mlp(eq, seed=seed, progress=progress, **({} if paths is None else {"repeats": paths}))
+    return mlp(eq, seed=seed, progress=progress, **({} if paths is None else {"repeats": paths}), **sharding)
+
+
+def _one_dimensional(eq: Equation) -> bool:
+    """dim = 1 with a Brownian or geometric process (what the 1-d PDE solve writes as a PDE)."""
+    process = eq.process
+    return eq.dim == 1 and (isinstance(process, BrownianMotion) and process.sigma > 0
+                            or isinstance(process, GBM) and process.vols(1)[0] > 0)
 
 
 METHODS: dict[str, Method] = {
-    "semi-analytic": Method(lambda eq: isinstance(eq, MaxCall) and eq.correlation == 0.0, True, _semi_analytic,
+    "exact": Method(lambda eq: eq.has_exact_solution, True, _exact, "exact solution"),
+    "closed-form": Method(lambda eq: _declares_closed_form(eq) and _closed_form_mismatch(eq) is None, True,
+                          _closed_form, "closed form", _closed_form_mismatch),
+    "semi-analytic": Method(lambda eq: isinstance(eq, MaxCall) and eq.process.independent, True, _semi_analytic,
                             "semi-analytic formula"),
     "radial": Method(lambda eq: eq.radial_form() is not None, True, _radial, "radial PDE solve"),
-    "cole-hopf": Method(lambda eq: isinstance(eq, HJB), True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula"),
-    "mc": Method(lambda eq: isinstance(eq, BlackScholes), True, _monte_carlo, "Monte Carlo with control variates"),
-    "mlp": Method(lambda eq: not eq.driver_uses_z, False, _mlp, "multilevel Picard iteration"),
+    "pde-1d": Method(_one_dimensional, True, _pde1d, "one-dimensional PDE solve"),
+    "cole-hopf": Method(lambda eq: isinstance(eq, HJB), True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula",
+                        sampled=True),
+    "mc": Method(lambda eq: eq.driver_is_linear, True, _monte_carlo, "Monte Carlo of e^{-rT} E g(X_T)",
+                 lambda eq: None if eq.driver_is_linear else "the driver is not -r y", sampled=True),
+    "mlp": Method(lambda eq: not eq.driver_uses_z and eq.process.exact, False, _mlp, "multilevel Picard iteration",
+                  lambda eq: "the driver uses z" if eq.driver_uses_z else
+                  None if eq.process.exact else "the process has no exact transition", sampled=True),
 }
 
 #: for "auto": the first applicable, most accurate per unit of time
-PREFERENCE = ("semi-analytic", "radial", "mc", "mlp", "cole-hopf")
+PREFERENCE = ("exact", "closed-form", "semi-analytic", "radial", "pde-1d", "mc", "mlp", "cole-hopf")
 
 
 def applicable_methods(problem: Problem) -> list[str]:
-    """Names of the methods that apply to ``problem``, most preferred first."""
-    return [name for name in PREFERENCE if METHODS[name].applies(problem.equation)]
+    """Names of the methods that apply to ``problem``, most preferred first.
+
+    Raises:
+        ProblemError: the equation declares a closed form that does not fit it (a wrong declaration is
+            an error, not a silent fallback).
+    """
+    eq = problem.equation
+    if _declares_closed_form(eq):
+        why = _closed_form_mismatch(eq)
+        if why is not None:
+            raise ProblemError(f"{problem.name}: the declared closed form cannot be used: {why}")
+    return [name for name in PREFERENCE if METHODS[name].applies(eq)]
 
 
 def cheap_method(problem: Problem) -> str | None:
@@ -98,24 +165,43 @@ def describe(result: ReferenceResult) -> str:
 
 
 def reference(
-    problem: Problem, method: str = "auto", paths: int | None = None, seed: int = 0,
-    progress: Progress | None = None,
+    problem: Problem | Equation, method: str = "auto", paths: int | None = None, seed: int = 0,
+    progress: Progress | None = None, shards: int | None = None, group: Group | None = None,
 ) -> ReferenceResult:
     """An independent value of u(0, x0) for ``problem``.
 
     Args:
         method: "auto" (the preferred applicable method) or one of
-            "mc", "semi-analytic", "cole-hopf", "radial", "mlp".
+            "exact", "closed-form", "mc", "semi-analytic", "cole-hopf", "radial", "pde-1d", "mlp".
         paths: Monte Carlo paths for "mc"/"cole-hopf", independent repeats for "mlp";
-            unused by the deterministic "semi-analytic" and "radial".
+            unused by the deterministic "exact", "semi-analytic", "radial" and "pde-1d".
         seed: seeds the method's own torch.Generator.
         progress: optional callback(done, total).
+        shards: split the samples into this many shards, each its own random stream (sampling methods
+            only; see :mod:`bsde.reference.shards`): the value depends on the shards, not on who runs them.
+        group: the processes (:func:`bsde.distributed.group`) that share out the shards; every one of them
+            calls this alike and gets the merged result.
 
     Raises:
-        ProblemError: unknown method, or one that does not apply to the problem.
+        ProblemError: unknown method, one that does not apply to the problem, flags that disagree
+            with the driver, or shards for a deterministic method.
     """
+    problem = as_problem(problem)
+    verify_flags(problem.equation)
     method = resolve_method(problem, method)
-    return METHODS[method].run(problem.equation, paths, seed, progress)
+    if shards is None and group is not None:
+        shards = group.size
+    if shards is None:
+        return METHODS[method].run(problem.equation, paths, seed, progress)
+    if not METHODS[method].sampled:
+        raise ProblemError(f"method '{method}' is deterministic: only the sampling methods "
+                           f"({', '.join(sampling_methods())}) run in shards or over processes")
+    return METHODS[method].run(problem.equation, paths, seed, progress, shards=shards, group=group)
+
+
+def sampling_methods() -> list[str]:
+    """The methods that sample (and so can run in shards, over processes)."""
+    return [name for name, method in METHODS.items() if method.sampled]
 
 
 def resolve_method(problem: Problem, method: str = "auto") -> str:
@@ -132,8 +218,10 @@ def resolve_method(problem: Problem, method: str = "auto") -> str:
     if method not in METHODS:
         raise ProblemError(f"unknown reference method '{method}' (known: auto, {', '.join(METHODS)})")
     if method not in applicable:
+        reason = METHODS[method].reason(problem.equation) if METHODS[method].reason else None
+        because = f" ({reason})" if reason else ""
         raise ProblemError(
-            f"method '{method}' does not apply to '{problem.name}' ({problem.equation.kind}); "
+            f"method '{method}' does not apply to '{problem.name}' ({problem.equation.kind}){because}; "
             f"applicable: {', '.join(applicable) or 'none'}"
         )
     return method

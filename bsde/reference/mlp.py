@@ -10,14 +10,18 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from bsde.equations.base import Equation, GeometricBrownian, ScaledBrownian
+from bsde.equations.base import Equation
 from bsde.errors import ProblemError
 from bsde.reference.result import ReferenceResult, ci95
-from bsde.reference.sampling import DEVICE, Progress, chunk_rows, transition
+from bsde.reference.sampling import DEVICE, Progress, chunk_rows
+from bsde.reference.shards import each_shard, shard_sizes
+
+if TYPE_CHECKING:
+    from bsde.distributed import Group
 
 DEFAULT_LEVEL = 5
 DEFAULT_REPEATS = 10
@@ -33,7 +37,7 @@ class _Picard:
     def _forward(self, x: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
         """X at times end (B, k) from x (B, dim) at times start (B,): (B, k, dim)."""
         normals = torch.randn(*end.shape, x.shape[-1], generator=self.gen, dtype=x.dtype, device=x.device)
-        return transition(self.eq.process, x.unsqueeze(1), end - start.unsqueeze(1), normals)
+        return self.eq.process.transition(x.unsqueeze(1), end - start.unsqueeze(1), normals)
 
     def _f(self, t: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.eq.driver(t, x, y, torch.zeros(1, dtype=x.dtype, device=x.device).expand_as(x))
@@ -80,25 +84,43 @@ class _Picard:
 def mlp(
     equation: Equation, *, level: int = DEFAULT_LEVEL, samples: int | None = None,
     repeats: int = DEFAULT_REPEATS, seed: int = 0, progress: Progress | None = None,
+    shards: int | None = None, group: Group | None = None,
 ) -> ReferenceResult:
-    """Mean and spread of ``repeats`` independent U_{n,M}(0, x0); M defaults to n."""
+    """Mean and spread of ``repeats`` independent U_{n,M}(0, x0); M defaults to n.
+
+    With ``shards`` the repeats come in that many shards of their own streams (over the processes of
+    ``group``, where given), gathered in shard order.
+    """
     if equation.driver_uses_z:
         raise ProblemError(f"mlp needs a driver without z; '{equation.kind}' uses z")
-    if not isinstance(equation.process, (ScaledBrownian, GeometricBrownian)):
-        raise ProblemError(f"mlp cannot sample the process of '{equation.kind}'")
+    if not equation.process.exact:
+        raise ProblemError(f"mlp needs a process with an exact transition; '{equation.kind}' has none")
     if level < 1 or repeats < 2:
         raise ProblemError(f"mlp needs level >= 1 and repeats >= 2, got level={level}, repeats={repeats}")
     samples = level if samples is None else samples
     start = time.perf_counter()
-    picard = _Picard(equation, samples, torch.Generator(device=DEVICE).manual_seed(seed))
     t0 = torch.zeros(1, dtype=torch.float64, device=DEVICE)
     x0 = torch.tensor([equation.x_start], dtype=torch.float64, device=DEVICE)
-    runs = []
-    for i in range(repeats):
-        runs.append(float(picard(level, t0, x0)[0]))
-        if progress is not None:
-            progress(i + 1, repeats)
+    runs: list[float] = []
+
+    def repeat(count: int, generator: torch.Generator, total: int) -> list[float]:
+        picard, done = _Picard(equation, samples, generator), []
+        for _ in range(count):
+            done.append(float(picard(level, t0, x0)[0]))
+            runs.append(done[-1])
+            if progress is not None:
+                progress(len(runs), total)
+        return done
+
+    if shards is None:
+        repeat(repeats, torch.Generator(device=DEVICE).manual_seed(seed), repeats)
+    else:
+        sizes = shard_sizes(repeats, shards)
+        mine = sum(sizes[s] for s in (group.shards(shards) if group is not None else range(shards)))
+        blocks = each_shard(lambda shard, count, generator: repeat(count, generator, mine), sizes, seed, group)
+        runs = [run for block in blocks for run in block]
     value = statistics.fmean(runs)
     stderr = statistics.stdev(runs) / math.sqrt(repeats)
-    details = {"level": level, "samples": samples, "repeats": repeats, "runs": runs}
+    details = {"level": level, "samples": samples, "repeats": repeats, "runs": runs,
+               **({"shards": shards} if shards else {})}
     return ReferenceResult(value, stderr, ci95(value, stderr), "mlp", None, time.perf_counter() - start, details)

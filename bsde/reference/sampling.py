@@ -1,7 +1,4 @@
-"""Exact transitions of the forward processes and chunked antithetic moment accumulation.
-
-Brownian: X_t = X_s + sigma (W_t - W_s).  GBM: log X_t = log X_s + (mu - vol^2/2)(t - s) + vol C^{1/2}(W_t - W_s).
-"""
+"""Chunked antithetic moment accumulation (the exact transitions are the processes' own: ``process.transition``)."""
 
 from __future__ import annotations
 
@@ -11,9 +8,7 @@ from typing import Callable
 
 import torch
 
-from bsde.equations.base import GeometricBrownian, Process, ScaledBrownian
 from bsde.errors import ProblemError
-from bsde.simulation import uniform_correlation_root
 
 #: float64 elements held per chunk of normals (32 MiB)
 CHUNK_ELEMENTS = 1 << 22
@@ -35,23 +30,6 @@ def require_paths(method: str, paths: int) -> None:
         raise ProblemError(f"{method} needs at least 4 paths, got {paths}")
 
 
-def transition(process: Process, x: torch.Tensor, dt: torch.Tensor | float, normals: torch.Tensor) -> torch.Tensor:
-    """X_{s+dt} given X_s = x (..., dim), exactly, from standard normals (..., dim).
-
-    ``dt`` is a float or a tensor broadcasting against x without its last axis.
-    """
-    dt = torch.as_tensor(dt, dtype=x.dtype, device=x.device)
-    root_dt = dt.sqrt().unsqueeze(-1) if dt.ndim else dt.sqrt()
-    step = dt.unsqueeze(-1) if dt.ndim else dt
-    if isinstance(process, ScaledBrownian):
-        return x + process.sigma * root_dt * normals
-    if isinstance(process, GeometricBrownian):
-        vol = torch.tensor(process.vol, dtype=x.dtype, device=x.device)
-        noise = uniform_correlation_root(normals, process.correlation) * vol
-        return x * torch.exp((process.drift - 0.5 * vol * vol) * step + root_dt * noise)
-    raise TypeError(f"no exact transition for process {type(process).__name__}")
-
-
 @dataclass(frozen=True)
 class Moments:
     """Sample mean (k,) and covariance (k, k) of n i.i.d. vectors (here: antithetic pair averages)."""
@@ -68,18 +46,22 @@ class Moments:
 def antithetic_moments(
     columns: Callable[[torch.Tensor], torch.Tensor], paths: int, dim: int, *,
     generator: torch.Generator, progress: Progress | None = None, offset: torch.Tensor | None = None,
+    steps: int = 0,
 ) -> Moments:
     """Moments of (columns(N) + columns(-N)) / 2 over paths // 2 pairs, N ~ N(0, I_dim), in chunks.
+
+    With ``steps`` > 0 each path draws (steps, dim) normals, one row per time step.
 
     ``columns`` maps normals (n, dim) to values (n, k); ``offset`` (k,) is subtracted before
     accumulating (a rough mean) so the one-pass covariance does not cancel catastrophically.
     """
     pairs = max(1, paths // 2)
-    chunk = max(1, chunk_rows(dim) // 2)
+    chunk = max(1, chunk_rows(dim * max(steps, 1)) // 2)
+    shape = (steps, dim) if steps else (dim,)
     total, cross, done = None, None, 0
     while done < pairs:
         n = min(chunk, pairs - done)
-        normals = torch.randn(n, dim, generator=generator, dtype=torch.float64, device=DEVICE)
+        normals = torch.randn(n, *shape, generator=generator, dtype=torch.float64, device=DEVICE)
         values = 0.5 * (columns(normals) + columns(-normals))
         if offset is None:
             offset = values.mean(0)

@@ -1,6 +1,6 @@
 """Closed forms: Black-Scholes call, and the call on the maximum of independent assets.
 
-max call: e^{-rT} int_K^inf (1 - prod_i Phi(d_i(m))) dm,  d_i(m) = (ln(m/x_i) - (r - q - vol_i^2/2) T) / (vol_i sqrt T).
+max call: e^{-rT} int_K^inf (1 - prod_i Phi(d_i(m))) dm,  d_i(m) = (ln(m/x_i) - (r - q_i - vol_i^2/2) T) / (vol_i sqrt T).
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ def black_scholes_call(spot: float, strike: float, rate: float, dividend: float,
 
 
 def max_call_independent(
-    spots: np.ndarray, vols: np.ndarray, strike: float, rate: float, dividend: float, total_time: float,
+    spots: np.ndarray, vols: np.ndarray, strike: float, rate: float, dividend: float | np.ndarray,
+    total_time: float,
 ) -> tuple[float, float]:
     """Price of max(max_i S_i(T) - K, 0) for independent log-normal assets; returns (price, quad error).
 
     Integrates over u = ln m: e^{-rT} int_{ln K}^{inf} (1 - prod_i Phi(d_i(e^u))) e^u du.
     """
-    spots, vols = np.asarray(spots, dtype=float), np.asarray(vols, dtype=float)
+    spots, vols, dividend = (np.asarray(v, dtype=float) for v in (spots, vols, dividend))
     centre = np.log(spots) + (rate - dividend - 0.5 * vols * vols) * total_time
     spread = vols * math.sqrt(total_time)
     random = spread > 0
@@ -67,17 +68,18 @@ def max_call_independent(
 
 
 def semi_analytic(equation: MaxCall) -> ReferenceResult:
-    """u(0, x0) for ``max_call`` with correlation 0, by one-dimensional quadrature."""
+    """u(0, x0) for ``max_call`` with independent assets (any vols and dividends), by one-dimensional quadrature."""
     if not isinstance(equation, MaxCall):
         raise ProblemError(f"semi-analytic applies to max_call only, not '{equation.kind}'")
-    if equation.correlation != 0.0:
+    if not equation.process.independent:
         raise ProblemError(
-            f"semi-analytic needs independent assets (correlation 0, got {equation.correlation}); use method 'mc'"
+            f"semi-analytic needs independent assets (correlation 0 or the identity matrix, got "
+            f"{equation.correlation}); use method 'mc'"
         )
     start = time.perf_counter()
     value, error = max_call_independent(
         np.array(equation.x_start), np.array(equation.vols), equation.strike, equation.rate,
-        equation.dividend, equation.total_time,
+        np.array(equation.dividends), equation.total_time,
     )
     return ReferenceResult(value, None, None, "semi-analytic", None, time.perf_counter() - start,
                            {"quad_error": error})

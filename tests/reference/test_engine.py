@@ -47,5 +47,5 @@ def test_inapplicable_method_is_an_error_not_a_fallback():
 
 
 def test_unknown_method():
-    with pytest.raises(ProblemError, match="unknown reference method 'exact'"):
-        reference(bsde.load_problem("hjb"), "exact")
+    with pytest.raises(ProblemError, match="unknown reference method 'bogus'"):
+        reference(bsde.load_problem("hjb"), "bogus")

@@ -1,0 +1,193 @@
+"""An equation from functions: a forward process, a terminal condition g(x) and a driver f(t, x, y, z).
+
+``custom_equation(dim=5, x0=100.0, process=GBM(0.05, 0.2), terminal=g, driver=f)`` returns a
+:class:`CustomEquation`. Its solver-facing flags (uses y, uses z, f = -r y, f = -(c/2)|z|^2 + linear)
+are those given in ``flags`` (the YAML front end reads them off the expression's syntax tree) or else
+derived by probing the driver (:mod:`bsde.probing`); never declared by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Callable
+
+from pydantic import ConfigDict, Field, PrivateAttr, field_serializer, field_validator, model_validator
+
+from bsde.equations.base import Equation, given_values
+from bsde.probing import DriverFlags
+from bsde.processes import Process, _name
+
+if TYPE_CHECKING:
+    import torch
+
+
+class CustomEquation(Equation):
+    """u_t + L u + f(t, x, u, sigma^T grad u) = 0, u(T) = g, with L the generator of ``forward_process``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False)
+
+    kind: str = "custom"
+    name: str = Field("custom", description="what reports call the problem")
+    forward_process: Any = Field(description="the forward process X (BrownianMotion, GBM or Diffusion)")
+    terminal_fn: Any = Field(description="g(x): (..., dim) -> (...)")
+    driver_fn: Any = Field(None, description="f(t, x, y, z) -> (...); None means f = 0")
+    flags: DriverFlags | None = Field(None, description="the driver's flags where known (else probed)")
+    closed_form: Any = Field(None, description="a closed form of u(0, x0) (bsde.closed_forms), checked when used")
+    _probed: DriverFlags | None = PrivateAttr(None)
+
+    @field_validator("forward_process")
+    @classmethod
+    def _is_process(cls, value: Any) -> Any:
+        if not isinstance(value, Process):
+            raise ValueError(f"expected a process (bsde.BrownianMotion, bsde.GBM or bsde.Diffusion), got "
+                             f"{type(value).__name__}")
+        return value
+
+    @field_validator("terminal_fn", "driver_fn")
+    @classmethod
+    def _is_callable(cls, value: Any) -> Any:
+        if value is not None and not callable(value):
+            raise ValueError(f"expected a function, got {type(value).__name__}")
+        return value
+
+    @field_validator("closed_form", mode="before")
+    @classmethod
+    def _closed_form(cls, value: Any) -> Any:
+        from bsde.closed_forms import from_mapping
+
+        return None if value is None else from_mapping(value)
+
+    @model_validator(mode="after")
+    def _check_process(self) -> CustomEquation:
+        self.forward_process.check_dim(self.dim)
+        if self.forward_process.positive and any(v <= 0 for v in given_values(self.x0, self.dim, "x0")):
+            raise ValueError(f"x0: a {type(self.forward_process).__name__} starts from positive values, "
+                             f"got {self.x0}")
+        if self.closed_form is not None:
+            self.closed_form.check_dim(self.dim)
+        return self
+
+    @field_serializer("forward_process")
+    def _dump_process(self, value: Process) -> dict[str, Any]:
+        return value.describe()
+
+    @field_serializer("terminal_fn", "driver_fn")
+    def _dump_function(self, value: Any) -> str | None:
+        return None if value is None else _name(value)
+
+    @field_serializer("flags")
+    def _dump_flags(self, value: DriverFlags | None) -> dict[str, Any] | None:
+        return None if value is None else asdict(value)
+
+    @field_serializer("closed_form")
+    def _dump_closed_form(self, value: Any) -> dict[str, Any] | None:
+        return None if value is None else value.describe()
+
+    # ------------------------------------------------------------------ the maths
+    @property
+    def process(self) -> Process:
+        return self.forward_process
+
+    def terminal(self, x: torch.Tensor) -> torch.Tensor:
+        value = self.terminal_fn(x)
+        if getattr(value, "shape", None) == x.shape[:-1]:
+            return value
+        return _as_tensor(value, x).expand(x.shape[:-1])
+
+    def driver(self, t: Any, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        shape = torch.broadcast_shapes(x.shape[:-1], z.shape[:-1], getattr(y, "shape", ()), getattr(t, "shape", ()))
+        if self.driver_fn is None:
+            return x.new_zeros(shape)
+        value = self.driver_fn(t, x, y, z)
+        if getattr(value, "shape", None) == shape:
+            return value
+        return _as_tensor(value, x).expand(shape)
+
+    # ------------------------------------------------------------------ flags: given or probed
+    @property
+    def driver_flags(self) -> DriverFlags:
+        """The flags given at construction, else those found by probing the driver (once)."""
+        if self.flags is not None:
+            return self.flags
+        if self.driver_fn is None:
+            return DriverFlags(uses_y=False, uses_z=False, discount_rate=0.0)
+        if self._probed is None:
+            from bsde.probing import probe_driver
+
+            self._probed = probe_driver(self)
+        return self._probed
+
+    @property
+    def driver_uses_y(self) -> bool:
+        return self.driver_flags.uses_y
+
+    @property
+    def driver_uses_z(self) -> bool:
+        return self.driver_flags.uses_z
+
+    @property
+    def driver_is_linear(self) -> bool:
+        return self.driver_flags.linear
+
+    @property
+    def discount_rate(self) -> float:
+        return self.driver_flags.discount_rate or 0.0
+
+    @property
+    def z_hessian(self) -> float | None:
+        return self.driver_flags.z_hessian
+
+    def check(self) -> CustomEquation:
+        """Evaluate g and f once on a small batch: a one-line ValueError for a wrong shape or a failure."""
+        import torch
+
+        x = torch.tensor(self.x_start, dtype=torch.float64, device="cpu").expand(3, self.dim)
+        try:
+            g = self.terminal_fn(x)
+        except Exception as exc:  # noqa: BLE001 - the user's function: say where it failed
+            raise ValueError(f"terminal: calling it on x of shape {tuple(x.shape)} failed: {exc}") from None
+        if tuple(getattr(g, "shape", ())) not in ((), (3,), (3, 1)):
+            raise ValueError(f"terminal: must return one number per path, shape {(3,)} for x of shape "
+                             f"{tuple(x.shape)}; got {tuple(g.shape)}")
+        if self.driver_fn is not None:
+            y = torch.ones(3, dtype=torch.float64, device="cpu")
+            z = torch.zeros(3, self.dim, dtype=torch.float64, device="cpu")
+            try:
+                f = self.driver_fn(0.0, x, y, z)
+            except Exception as exc:  # noqa: BLE001
+                raise ValueError(f"driver: calling it as f(t, x, y, z) with t = 0.0, x {tuple(x.shape)}, "
+                                 f"y {tuple(y.shape)}, z {tuple(z.shape)} failed: {exc}") from None
+            if tuple(getattr(f, "shape", ())) not in ((), (3,)):
+                raise ValueError(f"driver: must return one number per path, shape (3,); got {tuple(f.shape)}")
+        return self
+
+
+def _as_tensor(value: Any, like: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    value = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    return value[..., 0] if value.ndim and value.shape[-1] == 1 and value.ndim == like.ndim else value
+
+
+def custom_equation(
+    *, dim: int, x0: float | list[float], process: Process, terminal: Callable[[Any], Any],
+    driver: Callable[[Any, Any, Any, Any], Any] | None = None, total_time: float = 1.0, name: str = "custom",
+    flags: DriverFlags | None = None, closed_form: Any = None,
+) -> CustomEquation:
+    """The equation u_t + L u + f(t, x, u, sigma^T grad u) = 0, u(T, x) = g(x), X_0 = x0, from functions.
+
+    ``terminal(x)`` maps x (..., dim) to (...); ``driver(t, x, y, z)`` maps t (a float or a tensor
+    broadcasting against x[..., 0]), x (..., dim), y (...), z (..., dim) to (...); both act on torch
+    tensors. ``driver=None`` is f = 0. ``flags`` skips probing (use it when you know them for certain:
+    they are still checked against the driver before a solve). ``closed_form``, e.g.
+    ``bsde.closed_forms.GeometricBasketCall(strike=100)``, declares a closed form for the reference engine,
+    which checks it against the terminal condition and the process before using it.
+
+    Raises:
+        ValueError: a bad argument, or a function that fails or returns the wrong shape on a small batch.
+    """
+    equation = CustomEquation(dim=dim, x0=x0, forward_process=process, terminal_fn=terminal, driver_fn=driver,
+                              total_time=total_time, name=name, flags=flags, closed_form=closed_form)
+    return equation.check()

@@ -1,0 +1,163 @@
+"""What a driver f(t, x, y, z) depends on, found by evaluating it: the solver-facing flags, derived or checked.
+
+At points (t, X_t) drawn along the equation's own paths, with y around g(X) and z of unit size:
+uses y (or z) where changing y (or z) alone changes f; linear, f = -r y, where f(y = 0) = 0, f does not
+use z and f / y is one constant r everywhere; z_hessian c where the second difference
+f(z + u) + f(z - u) - 2 f(z) = -c |u|^2 for every point and direction u (f = -(c/2)|z|^2 + linear in z).
+Probing proves a dependence it finds; it cannot prove the absence of one outside the points it tries.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bsde.errors import ProblemError
+
+if TYPE_CHECKING:
+    import torch
+
+    from bsde.equations.base import Equation
+
+POINTS = 64
+#: probing runs on the CPU in float64, whatever device a solve uses (the functions act on any device)
+DEVICE = "cpu"
+#: relative tolerance of "the same number" between evaluations (rounding of float64 arithmetic)
+SAME = 1e-9
+#: relative tolerance of the second-difference test for a constant Hessian
+HESSIAN_SAME = 1e-6
+
+
+@dataclass(frozen=True)
+class DriverFlags:
+    """What the solver needs to know about f: whether it uses y and z, r where f = -r y exactly (0 for f = 0;
+    None where f is not of that form), and c where f = -(c/2)|z|^2 + (linear in z) (None otherwise)."""
+
+    uses_y: bool
+    uses_z: bool
+    discount_rate: float | None = None
+    z_hessian: float | None = None
+
+    @property
+    def linear(self) -> bool:
+        return self.discount_rate is not None
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, rel: float = SAME) -> bool:
+    scale = 1.0 + max(float(a.abs().max()), float(b.abs().max()))
+    return bool(((a - b).abs() <= rel * scale).all())
+
+
+def probe_points(equation: Equation, count: int = POINTS, seed: int = 0) -> tuple[Any, Any, Any, Any]:
+    """(t (n,), x (n, dim), y (n,), z (n, dim)) in float64: states along simulated paths at random grid times."""
+    import torch
+
+    from bsde.simulation import simulate_paths
+
+    generator = torch.Generator().manual_seed(seed)
+    steps = 4
+    paths = simulate_paths(equation.process, equation.x_start, equation.total_time, steps, count,
+                           generator=generator, device=DEVICE, dtype=torch.float64)
+    index = torch.randint(0, steps + 1, (count,), generator=generator, device=DEVICE)
+    x = paths.x[torch.arange(count, device=DEVICE), index]
+    t = index.to(torch.float64) * paths.dt
+    g = equation.terminal(x).to(torch.float64)
+    scale = 1.0 + float(g.abs().mean()) if bool(torch.isfinite(g).all()) else 1.0
+    y = g.nan_to_num(0.0, 0.0, 0.0) + scale * torch.randn(count, generator=generator, dtype=torch.float64,
+                                                           device=DEVICE)
+    z = torch.randn(count, equation.dim, generator=generator, dtype=torch.float64, device=DEVICE)
+    return t, x, y, z
+
+
+def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> DriverFlags:
+    """The flags of ``equation.driver`` found by evaluating it (see the module docstring)."""
+    import torch
+
+    t, x, y, z = probe_points(equation, count, seed)
+    f = equation.driver
+
+    def at(y_: Any, z_: Any) -> torch.Tensor:
+        value = torch.as_tensor(f(t, x, y_, z_), dtype=torch.float64, device=DEVICE)
+        return value.expand(count) if value.shape != (count,) else value
+
+    base = at(y, z)
+    if not bool(torch.isfinite(base).all()):
+        raise ProblemError(f"the driver of '{equation.kind}' is not finite at points along its paths")
+    shifted_y = y + 1.0 + y.abs()
+    uses_y = not _close(base, at(shifted_y, z)) or not _close(base, at(-y, z))
+    other_z = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64,
+                          device=DEVICE)
+    uses_z = not _close(base, at(y, other_z)) or not _close(base, at(y, 3.0 * z))
+    rate = _discount_rate(at, y, z, base, uses_z)
+    hessian = _z_hessian(at, y, z, seed) if uses_z else None
+    return DriverFlags(uses_y, uses_z, rate, hessian)
+
+
+def _discount_rate(at: Any, y: Any, z: Any, base: Any, uses_z: bool) -> float | None:
+    """r if f = -r y at every point (f(0) = 0, f(2y) = 2 f(y), -f/y one constant), else None."""
+    import torch
+
+    if uses_z or not _close(at(torch.zeros_like(y), z), torch.zeros_like(y)):
+        return None
+    if not _close(at(2.0 * y, z), 2.0 * base):
+        return None
+    usable = y.abs() > 1e-6
+    ratios = -base[usable] / y[usable]
+    if not ratios.numel():
+        return None
+    rate = float(ratios.mean())
+    if not _close(ratios, torch.full_like(ratios, rate)):
+        return None
+    return float(f"{rate:.14g}") + 0.0  # the mean of r_i, without the last digits' rounding
+
+
+def _z_hessian(at: Any, y: Any, z: Any, seed: int) -> float | None:
+    """c if f(z + u) + f(z - u) - 2 f(z) = -c |u|^2 for every point and two random directions u, else None."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + 2)
+    base = at(y, z)
+    estimates = []
+    for size in (0.5, 2.0):
+        u = size * torch.randn(z.shape, generator=generator, dtype=torch.float64, device=DEVICE)
+        second = at(y, z + u) + at(y, z - u) - 2.0 * base
+        estimates.append(-second / u.square().sum(-1))
+    c = torch.cat(estimates)
+    value = float(c.mean())
+    if not math.isfinite(value) or value == 0.0:
+        return None
+    if not bool(((c - value).abs() <= HESSIAN_SAME * abs(value)).all()):
+        return None
+    return float(f"{value:.10g}")  # without the last digits' rounding (the test asks agreement to 1e-6)
+
+
+def declared_flags(equation: Equation) -> DriverFlags:
+    """The flags an equation declares (its properties)."""
+    return DriverFlags(equation.driver_uses_y, equation.driver_uses_z,
+                       equation.discount_rate if equation.driver_is_linear else None, equation.z_hessian)
+
+
+def verify_flags(equation: Equation) -> None:
+    """ProblemError where a declared flag would change the answer: the driver uses y or z while the equation
+    says it does not, or is not the declared -r y, or not -(c/2)|z|^2 + linear with the declared c.
+
+    A flag that only costs time (says y or z is used where it is not, or no Hessian where there is one) passes.
+    """
+    declared, probed = declared_flags(equation), probe_driver(equation)
+    wrong = []
+    if probed.uses_y and not declared.uses_y:
+        wrong.append("driver_uses_y is False but the driver changes with y")
+    if probed.uses_z and not declared.uses_z:
+        wrong.append("driver_uses_z is False but the driver changes with z")
+    if declared.linear and not (probed.linear and math.isclose(probed.discount_rate, declared.discount_rate,
+                                                                rel_tol=1e-7, abs_tol=1e-12)):
+        found = "not of that form" if not probed.linear else f"-{probed.discount_rate:g} y"
+        wrong.append(f"driver_is_linear says f = -{declared.discount_rate:g} y, but the driver is {found}")
+    if declared.z_hessian is not None and not (probed.z_hessian is not None and math.isclose(
+            probed.z_hessian, declared.z_hessian, rel_tol=1e-5)):
+        found = "no such form" if probed.z_hessian is None else f"c = {probed.z_hessian:g}"
+        wrong.append(f"z_hessian says f = -(c/2)|z|^2 + linear with c = {declared.z_hessian:g}, but probing finds "
+                     f"{found}")
+    if wrong:
+        raise ProblemError(f"'{equation.kind}': {'; '.join(wrong)} (the flags decide how the solver treats f)")

@@ -1,0 +1,425 @@
+"""Forward processes X: how they move, simulated from Brownian increments; one class per law.
+
+- :class:`BrownianMotion`  X_t = x0 + drift t + sigma W_t                               (exact)
+- :class:`GBM`             dX_i = (drift - q_i) X_i dt + vol_i X_i dB_i, corr(dB) = C        (exact, log-normal)
+- :class:`Diffusion`       dX_i = drift_i(t, X) dt + sigma_i(t, X) dW_i                  (Euler-Maruyama)
+
+Each process is a frozen dataclass whose methods act on torch tensors (torch is imported inside them,
+so reading a problem never loads it): ``states`` (a whole path from its increments), ``step`` (one step,
+optionally steered by a control b), ``transition`` (the exact law of X_{s+dt} given X_s, where ``exact``),
+``diffusion_transpose`` (sigma^T v, how Z = sigma^T grad u follows from a gradient). The solver, the
+control bound and the reference engine ask the process; nothing dispatches on its type.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+
+#: above this dimension a correlation matrix is factored by numpy (below, in pure Python: no import)
+NUMPY_CHOLESKY_DIM = 48
+
+
+def _finite(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: must be a finite number, got {value!r}")
+    return number
+
+
+def _numbers(value: Any, name: str) -> tuple[float, ...]:
+    """A number or a sequence of numbers as a tuple (a number: a tuple of one, broadcast over the assets)."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{name}: expected a number or a non-empty list of numbers")
+        return tuple(_finite(v, f"{name}[{i}]") for i, v in enumerate(value))
+    return (_finite(value, name),)
+
+
+def cholesky(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
+    """The lower-triangular L with L L^T = matrix; ValueError if the matrix is not positive definite."""
+    n = len(matrix)
+    if n > NUMPY_CHOLESKY_DIM:
+        import numpy as np
+
+        try:
+            factor = np.linalg.cholesky(np.array(matrix, dtype=float))
+        except np.linalg.LinAlgError:
+            raise ValueError("correlation: the matrix is not positive definite (its Cholesky factorisation "
+                             "fails)") from None
+        return tuple(tuple(float(v) for v in row) for row in factor)
+    rows: list[list[float]] = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1):
+            partial = matrix[i][j] - sum(rows[i][k] * rows[j][k] for k in range(j))
+            if i == j:
+                if partial <= 1e-14:
+                    raise ValueError(f"correlation: the matrix is not positive definite (Cholesky fails at "
+                                     f"row {i}: pivot {partial:.3g})")
+                rows[i][i] = math.sqrt(partial)
+            else:
+                rows[i][j] = partial / rows[j][j]
+    return tuple(tuple(row) for row in rows)
+
+
+def uniform_correlation_root(dw: torch.Tensor, rho: float) -> torch.Tensor:
+    """C^{1/2} dw along the last axis, C = (1 - rho) I + rho 11^T, in O(dim).
+
+    The symmetric root is a I + c 11^T with a = sqrt(1 - rho), (a + c d)^2 = 1 - rho + rho d.
+    """
+    if rho == 0.0:
+        return dw
+    d = dw.shape[-1]
+    a = math.sqrt(1.0 - rho)
+    c = (math.sqrt(1.0 - rho + rho * d) - a) / d
+    return a * dw + c * dw.sum(-1, keepdim=True)
+
+
+def _times(dt: Any, x: torch.Tensor) -> tuple[Any, Any]:
+    """(dt, sqrt dt) as tensors that broadcast against x (..., dim): a float, or a tensor shaped like x[..., 0]."""
+    import torch
+
+    dt = torch.as_tensor(dt, dtype=x.dtype, device=x.device)
+    if dt.ndim:
+        dt = dt.unsqueeze(-1)
+    return dt, dt.sqrt()
+
+
+class Process:
+    """What every forward process offers (see the module docstring)."""
+
+    #: whether ``transition`` samples the law exactly (otherwise: Euler-Maruyama)
+    exact: ClassVar[bool] = False
+    #: whether ``step`` with a control b is exact over a step (the controlled measure and the control bound need it)
+    steerable: ClassVar[bool] = False
+    #: whether the states stay positive (log-normal): the starting point must be positive
+    positive: ClassVar[bool] = False
+
+    @property
+    def dim(self) -> int | None:
+        """The dimension the process fixes (per-asset lists, a correlation matrix), or None."""
+        return None
+
+    def check_dim(self, dim: int) -> None:
+        """ValueError naming the field when the process's own lists do not have ``dim`` entries."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description (what ``bsde show`` prints)."""
+        raise NotImplementedError
+
+    def step(self, t: float, x: torch.Tensor, dt: float, dw: torch.Tensor,
+             control: torch.Tensor | None = None) -> torch.Tensor:
+        """X_{t+dt} from X_t = x and the increment dw ~ N(0, dt I); with a control b the paths move under
+        dX = mu dt + sigma (b dt + dW) (Girsanov: the measure under which W - int b dt is Brownian)."""
+        raise NotImplementedError
+
+    def states(self, x0: torch.Tensor, dw: torch.Tensor, dt: float, *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """The path X (batch, steps+1, dim) that the increments dw (batch, steps, dim) drive from x0 (dim,) or
+        from one start per path (batch, dim)."""
+        import torch
+
+        x = x0.to(dw).expand(dw.shape[0], -1)
+        out = [x]
+        for n in range(dw.shape[1]):
+            x = self.step(n * dt, x, dt, dw[:, n])
+            out.append(x)
+        return torch.stack(out, dim=1)
+
+    def transition(self, x: torch.Tensor, dt: Any, normals: torch.Tensor) -> torch.Tensor:
+        """X_{s+dt} given X_s = x (..., dim), exactly, from standard normals (..., dim); dt a float or a
+        tensor broadcasting against x without its last axis."""
+        raise TypeError(f"{type(self).__name__} has no exact transition (simulate it with Euler steps)")
+
+    def diffusion_transpose(self, x: torch.Tensor, v: torch.Tensor, t: Any = None) -> torch.Tensor:
+        """sigma(t, x)^T v along the last axis: Z = sigma^T grad u from a gradient v = grad u at x."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class BrownianMotion(Process):
+    """X_t = x0 + drift t + sigma W_t (constant scalar diffusion)."""
+
+    sigma: float
+    drift: float = 0.0
+
+    exact: ClassVar[bool] = True
+    steerable: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sigma", _finite(self.sigma, "sigma"))
+        object.__setattr__(self, "drift", _finite(self.drift, "drift"))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "brownian", "sigma": self.sigma, "drift": self.drift}
+
+    def step(self, t, x, dt, dw, control=None):
+        noise = dw if control is None else dw + control * dt
+        moved = x + self.sigma * noise
+        return moved + self.drift * dt if self.drift else moved
+
+    def states(self, x0, dw, dt, *, generator=None):
+        """X_n = x0 + drift t_n + sigma W_{t_n}."""
+        import torch
+
+        x = torch.empty(dw.shape[0], dw.shape[1] + 1, dw.shape[2], device=dw.device, dtype=dw.dtype)
+        x[:, 0] = x0
+        torch.cumsum(dw, dim=1, out=x[:, 1:])
+        x[:, 1:].mul_(self.sigma).add_(x0.unsqueeze(-2))  # x0 (dim,) or one start per path (batch, dim)
+        if self.drift:
+            steps = torch.arange(1, dw.shape[1] + 1, device=dw.device, dtype=dw.dtype).unsqueeze(-1)
+            x[:, 1:] += steps * (self.drift * dt)
+        return x
+
+    def transition(self, x, dt, normals):
+        dt, root_dt = _times(dt, x)
+        return x + self.drift * dt + self.sigma * root_dt * normals
+
+    def diffusion_transpose(self, x, v, t=None):
+        return self.sigma * v
+
+
+@dataclass(frozen=True)
+class GBM(Process):
+    """dX_i = (drift - q_i) X_i dt + vol_i X_i dB_i, dB = L dW with L L^T = C the correlation.
+
+    ``vol`` and ``dividend``: a number (every asset) or one per asset; ``correlation``: a number rho
+    (C = (1 - rho) I + rho 11^T, applied through its O(dim) symmetric root) or a full dim x dim matrix
+    (checked symmetric positive definite with unit diagonal, applied through its Cholesky factor L).
+    sigma(x) = diag(vol x) L, so Z = sigma^T grad u = L^T (vol x grad u).
+    """
+
+    drift: float
+    vol: Any
+    correlation: Any = 0.0
+    dividend: Any = 0.0
+    _factor: Any = field(default=None, init=False, repr=False, compare=False)
+    _tensors: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    exact: ClassVar[bool] = True
+    steerable: ClassVar[bool] = True
+    positive: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "drift", _finite(self.drift, "drift"))
+        vol = _numbers(self.vol, "vol")
+        if any(v < 0 for v in vol):
+            raise ValueError(f"vol: volatilities must be non-negative, got {self.vol!r}")
+        object.__setattr__(self, "vol", vol)
+        object.__setattr__(self, "dividend", _numbers(self.dividend, "dividend"))
+        if isinstance(self.correlation, (list, tuple)):
+            matrix = self._matrix(self.correlation)
+            object.__setattr__(self, "correlation", matrix)
+            object.__setattr__(self, "_factor", cholesky(matrix))
+        else:
+            rho = _finite(self.correlation, "correlation")
+            object.__setattr__(self, "correlation", rho)
+        sizes = {len(vol), len(self.dividend), self.dim or 1} - {1}
+        if len(sizes) > 1:
+            raise ValueError(f"vol, dividend and correlation disagree on the number of assets: {sorted(sizes)}")
+        if isinstance(self.correlation, float):
+            self._check_uniform(self.dim)
+
+    @staticmethod
+    def _matrix(rows: Any) -> tuple[tuple[float, ...], ...]:
+        n = len(rows)
+        matrix = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, (list, tuple)) or len(row) != n:
+                raise ValueError(f"correlation: expected a number or a {n}x{n} matrix (a list of {n} lists of "
+                                 f"{n} numbers); row {i} is {row!r}")
+            matrix.append(tuple(_finite(v, f"correlation[{i}][{j}]") for j, v in enumerate(row)))
+        for i in range(n):
+            if abs(matrix[i][i] - 1.0) > 1e-12:
+                raise ValueError(f"correlation: a correlation matrix has ones on its diagonal; "
+                                 f"correlation[{i}][{i}] is {matrix[i][i]}")
+            for j in range(i):
+                if abs(matrix[i][j] - matrix[j][i]) > 1e-12:
+                    raise ValueError(f"correlation: the matrix is not symmetric: correlation[{i}][{j}] = "
+                                     f"{matrix[i][j]} but correlation[{j}][{i}] = {matrix[j][i]}")
+                if abs(matrix[i][j]) > 1.0:
+                    raise ValueError(f"correlation: correlation[{i}][{j}] = {matrix[i][j]} is outside [-1, 1]")
+        return tuple(matrix)
+
+    def _check_uniform(self, dim: int | None) -> None:
+        rho = self.correlation
+        if dim is not None and dim > 1 and not (-1.0 / (dim - 1) < rho < 1.0):
+            raise ValueError(f"correlation: {rho} makes the {dim}x{dim} correlation matrix not positive definite "
+                             f"(need -1/(dim-1) < correlation < 1)")
+
+    # ------------------------------------------------------------------ what the process fixes
+    @property
+    def dim(self) -> int | None:
+        if self.full_correlation:
+            return len(self.correlation)
+        size = max(len(self.vol), len(self.dividend))
+        return size if size > 1 else None
+
+    def check_dim(self, dim: int) -> None:
+        for name, values in (("vol", self.vol), ("dividend", self.dividend)):
+            if len(values) not in (1, dim):
+                raise ValueError(f"{name}: expected a number or a list of dim = {dim} numbers, got a list of "
+                                 f"{len(values)}")
+        if self.full_correlation and len(self.correlation) != dim:
+            raise ValueError(f"correlation: expected a {dim}x{dim} matrix, got {len(self.correlation)}x"
+                             f"{len(self.correlation)}")
+        if not self.full_correlation:
+            self._check_uniform(dim)
+
+    @property
+    def full_correlation(self) -> bool:
+        """Whether the correlation is a full matrix (Cholesky) rather than one uniform number."""
+        return not isinstance(self.correlation, float)
+
+    @property
+    def independent(self) -> bool:
+        """Whether the Brownian drivers are independent (correlation 0 or the identity matrix)."""
+        if not self.full_correlation:
+            return self.correlation == 0.0
+        return all(v == (1.0 if i == j else 0.0) for i, row in enumerate(self.correlation) for j, v in enumerate(row))
+
+    def correlation_entry(self, i: int, j: int) -> float:
+        """C_ij."""
+        if self.full_correlation:
+            return self.correlation[i][j]
+        return 1.0 if i == j else self.correlation
+
+    def vols(self, dim: int) -> tuple[float, ...]:
+        """vol_i for i < dim."""
+        return self.vol if len(self.vol) == dim else self.vol * dim
+
+    def dividends(self, dim: int) -> tuple[float, ...]:
+        """q_i for i < dim."""
+        return self.dividend if len(self.dividend) == dim else self.dividend * dim
+
+    def describe(self) -> dict[str, Any]:
+        def short(values: tuple[float, ...]) -> Any:
+            return values[0] if len(values) == 1 else list(values)
+
+        correlation = [list(row) for row in self.correlation] if self.full_correlation else self.correlation
+        return {"kind": "gbm", "drift": self.drift, "vol": short(self.vol), "correlation": correlation,
+                "dividend": short(self.dividend)}
+
+    # ------------------------------------------------------------------ tensors
+    def _tensor(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """vol, the log drift (drift - q - vol^2/2) or L as tensors of like's dtype and device (cached)."""
+        import torch
+
+        key = (name, like.dtype, like.device)
+        cached = self._tensors.get(key)
+        if cached is None:
+            if name == "factor":
+                cached = torch.tensor(self._factor, dtype=like.dtype, device=like.device)
+            else:
+                vol = torch.tensor(self.vol, dtype=like.dtype, device=like.device)
+                dividend = torch.tensor(self.dividend, dtype=like.dtype, device=like.device)
+                cached = vol if name == "vol" else self.drift - dividend - 0.5 * vol * vol
+            self._tensors[key] = cached
+        return cached
+
+    def correlated(self, dw: torch.Tensor) -> torch.Tensor:
+        """dB = L dW along the last axis (the O(dim) symmetric root for a uniform correlation)."""
+        if self.full_correlation:
+            return dw @ self._tensor("factor", dw).T
+        return uniform_correlation_root(dw, self.correlation)
+
+    # ------------------------------------------------------------------ the law
+    def step(self, t, x, dt, dw, control=None):
+        """Exact: log X_{t+dt} = log X_t + (drift - q - vol^2/2) dt + vol L (dW + b dt), b held over the step."""
+        noise = dw if control is None else dw + control * dt
+        return x * (self._tensor("log_drift", x) * dt + self._tensor("vol", x) * self.correlated(noise)).exp()
+
+    def states(self, x0, dw, dt, *, generator=None):
+        """Exact log-normal steps: log X_{n+1} = log X_n + (drift - q - vol^2/2) dt + vol (L dW_n)."""
+        import torch
+
+        noise = self.correlated(dw) * self._tensor("vol", dw)
+        log_x = torch.empty(dw.shape[0], dw.shape[1] + 1, dw.shape[2], device=dw.device, dtype=dw.dtype)
+        log_x[:, 0] = torch.log(x0)
+        torch.cumsum(noise, dim=1, out=log_x[:, 1:])
+        steps = torch.arange(1, dw.shape[1] + 1, device=dw.device, dtype=dw.dtype).unsqueeze(-1)
+        log_x[:, 1:] += torch.log(x0).unsqueeze(-2) + steps * (self._tensor("log_drift", dw) * dt)
+        return log_x.exp_()
+
+    def transition(self, x, dt, normals):
+        dt, root_dt = _times(dt, x)
+        noise = self.correlated(normals) * self._tensor("vol", x)
+        return x * (self._tensor("log_drift", x) * dt + root_dt * noise).exp()
+
+    def diffusion_transpose(self, x, v, t=None):
+        """L^T (vol x v): sigma(x) = diag(vol x) L."""
+        w = self._tensor("vol", x) * x * v
+        if self.full_correlation:
+            return w @ self._tensor("factor", w)
+        return uniform_correlation_root(w, self.correlation)
+
+
+@dataclass(frozen=True)
+class Diffusion(Process):
+    """dX_i = drift_i(t, X) dt + sigma_i(t, X) dW_i (diagonal), by Euler-Maruyama with ``substeps`` per step.
+
+    ``drift(t, x)`` and ``sigma(t, x)`` take t (a float, or a tensor shaped like x[..., 0]) and x (..., dim)
+    and return (..., dim) or something that broadcasts to it (a number). Within a step of the solver's grid
+    the ``substeps`` sub-increments are drawn from the Brownian bridge that sums to the step's dW.
+    """
+
+    drift: Callable[[Any, Any], Any]
+    sigma: Callable[[Any, Any], Any]
+    substeps: int = 1
+
+    def __post_init__(self) -> None:
+        if not callable(self.drift) or not callable(self.sigma):
+            raise ValueError("drift and sigma must be callables f(t, x)")
+        if isinstance(self.substeps, bool) or not isinstance(self.substeps, int) or self.substeps < 1:
+            raise ValueError(f"substeps: expected a whole number >= 1, got {self.substeps!r}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "diffusion", "drift": _name(self.drift), "sigma": _name(self.sigma),
+                "substeps": self.substeps}
+
+    def step(self, t, x, dt, dw, control=None):
+        """One Euler-Maruyama step: x + drift(t, x) dt + sigma(t, x) (dw + b dt)."""
+        noise = dw if control is None else dw + control * dt
+        return x + self.drift(t, x) * dt + self.sigma(t, x) * noise
+
+    def states(self, x0, dw, dt, *, generator=None):
+        import torch
+
+        k = self.substeps
+        if k > 1 and generator is None:
+            raise ValueError("Diffusion with substeps > 1 needs a generator for the Brownian bridge")
+        h = dt / k
+        x = x0.to(dw).expand(dw.shape[0], -1)
+        out = [x]
+        for n in range(dw.shape[1]):
+            if k == 1:
+                x = self.step(n * dt, x, dt, dw[:, n])
+            else:  # the bridge: k normals of variance h, recentred so that they sum to dw
+                e = torch.randn(dw.shape[0], k, dw.shape[2], generator=generator, dtype=dw.dtype,
+                                device=dw.device) * math.sqrt(h)
+                sub = e - e.mean(1, keepdim=True) + dw[:, n].unsqueeze(1) / k
+                for j in range(k):
+                    x = self.step(n * dt + j * h, x, h, sub[:, j])
+            out.append(x)
+        return torch.stack(out, dim=1)
+
+    def diffusion_transpose(self, x, v, t=None):
+        if t is None:
+            raise ValueError("Diffusion.diffusion_transpose needs the time t")
+        return self.sigma(t, x) * v
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+#: the old names (before issue 10): ScaledBrownian(sigma) and GeometricBrownian(drift, vol, correlation)
+ScaledBrownian = BrownianMotion
+GeometricBrownian = GBM

@@ -1,0 +1,119 @@
+"""The deep BSDE model over a box of starting points: Y_0 and Z_0 as functions of x0.
+
+Y_0(x) = y_offset + y_scale (y0 + v(phi(x))),  Z_0(x) = sigma(x)^T grad Y_0(x),
+v a small tanh network of the box coordinates phi(x) (:func:`bsde.region.box_coordinates`), so u(0, .) is
+smooth and its gradient (delta) and Hessian (gamma) come from autograd. Z_0 is tied to the gradient of Y_0
+(the exact relation), so the Z_0 . dW_0 term of the loss trains the slope of the same network the value
+regression trains. The later Z_n are the usual step networks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bsde.equations.base import Equation
+from bsde.model import DeepBSDE
+from bsde.networks import uniform
+from bsde.region import Region, box_coordinates
+from bsde.settings import SolverSettings
+
+
+class StartNetwork(nn.Module):
+    """v(x): R^d -> R, dense-tanh layers on phi(x); the last layer starts at zero (v = 0)."""
+
+    def __init__(self, region: Region, dim: int, hidden: list[int], *, dtype: torch.dtype, device=None):
+        super().__init__()
+        self.region = region
+        widths = [dim, *hidden, 1]
+        self.layers = nn.ModuleList(nn.Linear(a, b, dtype=dtype, device=device) for a, b in zip(widths, widths[1:]))
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Glorot uniform weights, zero biases, a zero last layer."""
+        with torch.no_grad():
+            for layer in self.layers:
+                fan_out, fan_in = layer.weight.shape
+                bound = (6.0 / (fan_in + fan_out)) ** 0.5
+                layer.weight.copy_(uniform(layer.weight.shape, -bound, bound, generator, layer.weight))
+                layer.bias.zero_()
+            self.layers[-1].weight.zero_()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer at x (..., d) -> (..., width): v is an affine function of them."""
+        h = box_coordinates(self.region, x)
+        for layer in self.layers[:-1]:
+            h = torch.tanh(layer(h))
+        return h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """v at x (..., d) -> (...)."""
+        return self.layers[-1](self.features(x)).squeeze(-1)
+
+
+class RegionBSDE(DeepBSDE):
+    """DeepBSDE whose Y_0 and Z_0 are functions of the starting point (see the module docstring)."""
+
+    def __init__(self, equation: Equation, settings: SolverSettings, *, device=None):
+        super().__init__(equation, settings.time_steps, settings.widths(equation.dim), dtype=settings.torch_dtype,
+                         device=device, scheme=settings.scheme)
+        self.region = settings.region
+        self.start_net = StartNetwork(self.region, equation.dim, self.region.widths(equation.dim),
+                                      dtype=settings.torch_dtype, device=device)
+
+    def reset_parameters(self, generator: torch.Generator, y0_range: tuple[float, float]) -> None:
+        super().reset_parameters(generator, y0_range)
+        self.start_net.reset_parameters(generator)
+
+    def start(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Y_0, Z_0) at starting points x0 (B, d): (B,), (B, d); differentiable when grad mode is on."""
+        graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            x = x0.detach().requires_grad_(True)
+            value = self.y_offset + self.y_scale * (self.y0 + self.start_net(x))
+            (grad,) = torch.autograd.grad(value.sum(), x, create_graph=graph)
+        z = self.equation.process.diffusion_transpose(x0, grad, 0.0)
+        return (value if graph else value.detach()), (z if graph else z.detach())
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        """u(0, x) (...,) at points x (..., d), as the network gives it."""
+        return self.y_offset + self.y_scale * (self.y0 + self.start_net(x))
+
+    def _later(self, z0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.time_steps == 1:
+            return z0.unsqueeze(1)
+        return torch.cat([z0.unsqueeze(1), self.z_scale * self.nets(x[:, 1:self.time_steps])], dim=1)
+
+    def gradients(self, x: torch.Tensor) -> torch.Tensor:
+        """Z_n for n = 0..N-1 (batch, N, dim), Z_0 at each path's own start."""
+        return self._later(self.start(x[:, 0])[1], x)
+
+    def forward(self, x: torch.Tensor, dw: torch.Tensor, dt: float) -> torch.Tensor:
+        y_start, z0 = self.start(x[:, 0])
+        return self.march(x, dw, dt, self._later(z0, x), y_start=y_start)
+
+    def z_at(self, n: int, x: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
+        if n == 0:
+            return self.start(x)[1]
+        return super().z_at(n, x, batch_stats)
+
+    def _at_x0(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x0 = torch.as_tensor(self.equation.x_start, dtype=self.y0.dtype, device=self.y0.device)
+        return self.start(x0.unsqueeze(0))
+
+    @property
+    def y_start(self) -> torch.Tensor:
+        """Y_0 at the equation's x0 (a 0-d tensor)."""
+        return self._at_x0()[0][0]
+
+    @property
+    def z_start(self) -> torch.Tensor:
+        """Z_0 at the equation's x0 (dim,)."""
+        return self._at_x0()[1][0]
+
+
+def make_model(equation: Equation, settings: SolverSettings, *, device=None) -> DeepBSDE:
+    """The model ``settings`` ask for: over ``solver.region`` when it is set, else at the one point x0."""
+    if settings.region is not None:
+        return RegionBSDE(equation, settings, device=device)
+    return DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim), dtype=settings.torch_dtype,
+                    device=device, scheme=settings.scheme)

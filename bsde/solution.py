@@ -1,0 +1,280 @@
+"""A trained solution you can keep: u0, delta, gamma and Z_n; u and its derivatives over solver.region; save, load.
+
+delta = grad u(0, x0) = sigma(x0)^{-T} Z_0, gamma = Hess u(0, x0):
+- a region solve (``solver.region``) has u(0, .) as a network over the box: delta and gamma by autograd at
+  any x (the full Hessian up to GAMMA_FULL_MAX_DIM = 100 dimensions, its diagonal above);
+- a point solve knows Z_0 at x0 only; its gamma is the first-step estimate
+  e^{-r dt} d^2/dx0^2 E[u(t_1, X_1)] from the trained Z_1 (:func:`bsde.greeks.first_step_greeks`), exact up to
+  the network's error for f = -r y and O(dt) otherwise; u(0, x) elsewhere is not available.
+
+A saved solution is a folder with ``solution.pt`` (weights and the resolved configuration, loadable with
+``torch.load(weights_only=True)``) and ``config.yaml`` (the same configuration, readable); loading refuses a
+folder saved by another version, or whose config.yaml no longer matches the weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from bsde import __version__
+from bsde.checkpoint import _flatten
+from bsde.errors import ProblemError
+from bsde.greeks import GAMMA_FULL_MAX_DIM, GAMMA_MAX_DIM, TRANSITION_GREEKS, first_step_greeks, gradient_from_z
+from bsde.io import check_writable, ensure_folder, torch_save_atomic, write_text_atomic
+from bsde.model import DeepBSDE, terminal_z
+from bsde.problem import Problem, problem_from_dict, read_yaml
+from bsde.region_model import RegionBSDE, make_model
+
+SOLUTION_FILE = "solution.pt"
+CONFIG_FILE = "config.yaml"
+FORMAT = 1
+#: how close a point must be to x0 for a point solve to answer there (relative, per coordinate)
+SAME_POINT = 1e-9
+
+
+def check_save_folder(folder: Path) -> Path:
+    """Fail before training when ``folder`` cannot take a saved solution: a file, or a folder with other files
+    (a previous solution there is replaced; nothing else is overwritten)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ProblemError(f"--save {folder}: is a file, expected a folder")
+    if folder.is_dir():
+        others = sorted(p.name for p in folder.iterdir() if p.name not in (SOLUTION_FILE, CONFIG_FILE))
+        if others:
+            raise ProblemError(f"--save {folder}: holds other files ({', '.join(others[:3])}); give a new or empty "
+                               "folder")
+    check_writable(folder / SOLUTION_FILE)
+    return folder
+
+
+class Solution:
+    """The trained model of one solve with the problem it solves (see the module docstring)."""
+
+    def __init__(self, model: DeepBSDE, problem: Problem, *, seed: int = 0, u0: float | None = None):
+        self.model = model.eval()
+        self.problem = problem
+        self.equation = problem.equation
+        self.seed = seed
+        self._u0 = u0
+        self._first_step = None
+
+    # ------------------------------------------------------------------ at x0
+    @property
+    def is_region(self) -> bool:
+        """Whether u(0, .) was trained over a box (``solver.region``) rather than at x0 alone."""
+        return isinstance(self.model, RegionBSDE)
+
+    @property
+    def x0(self) -> np.ndarray:
+        return np.array(self.equation.x_start)
+
+    @property
+    def u0(self) -> float:
+        """u(0, x0): the value the solve reported (for HJB-type drivers the corrected control bound), else the
+        trained Y_0."""
+        if self._u0 is not None:
+            return self._u0
+        with torch.no_grad():
+            return float(self.model.y_start)
+
+    @property
+    def z0(self) -> np.ndarray:
+        with torch.no_grad():
+            return self.model.z_start.detach().cpu().numpy().astype(float)
+
+    @property
+    def delta(self) -> np.ndarray:
+        """grad u(0, x0) (d,): sigma(x0)^{-T} Z_0."""
+        like = self.model.y0
+        x0 = torch.as_tensor(self.equation.x_start, dtype=like.dtype, device=like.device)
+        with torch.no_grad():
+            return gradient_from_z(self.equation.process, x0, self.model.z_start, 0.0).cpu().numpy().astype(float)
+
+    @property
+    def gamma(self) -> np.ndarray | None:
+        """Hess u(0, x0): (d, d) up to GAMMA_FULL_MAX_DIM dimensions, its diagonal (d,) above; None where unavailable
+        (a point solve with one time step or above GAMMA_MAX_DIM dimensions)."""
+        if self.is_region:
+            return self.hessian(self.x0)[0]
+        greeks = self._first_step_greeks()
+        return None if greeks is None else greeks.gamma.cpu().numpy().astype(float)
+
+    @property
+    def gamma_stderr(self) -> np.ndarray | None:
+        """The Monte Carlo standard error of a point solve's first-step gamma (not the networks' error); None for
+        a region solve, whose gamma is exact for its network."""
+        greeks = None if self.is_region else self._first_step_greeks()
+        return None if greeks is None else greeks.gamma_stderr.cpu().numpy().astype(float)
+
+    @property
+    def gamma_diag(self) -> np.ndarray | None:
+        gamma = self.gamma
+        return None if gamma is None else (np.diagonal(gamma).copy() if gamma.ndim == 2 else gamma)
+
+    @property
+    def gamma_source(self) -> str:
+        """How gamma is obtained, in words."""
+        if self.is_region:
+            return "Hessian of the network of u(0, x) (autograd)"
+        if not self._has_first_step():
+            return ("none (a point solve's gamma needs 2 or more time steps, at most 10,000 dimensions and a "
+                    "Brownian or GBM process)")
+        exact = "exact for f = -r y" if self.equation.driver_is_linear else "O(dt) for this driver"
+        return f"first step: e^(-r dt) Hess E[u(t_1, X_1)] from Z_1, likelihood ratio ({exact})"
+
+    def _has_first_step(self) -> bool:
+        return (self.model.time_steps >= 2 and self.equation.dim <= GAMMA_MAX_DIM
+                and isinstance(self.equation.process, TRANSITION_GREEKS))
+
+    def _first_step_greeks(self):
+        if not self._has_first_step():
+            return None
+        if self._first_step is None:
+            generator = torch.Generator(device=self.model.y0.device).manual_seed(self.seed + 3)
+            self._first_step = first_step_greeks(self.model, generator=generator)
+        return self._first_step
+
+    # ------------------------------------------------------------------ at any x
+    def _points(self, x: Any) -> torch.Tensor:
+        """x as an (n, d) tensor of the model's dtype and device; a (d,) point becomes (1, d)."""
+        like = self.model.y0
+        points = torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=float),
+                                 dtype=like.dtype, device=like.device)
+        points = points.unsqueeze(0) if points.ndim == 1 else points
+        d = self.equation.dim
+        if points.ndim != 2 or points.shape[1] != d:
+            raise ProblemError(f"points: expected an (n, {d}) array (or one point of {d} numbers), "
+                               f"got shape {tuple(points.shape)}")
+        if not bool(torch.isfinite(points).all()):
+            raise ProblemError("points: every coordinate must be a finite number")
+        return points
+
+    def _at_x0_only(self, points: torch.Tensor, what: str) -> None:
+        x0 = torch.as_tensor(self.equation.x_start, dtype=points.dtype, device=points.device)
+        if not bool(((points - x0).abs() <= SAME_POINT * (1.0 + x0.abs())).all()):
+            raise ProblemError(f"a point solve knows {what} at x0 only; train over a box (solver.region: "
+                               "{low: ..., high: ...}) to evaluate elsewhere")
+
+    def u(self, x: Any) -> np.ndarray:
+        """u(0, x) for points x (n, d) -> (n,): the network over a region (at x0 too), u0 for a point solve."""
+        points = self._points(x)
+        if not self.is_region:
+            self._at_x0_only(points, "u")
+            return np.full(points.shape[0], self.u0)
+        with torch.no_grad():
+            return self.model.value(points).cpu().numpy().astype(float)
+
+    def grad(self, x: Any) -> np.ndarray:
+        """grad u(0, x) (the delta) for points x (n, d) -> (n, d)."""
+        points = self._points(x)
+        if not self.is_region:
+            self._at_x0_only(points, "the gradient")
+            return np.tile(self.delta, (points.shape[0], 1))
+        with torch.enable_grad():
+            leaf = points.requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.model.value(leaf).sum(), leaf)
+        return grad.cpu().numpy().astype(float)
+
+    def hessian(self, x: Any) -> np.ndarray:
+        """Hess u(0, x) for points x (n, d) -> (n, d, d), or the diagonals (n, d) above GAMMA_FULL_MAX_DIM."""
+        points = self._points(x)
+        d = self.equation.dim
+        if not self.is_region:
+            self._at_x0_only(points, "the Hessian")
+            gamma = self.gamma
+            if gamma is None:
+                raise ProblemError(f"no gamma for this point solve: {self.gamma_source}")
+            return np.tile(gamma, (points.shape[0],) + (1,) * gamma.ndim)
+        with torch.enable_grad():
+            leaf = points.requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.model.value(leaf).sum(), leaf, create_graph=True)
+            # row i of every point's Hessian in one backward pass (the points are independent)
+            rows = [torch.autograd.grad(grad[:, i].sum(), leaf, retain_graph=i < d - 1)[0] for i in range(d)]
+        hessian = torch.stack(rows, dim=1)  # (n, d, d): [k, i, j] = d^2 u / dx_i dx_j at point k
+        if d > GAMMA_FULL_MAX_DIM:
+            return hessian.diagonal(dim1=1, dim2=2).cpu().numpy().astype(float)
+        return (0.5 * (hessian + hessian.transpose(1, 2))).cpu().numpy().astype(float)
+
+    def z(self, n: int, x: Any) -> np.ndarray:
+        """Z_n = sigma^T grad u(t_n, .) at points x (m, d) -> (m, d), n = 0..N (Z_N = sigma^T grad g)."""
+        steps = self.model.time_steps
+        if not 0 <= n <= steps:
+            raise ProblemError(f"n: expected a step 0..{steps}, got {n}")
+        points = self._points(x)
+        if n == steps:
+            return terminal_z(self.equation, points).detach().cpu().numpy().astype(float)
+        if n == 0 and not self.is_region:
+            self._at_x0_only(points, "Z_0")
+        with torch.no_grad():
+            return self.model.z_at(n, points).cpu().numpy().astype(float)
+
+    # ------------------------------------------------------------------ keeping it
+    def save(self, folder: Path, summary: dict[str, Any] | None = None) -> Path:
+        """Write ``folder/solution.pt`` and ``folder/config.yaml`` (each atomically); returns the folder."""
+        folder = ensure_folder(Path(folder))
+        config = self.problem.to_dict()
+        payload = {
+            "format": FORMAT, "bsde_version": __version__, "name": self.problem.name, "config": config,
+            "seed": self.seed, "u0": self._u0, "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "scales": {"z_scale": float(self.model.z_scale), "y_offset": float(self.model.y_offset),
+                       "y_scale": float(self.model.y_scale)},
+            "summary": summary or {},
+        }
+        torch_save_atomic(folder / SOLUTION_FILE, payload)
+        write_text_atomic(folder / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path, *, device: str | torch.device = "cpu") -> Solution:
+        """The solution saved in ``folder``; one-line :class:`ProblemError` for anything else."""
+        folder = Path(folder)
+        path = folder / SOLUTION_FILE
+        if not folder.is_dir():
+            raise ProblemError(f"{folder}: no such folder")
+        if not path.is_file():
+            raise ProblemError(f"{folder}: not a saved solution ({SOLUTION_FILE} missing; save one with "
+                               "bsde solve ... --save DIR)")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged or foreign file
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ProblemError(f"{path}: not a readable solution ({reason})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT or "config" not in data:
+            raise ProblemError(f"{path}: not a bsde solution of format {FORMAT}")
+        if data.get("bsde_version") != __version__:
+            raise ProblemError(f"{path}: saved by bsde {data.get('bsde_version')}, this is bsde {__version__}; "
+                               "solve again to evaluate with this version")
+        try:
+            problem = problem_from_dict(data["config"], str(data.get("name", "solution")))
+        except ProblemError as exc:
+            raise ProblemError(f"{path}: the saved configuration is not valid here ({exc})") from None
+        config_file = folder / CONFIG_FILE
+        if config_file.exists():
+            written = read_yaml(config_file)
+            changed = _differences(data["config"], written)
+            if changed:
+                raise ProblemError(f"{config_file}: differs from the configuration the weights were trained with "
+                                   f"({'; '.join(changed[:3])})")
+        model = make_model(problem.equation, problem.solver, device=torch.device(device))
+        try:
+            model.load_state_dict(data["model"])
+        except (RuntimeError, KeyError, TypeError) as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise ProblemError(f"{path}: the weights do not fit the saved configuration ({reason})") from None
+        scales = data.get("scales", {})
+        model.z_scale = float(scales.get("z_scale", 1.0))
+        model.y_offset, model.y_scale = float(scales.get("y_offset", 0.0)), float(scales.get("y_scale", 1.0))
+        u0 = data.get("u0")
+        return cls(model, problem, seed=int(data.get("seed", 0)), u0=None if u0 is None else float(u0))
+
+
+def _differences(saved: dict[str, Any], written: dict[str, Any]) -> list[str]:
+    """'key: trained with A, file says B' for each key whose value differs."""
+    old, new = _flatten(saved), _flatten(written)
+    return [f"{key}: trained with {old.get(key)!r}, file says {new.get(key)!r}"
+            for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]

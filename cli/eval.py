@@ -1,0 +1,124 @@
+"""`bsde eval`: u and delta of a saved solution (``bsde solve ... --save DIR``) at given points."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from bsde.errors import ProblemError
+
+from .common import JsonOption, emit_json, err, guarded, out, vector_text
+
+
+def points_from_text(text: str, dim: int) -> list[list[float]]:
+    """--x: a YAML number (every coordinate), a list of dim numbers (one point) or a list of such lists."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ProblemError(f"--x: cannot parse {text!r} as YAML ({problem})") from None
+    if _is_number(value):
+        return [[float(value)] * dim]
+    if isinstance(value, list) and value and all(_is_number(v) for v in value):
+        return [_point(value, dim, "--x")]
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        return [_point(v, dim, f"--x[{i}]") for i, v in enumerate(value)]
+    raise ProblemError(f"--x: expected a number, a list of {dim} numbers or a list of such lists, got {text!r}")
+
+
+def points_from_file(path: Path, dim: int) -> list[list[float]]:
+    """--points FILE: one point per line, numbers separated by commas or blanks; '#' starts a comment."""
+    if not path.is_file():
+        raise ProblemError(f"{path}: no such file" if not path.exists() else f"{path}: is a folder, expected a file")
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ProblemError(f"{path}: expected UTF-8 text (byte offset {exc.start})") from None
+    except OSError as exc:
+        raise ProblemError(f"{path}: cannot read ({exc.strerror})") from None
+    points = []
+    for number, line in enumerate(lines, start=1):
+        words = [w for w in re.split(r"[,\s]+", line.split("#", 1)[0].strip()) if w]
+        if not words:
+            continue
+        try:
+            values = [float(w) for w in words]
+        except ValueError:
+            raise ProblemError(f"{path}: line {number}: expected numbers, got {line.strip()!r}") from None
+        points.append(_point(values, dim, f"{path}: line {number}"))
+    if not points:
+        raise ProblemError(f"{path}: no points (one point of {dim} numbers per line)")
+    return points
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _point(values: list[Any], dim: int, where: str) -> list[float]:
+    if len(values) != dim or not all(_is_number(v) for v in values):
+        raise ProblemError(f"{where}: expected {dim} numbers, got {values!r}")
+    if not all(math.isfinite(float(v)) for v in values):
+        raise ProblemError(f"{where}: every coordinate must be finite, got {values!r}")
+    return [float(v) for v in values]
+
+
+@guarded
+def eval_command(
+    folder: Annotated[Path, typer.Argument(help="A folder written by bsde solve ... --save DIR.", metavar="DIR")],
+    x: Annotated[str | None, typer.Option(
+        "--x", help="Points as YAML: [x1, ..., xd] for one, [[...], [...]] for many; a number sets every "
+                    "coordinate. Default: the problem's x0.")] = None,
+    points: Annotated[Path | None, typer.Option(
+        help="A text file of points, one per line (numbers separated by commas or blanks).",
+        metavar="FILE")] = None,
+    gamma: Annotated[bool, typer.Option("--gamma", help="Also give the diagonal of the Hessian.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Print u(0, x) and delta = grad u(0, x) of the solution saved in DIR at the given points.
+
+    A region solve (solver.region) answers anywhere (points outside its box are extrapolated, with a
+    warning); a point solve answers at its x0 only.
+    """
+    from bsde.solution import Solution  # torch loads only here
+
+    if x is not None and points is not None:
+        raise ProblemError("give the points with --x or with --points, not both")
+    solution = Solution.load(folder)
+    dim = solution.equation.dim
+    chosen = (points_from_text(x, dim) if x is not None else points_from_file(points, dim) if points is not None
+              else [solution.x0.tolist()])
+    region = solution.problem.solver.region
+    outside = [p for p in chosen if region is not None and not region.contains(p)]
+    if outside:
+        err.print(f"warning: {len(outside)} of {len(chosen)} points lie outside the trained box "
+                  f"[{region.low}, {region.high}] (extrapolated)", markup=False)
+    values = solution.u(chosen)
+    deltas = solution.grad(chosen)
+    diagonals = None
+    if gamma:
+        hessians = solution.hessian(chosen)
+        diagonals = [h.diagonal().tolist() if h.ndim == 2 else h.tolist() for h in hessians]
+    if json_:
+        from bsde.reference.result import finite_json
+
+        data = {"solution": str(folder), "problem": solution.problem.name, "dim": dim,
+                "region": region.model_dump(mode="json") if region is not None else None, "points": chosen,
+                "u": values.tolist(), "delta": deltas.tolist()}
+        if diagonals is not None:
+            data["gamma_diag"] = diagonals
+        emit_json(finite_json(data))
+        return
+    kind = f"region {region.low}..{region.high}" if region is not None else "point solve"
+    out.print(f"{solution.problem.name} ({solution.equation.kind}, dim {dim}, {kind})", markup=False)
+    for i, point in enumerate(chosen):
+        out.print(f"  x {vector_text(point)}", markup=False)
+        out.print(f"    u      {values[i]:.8g}", markup=False)
+        out.print(f"    delta  {vector_text(deltas[i].tolist())}", markup=False)
+        if diagonals is not None:
+            out.print(f"    gamma_ii {vector_text(diagonals[i])}", markup=False)

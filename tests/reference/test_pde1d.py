@@ -1,0 +1,65 @@
+"""The one-dimensional PDE solve against closed forms: Black-Scholes, and the exact solutions at d = 1."""
+
+import math
+
+import pytest
+from scipy.stats import norm
+
+import bsde
+from bsde.equations import BlackScholesBarenblatt, BurgersType, DifferingRates, MaxCall, ReactionDiffusion
+from bsde.errors import ProblemError
+from bsde.reference import applicable_methods
+from bsde.reference.exact import exact
+from bsde.reference.pde1d import pde1d, solve_1d
+
+
+def black_scholes_call(s, k, r, vol, t):
+    d1 = (math.log(s / k) + (r + 0.5 * vol * vol) * t) / (vol * math.sqrt(t))
+    return s * norm.cdf(d1) - k * math.exp(-r * t) * norm.cdf(d1 - vol * math.sqrt(t))
+
+
+@pytest.mark.parametrize("eq", [
+    BlackScholesBarenblatt(dim=1, x0=1.0),
+    BurgersType(dim=1, x0=0.5, total_time=0.5),
+    ReactionDiffusion(dim=1, x0=0.7),
+], ids=lambda eq: eq.kind)
+def test_against_exact_solutions(eq):
+    result = pde1d(eq, points=600, steps=150)
+    truth = exact(eq).value
+    assert result.value == pytest.approx(truth, rel=2e-5)
+    assert abs(result.value - truth) <= 3 * result.error_bar + 1e-9  # its estimate is of the right size
+
+
+def test_linear_driver_against_black_scholes():
+    eq = MaxCall(dim=1, x0=100.0, rate=0.05, vol=0.2, strike=100.0, total_time=1.0)
+    assert solve_1d(eq, 800, 200) == pytest.approx(black_scholes_call(100.0, 100.0, 0.05, 0.2, 1.0), rel=1e-4)
+
+
+def test_differing_rates_with_one_rate_is_black_scholes_and_ignores_the_drift():
+    """R^l = R^b = r: the call spread's Black-Scholes price at rate r, whatever the drift mu."""
+    for mu in (0.0, 0.15):
+        eq = DifferingRates(dim=1, x0=130.0, mu=mu, rate_lend=0.05, rate_borrow=0.05)
+        spread = black_scholes_call(130.0, 120.0, 0.05, 0.2, 0.5) - 2 * black_scholes_call(130.0, 150.0, 0.05, 0.2, 0.5)
+        assert solve_1d(eq, 800, 200) == pytest.approx(spread, rel=2e-4)
+
+
+def test_differing_rates_lies_above_both_linear_prices():
+    """The nonlinearity matters at x0 = 135: the value is 1.4% above the larger of the two Black-Scholes prices."""
+    value = solve_1d(DifferingRates(dim=1, x0=135.0), 800, 200)
+    linear = [black_scholes_call(135.0, 120.0, r, 0.2, 0.5) - 2 * black_scholes_call(135.0, 150.0, r, 0.2, 0.5)
+              for r in (0.04, 0.06)]
+    assert value > max(linear) * 1.01
+
+
+def test_applies_in_one_dimension_only():
+    assert "pde-1d" in applicable_methods(bsde.load_problem("differing_rates", {"equation.dim": 1}))
+    assert "pde-1d" in applicable_methods(bsde.load_problem("default_risk", {"equation.dim": 1}))
+    assert "pde-1d" not in applicable_methods(bsde.load_problem("differing_rates"))
+    with pytest.raises(ProblemError, match="pde-1d applies to dim = 1"):
+        pde1d(DifferingRates(dim=2))
+
+
+def test_engine_runs_it_for_one_dimensional_problems():
+    result = bsde.reference(bsde.load_problem("differing_rates", {"equation.dim": 1}))
+    assert result.method == "pde-1d" and result.error_bar < 1e-4 * result.value
+    assert result.details["coarse_points"] == result.details["points"] // 2

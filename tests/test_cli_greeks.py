@@ -1,0 +1,139 @@
+"""The command line of issue 11: delta/gamma in --json, --save and `bsde eval`, --plot, `reference --greeks`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bsde.cli.app import app
+from bsde.solution import SOLUTION_FILE
+
+runner = CliRunner()
+CALL = ["max_call", "--set", "equation.dim=1", "--set", "solver.time_steps=4", "--set", "solver.iterations=40",
+        "--set", "solver.batch_size=16", "--set", "solver.valid_size=16", "--set", "solver.log_every=20",
+        "--no-reference", "--device", "cpu", "-q"]
+REGION = ["--set", "solver.region={low: 80, high: 120}"]
+
+
+def one_line_error(result, code: int = 2) -> str:
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def saved_region(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("region") / "call"
+    result = runner.invoke(app, ["solve", *CALL, *REGION, "--save", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    json.loads(result.stdout)  # --save keeps stdout one clean JSON object
+    assert f"saved the solution to {folder}" in result.stderr
+    return folder
+
+
+def test_solve_json_has_delta_and_gamma_diag():
+    result = runner.invoke(app, ["solve", *CALL, "--set", "equation.dim=2", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["delta"]) == 2 and len(data["gamma_diag"]) == 2 and "first step" in data["gamma_source"]
+    assert data["delta"][0] == pytest.approx(data["z0"][0] / (0.2 * 100.0))  # z0 / (vol S0), independent assets
+    assert data["refit"] is None  # a point solve refits only when asked
+
+
+def test_eval_prints_u_and_delta(saved_region: Path):
+    result = runner.invoke(app, ["eval", str(saved_region), "--x", "[[85], [100], [115]]", "--json", "--gamma"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["points"] == [[85.0], [100.0], [115.0]] and len(data["u"]) == 3 and len(data["delta"]) == 3
+    assert data["u"][0] < data["u"][1] < data["u"][2]  # a call's value rises with the spot
+    assert len(data["gamma_diag"]) == 3 and data["region"]["low"] == 80
+    human = runner.invoke(app, ["eval", str(saved_region), "--x", "100"])
+    assert human.exit_code == 0 and "u " in human.stdout and "delta" in human.stdout
+    default = runner.invoke(app, ["eval", str(saved_region), "--json"])
+    assert json.loads(default.stdout)["points"] == [[100.0]]  # x0
+
+
+def test_eval_reads_a_file_of_points(saved_region: Path, tmp_path: Path):
+    points = tmp_path / "points.txt"
+    points.write_text("# spot\n90\n\n110, \n")
+    result = runner.invoke(app, ["eval", str(saved_region), "--points", str(points), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["points"] == [[90.0], [110.0]]
+    outside = runner.invoke(app, ["eval", str(saved_region), "--x", "150"])
+    assert outside.exit_code == 0 and "outside the trained box" in outside.stderr
+
+
+@pytest.mark.parametrize("args,text", [
+    (["--x", "[1, 2]"], "--x: expected 1 numbers"),
+    (["--x", "[1, "], "--x: cannot parse"),
+    (["--x", "abc"], "--x: expected a number"),
+    (["--x", "[.nan]"], "finite"),
+    (["--x", "1", "--points", "p.txt"], "not both"),
+    (["--points", "missing.txt"], "missing.txt: no such file"),
+])
+def test_eval_bad_points_are_one_line_errors(saved_region: Path, args, text):
+    assert text in one_line_error(runner.invoke(app, ["eval", str(saved_region), *args]))
+
+
+def test_eval_bad_file_line_names_it(saved_region: Path, tmp_path: Path):
+    points = tmp_path / "bad.txt"
+    points.write_text("90\nninety\n")
+    assert f"{points}: line 2: expected numbers" in one_line_error(
+        runner.invoke(app, ["eval", str(saved_region), "--points", str(points)]))
+
+
+def test_eval_refuses_other_folders(tmp_path: Path, saved_region: Path):
+    assert "no such folder" in one_line_error(runner.invoke(app, ["eval", str(tmp_path / "none")]))
+    assert "not a saved solution" in one_line_error(runner.invoke(app, ["eval", str(tmp_path)]))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    data = torch.load(saved_region / SOLUTION_FILE, weights_only=True)
+    torch.save({**data, "bsde_version": "9.9"}, foreign / SOLUTION_FILE)
+    assert "saved by bsde 9.9" in one_line_error(runner.invoke(app, ["eval", str(foreign)]))
+
+
+def test_a_saved_point_solve_answers_at_x0_only(tmp_path: Path):
+    folder = tmp_path / "point"
+    assert runner.invoke(app, ["solve", *CALL, "--save", str(folder)]).exit_code == 0
+    at_x0 = runner.invoke(app, ["eval", str(folder), "--x", "100", "--json"])
+    assert at_x0.exit_code == 0 and len(json.loads(at_x0.stdout)["delta"][0]) == 1
+    assert "at x0 only" in one_line_error(runner.invoke(app, ["eval", str(folder), "--x", "90"]))
+
+
+def test_save_refuses_a_folder_with_other_files_before_training(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = runner.invoke(app, ["solve", *CALL, "--save", str(tmp_path)])
+    assert "holds other files (notes.txt)" in one_line_error(result)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / SOLUTION_FILE).exists()
+
+
+def test_plot_needs_a_region():
+    assert "--plot" in one_line_error(runner.invoke(app, ["solve", *CALL, "--plot", "u.png"]))
+
+
+def test_plot_draws_the_diagonal(tmp_path: Path):
+    picture = tmp_path / "u.png"
+    result = runner.invoke(app, ["solve", *CALL, *REGION, "--plot", str(picture)])
+    assert result.exit_code == 0, result.output
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reference_greeks_json_and_the_flagged_fallback():
+    result = runner.invoke(app, ["reference", "max_call", "--set", "equation.dim=2", "--greeks", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["method"] == "semi-analytic" and len(data["delta"]) == 2 and data["fallback"] is False
+    assert data["gamma"][0][1] < 0
+    mc = json.loads(runner.invoke(app, ["reference", "max_call", "--set", "equation.dim=2", "--greeks", "--json",
+                                        "--method", "mc", "--paths", "20000", "-q"]).stdout)
+    assert len(mc["delta_ci95"]) == 2 and mc["delta_ci95"][0][0] < mc["delta"][0] < mc["delta_ci95"][0][1]
+    fallback = runner.invoke(app, ["reference", "hjb", "--set", "equation.dim=2", "--set", "equation.x0=0.5",
+                                   "--greeks", "--method", "cole-hopf", "--paths", "4096"])
+    assert fallback.exit_code == 0, fallback.output
+    assert "FALLBACK: central differences" in fallback.stdout and "warning: no direct Greeks" in fallback.stderr

@@ -1,0 +1,225 @@
+"""Data parallel over processes (bsde.distributed): K processes reproduce one; shards; launcher; two nodes.
+
+The multi-process tests run real torchrun jobs with gloo on the CPU: ``bsde solve --nproc 2`` (the
+launcher) and, marked slow, two torchrun processes acting as two nodes, Ctrl-C and resume under
+two processes, and ``bsde compare --nproc 2``. Each compares with one process computed here: the
+loss history of 2 processes with B/2 paths each must match one process with B paths to 1e-10.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import bsde
+from bsde.cli.app import app
+from bsde.distributed import Group, ShardStreams, stream_seed
+from bsde.errors import ProblemError
+from bsde.trainer import sample
+from conftest import TINY, tiny_args
+
+runner = CliRunner()
+#: steered from iteration 30 of 60 (hjb's controlled measure), so the batch-stat steps run globally too
+ARGS = ["hjb", *tiny_args(), "--no-reference", "--threads", "1", "--device", "cpu"]
+CLEAN_ENV = {k: v for k, v in os.environ.items()
+             if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+
+
+def one_process(**changes: object) -> bsde.SolveResult:
+    """The single-process solve the multi-process runs must reproduce."""
+    return bsde.solve(bsde.load_problem("hjb", {**TINY, **changes}), seed=0, device="cpu", threads=1)
+
+
+def assert_same_history(one: list, many: list, tolerance: float = 1e-10) -> None:
+    assert len(one) == len(many) and len(one) >= 3
+    for a, b in zip(one, many):
+        assert a.iteration == b["iteration"]
+        assert abs(a.loss - b["loss"]) <= tolerance * abs(a.loss), (a, b)
+        assert abs(a.y0 - b["y0"]) <= tolerance * abs(a.y0), (a, b)
+
+
+def bsde_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bsde.cli", *args], cwd=cwd, env=CLEAN_ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- shards and streams -------------------------------------------------------------------------------------
+
+
+def test_stream_seeds_differ_by_shard_and_by_seed():
+    seeds = {stream_seed(seed, shard) for seed in range(20) for shard in range(64)}
+    assert len(seeds) == 20 * 64
+    assert len({s & 0xFFFFFFFF for s in seeds}) == 20 * 64  # the CPU generator keeps 32 bits of a seed
+    assert stream_seed(0, 1) != stream_seed(1, 0)
+
+
+@pytest.mark.parametrize(("shards", "size"), [(8, 1), (8, 2), (8, 3), (8, 8), (5, 4)])
+def test_each_shard_belongs_to_exactly_one_process(shards: int, size: int):
+    blocks = [Group(rank, size, torch.device("cpu")).shards(shards) for rank in range(size)]
+    assert [s for block in blocks for s in block] == list(range(shards))
+    assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+def test_more_processes_than_shards_is_a_problem_error():
+    with pytest.raises(ProblemError, match="solver.shards: 2 shards cannot feed 4 processes"):
+        Group(1, 4, torch.device("cpu")).shards(2)
+
+
+def test_a_batch_is_the_same_whoever_draws_its_shards(tiny: bsde.Problem):
+    eq, settings = tiny.equation, tiny.solver.model_copy(update={"batch_size": 64, "shards": 8})
+    cpu = torch.device("cpu")
+    whole = ShardStreams(7, 8, 64, range(8), cpu)
+    halves = [ShardStreams(7, 8, 64, Group(r, 2, cpu).shards(8), cpu) for r in range(2)]
+    for _ in range(3):  # the streams go on from batch to batch
+        batch = sample(eq, settings, whole.rows, whole.generators, cpu)
+        parts = [sample(eq, settings, half.rows, half.generators, cpu) for half in halves]
+        assert torch.equal(batch.dw, torch.cat([p.dw for p in parts]))
+        assert torch.equal(batch.x, torch.cat([p.x for p in parts]))
+    state = whole.state()
+    assert sorted(state) == list(range(8))
+    halves[1].restore(state)  # a process takes its shards' states out of everyone's
+    assert torch.equal(halves[1].generators[0].get_state(), state[4])
+
+
+@pytest.mark.parametrize(("batch", "shards"), [(64, 8), (256, 8), (100, 4), (6, 2), (7, 1)])
+def test_default_shard_count_divides_the_batch(batch: int, shards: int):
+    settings = bsde.load_problem("hjb", {"solver.batch_size": batch}).solver
+    assert settings.shard_count() == shards
+
+
+def test_shards_that_do_not_divide_the_batch_are_refused():
+    result = runner.invoke(app, ["solve", "hjb", "--set", "solver.shards=3"])
+    assert result.exit_code == 2
+    assert "solver.shards" in result.output and "must divide batch_size (64)" in result.output
+
+
+def test_nproc_beyond_the_shards_fails_before_launching(tmp_path: Path):
+    result = runner.invoke(app, ["solve", *ARGS, "--set", "solver.shards=1", "--nproc", "2"])
+    assert result.exit_code == 2 and "more processes than the 1 shards" in result.output
+
+
+def test_stop_keeps_the_first_signal():
+    from bsde.cli.signals import StopRequest
+
+    stop = StopRequest()
+    stop.handle(signal.SIGINT, None)
+    stop.handle(signal.SIGTERM, None)  # torchrun's follow-up must not turn a Ctrl-C into SIGTERM
+    assert stop.exit_code == 130
+
+
+# --- K processes reproduce one --------------------------------------------------------------------------------
+
+
+def test_two_processes_reproduce_one(tmp_path: Path):
+    """bsde solve --nproc 2 (torchrun, gloo): the same losses and y0 as one process, one JSON, one log."""
+    done = bsde_cli("solve", *ARGS, "--json", "--nproc", "2", "--out", "two.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    many = json.loads(done.stdout)  # exactly one JSON object: only the lead prints
+    one = one_process()
+    assert many["processes"] == 2 and many["batch_size"] == TINY["solver.batch_size"]
+    assert_same_history(one.history, many["history"])
+    assert many["y0"] == pytest.approx(one.y0, rel=1e-9)  # the lead's bound on the same model
+    assert json.loads((tmp_path / "two.json").read_text()) == many
+    assert done.stderr.count("iter     60/60") == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_two_nodes_reproduce_one(tmp_path: Path):
+    """Two torchrun processes with one worker each, meeting through a c10d rendezvous on localhost."""
+    port = free_port()
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", uuid.uuid4().hex,
+               "-m", "bsde.cli", "solve", *ARGS, "--json"]
+    logs = [(tmp_path / f"node{n}.out", tmp_path / f"node{n}.err") for n in range(2)]
+    nodes = [subprocess.Popen(command, cwd=tmp_path, env=CLEAN_ENV, stdout=out.open("w"), stderr=err.open("w"))
+             for out, err in logs]
+    for node in nodes:
+        node.wait(timeout=300)
+    outputs = [(out.read_text(), err.read_text()) for out, err in logs]
+    assert [node.returncode for node in nodes] == [0, 0], "\n=====\n".join(err for _, err in outputs)
+    printed = [out for out, _ in outputs if out.strip()]
+    assert len(printed) == 1  # the lead, on whichever node it landed
+    many = json.loads(printed[0])
+    assert many["processes"] == 2
+    assert_same_history(one_process().history, many["history"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_two_processes_checkpoints_and_resumes(tmp_path: Path):
+    changes = {"solver.iterations": 200, "solver.log_every": 50, "solver.measure": "plain"}
+    long = ["hjb", *tiny_args(**changes), "--no-reference", "--threads", "1", "--device", "cpu"]
+    process = subprocess.Popen([sys.executable, "-m", "bsde.cli", "solve", *long, "--nproc", "2", "--checkpoint",
+                                "ck", "--checkpoint-every", "10"], cwd=tmp_path, env=CLEAN_ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "ck" / "checkpoint.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.count("interrupted by SIGINT") == 1 and "Traceback" not in stderr
+    hint = stderr.strip().splitlines()[-1].strip()
+    assert hint.startswith("bsde solve hjb --set") and " --nproc 2 " in hint and hint.endswith("--resume ck")
+    shutil.copytree(tmp_path / "ck", tmp_path / "ck1")  # resuming goes on writing to ck
+    resumed = bsde_cli("solve", *long, "--nproc", "2", "--resume", "ck", "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    one = one_process(**changes)
+    assert_same_history(one.history, json.loads(resumed.stdout)["history"])
+    # the checkpoint holds every shard's stream: one process can go on where two stopped
+    alone = bsde.solve(bsde.load_problem("hjb", {**TINY, **changes}), seed=0, device="cpu", threads=1,
+                       resume=tmp_path / "ck1")
+    assert_same_history(one.history, [vars(entry) for entry in alone.history])
+
+
+# --- reference and compare over processes --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_reference_over_two_processes_equals_one_process_with_two_shards(tmp_path: Path):
+    done = bsde_cli("reference", "max_call", "--set", "equation.dim=5", "--method", "mc", "--paths", "20000",
+                    "--nproc", "2", "--json", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    many = json.loads(done.stdout)
+    one = bsde.reference(bsde.load_problem("max_call", {"equation.dim": 5}), "mc", paths=20000, shards=2)
+    assert many["details"]["shards"] == 2
+    assert many["value"] == one.value and many["stderr"] == one.stderr  # the same shards, merged alike
+
+
+def test_deterministic_reference_refuses_processes():
+    result = runner.invoke(app, ["reference", "hjb", "--set", "equation.dim=3", "--nproc", "2"])
+    assert result.exit_code == 2 and "deterministic" in result.output
+
+
+@pytest.mark.slow
+def test_compare_over_two_processes_equals_one(tmp_path: Path):
+    args = ["compare", "hjb", "allen_cahn", "--seeds", "2", *tiny_args(), "--reference-paths", "2000",
+            "--threads", "1", "--device", "cpu", "-q"]
+    done = bsde_cli(*args, "--nproc", "2", "--out", "two", cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    alone = runner.invoke(app, [*args, "--out", str(tmp_path / "one")])
+    assert alone.exit_code == 0, alone.output
+    for name in ("hjb", "allen_cahn"):
+        one = json.loads((tmp_path / "one" / f"{name}.json").read_text())
+        two = json.loads((tmp_path / "two" / f"{name}.json").read_text())
+        assert [run["y0"] for run in two["runs"]] == [run["y0"] for run in one["runs"]]
+        assert [run["seed"] for run in two["runs"]] == [0, 1]
+        assert two["reference"]["value"] == one["reference"]["value"]
+        assert two["environment"]["processes"] == 2 and "--nproc 2" in two["environment"]["command"]

@@ -1,0 +1,111 @@
+"""Solver-facing flags: derived by probing the driver, and every declared flag checked against its driver."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import bsde
+from bsde.equations import EQUATIONS, AllenCahn, HJB, MaxCall
+from bsde.errors import ProblemError
+from bsde.probing import DriverFlags, declared_flags, probe_driver, verify_flags
+
+
+def custom(driver, process=None, dim=3):
+    return bsde.custom_equation(dim=dim, x0=1.0, process=process or bsde.BrownianMotion(math.sqrt(2)),
+                                terminal=lambda x: x.square().sum(-1), driver=driver)
+
+
+@pytest.mark.parametrize("driver, expected", [
+    (None, DriverFlags(False, False, 0.0, None)),
+    (lambda t, x, y, z: -0.07 * y, DriverFlags(True, False, 0.07, None)),
+    (lambda t, x, y, z: 0.0 * y, DriverFlags(False, False, 0.0, None)),
+    (lambda t, x, y, z: y - y ** 3, DriverFlags(True, False, None, None)),
+    (lambda t, x, y, z: -0.05 * y + 0.01 * t, DriverFlags(True, False, None, None)),  # affine, not linear
+    (lambda t, x, y, z: -x.sum(-1) * 0.01 * y, DriverFlags(True, False, None, None)),  # rate depends on x
+    (lambda t, x, y, z: -1.5 * z.square().sum(-1), DriverFlags(False, True, None, 3.0)),
+    (lambda t, x, y, z: -0.5 * z.square().sum(-1) + t * z.sum(-1) + x.sum(-1), DriverFlags(False, True, None, 1.0)),
+    (lambda t, x, y, z: -(1 + t) * z.square().sum(-1), DriverFlags(False, True, None, None)),  # c depends on t
+    (lambda t, x, y, z: -z.norm(dim=-1), DriverFlags(False, True, None, None)),
+    (lambda t, x, y, z: -0.5 * z.square().sum(-1) - y, DriverFlags(True, True, None, 1.0)),
+])
+def test_probed_flags(driver, expected):
+    assert custom(driver).driver_flags == expected
+
+
+def test_flags_given_skip_probing_but_are_checked_before_a_solve():
+    eq = bsde.custom_equation(dim=2, x0=1.0, process=bsde.BrownianMotion(1.0), terminal=lambda x: x.sum(-1),
+                              driver=lambda t, x, y, z: y, flags=DriverFlags(uses_y=False, uses_z=False))
+    assert not eq.driver_uses_y  # as given
+    with pytest.raises(ProblemError, match="driver_uses_y is False but the driver changes with y"):
+        bsde.solve(eq, solver={"iterations": 1})
+    with pytest.raises(ProblemError, match="driver_uses_y"):
+        bsde.reference(eq)
+
+
+def _defaults(kind: str):
+    """The kind's equation at a small dimension (None where the kind has required fields)."""
+    try:
+        return EQUATIONS[kind](dim=3)
+    except Exception:  # noqa: BLE001 - kinds with required fields (e.g. custom) are probed through their files
+        return None
+
+
+@pytest.mark.parametrize("kind", sorted(EQUATIONS))
+def test_every_built_in_kind_declares_what_its_driver_does(kind):
+    """A declared flag that would change the answer (False where probing finds a dependence, a wrong r or c)
+    fails; the declared flags also agree with the probed ones where probing proves them."""
+    eq = _defaults(kind)
+    if eq is None:
+        pytest.skip(f"{kind} has required fields")
+    verify_flags(eq)
+    declared, probed = declared_flags(eq), probe_driver(eq)
+    assert declared.uses_y == probed.uses_y or declared.uses_y  # conservative is allowed, a miss is not
+    assert declared.uses_z == probed.uses_z or declared.uses_z
+    assert declared.discount_rate == pytest.approx(probed.discount_rate) if declared.linear else True
+
+
+@pytest.mark.parametrize("name", sorted(bsde.shipped_problems()))
+def test_every_shipped_problem_passes_the_check(name):
+    small = {} if bsde.load_problem(name).equation.dim <= 10 else {"equation.dim": 3}  # basket_put fixes dim 5
+    verify_flags(bsde.load_problem(name, small).equation)
+
+
+class _SaysNoY(AllenCahn):
+    @property
+    def driver_uses_y(self) -> bool:  # wrong: y - y^3 uses y (the solver would sum f with y = 0)
+        return False
+
+
+class _WrongRate(MaxCall):
+    @property
+    def discount_rate(self) -> float:  # wrong: f = -rate y
+        return self.rate + 0.01
+
+
+class _WrongHessian(HJB):
+    @property
+    def z_hessian(self) -> float:
+        return 2.0 * self.lam
+
+
+class _SaysNoZ(HJB):
+    @property
+    def driver_uses_z(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("cls, message", [
+    (_SaysNoY, "driver_uses_y is False"), (_WrongRate, "driver_is_linear says f = -0.06 y, but the driver is -0.05 y"),
+    (_WrongHessian, "c = 2"), (_SaysNoZ, "driver_uses_z is False"),
+])
+def test_a_wrong_declared_flag_stops_the_solve(cls, message):
+    with pytest.raises(ProblemError, match=message):
+        bsde.solve(cls(dim=2), solver={"iterations": 1, "time_steps": 2})
+
+
+def test_probing_does_not_depend_on_where_x0_sits():
+    eq = bsde.custom_equation(dim=2, x0=[100.0, 50.0], process=bsde.GBM(0.05, 0.3), terminal=lambda x: x.amax(-1),
+                              driver=lambda t, x, y, z: -0.05 * y)
+    assert eq.driver_flags == DriverFlags(True, False, 0.05, None)

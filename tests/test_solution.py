@@ -1,0 +1,148 @@
+"""The solution a solve keeps: delta = sigma^{-T} Z_0, gamma, u and grad over a region, z(n, x), save and load."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import bsde
+from bsde.errors import BSDEError, ProblemError
+from bsde.processes import uniform_correlation_root
+from bsde.solution import CONFIG_FILE, SOLUTION_FILE, Solution, check_save_folder
+
+from conftest import TINY
+
+POINT = {"equation.dim": 2, "equation.correlation": 0.3, "equation.vol": [0.2, 0.3], "solver.time_steps": 4,
+         "solver.iterations": 40, "solver.batch_size": 16, "solver.valid_size": 16, "solver.log_every": 20}
+REGION = {**TINY, "solver.region": {"low": -1, "high": 1}}
+
+
+@pytest.fixture(scope="module")
+def point_result() -> bsde.SolveResult:
+    return bsde.solve(bsde.load_problem("max_call", POINT), seed=0, threads=1)
+
+
+@pytest.fixture(scope="module")
+def region_result() -> bsde.SolveResult:
+    return bsde.solve(bsde.load_problem("hjb", REGION), seed=0, threads=1)
+
+
+def test_delta_is_sigma_inverse_transpose_z0(point_result):
+    """Z = sigma^T grad u with sigma = diag(vol S) C^{1/2}: delta = C^{-1/2} z0 / (vol S), by a dense solve here."""
+    vol, spot, rho = np.array([0.2, 0.3]), np.array([100.0, 100.0]), 0.3
+    corr = np.array([[1.0, rho], [rho, 1.0]])
+    values, vectors = np.linalg.eigh(corr)
+    sigma = np.diag(vol * spot) @ (vectors @ np.diag(np.sqrt(values)) @ vectors.T)
+    expected = np.linalg.solve(sigma.T, np.array(point_result.z0))
+    assert np.allclose(point_result.delta, expected, rtol=1e-10)
+    assert point_result.to_dict()["delta"] == point_result.delta and len(point_result.gamma_diag) == 2
+    assert point_result.gamma.shape == (2, 2) and "first step" in point_result.gamma_source
+
+
+def test_a_point_solve_answers_at_x0_only(point_result):
+    x0 = [100.0, 100.0]
+    assert point_result.u(x0)[0] == point_result.y0 == point_result.u0
+    assert np.allclose(point_result.grad([x0, x0]), [point_result.delta] * 2)
+    with pytest.raises(ProblemError, match="at x0 only"):
+        point_result.u([101.0, 100.0])
+    with pytest.raises(ProblemError, match=r"an \(n, 2\) array"):
+        point_result.u([1.0, 2.0, 3.0])
+
+
+def test_z_at_steps(point_result):
+    x = np.array([[120.0, 90.0], [80.0, 110.0]])
+    # Z_N = sigma^T grad g = C^{1/2} (vol S o e_argmax) above the strike
+    scaled = torch.tensor([[0.2 * 120.0, 0.0], [0.0, 0.3 * 110.0]], dtype=torch.float64)
+    assert np.allclose(point_result.z(4, x), uniform_correlation_root(scaled, 0.3).numpy())
+    assert point_result.z(2, x).shape == (2, 2)
+    with pytest.raises(ProblemError, match="step 0..4"):
+        point_result.z(5, x)
+
+
+def test_a_region_solve_has_u_grad_and_hessian_everywhere(region_result):
+    points = np.array([[0.2, -0.4], [0.7, 0.1]])
+    u, grad = region_result.u(points), region_result.grad(points)
+    hessian = region_result.solution.hessian(points)
+    h = 1e-4
+    for k in range(2):
+        for i in range(2):
+            step = np.zeros(2)
+            step[i] = h
+            slope = (region_result.u(points[k] + step)[0] - region_result.u(points[k] - step)[0]) / (2 * h)
+            assert grad[k, i] == pytest.approx(slope, rel=1e-5, abs=1e-8)
+            column = (region_result.grad(points[k] + step)[0] - region_result.grad(points[k] - step)[0]) / (2 * h)
+            assert np.allclose(hessian[k, :, i], column, rtol=1e-4, atol=1e-7)
+    assert u.shape == (2,) and np.allclose(hessian, hessian.transpose(0, 2, 1))
+    assert region_result.gamma.shape == (2, 2) and "Hessian of the network" in region_result.gamma_source
+    assert region_result.refit is not None and region_result.refit["paths"] >= 1 << 12
+    tensor = region_result.u(torch.tensor(points))
+    assert np.allclose(tensor, u)
+
+
+def test_save_and_load_give_the_same_answers(region_result, tmp_path: Path):
+    folder = region_result.solution.save(tmp_path / "saved")
+    assert (folder / SOLUTION_FILE).is_file() and (folder / CONFIG_FILE).is_file()
+    torch.load(folder / SOLUTION_FILE, weights_only=True)  # plain tensors and numbers only
+    loaded = Solution.load(folder)
+    points = np.array([[0.3, 0.3], [-0.5, 0.9]])
+    assert np.allclose(loaded.u(points), region_result.u(points), rtol=1e-12)
+    assert np.allclose(loaded.grad(points), region_result.grad(points), rtol=1e-12)
+    assert np.allclose(loaded.delta, region_result.delta) and loaded.u0 == region_result.y0
+
+
+def test_a_saved_point_solve_keeps_its_gamma(point_result, tmp_path: Path):
+    loaded = Solution.load(point_result.solution.save(tmp_path / "point"))
+    assert np.allclose(loaded.gamma, point_result.gamma) and np.allclose(loaded.delta, point_result.delta)
+
+
+def test_load_refuses_what_it_cannot_trust(region_result, tmp_path: Path):
+    folder = region_result.solution.save(tmp_path / "saved")
+    with pytest.raises(ProblemError, match="no such folder"):
+        Solution.load(tmp_path / "missing")
+    with pytest.raises(ProblemError, match="not a saved solution"):
+        Solution.load(tmp_path)
+    # another version
+    data = torch.load(folder / SOLUTION_FILE, weights_only=True)
+    torch.save({**data, "bsde_version": "0.0.1"}, folder / SOLUTION_FILE)
+    with pytest.raises(ProblemError, match=r"saved by bsde 0.0.1, this is bsde"):
+        Solution.load(folder)
+    # weights of another configuration
+    torch.save({**data, "model": {k: v[..., :1] if v.ndim else v for k, v in data["model"].items()}},
+               folder / SOLUTION_FILE)
+    with pytest.raises(ProblemError, match="weights do not fit the saved configuration"):
+        Solution.load(folder)
+    # a config.yaml that no longer matches the weights
+    torch.save(data, folder / SOLUTION_FILE)
+    config = yaml.safe_load((folder / CONFIG_FILE).read_text())
+    config["equation"]["dim"] = 3
+    (folder / CONFIG_FILE).write_text(yaml.safe_dump(config))
+    with pytest.raises(ProblemError, match=r"config.yaml: differs .*equation.dim: trained with 2, file says 3"):
+        Solution.load(folder)
+    # not a torch file at all
+    (folder / SOLUTION_FILE).write_text("hello")
+    with pytest.raises(ProblemError, match="not a readable solution"):
+        Solution.load(folder)
+
+
+def test_save_folder_checks(tmp_path: Path):
+    (tmp_path / "other.txt").write_text("keep me")
+    with pytest.raises(ProblemError, match="holds other files"):
+        check_save_folder(tmp_path)
+    with pytest.raises(ProblemError, match="is a file"):
+        check_save_folder(tmp_path / "other.txt")
+    assert (tmp_path / "other.txt").read_text() == "keep me"
+    assert check_save_folder(tmp_path / "new") == tmp_path / "new"
+
+
+def test_a_result_read_back_from_json_has_no_model(point_result):
+    data = point_result.to_dict()
+    assert "solution" not in data and math.isfinite(data["y0"])
+    bare = bsde.SolveResult(**{k: v for k, v in data.items() if k != "history"})
+    with pytest.raises(BSDEError, match="no trained model"):
+        bare.u([100.0, 100.0])
+    assert bare.gamma is None
