@@ -14,21 +14,26 @@ from __future__ import annotations
 import torch
 
 
+def _normalize(h, weight, bias, running_mean, running_var, momentum: float, eps: float):
+    """(y, h - mean, 1 / sqrt(var + eps)), the running statistics updated in place."""
+    n = h.shape[0]
+    mean = h.mean(0)
+    centered = h - mean
+    var = centered.square().mean(0)
+    invstd = torch.rsqrt(var + eps)
+    if running_mean is not None:
+        running_mean.lerp_(mean.reshape(running_mean.shape), momentum)
+        running_var.lerp_(var.reshape(running_var.shape) * (n / (n - 1)), momentum)
+    y = centered * invstd if weight is None else torch.addcmul(bias, centered, invstd * weight)
+    return y, centered, invstd
+
+
 class _BatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, running_mean, running_var, momentum: float, eps: float):
-        n = h.shape[0]
-        mean = h.mean(0)
-        centered = h - mean
-        var = centered.square().mean(0)
-        invstd = torch.rsqrt(var + eps)
-        if running_mean is not None:
-            running_mean.lerp_(mean.reshape(running_mean.shape), momentum)
-            running_var.lerp_(var.reshape(running_var.shape) * (n / (n - 1)), momentum)
+        y, centered, invstd = _normalize(h, weight, bias, running_mean, running_var, momentum, eps)
         ctx.save_for_backward(centered, invstd, weight)
-        if weight is None:
-            return centered * invstd
-        return torch.addcmul(bias, centered, invstd * weight)
+        return y
 
     @staticmethod
     def backward(ctx, dy):
@@ -53,6 +58,9 @@ def batch_norm(h: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor 
     the running statistics (flat or shaped h[0]) move by ``momentum`` towards the batch's, in place."""
     if h.shape[0] < 2:
         raise ValueError(f"batch norm needs a batch of at least 2, got {h.shape[0]}")
+    if not torch.is_grad_enabled():  # the controlled paths' per-step norms: no graph to record
+        with torch.no_grad():
+            return _normalize(h, weight, bias, running_mean, running_var, momentum, eps)[0]
     return _BatchNorm.apply(h, weight, bias, running_mean, running_var, momentum, eps)
 
 

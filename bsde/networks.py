@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bsde.batch_norm import batch_norm, batch_norm_inference
@@ -98,9 +99,10 @@ class StackedBatchNorm(nn.Module):
         rows = slice(step * self.features, (step + 1) * self.features)
         if batch_stats and self.total is not None:
             return global_batch_norm(h, self.running_mean[rows].detach(), weight, bias, self.total)
+        # one step's (B, F) block: torch's kernel, one call (bsde.batch_norm pays off on the stacked (B, S, F) tensor)
         if batch_stats:
-            return batch_norm(h, weight, bias, momentum=0.0, eps=BN_EPS)
-        return batch_norm_inference(h, weight, bias, self.running_mean[rows], self.running_var[rows], eps=BN_EPS)
+            return F.batch_norm(h, None, None, weight, bias, True, 0.0, BN_EPS)
+        return F.batch_norm(h, self.running_mean[rows], self.running_var[rows], weight, bias, False, 0.0, BN_EPS)
 
 
 class StackedLinear(nn.Module):

@@ -61,3 +61,17 @@ def test_inference_mode_matches_torch():
 def test_a_batch_of_one_is_refused():
     with pytest.raises(ValueError, match="at least 2"):
         batch_norm(torch.ones(1, 3), None, None, momentum=0.1, eps=1e-6)
+
+
+def test_without_grad_the_same_values_and_running_statistics():
+    generator = torch.Generator().manual_seed(3)
+    h = _input(generator, True)
+    weight, bias = torch.rand(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    stats = [(torch.zeros(12, dtype=torch.float64), torch.ones(12, dtype=torch.float64)) for _ in range(2)]
+    recorded = batch_norm(h, weight.requires_grad_(True), bias, *stats[0], momentum=0.1, eps=1e-6)
+    with torch.no_grad():
+        plain = batch_norm(h, weight, bias, *stats[1], momentum=0.1, eps=1e-6)
+    assert plain.grad_fn is None and recorded.grad_fn is not None
+    torch.testing.assert_close(plain, recorded.detach(), rtol=0, atol=0)
+    for a, b in zip(*stats):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
