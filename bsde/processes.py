@@ -392,6 +392,8 @@ class Diffusion(Process):
     def states(self, x0, dw, dt, *, generator=None):
         import torch
 
+        from bsde.simulation import standard_normals
+
         k = self.substeps
         if k > 1 and generator is None:
             raise ValueError("Diffusion with substeps > 1 needs a generator for the Brownian bridge")
@@ -402,8 +404,8 @@ class Diffusion(Process):
             if k == 1:
                 x = self.step(n * dt, x, dt, dw[:, n])
             else:  # the bridge: k normals of variance h, recentred so that they sum to dw
-                e = torch.randn(dw.shape[0], k, dw.shape[2], generator=generator, dtype=dw.dtype,
-                                device=dw.device) * math.sqrt(h)
+                e = standard_normals((dw.shape[0], k, dw.shape[2]), generator, device=dw.device,
+                                     dtype=dw.dtype) * math.sqrt(h)  # one stream, or one per shard of rows
                 sub = e - e.mean(1, keepdim=True) + dw[:, n].unsqueeze(1) / k
                 for j in range(k):
                     x = self.step(n * dt + j * h, x, h, sub[:, j])

@@ -133,13 +133,16 @@ class Custom(CustomEquation):
     @model_validator(mode="before")
     @classmethod
     def _only_yaml_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("process_spec"), _Spec):
+            # another instance's fields (Python code re-validating one, e.g. at another x0): its YAML, re-derived
+            data = {_KEYS.get(key, key): value for key, value in data.items() if key not in _DERIVED}
         if isinstance(data, dict):
             for key in data:
                 if key in _DERIVED:
                     known = ", ".join(_KEYS.values())
                     raise ValueError(f"{key}: unknown key (known: {known})")
             process = data.get("process")
-            if "process" in data and not isinstance(process, dict):
+            if "process" in data and not isinstance(process, (dict, _Spec)):
                 raise ValueError(f"process: expected a mapping with kind: {', '.join(_KINDS)}; got {process!r}"[:160])
             if isinstance(process, dict) and process.get("kind") not in _KINDS:
                 what = "missing" if process.get("kind") is None else f"unknown kind {process.get('kind')!r}"

@@ -164,3 +164,17 @@ def test_declared_closed_form_agrees_with_monte_carlo():
     with pytest.raises(bsde.ProblemError, match="differs from the terminal condition"):
         bsde.reference(wrong, "closed-form")
     assert "closed_form" not in bsde.load_problem("basket_put").to_dict()["equation"]
+
+
+def test_started_elsewhere_keeps_the_texts():
+    """Greeks and regions re-validate an equation at another x0 from its fields (bsde.region.with_start)."""
+    from pydantic import ValidationError
+
+    from bsde.region import with_start
+
+    eq = bsde.load_problem("basket_put").equation
+    moved = with_start(eq, [90.0] * 5)
+    assert moved.x_start == (90.0,) * 5 and moved.terminal_fn == eq.terminal_fn and moved.process == eq.process
+    assert moved.model_dump()["terminal"] == "relu(K - mean(x))" and moved.discount_rate == eq.discount_rate
+    with pytest.raises(ValidationError, match="positive"):
+        with_start(eq, [-1.0] * 5)

@@ -41,9 +41,9 @@ def test_exact_is_refused_where_no_closed_form_is_known():
         reference(bsde.load_problem("differing_rates"))
 
 
-def test_cli_reference_exact_json():
+def test_cli_reference_exact_json(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bsde.cli", "reference", "burgers_type", "--method", "exact",
-                           "--json", "-q"], capture_output=True, text=True, check=False)
+                           "--json", "-q"], capture_output=True, text=True, check=False, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["method"] == "exact" and data["value"] == pytest.approx(1 / (1 + math.exp(-1.0)), rel=1e-13)

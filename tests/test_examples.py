@@ -1,0 +1,37 @@
+"""examples/basket_put.py and examples/regression_check.sh run at small settings and agree with Monte Carlo."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.slow
+def test_basket_put_example_agrees_with_its_monte_carlo_reference():
+    done = subprocess.run([sys.executable, str(EXAMPLES / "basket_put.py"), "--small", "--threads", "1"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    y0 = float(re.search(r"y0 = (\S+)", done.stdout).group(1))
+    ref, half_width = (float(v) for v in re.search(r"u0 = (\S+) \+- (\S+)", done.stdout).groups())
+    assert abs(y0 - ref) <= half_width + 0.01 * ref, done.stdout  # CI plus 1% at 600 iterations
+    assert len(re.search(r"Z_0 = sigma\^T grad u: (.*)", done.stdout).group(1).split()) == 5
+
+
+@pytest.mark.slow
+def test_regression_check_fails_above_its_tolerance_and_writes_the_reports(tmp_path):
+    env = {**os.environ, "SMALL": "1", "TOL": "0", "OUT": str(tmp_path)}
+    done = subprocess.run(["bash", str(EXAMPLES / "regression_check.sh"), "basket_put"], capture_output=True,
+                          text=True, timeout=900, env=env)
+    assert done.returncode == 1, done.stderr  # no solve is exact: a zero tolerance fails, after the reports
+    report = json.loads((tmp_path / "basket_put.json").read_text())
+    text = json.dumps(report)
+    errors = [float(v) for v in re.findall(r'"rel_error": ([0-9.eE+-]+)', text)]
+    assert errors and max(errors) < 0.02, text[:2000]  # the fast preset at 10 steps: within 2% of Monte Carlo
