@@ -10,7 +10,8 @@
 # site-packages is needed, and every command runs outside the checkout (whose bsde/ lacks bsde.cli).
 #
 # Writes at most 8 files to $OUT: summary.txt (environment, each step's exit status and seconds),
-# setup.log, pytest.log, solve.log, bench.log, bench.json, bench.md, d10000.log (one JSON line per case).
+# setup.log, pytest.log, solve.log, bench.log, bench.json, bench.md, d10000.log (one JSON line per timed case:
+# CUDA graphs at d = 100, and d = 10,000 eager, compiled and as CUDA graphs).
 # A step that fails does not stop the others; the whole run keeps to BUDGET_S seconds (default 345):
 # each step gets its own limit, cut to what is left, and steps that no longer fit are skipped.
 #
@@ -103,29 +104,33 @@ fi
 step "solve hjb --json" 60 "$OUT/solve.log" $PY -m bsde.cli solve hjb --device "$DEVICE" --json "${SOLVE_SETS[@]}"
 
 # ---------------------------------------------------------------------------- tests
-# the CUDA tests (skipped on CPU machines) first, then a quick subset of the default suite; -x off
+# the CUDA tests (skipped on CPU machines) first, then a quick subset of the default suite; -x off; -v names
+# each test as it ends, so a run cut by the time limit still says which ones failed
 TESTS=(test_device.py test_compiled.py test_runtime.py test_adam.py test_solve.py test_trainer.py test_checkpoint.py
        test_model.py test_networks.py test_simulation.py test_memory.py test_cli.py test_signals.py)
 step "pytest (CUDA + subset)" 130 "$OUT/pytest.log" \
     $PY -m pytest "${TESTS[@]/#/$REPO/tests/}" -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider \
-    -q -rs --durations=10
+    -v --tb=short -rfEs --durations=10
 
 # ---------------------------------------------------------------------------- bench: start-up, speed (d = 100)
 # float64 and float32 (TF32 on CUDA), plain and controlled paths, eager and compiled, each against its matmul floor
 step "bench startup,speed" 170 "$OUT/bench.log" \
     $PY -m bsde.cli bench --device "$DEVICE" "${BENCH_ARGS[@]}" --out "$OUT"
 
-# ---------------------------------------------------------------------------- d = 10,000: eager, then compiled
-for case in "float32 0" "float64 0" "float32 1" "float64 1"; do
+# ---------------------------------------------------------------------------- CUDA graphs at d = 100, then d = 10,000
+# compile: 0 eager, 1 torch.compile, reduce-overhead torch.compile replayed as CUDA graphs (solver.compile)
+for case in "100 float32 reduce-overhead" "100 float64 reduce-overhead" "$BIG float32 0" "$BIG float64 0" \
+            "$BIG float32 1" "$BIG float64 1" "$BIG float32 reduce-overhead"; do
     set -- $case
-    step "d=$BIG $1 compile=$2" 90 "$OUT/d10000.log" $PY - "$DEVICE" "$BIG" "$1" "$2" "$QUICK" <<'PY'
+    step "d=$1 $2 compile=$3" 90 "$OUT/d10000.log" $PY - "$DEVICE" "$1" "$2" "$3" "$QUICK" <<'PY'
 import json, sys, time
 import torch
 from bsde.bench.cases import matmul_floor, network_flops, time_training
 from bsde.problem import load_problem
 from bsde.runtime import resolve_device
 
-device, dim, dtype, compiled, quick = resolve_device(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", sys.argv[5] == "1"
+device, dim, dtype, quick = resolve_device(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[5] == "1"
+compiled = {"0": False, "1": True}.get(sys.argv[4], sys.argv[4])
 problem = load_problem("hjb", {"equation.dim": dim, "solver.dtype": dtype, "solver.measure": "plain",
                                "solver.compile": compiled})
 start = time.perf_counter()

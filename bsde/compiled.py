@@ -19,14 +19,15 @@ class CompileError(TrainingError):
     """torch.compile could not compile a training function on this machine."""
 
 
-def compiled(function: F, enabled: bool) -> F:
-    """``function`` itself, or (``enabled``) its ``torch.compile``'d version raising :class:`CompileError` on failure."""
+def compiled(function: F, enabled: bool | str) -> F:
+    """``function`` itself, or (``enabled``: True or a torch.compile mode such as 'reduce-overhead', which
+    replays CUDA graphs) its ``torch.compile``'d version raising :class:`CompileError` on failure."""
     if not enabled:
         return function
     import torch
     import torch._dynamo  # imported here only: it costs about a second, and eager runs never need it
 
-    inner = torch.compile(function, dynamic=False)
+    inner = torch.compile(function, dynamic=False, mode=enabled if isinstance(enabled, str) else None)
 
     def call(*args, **kwargs):
         try:

@@ -4,9 +4,10 @@ The paper uses one small network per time step t_1..t_{N-1}:
 bn -> (dense -> bn -> relu) x L -> dense -> bn (StackedGradientNets says where ours differs).
 The paths do not depend on the networks, so all S = N - 1 steps are evaluated together: a
 layer's S weight matrices are stacked into one (S, in, out) tensor applied by a single batched
-matmul, and batch norm runs once over the (batch, S * features) matrix, i.e. with separate
-statistics (and affine parameters, where it has them) per step.
-Activations are laid out (batch, S, features) so that batch norm reduces over the leading axis.
+matmul, and batch norm runs once over the batch axis of the (batch, S, features) activations,
+i.e. with separate statistics (and affine parameters, where it has them) per step and feature.
+Activations are (batch, S, features) views of the matmuls' (S, batch, features) output: batch
+norm (:mod:`bsde.batch_norm`) reduces over the leading axis in any layout, so no copies are made.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bsde.batch_norm import batch_norm, batch_norm_inference
 
 BN_EPS = 1e-6
 BN_MOMENTUM = 0.01  # torch convention: running = (1 - m) running + m batch (TF's momentum 0.99)
@@ -52,7 +55,7 @@ class StackedBatchNorm(nn.Module):
     """Batch norm of h (B, S, F) over the batch axis, per step s and feature f.
 
     With ``total`` set (a data-parallel run, see bsde.distributed), the statistics in training are those
-    of the global batch over all processes; otherwise torch's fused batch norm on the local batch.
+    of the global batch over all processes; otherwise :func:`bsde.batch_norm.batch_norm` on the local batch.
     """
 
     def __init__(self, steps: int, features: int, *, dtype: torch.dtype, device=None, affine: bool = True):
@@ -76,22 +79,27 @@ class StackedBatchNorm(nn.Module):
             self.running_var.fill_(1.0)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        weight, bias = (None, None) if self.weight is None else (self.weight.reshape(-1), self.bias.reshape(-1))
+        """h (B, S, F), any strides (the output keeps them, outside data-parallel runs)."""
         if self.training and self.total is not None:
+            weight, bias = (None, None) if self.weight is None else (self.weight.reshape(-1), self.bias.reshape(-1))
             flat = global_batch_norm(h.reshape(h.shape[0], -1), self.running_mean.detach().clone(), weight, bias,
                                      self.total, running=(self.running_mean, self.running_var), momentum=BN_MOMENTUM)
             return flat.view(h.shape)
-        flat = F.batch_norm(h.reshape(h.shape[0], -1), self.running_mean, self.running_var,
-                            weight, bias, self.training, BN_MOMENTUM, BN_EPS)
-        return flat.view(h.shape)
+        if self.training:
+            return batch_norm(h, self.weight, self.bias, self.running_mean, self.running_var, momentum=BN_MOMENTUM,
+                              eps=BN_EPS)
+        shape = h.shape[1:]
+        return batch_norm_inference(h, self.weight, self.bias, self.running_mean.view(shape),
+                                    self.running_var.view(shape), eps=BN_EPS)
 
     def at_step(self, step: int, h: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
         """The norm of step ``step`` alone on h (B, F): with the batch's statistics (running ones untouched)
         or, by default, with the running statistics (inference)."""
-        rows = slice(step * self.features, (step + 1) * self.features)
         weight, bias = (None, None) if self.weight is None else (self.weight[step], self.bias[step])
+        rows = slice(step * self.features, (step + 1) * self.features)
         if batch_stats and self.total is not None:
             return global_batch_norm(h, self.running_mean[rows].detach(), weight, bias, self.total)
+        # one step's (B, F) block: torch's kernel, one call (bsde.batch_norm pays off on the stacked (B, S, F) tensor)
         if batch_stats:
             return F.batch_norm(h, None, None, weight, bias, True, 0.0, BN_EPS)
         return F.batch_norm(h, self.running_mean[rows], self.running_var[rows], weight, bias, False, 0.0, BN_EPS)
@@ -163,7 +171,6 @@ class StackedGradientNets(nn.Module):
         for linear, norm in zip(self.linears[:-1], self.norms[1:]):
             h = torch.relu(norm.at_step(step, h @ linear.weight[step], batch_stats))
         return torch.addcmul(h @ self.linears[-1].weight[step] + self.bias[step], self.diagonal[step], x_hat)
-
 
     def folded(self, step: int, *, scale: float = 1.0, dtype: torch.dtype | None = None) -> FoldedStep:
         """Network ``step`` in inference mode as plain affine maps (batch norms folded into the dense layers),

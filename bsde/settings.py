@@ -93,10 +93,19 @@ class SolverSettings(_Strict):
     )
     tf32: bool = Field(True, description="float32 matmuls on CUDA in TensorFloat-32 (float32 range, 10-bit "
                        "mantissa products, float32 sums); no effect on CPU or in float64")
-    compile: bool = Field(False, description="torch.compile (inductor) the training step: forward, backward "
-                          "and the controlled paths; pays a one-time compilation (seconds to a minute)")
+    compile: bool | Literal["reduce-overhead"] = Field(
+        False, description="torch.compile (inductor) the training step: forward, backward and the controlled "
+        "paths; 'reduce-overhead' also replays them as CUDA graphs on CUDA (where kernel launches dominate, as at "
+        "d = 100); pays a one-time compilation (seconds to a minute)")
     valid_size: int = Field(256, ge=2, description="fixed validation paths")
     log_every: int = Field(100, ge=1, description="iterations between validations")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_mode(cls, value: object) -> object:
+        if isinstance(value, bool) or value == "reduce-overhead":
+            return value
+        raise ValueError("expected true, false or 'reduce-overhead'")
 
     @field_validator("y0_init", mode="before")
     @classmethod

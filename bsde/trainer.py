@@ -227,6 +227,8 @@ class _Run:
         the loss (the loss itself in a single process)."""
         self.steer()
         self.optimizer.lr = self.settings.rate_at(self.iteration) * self.lr_scale
+        if self.settings.compile == "reduce-overhead":  # CUDA graphs: the last iteration's outputs may be reused
+            torch.compiler.cudagraph_mark_step_begin()
         device = self.model.y0.device
         paths = steered(self.model, sample(equation, self.settings, self.streams.rows, self.streams.generators, device,
                                            region=True), self.states)

@@ -104,6 +104,7 @@ def test_directory_missing_file_unknown_name(tmp_path: Path) -> None:
     ("solver.hidden=[1.5]", ("solver.hidden[0]", "1.5")),
     ("solver.y0_init=[1]", ("solver.y0_init", "[low, high]", "[1]")),
     ("solver.dtype=float16", ("solver.dtype", "'float32' or 'float64'", "'float16'")),
+    ("solver.compile=max", ("solver.compile", "expected true, false or 'reduce-overhead'", "'max'")),
     ("solver.scheme=rk4", ("solver.scheme", "'euler' or 'trapezoid'", "'rk4'")),
     ("solver.measure=girsanov", ("solver.measure", "'auto', 'plain' or 'controlled'", "'girsanov'")),
     ("solver.control_from=1", ("solver.control_from", "less than 1", "got 1")),

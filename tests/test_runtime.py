@@ -50,7 +50,8 @@ def test_a_cuda_solve_is_float32_with_tf32_by_default(monkeypatch):
     loss = trainer.terminal_loss
 
     def spy(*args):
-        seen.append(torch.backends.cuda.matmul.allow_tf32)
+        if torch.is_grad_enabled():  # a training step (validation runs under no_grad, in plain float32)
+            seen.append(torch.backends.cuda.matmul.allow_tf32)
         return loss(*args)
 
     monkeypatch.setattr(trainer, "terminal_loss", spy)
