@@ -3,6 +3,7 @@
     python benchmarks/greeks.py --out results                        # the four cases, seed 0
     python benchmarks/greeks.py --cases call_region --seeds 0,1,2 --out /tmp/greeks
     python benchmarks/greeks.py --report results/greeks.json --out results   # tables and plots again, no solves
+    python benchmarks/greeks.py --report a/greeks.json b/greeks.json --out results   # cases run apart, one report
 
 Writes OUT/greeks.json (every number), OUT/greeks.md (the tables) and the plots OUT/greeks_call.png (u, delta
 and gamma of the one-asset call over [80, 120] against Black-Scholes), OUT/greeks_hjb.png (u along the
@@ -104,7 +105,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def markdown(data: dict) -> str:
     env, cases = data["environment"], data["cases"]
     lines = ["# Greeks and u over a region, against independent references", "",
-             f"Made by `{data['command']}` on {env['device_name']} ({env['device']}, {env['cores']} cores, "
+             f"Made by `{'`, `'.join(data.get('commands', [data['command']]))}` on {env['device_name']} ({env['device']}, {env['cores']} cores, "
              f"{env['available_cores']} available to this process), torch {env['torch']}, "
              f"{data.get('threads') or 'all available'} threads, {env['date']}; seed(s) "
              f"{', '.join(map(str, data['seeds']))}. The cases and tolerances are in `bsde/greeks_cases.py`; "
@@ -155,6 +156,18 @@ def markdown(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merged(parts: list[dict]) -> dict:
+    """One greeks.json from several (cases run as separate processes): cases and commands joined."""
+    data = {**parts[0], "cases": {}, "commands": []}
+    for part in parts:
+        data["commands"] += part.get("commands", [part["command"]])
+        for name, runs in part["cases"].items():
+            data["cases"].setdefault(name, []).extend(runs)
+        data["call_curves"] = data.get("call_curves") or part.get("call_curves")
+    data["seeds"] = sorted({run["seed"] for runs in data["cases"].values() for run in runs})
+    return data
+
+
 def report(data: dict, out: Path) -> None:
     write_json_atomic(out / "greeks.json", data)
     write_text_atomic(out / "greeks.md", markdown(data))
@@ -171,11 +184,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--report", type=Path, default=None, help="rebuild the tables from a greeks.json")
+    parser.add_argument("--report", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="rebuild the tables and plots from greeks.json files (their cases merged), no solves")
     args = parser.parse_args()
     out = ensure_folder(args.out)
     if args.report is not None:
-        report(json.loads(args.report.read_text()), out)
+        report(merged([json.loads(path.read_text()) for path in args.report]), out)
         return
     names, seeds = [n for n in args.cases.split(",") if n], [int(s) for s in args.seeds.split(",") if s]
     unknown = [n for n in names if n not in CASES]

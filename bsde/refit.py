@@ -7,7 +7,9 @@ call's delta moves its loss by about 0.1%) and that spoil the derivatives. With 
     Y_N ~ Y_N^k + a (Y_0 - Y_0^k) + b . (Z_0 - Z_0^k),   a = dY_N/dY_0, b = dY_N/dZ_0
 
 (exact where the driver is linear in y and z at t_0; Gauss-Newton rounds otherwise). A point solve's
-(y0, z0) then solve a (d + 2)-dimensional linear least-squares problem. Over a region, Y_0(x) = y_offset +
+(y0, z0) then solve a (d + 2)-dimensional linear least-squares problem, on paths drawn in pairs that share
+every increment but the first, which is mirrored: in the pair's difference the variance of g(X_T) that the
+step networks leave unhedged cancels where z0 is read off (``mirrored_first_step``). Over a region, Y_0(x) = y_offset +
 y_scale (c + w . h(x)) and Z_0 = sigma^T grad Y_0 are linear in the start network's last layer (c, w) given its
 last hidden layer h: L-BFGS on all its parameters over a subsample first (the shape), then (c, w) exactly.
 
@@ -37,6 +39,7 @@ from bsde.model import DeepBSDE
 from bsde.processes import Process
 from bsde.region_model import RegionBSDE
 from bsde.settings import SolverSettings
+from bsde.simulation import Paths, states_from_increments
 from bsde.trainer import sample, steers
 
 #: paths for the refit: as many as training drew (iterations x batch), within these bounds (a point solve's refit
@@ -122,25 +125,42 @@ def start_values(model: DeepBSDE, x0: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 def _linearise(model: DeepBSDE, equation: Equation, settings: SolverSettings, paths: int, seed: int,
-               controlled: bool, use_control: bool) -> _Linearised:
+               controlled: bool, use_control: bool, mirrored: bool = False) -> _Linearised:
     """All of :func:`_linearised_chunks` in one (the region's fits revisit the paths)."""
-    parts = list(_linearised_chunks(model, equation, settings, paths, seed, controlled, use_control))
+    parts = list(_linearised_chunks(model, equation, settings, paths, seed, controlled, use_control, mirrored))
     joined = {name: torch.cat([getattr(p, name) for p in parts]) for name in ("x0", "residual", "slope_y", "slope_z",
                                                                               "y_k", "z_k")}
     return _Linearised(**joined, control=torch.cat([p.control for p in parts]) if use_control else None)
 
 
+def mirrored_first_step(equation: Equation, paths: Paths) -> Paths:
+    """The paths and their twins: the same increments but the first, which is mirrored (dW_0 -> -dW_0).
+
+    In a pair the residual's part that the later increments drive (the variance of g(X_T) that the step
+    networks leave) is nearly the same, so it cancels where Z_0 is read off, in (R+ - R-) dW_0: a point solve's
+    z0 then carries noise of order dt instead of order 1 (each path still has the law it had).
+    """
+    dw = paths.dw.clone()
+    dw[:, 0] = -dw[:, 0]
+    twins = states_from_increments(equation.process, paths.x[:, 0], dw, paths.dt)
+    return Paths(torch.cat([paths.x, twins]), torch.cat([paths.dw, dw]), paths.dt)
+
+
 def _linearised_chunks(model: DeepBSDE, equation: Equation, settings: SolverSettings, paths: int, seed: int,
-                       controlled: bool, use_control: bool):
-    """March fresh region paths (steered where ``controlled``) and linearise Y_N in (Y_0, Z_0), chunk by chunk:
-    yields a :class:`_Linearised` per chunk (the same paths for the same ``seed``)."""
+                       controlled: bool, use_control: bool, mirrored: bool = False):
+    """March fresh region paths (steered where ``controlled``; in mirrored pairs where ``mirrored``) and linearise
+    Y_N in (Y_0, Z_0), chunk by chunk: yields a :class:`_Linearised` per chunk (the same paths for the same
+    ``seed``)."""
     steps, dim = model.time_steps, equation.dim
     chunk = max(256, min(paths, CHUNK_ELEMENTS // (dim * (steps + 1))))
     generator = torch.Generator(device=model.y0.device).manual_seed(seed)  # the same paths every round
     done = 0
     while done < paths:
         n = min(chunk, paths - done)
-        data = sample(equation, settings, n, generator, model.y0.device, region=True)
+        data = sample(equation, settings, max(1, n // 2) if mirrored else n, generator, model.y0.device, region=True)
+        if mirrored:
+            data = mirrored_first_step(equation, data)
+            n = data.x.shape[0]
         x, dw, dt, x0 = data.x, data.dw, data.dt, data.x[:, 0]
         with torch.no_grad():
             if controlled:  # the paths the learned control steers from each start
@@ -290,8 +310,8 @@ def refit_start(model: DeepBSDE, equation: Equation, settings: SolverSettings, *
     seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
     before, after, coefficient = float("nan"), float("nan"), None
     for k in range(rounds):
-        if not isinstance(model, RegionBSDE):  # streamed: nothing per path is kept
-            chunks = _linearised_chunks(model, equation, settings, paths, seed, controlled, use_control)
+        if not isinstance(model, RegionBSDE):  # streamed (nothing per path is kept), in mirrored pairs
+            chunks = _linearised_chunks(model, equation, settings, paths, seed, controlled, use_control, True)
             squares, after, coefficient = _fit_point(model, chunks)
             before = squares if k == 0 else before
             continue

@@ -10,7 +10,7 @@ import torch
 import bsde
 from bsde.processes import BrownianMotion
 from bsde.model import terminal_loss
-from bsde.refit import _linearise, refit_paths, refit_start, second_order_term
+from bsde.refit import _linearise, mirrored_first_step, refit_paths, refit_start, second_order_term
 from bsde.region_model import make_model
 from bsde.trainer import sample, train
 
@@ -54,14 +54,14 @@ def trained(overrides: dict, seed: int = 0):
 
 def test_a_point_refit_is_the_least_squares_optimum():
     """Linear driver: Y_N is affine in (y0, z0), so after the refit no small move of them lowers the loss (with
-    the control variate at its fitted coefficient) on the refit's own paths."""
+    the control variate at its fitted coefficient) on the refit's own paths (mirrored pairs)."""
     problem, model = trained({"equation.dim": 2, "solver.time_steps": 4, "solver.iterations": 40,
                               "solver.batch_size": 16, "solver.log_every": 20, "solver.refit": True})
     found = refit_start(model, problem.equation, problem.solver, generator=torch.Generator().manual_seed(5),
                         paths=4096)
     assert found.rounds == 1 and found.loss_after < found.loss_before
     seed = int(torch.randint(0, 2**62, (), generator=torch.Generator().manual_seed(5)))
-    data = _linearise(model, problem.equation, problem.solver, 4096, seed, False, True)
+    data = _linearise(model, problem.equation, problem.solver, 4096, seed, False, True, mirrored=True)
     beta = torch.tensor(found.control_coefficient, dtype=F64)
 
     def loss() -> float:
@@ -106,3 +106,15 @@ def test_the_refit_keeps_training_reproducible():
 def test_make_model_is_what_the_trainer_builds():
     problem = bsde.load_problem("hjb", {"equation.dim": 2, "solver.region": {"low": -1, "high": 1}})
     assert type(make_model(problem.equation, problem.solver)).__name__ == "RegionBSDE"
+
+
+def test_mirrored_pairs_share_all_but_the_first_increment():
+    """GBM: the twin's first log-return mirrors the path's about its mean, every later log-return is the same."""
+    problem = bsde.load_problem("max_call", {"equation.dim": 3, "solver.time_steps": 4})
+    paths = sample(problem.equation, problem.solver, 5, torch.Generator().manual_seed(0), "cpu")
+    both = mirrored_first_step(problem.equation, paths)
+    assert both.x.shape == (10, 5, 3) and torch.equal(both.dw[5:, 0], -paths.dw[:, 0])
+    returns = both.x.log().diff(dim=1)
+    mean_first = (0.05 - 0.5 * 0.2**2) * paths.dt
+    assert torch.allclose(returns[:5, 0] + returns[5:, 0], torch.full_like(returns[:5, 0], 2 * mean_first))
+    assert torch.allclose(returns[:5, 1:], returns[5:, 1:]) and torch.equal(both.x[5:, 0], paths.x[:, 0])
