@@ -87,7 +87,7 @@ def test_black_scholes_barenblatt_100d_within_half_a_percent():
     """The shipped 100-d problem, default settings: within 0.5% of e^{0.21} |x0|^2 (the baseline is 4.9% off)."""
     problem = bsde.load_problem("black_scholes_barenblatt")
     exact = reference(problem).value
-    result = bsde.solve(problem, seed=0)
+    result = bsde.solve(problem, seed=0, auto_reference=True)
     assert result.reference == pytest.approx(exact) and result.rel_error < 0.005, (result.y0, exact)
     assert abs(result.baseline - exact) > 0.04 * exact
 
@@ -113,7 +113,7 @@ def test_differing_rates_one_asset_against_the_pde():
     assert value == pytest.approx(solve_1d(bsde.load_problem("differing_rates", {
         **overrides, "equation.mu": 0.06}).equation), rel=1e-5)  # mu drops out
     assert abs(zero_z_value(problem) - value) > 0.03 * value
-    result = bsde.solve(problem, seed=0)
+    result = bsde.solve(problem, seed=0, auto_reference=True)
     assert result.reference == pytest.approx(value, rel=1e-5)  # bsde solve takes the 1-d PDE solve by itself
     assert abs(result.y0 - value) < 0.006 * value, (result.y0, value)
 
