@@ -25,7 +25,7 @@ from scipy import linalg
 from bsde.equations.base import Equation
 from bsde.errors import ProblemError
 from bsde.processes import GBM, BrownianMotion
-from bsde.reference.result import ReferenceResult
+from bsde.reference.result import ReferenceResult, at_two_resolutions
 from bsde.reference.sampling import DEVICE
 
 DEFAULT_POINTS = 2000
@@ -123,13 +123,4 @@ def pde1d(equation: Equation, *, points: int = DEFAULT_POINTS, steps: int = DEFA
     if equation.dim != 1 or not isinstance(equation.process, (BrownianMotion, GBM)):
         raise ProblemError(f"pde-1d applies to dim = 1 with a Brownian or geometric process, not "
                            f"'{equation.kind}' at dim {equation.dim}")
-    if points < 8 or steps < 2:
-        raise ProblemError(f"pde-1d needs at least 8 points and 2 steps, got {points} and {steps}")
-    start = time.perf_counter()
-    value = solve_1d(equation, points, steps)
-    coarse = solve_1d(equation, points // 2, steps // 2)
-    details = {
-        "points": points, "steps": steps, "coarse_points": points // 2, "coarse_steps": steps // 2,
-        "coarse_value": coarse, "half_resolution_difference": value - coarse, "error_estimate": abs(value - coarse) / 3,
-    }
-    return ReferenceResult(value, None, None, "pde-1d", None, time.perf_counter() - start, details)
+    return at_two_resolutions("pde-1d", lambda n, m: solve_1d(equation, n, m), points, steps)

@@ -16,14 +16,13 @@ The value at r0 feels the boundary only through paths with sup_t |X_t| >= R; sin
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 from scipy import interpolate, linalg
 
 from bsde.equations.base import RadialForm
 from bsde.errors import ProblemError
-from bsde.reference.result import ReferenceResult
+from bsde.reference.result import ReferenceResult, at_two_resolutions
 
 DEFAULT_POINTS = 4000
 DEFAULT_STEPS = 1000
@@ -141,14 +140,5 @@ def radial(equation, *, points: int = DEFAULT_POINTS, steps: int = DEFAULT_STEPS
     form = equation.radial_form()
     if form is None:
         raise ProblemError(f"radial applies to rotation-invariant problems (hjb, allen_cahn), not '{equation.kind}'")
-    if points < 8 or steps < 2:
-        raise ProblemError(f"radial needs at least 8 points and 2 steps, got {points} and {steps}")
-    start = time.perf_counter()
-    value = solve_radial(form, points, steps)
-    coarse = solve_radial(form, points // 2, steps // 2)
-    details = {
-        "points": points, "steps": steps, "coarse_points": points // 2, "coarse_steps": steps // 2,
-        "radius": domain_radius(form), "coarse_value": coarse, "half_resolution_difference": value - coarse,
-        "error_estimate": abs(value - coarse) / 3.0,
-    }
-    return ReferenceResult(value, None, None, "radial", None, time.perf_counter() - start, details)
+    return at_two_resolutions("radial", lambda n, m: solve_radial(form, n, m), points, steps,
+                              radius=domain_radius(form))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 #: keys in ``details`` where deterministic methods put their own error estimate
 ERROR_ESTIMATE_KEYS = ("error_estimate", "quad_error")
@@ -65,3 +66,20 @@ def finite_json(data: Any) -> Any:
 def ci95(value: float, stderr: float) -> tuple[float, float]:
     """The normal 95% interval value +- 1.96 stderr."""
     return (value - 1.96 * stderr, value + 1.96 * stderr)
+
+
+def at_two_resolutions(method: str, solve: Callable[[int, int], float], points: int, steps: int,
+                       **extra: Any) -> ReferenceResult:
+    """A grid method's value at (points, steps) with the half-resolution run beside it: for a second-order
+    scheme the error is about |value - coarse| / 3 (Richardson), kept in ``details['error_estimate']``."""
+    from bsde.errors import ProblemError
+
+    if points < 8 or steps < 2:
+        raise ProblemError(f"{method} needs at least 8 points and 2 steps, got {points} and {steps}")
+    start = time.perf_counter()
+    value = solve(points, steps)
+    coarse = solve(points // 2, steps // 2)
+    details = {"points": points, "steps": steps, "coarse_points": points // 2, "coarse_steps": steps // 2, **extra,
+               "coarse_value": coarse, "half_resolution_difference": value - coarse,
+               "error_estimate": abs(value - coarse) / 3.0}
+    return ReferenceResult(value, None, None, method, None, time.perf_counter() - start, details)
