@@ -6,8 +6,6 @@ nothing (Z = 0) settles on both lie well outside the stated tolerance. The excep
 example, whose reaction vanishes on the solution (E g(X_T) is the answer); there only the Z = 0 value is far.
 """
 
-import math
-
 import pytest
 import torch
 

@@ -37,7 +37,7 @@ def _text(value: Any) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return repr(value)
     if not isinstance(value, str):
-        raise ValueError(f"expected an expression as text, e.g. \"relu(K - mean(x))\"")
+        raise ValueError("expected an expression as text, e.g. \"relu(K - mean(x))\"")
     return value
 
 

@@ -15,7 +15,6 @@ resolution; a third of the difference estimates the error of the second-order sc
 from __future__ import annotations
 
 import math
-import time
 from contextlib import contextmanager
 
 import numpy as np

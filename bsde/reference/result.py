@@ -7,6 +7,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from bsde.errors import ProblemError
+
 #: keys in ``details`` where deterministic methods put their own error estimate
 ERROR_ESTIMATE_KEYS = ("error_estimate", "quad_error")
 
@@ -72,8 +74,6 @@ def at_two_resolutions(method: str, solve: Callable[[int, int], float], points: 
                        **extra: Any) -> ReferenceResult:
     """A grid method's value at (points, steps) with the half-resolution run beside it: for a second-order
     scheme the error is about |value - coarse| / 3 (Richardson), kept in ``details['error_estimate']``."""
-    from bsde.errors import ProblemError
-
     if points < 8 or steps < 2:
         raise ProblemError(f"{method} needs at least 8 points and 2 steps, got {points} and {steps}")
     start = time.perf_counter()
