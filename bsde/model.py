@@ -46,10 +46,11 @@ class DeepBSDE(nn.Module):
 
     def gradients(self, x: torch.Tensor) -> torch.Tensor:
         """Z_n for n = 0..N-1 as (batch, N, dim), from X (batch, N+1, dim)."""
-        z0 = self.z_start.expand(x.shape[0], 1, -1)
-        if self.time_steps == 1:
-            return z0
-        return torch.cat([z0, self.nets(x[:, 1:self.time_steps], self.z_scale)], dim=1)
+        return torch.cat([self.z_start.expand(x.shape[0], 1, -1), self.later_gradients(x)], dim=1)
+
+    def later_gradients(self, x: torch.Tensor) -> torch.Tensor:
+        """Z_1..Z_{N-1} (batch, N-1, dim) from X (batch, N+1, dim): the step networks' output (none for N = 1)."""
+        return self.nets(x[:, 1:self.time_steps], self.z_scale) if self.time_steps > 1 else x[:, 1:1]
 
     def z_at(self, n: int, x: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
         """Z_n at states x (B, d), for any x (not only the training paths' X_n); inference mode unless
@@ -88,33 +89,47 @@ class DeepBSDE(nn.Module):
 
     def forward(self, x: torch.Tensor, dw: torch.Tensor, dt: float) -> torch.Tensor:
         """Y_N (batch,) from paths X (batch, N+1, dim) and increments dW (batch, N, dim)."""
-        return self.march(x, dw, dt, self.gradients(x))
+        return self.march(x, dw, dt, self.z_start.expand(x.shape[0], -1), later=self.later_gradients(x))
+
+    def _driver(self, t, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """f(t, x, z) of a driver without y; under the controlled measure (drift sigma b) f(z) - b . z."""
+        f = self.equation.driver(t, x, x.new_zeros(()), z)
+        if self.controlled:
+            f = f - (self.equation.driver_z_gradient(t, x, z.detach()) * z).sum(-1)
+        return f
 
     def march(self, x: torch.Tensor, dw: torch.Tensor, dt: float, z: torch.Tensor,
-              y_start: torch.Tensor | None = None) -> torch.Tensor:
-        """Y_N (batch,) from X (batch, N+1, dim), dW (batch, N, dim) and Z_0..Z_{N-1} (batch, N, dim)."""
-        noise = (z * dw).sum(-1)  # Z_n . dW_n, (batch, N)
+              y_start: torch.Tensor | None = None, *, later: torch.Tensor | None = None) -> torch.Tensor:
+        """Y_N (batch,) from X (batch, N+1, dim), dW (batch, N, dim) and Z_0..Z_{N-1} (batch, N, dim).
+
+        With ``later`` (Z_1..Z_{N-1}, (batch, N-1, dim)), ``z`` is Z_0 alone (batch, dim): the two are used
+        as they are, never copied into one tensor (the training step's Z_0 and network output).
+        """
+        first, later = (z[:, 0], z[:, 1:]) if later is None else (z, later)
         equation, steps = self.equation, dw.shape[1]
         y_start = self.y_start if y_start is None else y_start
         trapezoid = self.scheme == "trapezoid"
-        if trapezoid:  # Z_0..Z_N; Z_N only matters where f depends on z
-            z_end = terminal_z(equation, x[:, -1]) if equation.driver_uses_z else z[:, -1]
-            z = torch.cat([z, z_end.unsqueeze(1)], dim=1)
+        noise_first, noise_later = (first * dw[:, 0]).sum(-1), (later * dw[:, 1:]).sum(-1)  # Z_n . dW_n
+        # Z_N for the trapezoid's last node (it only matters where f depends on z)
+        z_end = (terminal_z(equation, x[:, -1]) if equation.driver_uses_z else first) if trapezoid else None
         if not equation.driver_uses_y:  # no recursion needed: sum the driver over all steps at once
-            nodes = steps + 1 if trapezoid else steps
-            times = torch.arange(nodes, device=x.device, dtype=x.dtype) * dt
-            f = equation.driver(times, x[:, :nodes], noise.new_zeros(()), z)
-            if self.controlled:  # under the drift sigma b the driver becomes f(z) - b . z
-                f = f - (equation.driver_z_gradient(times, x[:, :nodes], z.detach()) * z).sum(-1)
-            integral = f.sum(1) - 0.5 * (f[:, 0] + f[:, -1]) if trapezoid else f.sum(1)
-            return y_start - dt * integral + noise.sum(1)
+            times = torch.arange(1, steps, device=x.device, dtype=x.dtype) * dt
+            f_first = self._driver(0.0, x[:, 0], first)
+            integral = self._driver(times, x[:, 1:steps], later).sum(1)
+            if trapezoid:  # (f_0 + f_N) / 2 + f_1 + ... + f_{N-1}
+                integral = integral + 0.5 * (f_first + self._driver(steps * dt, x[:, steps], z_end))
+            else:
+                integral = integral + f_first
+            return y_start - dt * integral + noise_first + noise_later.sum(1)
         y = y_start.expand(x.shape[0])
         for n in range(steps):
-            f = equation.driver(n * dt, x[:, n], y, z[:, n])
+            z_n, noise = (first, noise_first) if n == 0 else (later[:, n - 1], noise_later[:, n - 1])
+            f = equation.driver(n * dt, x[:, n], y, z_n)
             if trapezoid:
-                predictor = y - dt * f + noise[:, n]
-                f = 0.5 * (f + equation.driver((n + 1) * dt, x[:, n + 1], predictor, z[:, n + 1]))
-            y = y - dt * f + noise[:, n]
+                predictor = y - dt * f + noise
+                z_next = later[:, n] if n + 1 < steps else z_end
+                f = 0.5 * (f + equation.driver((n + 1) * dt, x[:, n + 1], predictor, z_next))
+            y = y - dt * f + noise
         return y
 
 

@@ -78,18 +78,13 @@ class RegionBSDE(DeepBSDE):
         """u(0, x) (...,) at points x (..., d), as the network gives it."""
         return self.y_offset + self.y_scale * (self.y0 + self.start_net(x))
 
-    def _later(self, z0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if self.time_steps == 1:
-            return z0.unsqueeze(1)
-        return torch.cat([z0.unsqueeze(1), self.z_scale * self.nets(x[:, 1:self.time_steps])], dim=1)
-
     def gradients(self, x: torch.Tensor) -> torch.Tensor:
         """Z_n for n = 0..N-1 (batch, N, dim), Z_0 at each path's own start."""
-        return self._later(self.start(x[:, 0])[1], x)
+        return torch.cat([self.start(x[:, 0])[1].unsqueeze(1), self.later_gradients(x)], dim=1)
 
     def forward(self, x: torch.Tensor, dw: torch.Tensor, dt: float) -> torch.Tensor:
         y_start, z0 = self.start(x[:, 0])
-        return self.march(x, dw, dt, self._later(z0, x), y_start=y_start)
+        return self.march(x, dw, dt, z0, y_start=y_start, later=self.later_gradients(x))
 
     def z_at(self, n: int, x: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
         if n == 0:

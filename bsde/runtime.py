@@ -40,6 +40,36 @@ def set_threads(threads: int | None = None) -> int:
     return count
 
 
+#: glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_kept_freed_memory = False
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse: no fresh mapping per large block, no trimming.
+
+    By default every block over glibc's largest mmap threshold (32 MB: at d = 10,000 the paths, the
+    activations and the first and last layers' gradients) is a fresh mapping whose pages the kernel
+    zeroes on first touch, each iteration again: a third of an iteration at d = 10,000 on the 2-core
+    machine (float64 there: 0.72 -> 0.42 s per iteration). The price is a higher peak, as aligned blocks
+    fragment the heap (1.36x at d = 10,000; no higher at d = 1000). Process-wide and permanent;
+    returns whether it took effect (False off glibc).
+    """
+    global _kept_freed_memory
+    if _kept_freed_memory:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        _kept_freed_memory = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+    return _kept_freed_memory
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA when present; 'cuda' without a GPU is an error, not a silent fallback."""
     if name == "auto":

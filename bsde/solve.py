@@ -22,7 +22,7 @@ from bsde.problem import Problem, as_problem
 from bsde.reference import ReferenceResult, cheap_method, describe, reference as run_reference
 from bsde.reference.result import finite_json
 from bsde.refit import refit_start
-from bsde.runtime import available_cores, resolve_device, set_threads
+from bsde.runtime import available_cores, keep_freed_memory, resolve_device, set_threads
 from bsde.settings import SolverSettings
 from bsde.simulation import simulate_paths
 from bsde.solution import Solution
@@ -230,6 +230,8 @@ def solve(
     verify_flags(problem.equation)
     used_threads = set_threads(threads)
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()
     problem = replace(problem, solver=problem.solver.for_device(dev.type))  # dtype: float32 on CUDA unless set
     check_fits(problem, dev)
     group = distributed.group(dev)

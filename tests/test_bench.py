@@ -87,8 +87,11 @@ def test_quick_bench_writes_json_and_markdown(quick_run):
             assert row["peer_ratio"] == pytest.approx(peer / (1e3 * row["timing"]["median_s"]))
     assert [a["problem"] for a in data["accuracy"]] == ["hjb", "allen_cahn"]
     assert all(len(a["runs"]) == 1 and a["reference"] > 0 for a in data["accuracy"])
-    assert sorted((s["problem"], s["dim"]) for s in data["scale"]) == [
-        ("allen_cahn", 10), ("allen_cahn", 100), ("hjb", 10), ("hjb", 100)]
+    assert sorted((s["problem"], s["dtype"], s["dim"]) for s in data["scale"]) == [
+        ("allen_cahn", "float64", 10), ("allen_cahn", "float64", 100), ("hjb", "float32", 10), ("hjb", "float32", 100),
+        ("hjb", "float64", 10), ("hjb", "float64", 100)]
+    assert [(f["problem"], f["dtype"]) for f in data["scale_fit"]] == [
+        ("hjb", "float64"), ("hjb", "float32"), ("allen_cahn", "float64")]
     assert all(s["error"] is None and s["peak_rss_mb"] > 0 and s["parameters"] > 0 for s in data["scale"])
     assert all(s["floor"]["median_s"] > 0 and s["floor_ratio"]["samples"] == s["timing"]["samples"] for s in data["scale"])
     startup = data["startup"]

@@ -1,5 +1,9 @@
 """Device defaults: the dtype follows the device unless the problem sets it; TF32 only for float32 on CUDA."""
 
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -62,3 +66,31 @@ def test_a_cuda_solve_is_float32_with_tf32_by_default(monkeypatch):
     explicit = bsde.solve(bsde.load_problem("hjb", {**TINY, "solver.iterations": 5, "solver.dtype": "float64"}),
                           device="cuda")
     assert explicit.dtype == "float64"
+
+
+FAULTS_PER_REALLOCATION = """
+import resource, sys, torch
+from bsde.runtime import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+for _ in range(3):  # the heap settles after a few blocks
+    torch.ones(16 * 2**20)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    torch.ones(16 * 2**20)  # 64 MB: over glibc's largest mmap threshold
+print(kept, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_keep_freed_memory_stops_page_faults_on_reallocation():
+    """A 64 MB block freed and allocated again faults its 16k pages in afresh each time, unless the heap keeps it."""
+    def faults(mode: str) -> tuple[str, float]:
+        out = subprocess.run([sys.executable, "-c", FAULTS_PER_REALLOCATION, mode], capture_output=True, text=True,
+                             check=True).stdout.split()
+        return out[0], float(out[1])
+
+    kept, kept_faults = faults("keep")
+    _, default_faults = faults("default")
+    assert kept == "True"
+    assert default_faults >= 32  # a fresh mapping's pages: 16k of 4 KiB, or 32 huge pages where the kernel gives them
+    assert kept_faults < 0.05 * default_faults, (kept_faults, default_faults)

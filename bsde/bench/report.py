@@ -122,25 +122,26 @@ def accuracy_tables(report: BenchReport) -> list[TextTable]:
 
 
 def scale_tables(report: BenchReport) -> list[TextTable]:
-    rows = [[r.problem, str(r.dim), ",".join(map(str, r.hidden)), "-" if r.parameters is None else str(r.parameters),
+    rows = [[r.problem, r.dtype or "-", str(r.dim), ",".join(map(str, r.hidden)), "-" if r.parameters is None else str(r.parameters),
              _num(r.flops_per_iteration and r.flops_per_iteration / 1e9), _ms(r.timing and r.timing.median_s),
              _ms(r.timing and r.timing.iqr_s), _ms(r.floor and r.floor.median_s),
              _num(r.floor_ratio and r.floor_ratio.median_s), _num(r.peak_rss_mb, 4), _num(r.cuda_peak_mb, 4),
              _num(r.estimated_mb, 4), r.error or ""]
             for r in report.scale]
     effort = report.options["effort"]
-    fits = [[f.problem, ",".join(map(str, f.dims)), _num(f.time_exponent),
+    fits = [[f.problem, f.dtype or "-", ",".join(map(str, f.dims)), _num(f.time_exponent),
              ", ".join(f"{x:.3g}" for x in f.time_ratio_per_10x) or "-", _num(f.memory_exponent),
              _num(f.parameter_exponent)] for f in report.scale_fit]
     return [
-        TextTable("Scale (one subprocess per case)", ["problem", "d", "hidden", "params", "GFLOP/it", "ms/it", "IQR ms",
+        TextTable("Scale (one subprocess per case)", ["problem", "dtype", "d", "hidden", "params", "GFLOP/it", "ms/it", "IQR ms",
                                                       "floor ms", "x floor", "peak RSS MB", "CUDA peak MB",
                                                       "estimate MB", "error"], rows,
                   [f"{effort['scale_warmup']} warm-up + {effort['scale_iterations']} timed iterations per case; "
                    "plain paths (no steering by the learned control); the floor (as in the speed table) "
                    "alternates with the iterations; "
-                   "peak RSS is the child's VmHWM (interpreter and torch included); estimate: bsde.memory."]),
-        TextTable("Growth with d", ["problem", "dims", "time ~ d^a", "time ratio per 10x d", "memory ~ d^a",
+                   "peak RSS is the child's VmHWM (interpreter and torch included); estimate: bsde.memory. "
+                   "On CPU the child keeps freed memory for reuse as solve does (bsde.runtime.keep_freed_memory)."]),
+        TextTable("Growth with d", ["problem", "dtype", "dims", "time ~ d^a", "time ratio per 10x d", "memory ~ d^a",
                                     "params ~ d^a"], fits,
                   ["Exponents are least-squares slopes in log-log; memory is peak memory above the smallest case's."]),
     ]

@@ -20,9 +20,10 @@ from bsde.bench.cases import (FULL, QUICK, SPEED_CASES, Effort, LoopComparison, 
 from bsde.bench.worker import ScaleFit, ScaleResult, fit, run_case
 from bsde.compiled import CompileError
 from bsde.errors import BSDEError
-from bsde.runtime import available_cores, cpu_model, proc_field, resolve_device, set_threads
+from bsde.runtime import available_cores, cpu_model, keep_freed_memory, proc_field, resolve_device, set_threads
 
-SCALE_PROBLEMS = ("hjb", "allen_cahn")
+#: the scale study's (problem, dtype) cases; dtype None: the problem's own for the device (float64 on CPU)
+SCALE_CASES = (("hjb", None), ("hjb", "float32"), ("allen_cahn", None))
 DEFAULT_DIMS = (10, 100, 1000, 10000)
 #: what a bench can measure, in the order it runs (accuracy needs startup, and takes it along)
 SECTIONS = ("startup", "speed", "loop", "profile", "accuracy", "scale")
@@ -136,6 +137,8 @@ def run_bench(options: BenchOptions, *, command: str = "", progress: Progress | 
     start = time.perf_counter()
     threads = set_threads(options.threads)
     device = resolve_device(options.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as solve does
     effort, sections = options.effort, options.sections
     if "startup" in sections:
         say("start-up of a fresh interpreter (import bsde.solve) and the one-time cost of its first solve")
@@ -162,10 +165,12 @@ def run_bench(options: BenchOptions, *, command: str = "", progress: Progress | 
     for name in TARGETS if "accuracy" in sections else ():
         report.accuracy.append(time_to_accuracy(name, device, threads, options.seed_count, effort, report.startup,
                                                 say))
-    for name in SCALE_PROBLEMS if "scale" in sections else ():
+    for name, dtype in SCALE_CASES if "scale" in sections else ():
+        cases = []
         for dim in options.scale_dims:
-            say(f"scale: {name} d={dim} (subprocess)")
-            report.scale.append(run_case(name, dim, device, threads, effort.scale_warmup, effort.scale_iterations))
-        report.scale_fit.append(fit(name, report.scale))
+            say(f"scale: {name} d={dim}{' ' + dtype if dtype else ''} (subprocess)")
+            cases.append(run_case(name, dim, device, threads, effort.scale_warmup, effort.scale_iterations, dtype))
+        report.scale += cases
+        report.scale_fit.append(fit(name, cases))
     report.wall_s = time.perf_counter() - start
     return report
