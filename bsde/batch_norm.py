@@ -58,7 +58,8 @@ def batch_norm(h: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor 
     the running statistics (flat or shaped h[0]) move by ``momentum`` towards the batch's, in place."""
     if h.shape[0] < 2:
         raise ValueError(f"batch norm needs a batch of at least 2, got {h.shape[0]}")
-    if not torch.is_grad_enabled():  # the controlled paths' per-step norms: no graph to record
+    if not torch.is_grad_enabled() or (weight is None and not h.requires_grad):  # no graph to record: the
+        # controlled paths' per-step norms, and the input norm of the networks (the paths need no gradient)
         with torch.no_grad():
             return _normalize(h, weight, bias, running_mean, running_var, momentum, eps)[0]
     return _BatchNorm.apply(h, weight, bias, running_mean, running_var, momentum, eps)
