@@ -160,7 +160,7 @@ class StackedGradientNets(nn.Module):
         are one batched multiply-add and one in-place multiply-add (at large d each pass over (B, S, d) counts)."""
         x_hat = h = self.norms[0](x)
         for linear, norm in zip(self.linears[:-1], self.norms[1:]):
-            h = torch.relu(norm(linear(h)))
+            h = norm(linear(h)).relu_()  # in place: the norm keeps no reference to its output
         out = torch.baddbmm(self.bias.unsqueeze(1), h.transpose(0, 1), self.linears[-1].weight, beta=scale,
                             alpha=scale)  # (S, B, d)
         return out.addcmul_(self.diagonal.unsqueeze(1), x_hat.transpose(0, 1), value=scale).transpose(0, 1)
