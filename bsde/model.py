@@ -57,7 +57,7 @@ class DeepBSDE(nn.Module):
         ``batch_stats`` (then batch norm uses x's own statistics, as in training)."""
         if n == 0:
             return self.z_start.expand(x.shape[0], -1)
-        return self.z_scale * self.nets.at_step(n - 1, x, batch_stats)
+        return self.nets.at_step(n - 1, x, batch_stats, scale=self.z_scale)
 
     def controlled_states(self, dw: torch.Tensor, dt: float, start: torch.Tensor | None = None) -> torch.Tensor:
         """X (batch, N+1, dim) under the learned control: dX = mu dt + sigma (b_n dt + dW_n), b_n = grad_z f(Z_n).

@@ -165,12 +165,14 @@ class StackedGradientNets(nn.Module):
                             alpha=scale)  # (S, B, d)
         return out.addcmul_(self.diagonal.unsqueeze(1), x_hat.transpose(0, 1), value=scale).transpose(0, 1)
 
-    def at_step(self, step: int, x: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
-        """Network ``step`` alone on x (B, d): what forward gives at that step (in eval mode unless ``batch_stats``)."""
+    def at_step(self, step: int, x: torch.Tensor, batch_stats: bool = False, scale: float = 1.0) -> torch.Tensor:
+        """``scale`` times network ``step`` alone on x (B, d): what forward gives at that step (in eval mode unless
+        ``batch_stats``)."""
         x_hat = h = self.norms[0].at_step(step, x, batch_stats)
         for linear, norm in zip(self.linears[:-1], self.norms[1:]):
-            h = torch.relu(norm.at_step(step, h @ linear.weight[step], batch_stats))
-        return torch.addcmul(h @ self.linears[-1].weight[step] + self.bias[step], self.diagonal[step], x_hat)
+            h = norm.at_step(step, h @ linear.weight[step], batch_stats).relu_()
+        return torch.addmm(self.bias[step], h, self.linears[-1].weight[step], beta=scale, alpha=scale).addcmul_(
+            self.diagonal[step], x_hat, value=scale)
 
     def folded(self, step: int, *, scale: float = 1.0, dtype: torch.dtype | None = None) -> FoldedStep:
         """Network ``step`` in inference mode as plain affine maps (batch norms folded into the dense layers),

@@ -161,8 +161,10 @@ class BrownianMotion(Process):
         return {"kind": "brownian", "sigma": self.sigma, "drift": self.drift}
 
     def step(self, t, x, dt, dw, control=None):
-        noise = dw if control is None else dw + control * dt
-        moved = x + self.sigma * noise
+        import torch
+
+        noise = dw if control is None else torch.add(dw, control, alpha=dt)
+        moved = torch.add(x, noise, alpha=self.sigma)
         return moved + self.drift * dt if self.drift else moved
 
     def states(self, x0, dw, dt, *, generator=None):
