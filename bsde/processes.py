@@ -174,7 +174,7 @@ class BrownianMotion(Process):
         x = torch.empty(dw.shape[0], dw.shape[1] + 1, dw.shape[2], device=dw.device, dtype=dw.dtype)
         x[:, 0] = x0
         torch.cumsum(dw, dim=1, out=x[:, 1:])
-        x[:, 1:].mul_(self.sigma).add_(x0.unsqueeze(-2))  # x0 (dim,) or one start per path (batch, dim)
+        torch.add(x0.unsqueeze(-2), x[:, 1:], alpha=self.sigma, out=x[:, 1:])  # x0 (dim,) or one start per path
         if self.drift:
             steps = torch.arange(1, dw.shape[1] + 1, device=dw.device, dtype=dw.dtype).unsqueeze(-1)
             x[:, 1:] += steps * (self.drift * dt)
