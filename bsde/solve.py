@@ -230,8 +230,7 @@ def solve(
     verify_flags(problem.equation)
     used_threads = set_threads(threads)
     dev = resolve_device(device)
-    if dev.type == "cpu":
-        keep_freed_memory()
+    keep_freed_memory(dev)
     problem = replace(problem, solver=problem.solver.for_device(dev.type))  # dtype: float32 on CUDA unless set
     check_fits(problem, dev)
     group = distributed.group(dev)

@@ -137,8 +137,7 @@ def run_bench(options: BenchOptions, *, command: str = "", progress: Progress | 
     start = time.perf_counter()
     threads = set_threads(options.threads)
     device = resolve_device(options.device)
-    if device.type == "cpu":
-        keep_freed_memory()  # as solve does
+    keep_freed_memory(device)  # as solve does
     effort, sections = options.effort, options.sections
     if "startup" in sections:
         say("start-up of a fresh interpreter (import bsde.solve) and the one-time cost of its first solve")

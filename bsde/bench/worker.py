@@ -72,8 +72,7 @@ def measure(problem_name: str, dim: int, device: str, threads: int | None, warmu
     (in ``dtype``; None: the problem's own for the device)."""
     set_threads(threads)
     dev = resolve_device(device)
-    if dev.type == "cpu":
-        keep_freed_memory()  # as solve does
+    keep_freed_memory(dev)  # as solve does
     problem = load_problem(problem_name, {"equation.dim": dim, **PLAIN, **({"solver.dtype": dtype} if dtype else {})})
     problem = replace(problem, solver=problem.solver.for_device(dev.type))
     hidden, dtype = problem.solver.widths(dim), problem.solver.dtype
@@ -126,11 +125,9 @@ def _slope(xs: list[float], ys: list[float]) -> float | None:
     return sum((p[0] - mx) * (p[1] - my) for p in points) / sxx if sxx > 0 else None
 
 
-def fit(problem_name: str, results: list[ScaleResult], dtype: str | None = None) -> ScaleFit:
-    """Growth of time, memory and parameters with d over the successful cases of ``problem_name`` (in ``dtype``,
-    where given)."""
-    done = sorted((r for r in results if r.problem == problem_name and r.timing is not None
-                   and (dtype is None or r.dtype == dtype)), key=lambda r: r.dim)
+def fit(problem_name: str, results: list[ScaleResult]) -> ScaleFit:
+    """Growth of time, memory and parameters with d over the successful cases of ``problem_name`` (one dtype's)."""
+    done = sorted((r for r in results if r.problem == problem_name and r.timing is not None), key=lambda r: r.dim)
     dims = [r.dim for r in done]
     times = [r.timing.median_s for r in done]
     ratios = [(t2 / t1) ** (1 / math.log10(d2 / d1)) for d1, d2, t1, t2 in zip(dims, dims[1:], times, times[1:])]
@@ -138,7 +135,7 @@ def fit(problem_name: str, results: list[ScaleResult], dtype: str | None = None)
     floor = min(memory, default=0.0)
     above = [m - floor for m in memory]
     return ScaleFit(problem_name, dims, _slope(dims, times), ratios, _slope(dims[1:], above[1:]),
-                    _slope(dims, [r.parameters for r in done]), done[0].dtype if done else dtype)
+                    _slope(dims, [r.parameters for r in done]), done[0].dtype if done else None)
 
 
 def main(argv: list[str] | None = None) -> None:
