@@ -4,6 +4,10 @@ m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2,  p -= lr (m / (1 - b1^k)) / (sq
 at step k: the update of ``torch.optim.Adam`` (no weight decay, no amsgrad). Why not that class:
 using it imports ``torch._dynamo`` (about 1 s, the largest one-time cost of a first solve in a
 process), and its ``step`` spends more time in Python than the fused kernel takes at our sizes.
+
+``update_during_backward`` moves the update of the largest parameters into the backward pass, right
+after each one's gradient is complete: the update then reads that gradient (and the parameter)
+while they are still in cache, and the gradient is freed at once.
 """
 
 from __future__ import annotations
@@ -31,30 +35,61 @@ class Adam:
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         # the fused kernel reads the step count from one float32 tensor per parameter (torch.optim's layout)
         self._step_counts = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+        self._early: set[int] = set()  # parameters updated during backward (indices into params)
+        self._done: set[int] = set()  # of those, the ones already updated in the current step
+        self._hooks: list[Any] = []
+
+    def update_during_backward(self, share: float = 1 / 16) -> None:
+        """From now on, update each parameter holding at least ``share`` of all parameter elements as soon as
+        backward has accumulated its gradient (then drop that gradient); ``step`` after the backward updates the
+        rest, and any of those that got no gradient (as g = 0). For one plain backward per step: not where
+        gradients change after it (a data-parallel all-reduce, clipping), and a loss check must come before it."""
+        total = sum(p.numel() for p in self.params)
+        for index, param in enumerate(self.params):
+            if index not in self._early and param.numel() >= share * total:
+                self._early.add(index)
+                self._hooks.append(param.register_post_accumulate_grad_hook(
+                    lambda p, index=index: self._update_early(index)))
+
+    def _update_early(self, index: int) -> None:
+        if index not in self._done:  # one backward per step: a second one's gradient stays in .grad, unused
+            self._done.add(index)
+            self._update([index], self.steps + 1)
+            self.params[index].grad = None
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
-    @torch.no_grad()
     def step(self) -> None:
-        """One update from the parameters' ``.grad`` (a parameter without a gradient counts as g = 0)."""
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        """One update from the parameters' ``.grad`` (a parameter without a gradient counts as g = 0), of those
+        not already updated during the backward."""
+        rest = [i for i in range(len(self.params)) if i not in self._done]
+        self._done.clear()
         self.steps += 1
+        if rest:
+            self._update(rest, self.steps)
+
+    @torch.no_grad()
+    def _update(self, indices: list[int], steps: int) -> None:
+        """Step ``steps`` of the parameters ``indices``."""
+        params, exp_avg, exp_avg_sq = ([values[i] for i in indices] for values in (self.params, self.exp_avg,
+                                                                                   self.exp_avg_sq))
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         if self.fused:
-            torch._foreach_add_(self._step_counts, 1.0)
-            torch._fused_adam_(self.params, grads, self.exp_avg, self.exp_avg_sq, [], self._step_counts, lr=self.lr,
-                               beta1=self.beta1, beta2=self.beta2, weight_decay=0.0, eps=self.eps, amsgrad=False,
-                               maximize=False)
+            counts = [self._step_counts[i] for i in indices]
+            torch._foreach_add_(counts, 1.0)
+            torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], counts, lr=self.lr, beta1=self.beta1,
+                               beta2=self.beta2, weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
             return
-        torch._foreach_lerp_(self.exp_avg, grads, 1 - self.beta1)
-        torch._foreach_mul_(self.exp_avg_sq, self.beta2)
-        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - self.beta2)
-        step_size = self.lr / (1 - self.beta1**self.steps)
-        denominator = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denominator, math.sqrt(1 - self.beta2**self.steps))
+        torch._foreach_lerp_(exp_avg, grads, 1 - self.beta1)
+        torch._foreach_mul_(exp_avg_sq, self.beta2)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - self.beta2)
+        step_size = self.lr / (1 - self.beta1**steps)
+        denominator = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denominator, math.sqrt(1 - self.beta2**steps))
         torch._foreach_add_(denominator, self.eps)
-        torch._foreach_addcdiv_(self.params, self.exp_avg, denominator, -step_size)
+        torch._foreach_addcdiv_(params, exp_avg, denominator, -step_size)
 
     def state_dict(self) -> dict[str, Any]:
         """Copies of the moments and the step count (for checkpoints)."""
@@ -65,6 +100,7 @@ class Adam:
         if len(state["exp_avg"]) != len(self.params) or len(state["exp_avg_sq"]) != len(self.params):
             raise ValueError(f"Adam state for {len(state['exp_avg'])} parameters, this optimizer has {len(self.params)}")
         self.steps, self.lr = int(state["steps"]), float(state["lr"])
+        self._done.clear()
         with torch.no_grad():
             for target, source in zip([*self.exp_avg, *self.exp_avg_sq], [*state["exp_avg"], *state["exp_avg_sq"]]):
                 target.copy_(source)

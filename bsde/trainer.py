@@ -168,6 +168,10 @@ class _Run:
         self.share = self.streams.rows / settings.batch_size
         self.backward_scale = self.share * (group.size if group else 1)
         self.optimizer = Adam(self.model.parameters(), lr=settings.rate_at(0), eps=1e-8, fused=fused_adam(device))
+        #: where every step's loss is checked before its backward (a CPU run: no device sync to pay for)
+        self.check_every_step = device.type == "cpu"
+        if group is None:  # the step networks' weights are updated during the backward (none, before an all-reduce)
+            self.optimizer.update_during_backward()
         model = self.model
         self.loss = compiled(lambda x, dw, dt: terminal_loss(forward(x, dw, dt), equation.terminal(x[:, -1])),
                              settings.compile)
@@ -223,8 +227,9 @@ class _Run:
         self.model.controlled = self.iteration >= self.control_start
 
     def step(self, equation: Equation) -> torch.Tensor:
-        """The gradient at the current iteration's (scaled) learning rate; returns this process's share of
-        the loss (the loss itself in a single process)."""
+        """The gradient at the current iteration's (scaled) learning rate, the largest parameters already updated
+        with it; returns this process's share of the loss (the loss itself in a single process), and no gradient
+        where ``check_every_step`` finds the loss not finite."""
         self.steer()
         self.optimizer.lr = self.settings.rate_at(self.iteration) * self.lr_scale
         if self.settings.compile == "reduce-overhead":  # CUDA graphs: the last iteration's outputs may be reused
@@ -236,7 +241,8 @@ class _Run:
             loss = self.loss(paths.x, paths.dw, paths.dt)
             self.optimizer.zero_grad()
             if self.group is None:
-                loss.backward()
+                if not self.check_every_step or torch.isfinite(loss):
+                    loss.backward()
                 return loss
             (loss * self.backward_scale).backward()
         return loss * self.share
@@ -266,7 +272,7 @@ def train(
     run = _Run(equation, settings, generator, device, group)
     if resume is not None:
         run.restore(resume)
-    check_every_step = device.type == "cpu"
+    check_every_step = run.check_every_step
     good: TrainState | None = run.state() if on_nan == "rollback" and run.logged() else None
 
     def diverged(where: str) -> None:

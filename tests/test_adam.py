@@ -51,6 +51,27 @@ def test_same_update_as_torch_adam(fused):
     assert not torch.equal(ours[0], _problem()[0][0])  # it moved
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_updates_during_backward_take_the_same_trajectory(fused):
+    """The largest parameter updated by its gradient hook, the rest (one without a gradient) by step()."""
+    if fused and not fused_adam("cpu"):
+        pytest.skip("this torch has no fused Adam on CPU")
+    rates = (0.05, 0.01)
+    plain, _ = _run(lambda p: Adam(p, lr=rates[0], fused=fused), 9, rates)
+    updated = []
+
+    def early(params):
+        optimizer = Adam(params, lr=rates[0], fused=fused)
+        optimizer.update_during_backward(share=0.5)  # the (3, 4) matrix: 12 of 18 elements
+        params[0].register_post_accumulate_grad_hook(lambda p: updated.append(p.grad is None))
+        return optimizer
+
+    ours, optimizer = _run(early, 9, rates)
+    assert optimizer._early == {0} and len(updated) == 9 and all(updated)  # updated (and its gradient dropped) in the hook
+    for a, b in zip(ours, plain):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_state_dict_resumes_the_same_trajectory():
     whole, _ = _run(lambda p: Adam(p, lr=0.05), 12)
     params, frozen, loss = _problem()

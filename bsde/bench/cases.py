@@ -331,6 +331,7 @@ def _adam_step(model: DeepBSDE, problem: Problem, generator: torch.Generator,
     """One full training step (sample, forward, backward, Adam) as the trainer takes it."""
     equation, settings = problem.equation, problem.solver
     optimizer = Adam(model.parameters(), lr=settings.rate_at(0), eps=1e-8)
+    optimizer.update_during_backward()
 
     def step() -> None:
         paths = sample(equation, settings, settings.batch_size, generator, device)
