@@ -156,14 +156,15 @@ class StackedGradientNets(nn.Module):
             self.diagonal.zero_()
 
     def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """``scale`` times the networks' output; the last layer, its bias, the diagonal term and the scale
-        are one batched multiply-add and one in-place multiply-add (at large d each pass over (B, S, d) counts)."""
+        """``scale`` times the networks' output; the last layer, its bias and the diagonal term are one batched
+        multiply-add and one in-place multiply-add, then one in-place scaling: the backward scales the output's
+        gradient once, where scale factors inside the multiply-adds would each cost a pass over a gradient."""
         x_hat = h = self.norms[0](x)
         for linear, norm in zip(self.linears[:-1], self.norms[1:]):
             h = norm(linear(h)).relu_()  # in place: the norm keeps no reference to its output
-        out = torch.baddbmm(self.bias.unsqueeze(1), h.transpose(0, 1), self.linears[-1].weight, beta=scale,
-                            alpha=scale)  # (S, B, d)
-        return out.addcmul_(self.diagonal.unsqueeze(1), x_hat.transpose(0, 1), value=scale).transpose(0, 1)
+        out = torch.baddbmm(self.bias.unsqueeze(1), h.transpose(0, 1), self.linears[-1].weight)  # (S, B, d)
+        out = out.addcmul_(self.diagonal.unsqueeze(1), x_hat.transpose(0, 1))
+        return (out.mul_(scale) if scale != 1.0 else out).transpose(0, 1)
 
     def at_step(self, step: int, x: torch.Tensor, batch_stats: bool = False, scale: float = 1.0) -> torch.Tensor:
         """``scale`` times network ``step`` alone on x (B, d): what forward gives at that step (in eval mode unless
