@@ -14,8 +14,9 @@ from __future__ import annotations
 import torch
 
 
-def _normalize(h, weight, bias, running_mean, running_var, momentum: float, eps: float):
-    """(y, h - mean, 1 / sqrt(var + eps)), the running statistics updated in place."""
+def _normalize(h, weight, bias, running_mean, running_var, momentum: float, eps: float, *, keep: bool = True):
+    """(y, h - mean, 1 / sqrt(var + eps)), the running statistics updated in place; without ``keep``
+    y is written over h - mean (which is then not returned)."""
     n = h.shape[0]
     mean = h.mean(0)
     centered = h - mean
@@ -24,7 +25,11 @@ def _normalize(h, weight, bias, running_mean, running_var, momentum: float, eps:
     if running_mean is not None:
         running_mean.lerp_(mean.reshape(running_mean.shape), momentum)
         running_var.lerp_(var.reshape(running_var.shape) * (n / (n - 1)), momentum)
-    y = centered * invstd if weight is None else torch.addcmul(bias, centered, invstd * weight)
+    scale = invstd if weight is None else invstd * weight
+    if not keep:
+        y = centered.mul_(scale) if weight is None else torch.addcmul(bias, centered, scale, out=centered)
+        return y, None, invstd
+    y = centered * scale if weight is None else torch.addcmul(bias, centered, scale)
     return y, centered, invstd
 
 
@@ -61,7 +66,7 @@ def batch_norm(h: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor 
     if not torch.is_grad_enabled() or (weight is None and not h.requires_grad):  # no graph to record: the
         # controlled paths' per-step norms, and the input norm of the networks (the paths need no gradient)
         with torch.no_grad():
-            return _normalize(h, weight, bias, running_mean, running_var, momentum, eps)[0]
+            return _normalize(h, weight, bias, running_mean, running_var, momentum, eps, keep=False)[0]
     return _BatchNorm.apply(h, weight, bias, running_mean, running_var, momentum, eps)
 
 

@@ -54,8 +54,9 @@ def brownian_increments(
     reference price needs).
     """
     draw_dtype = torch.float32 if float32_normals else dtype
-    dw = standard_normals((batch, steps, dim), generator, device=device, dtype=draw_dtype)
-    return dw.to(dtype).mul_(math.sqrt(dt))
+    normals = standard_normals((batch, steps, dim), generator, device=device, dtype=draw_dtype)
+    # a one-element tensor (not a 0-dim one) takes part in type promotion: one pass widens and scales, in dtype
+    return torch.mul(normals, torch.full((1,), math.sqrt(dt), device=device, dtype=dtype))
 
 
 def states_from_increments(process: Process, x0: torch.Tensor, dw: torch.Tensor, dt: float, *,
