@@ -55,6 +55,8 @@ def brownian_increments(
     """
     draw_dtype = torch.float32 if float32_normals else dtype
     normals = standard_normals((batch, steps, dim), generator, device=device, dtype=draw_dtype)
+    if draw_dtype == dtype:
+        return normals.mul_(math.sqrt(dt))
     # a one-element tensor (not a 0-dim one) takes part in type promotion: one pass widens and scales, in dtype
     return torch.mul(normals, torch.full((1,), math.sqrt(dt), device=device, dtype=dtype))
 
