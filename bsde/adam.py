@@ -33,8 +33,10 @@ class Adam:
         self.steps = 0
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-        # the fused kernel reads the step count from one float32 tensor per parameter (torch.optim's layout)
-        self._step_counts = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+        # the fused kernel reads each parameter's step count from a float32 tensor (torch.optim's layout): here
+        # views of one tensor, all equal to the step being taken, so that one fill sets them
+        self._counts = torch.zeros(len(self.params), dtype=torch.float32, device=self.params[0].device)
+        self._step_counts = list(self._counts.unbind())
         self._early: set[int] = set()  # parameters updated during backward (indices into params)
         self._done: set[int] = set()  # of those, the ones already updated in the current step
         self._hooks: list[Any] = []
@@ -77,8 +79,8 @@ class Adam:
                                                                                    self.exp_avg_sq))
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         if self.fused:
+            self._counts.fill_(steps)
             counts = [self._step_counts[i] for i in indices]
-            torch._foreach_add_(counts, 1.0)
             torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], counts, lr=self.lr, beta1=self.beta1,
                                beta2=self.beta2, weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
             return
@@ -104,5 +106,3 @@ class Adam:
         with torch.no_grad():
             for target, source in zip([*self.exp_avg, *self.exp_avg_sq], [*state["exp_avg"], *state["exp_avg_sq"]]):
                 target.copy_(source)
-            for count in self._step_counts:
-                count.fill_(float(self.steps))
