@@ -93,10 +93,12 @@ note "set-up done in $((SECONDS - START))s"
 if [ "$QUICK" = 1 ]; then
     SOLVE_SETS=(--set solver.iterations=200 --set equation.dim=20)
     BENCH_ARGS=(--quick --only startup,speed)
+    QUICK_ARG=(--quick)
     BIG=200
 else
     SOLVE_SETS=()
     BENCH_ARGS=(--only startup,speed)
+    QUICK_ARG=()
     BIG=10000
 fi
 
@@ -118,31 +120,12 @@ step "bench startup,speed" 170 "$OUT/bench.log" \
     $PY -m bsde.cli bench --device "$DEVICE" "${BENCH_ARGS[@]}" --out "$OUT"
 
 # ---------------------------------------------------------------------------- CUDA graphs at d = 100, then d = 10,000
-# compile: 0 eager, 1 torch.compile, reduce-overhead torch.compile replayed as CUDA graphs (solver.compile)
-for case in "100 float32 reduce-overhead" "100 float64 reduce-overhead" "$BIG float32 0" "$BIG float64 0" \
-            "$BIG float32 1" "$BIG float64 1" "$BIG float32 reduce-overhead"; do
+# one case per step (each under its own time limit): benchmarks/compile_scale.py, a JSON line each
+for case in "100 float32 reduce-overhead" "100 float64 reduce-overhead" "$BIG float32 eager" "$BIG float64 eager" \
+            "$BIG float32 compile" "$BIG float64 compile" "$BIG float32 reduce-overhead"; do
     set -- $case
-    step "d=$1 $2 compile=$3" 90 "$OUT/d10000.log" $PY - "$DEVICE" "$1" "$2" "$3" "$QUICK" <<'PY'
-import json, sys, time
-import torch
-from bsde.bench.cases import matmul_floor, network_flops, time_training
-from bsde.problem import load_problem
-from bsde.runtime import resolve_device
-
-device, dim, dtype, quick = resolve_device(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[5] == "1"
-compiled = {"0": False, "1": True}.get(sys.argv[4], sys.argv[4])
-problem = load_problem("hjb", {"equation.dim": dim, "solver.dtype": dtype, "solver.measure": "plain",
-                               "solver.compile": compiled})
-start = time.perf_counter()
-t = time_training(problem, device, warmup=2 if quick else 5, blocks=3 if quick else 5, block=1 if quick else 4,
-                  floor=matmul_floor(problem, device))
-peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-print(json.dumps({"dim": dim, "dtype": dtype, "compile": compiled, "device": str(device),
-                  "tf32": bool(device.type == "cuda" and dtype == "float32"), "ms_per_iteration": 1e3 * t.timing.median_s,
-                  "iqr_ms": 1e3 * t.timing.iqr_s, "floor_ms": 1e3 * t.floor.median_s,
-                  "x_floor": t.floor_ratio.median_s, "floor_gflops": network_flops(problem) / t.floor.median_s / 1e9,
-                  "warmup_s": t.warmup_s, "cuda_peak_mb": peak, "wall_s": time.perf_counter() - start}))
-PY
+    step "d=$1 $2 $3" 90 "$OUT/d10000.log" $PY "$REPO/benchmarks/compile_scale.py" --device "$DEVICE" \
+        --dims "$1" --dtypes "$2" --modes "$3" "${QUICK_ARG[@]}"
 done
 
 note "total $((SECONDS - START))s; files: $(cd "$OUT" && ls | tr '\n' ' ')"
