@@ -69,11 +69,11 @@ class DeepBSDE(nn.Module):
         equation = self.equation
         x = (torch.as_tensor(equation.x_start, dtype=dw.dtype, device=dw.device).expand(dw.shape[0], -1)
              if start is None else start)
-        states = [x]
+        states, process = [x], equation.process
         with torch.no_grad():
             for n in range(self.time_steps):
                 b = equation.driver_z_gradient(n * dt, x, self.z_at(n, x, batch_stats=self.training))
-                x = equation.process.step(n * dt, x, dt, dw[:, n], control=b)
+                x = process.step(n * dt, x, dt, dw[:, n], control=b)
                 states.append(x)
         return torch.stack(states, dim=1)
 

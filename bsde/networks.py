@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bsde.batch_norm import batch_norm, batch_norm_inference
@@ -99,10 +98,12 @@ class StackedBatchNorm(nn.Module):
         rows = slice(step * self.features, (step + 1) * self.features)
         if batch_stats and self.total is not None:
             return global_batch_norm(h, self.running_mean[rows].detach(), weight, bias, self.total)
-        # one step's (B, F) block: torch's kernel, one call (bsde.batch_norm pays off on the stacked (B, S, F) tensor)
+        # one step's (B, F) block: torch's kernel, one call (bsde.batch_norm pays off on the stacked (B, S, F) tensor),
+        # without F.batch_norm's Python checks (the per-step loop of the steered paths calls this 3 (N - 1) times)
         if batch_stats:
-            return F.batch_norm(h, None, None, weight, bias, True, 0.0, BN_EPS)
-        return F.batch_norm(h, self.running_mean[rows], self.running_var[rows], weight, bias, False, 0.0, BN_EPS)
+            return torch.batch_norm(h, weight, bias, None, None, True, 0.0, BN_EPS, torch.backends.cudnn.enabled)
+        return torch.batch_norm(h, weight, bias, self.running_mean[rows], self.running_var[rows], False, 0.0, BN_EPS,
+                                torch.backends.cudnn.enabled)
 
 
 class StackedLinear(nn.Module):
@@ -144,6 +145,9 @@ class StackedGradientNets(nn.Module):
         # them no gradient has to flow back into the input (one batched matmul less per iteration)
         self.norms = nn.ModuleList(StackedBatchNorm(steps, w, **kw, affine=i > 0) for i, w in enumerate(widths[:-1]))
         self.linears = nn.ModuleList(StackedLinear(steps, a, b, **kw) for a, b in zip(widths, widths[1:]))
+        #: the hidden layers' (linear, norm) pairs, made once: slicing a ModuleList builds a new one on every
+        #: call, which the per-step loop of the steered paths would pay 2 (N - 1) times an iteration
+        self.hidden = tuple(zip(self.linears[:-1], self.norms[1:]))
         self.bias = nn.Parameter(torch.zeros(steps, dim, **kw))
         self.diagonal = nn.Parameter(torch.zeros(steps, dim, **kw))
 
@@ -160,7 +164,7 @@ class StackedGradientNets(nn.Module):
         multiply-add and one in-place multiply-add, then one in-place scaling: the backward scales the output's
         gradient once, where scale factors inside the multiply-adds would each cost a pass over a gradient."""
         x_hat = h = self.norms[0](x)
-        for linear, norm in zip(self.linears[:-1], self.norms[1:]):
+        for linear, norm in self.hidden:
             h = norm(linear(h)).relu_()  # in place: the norm keeps no reference to its output
         out = torch.baddbmm(self.bias.unsqueeze(1), h.transpose(0, 1), self.linears[-1].weight)  # (S, B, d)
         out = out.addcmul_(self.diagonal.unsqueeze(1), x_hat.transpose(0, 1))
@@ -170,7 +174,7 @@ class StackedGradientNets(nn.Module):
         """``scale`` times network ``step`` alone on x (B, d): what forward gives at that step (in eval mode unless
         ``batch_stats``)."""
         x_hat = h = self.norms[0].at_step(step, x, batch_stats)
-        for linear, norm in zip(self.linears[:-1], self.norms[1:]):
+        for linear, norm in self.hidden:
             h = norm.at_step(step, h @ linear.weight[step], batch_stats).relu_()
         return torch.addmm(self.bias[step], h, self.linears[-1].weight[step], beta=scale, alpha=scale).addcmul_(
             self.diagonal[step], x_hat, value=scale)
@@ -184,7 +188,7 @@ class StackedGradientNets(nn.Module):
             inv = (first.running_var[rows] + BN_EPS).rsqrt()  # x_hat = (x - mean) * inv
             shift = -first.running_mean[rows] * inv
             layers, weight, bias = [], torch.diag(inv), shift  # the map from x to the current layer's input
-            for linear, norm in zip(self.linears[:-1], self.norms[1:]):
+            for linear, norm in self.hidden:
                 rows = slice(step * norm.features, (step + 1) * norm.features)
                 gain = norm.weight[step] * (norm.running_var[rows] + BN_EPS).rsqrt()
                 w = weight @ linear.weight[step] * gain
