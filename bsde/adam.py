@@ -53,6 +53,14 @@ class Adam:
                 self._hooks.append(param.register_post_accumulate_grad_hook(
                     lambda p, index=index: self._update_early(index)))
 
+    def stop_updating_during_backward(self) -> None:
+        """Remove the hooks of :meth:`update_during_backward`: from now on ``step`` updates every parameter."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+        self._early.clear()
+        self._done.clear()
+
     def _update_early(self, index: int) -> None:
         if index not in self._done:  # one backward per step: a second one's gradient stays in .grad, unused
             self._done.add(index)

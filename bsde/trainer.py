@@ -304,24 +304,27 @@ def train(
             on_log(entry)
         return True
 
-    while True:
-        while run.iteration < settings.iterations:
-            if run.iteration % settings.log_every == 0 and not run.logged() and not log():
-                continue  # rolled back
-            loss = run.step(equation)
-            stop = hooks.stop_requested is not None and hooks.stop_requested()
-            if group is not None:
-                loss, stop = group.agree(loss, stop, loss=check_every_step)
-            if check_every_step and not torch.isfinite(loss):
-                diverged("training loss")
-                continue
-            run.optimizer.step()
-            run.iteration += 1
-            if hooks.save is not None and hooks.save_every and run.iteration % hooks.save_every == 0:
-                hooks.save(run.state())
-            if stop:
-                if hooks.save is not None:
+    try:
+        while True:
+            while run.iteration < settings.iterations:
+                if run.iteration % settings.log_every == 0 and not run.logged() and not log():
+                    continue  # rolled back
+                loss = run.step(equation)
+                stop = hooks.stop_requested is not None and hooks.stop_requested()
+                if group is not None:
+                    loss, stop = group.agree(loss, stop, loss=check_every_step)
+                if check_every_step and not torch.isfinite(loss):
+                    diverged("training loss")
+                    continue
+                run.optimizer.step()
+                run.iteration += 1
+                if hooks.save is not None and hooks.save_every and run.iteration % hooks.save_every == 0:
                     hooks.save(run.state())
-                raise Interrupted(run.iteration)
-        if log():
-            return TrainResult(run.model, run.history, time.perf_counter() - run.start, run.rollbacks)
+                if stop:
+                    if hooks.save is not None:
+                        hooks.save(run.state())
+                    raise Interrupted(run.iteration)
+            if log():
+                return TrainResult(run.model, run.history, time.perf_counter() - run.start, run.rollbacks)
+    finally:  # later backward passes through the model (a refit, say) must not step this run's Adam
+        run.optimizer.stop_updating_during_backward()

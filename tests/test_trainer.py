@@ -34,6 +34,23 @@ def test_same_seed_same_y0(tiny: bsde.Problem) -> None:
     assert bsde.solve(tiny, seed=4, device="cpu", threads=1).y0 != first.y0
 
 
+def test_a_backward_after_training_leaves_the_model_alone(tiny: bsde.Problem) -> None:
+    """Training updates the weights inside the backward; the returned model's later backward passes (a refit's,
+    say) only accumulate gradients."""
+    from bsde.simulation import simulate_paths
+
+    model = run(tiny).model
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    eq = tiny.equation
+    paths = simulate_paths(eq.process, eq.x_start, eq.total_time, tiny.solver.time_steps, 16,
+                           generator=torch.Generator().manual_seed(1))
+    model(paths.x, paths.dw, paths.dt).square().mean().backward()
+    weights = [name for name, p in model.named_parameters() if p.dim() == 3]  # the stacked step-network weights
+    assert weights and all(model.get_parameter(name).grad is not None for name in weights)
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), before[name]), name
+
+
 def test_divergence_stops_with_iteration_and_last_good_y0(tiny: bsde.Problem) -> None:
     with pytest.raises(bsde.TrainingError, match=r"non-finite .* at iteration \d+ \(last good y0 [-0-9.e]+ at"):
         run(with_rate(tiny, 1e200))
