@@ -148,7 +148,8 @@ class SolverSettings(_Strict):
             return None
         late = [b for b in rate.boundaries if b >= self.iterations]
         return (f"solver.learning_rate: boundaries {late} lie at or beyond solver.iterations = {self.iterations}, "
-                f"so the rate ends at {self.rate_at(self.iterations - 1):g}; give solver.learning_rate boundaries below it")
+                f"so the rate ends at {self.rate_at(self.iterations - 1):g}; "
+                "give solver.learning_rate boundaries below it")
 
     def shard_count(self) -> int:
         """Shards of each batch: ``shards``, or the largest of 8, 4, 2, 1 that divides ``batch_size``."""

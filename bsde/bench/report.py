@@ -122,7 +122,8 @@ def accuracy_tables(report: BenchReport) -> list[TextTable]:
 
 
 def scale_tables(report: BenchReport) -> list[TextTable]:
-    rows = [[r.problem, r.dtype or "-", str(r.dim), ",".join(map(str, r.hidden)), "-" if r.parameters is None else str(r.parameters),
+    rows = [[r.problem, r.dtype or "-", str(r.dim), ",".join(map(str, r.hidden)),
+             "-" if r.parameters is None else str(r.parameters),
              _num(r.flops_per_iteration and r.flops_per_iteration / 1e9), _ms(r.timing and r.timing.median_s),
              _ms(r.timing and r.timing.iqr_s), _ms(r.floor and r.floor.median_s),
              _num(r.floor_ratio and r.floor_ratio.median_s), _num(r.peak_rss_mb, 4), _num(r.cuda_peak_mb, 4),
@@ -133,8 +134,8 @@ def scale_tables(report: BenchReport) -> list[TextTable]:
              ", ".join(f"{x:.3g}" for x in f.time_ratio_per_10x) or "-", _num(f.memory_exponent),
              _num(f.parameter_exponent)] for f in report.scale_fit]
     return [
-        TextTable("Scale (one subprocess per case)", ["problem", "dtype", "d", "hidden", "params", "GFLOP/it", "ms/it", "IQR ms",
-                                                      "floor ms", "x floor", "peak RSS MB", "CUDA peak MB",
+        TextTable("Scale (one subprocess per case)", ["problem", "dtype", "d", "hidden", "params", "GFLOP/it", "ms/it",
+                                                      "IQR ms", "floor ms", "x floor", "peak RSS MB", "CUDA peak MB",
                                                       "estimate MB", "error"], rows,
                   [f"{effort['scale_warmup']} warm-up + {effort['scale_iterations']} timed iterations per case; "
                    "plain paths (no steering by the learned control); the floor (as in the speed table) "
