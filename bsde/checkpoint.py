@@ -4,7 +4,8 @@ A checkpoint folder holds one file, ``checkpoint.pt`` (``torch.save`` of a dict 
 numbers and strings, loadable with ``weights_only=True``):
 
 * ``config``: the fully resolved problem (``Problem.to_dict()``), its name, the seed, the
-  device type and the dtype;
+  device type, the dtype and the equation's values at probe points (:func:`bsde.probing.signature`:
+  the dump names a Python function only by its name);
 * ``state``: the trainer's snapshot (model, optimizer, generator states, iteration, history,
   learning-rate scale), see :data:`bsde.trainer.TrainState`; in a data-parallel run the lead
   process writes it with every process's shard streams gathered in.
@@ -23,6 +24,7 @@ import torch
 
 from bsde.errors import ProblemError
 from bsde.io import ensure_folder, torch_save_atomic
+from bsde.probing import same_signature, signature
 from bsde.problem import Problem
 from bsde.trainer import TrainState
 
@@ -36,7 +38,7 @@ def run_config(problem: Problem, *, seed: int, device: torch.device) -> dict[str
     """What identifies a run: the resolved problem (dtype decided for the device), its name, seed, device type and dtype."""
     problem = replace(problem, solver=problem.solver.for_device(device.type))
     return {**problem.to_dict(), "name": problem.name, "seed": seed, "device": device.type,
-            "dtype": problem.solver.dtype}
+            "dtype": problem.solver.dtype, "signature": signature(problem.equation)}
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -52,8 +54,13 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """'key: checkpoint A, now B' for each compared key whose value differs."""
     old = _flatten({k: saved.get(k) for k in COMPARED})
     new = _flatten({k: now.get(k) for k in COMPARED})
-    return [f"{key}: checkpoint {old.get(key)!r}, now {new.get(key)!r}"
-            for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+    found = [f"{key}: checkpoint {old.get(key)!r}, now {new.get(key)!r}"
+             for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+    # the dump names a Python function by its name only: its values at probe points tell two apart
+    if "signature" in saved and not found:
+        found += [f"equation: its {part} gives other values than the checkpoint's"
+                  for part in same_signature(saved["signature"], now.get("signature", {}))]
+    return found
 
 
 def checkpoint_path(folder: Path) -> Path:

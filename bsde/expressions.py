@@ -601,7 +601,9 @@ class _ZForms:
             return ("lin",) if self.form(node.value) in (("z",), ("lin",)) else None
         if isinstance(node, ast.UnaryOp):
             inner = self.form(node.operand)
-            if inner is None or inner[0] == "norm":
+            if isinstance(node.op, ast.UAdd) or inner is None:
+                return inner
+            if inner[0] == "norm":
                 return None
             return ("quad", -inner[1]) if inner[0] == "quad" else ("lin",) if inner[0] == "z" else inner
         if isinstance(node, ast.BinOp):

@@ -70,6 +70,28 @@ def probe_points(equation: Equation, count: int = POINTS, seed: int = 0) -> tupl
     return t, x, y, z
 
 
+def signature(equation: Equation, count: int = 16) -> dict[str, list[float]]:
+    """Values that identify an equation's functions: per probe point, the mean of X (the process), g(X) and
+    f(t, X, y, Z) at y spread over [-2, 2] (not around g: a change of g alone is not one of f). Two equations
+    whose dumps agree (two Python functions of the same name) differ here."""
+    import torch
+
+    t, x, _, z = probe_points(equation, count)
+    y = torch.linspace(-2.0, 2.0, count, dtype=torch.float64, device=DEVICE)
+    with torch.no_grad():
+        values = {"process": x.mean(-1), "terminal": equation.terminal(x), "driver": equation.driver(t, x, y, z)}
+    return {part: value.to(torch.float64).reshape(-1).tolist() for part, value in values.items()}
+
+
+def same_signature(saved: dict[str, list[float]], now: dict[str, list[float]]) -> list[str]:
+    """The parts (process, terminal, driver) whose values differ beyond rounding (NaN matches NaN)."""
+    def same(a: list[float] | None, b: list[float] | None) -> bool:
+        return a is not None and b is not None and len(a) == len(b) and all(
+            (math.isnan(u) and math.isnan(v)) or math.isclose(u, v, rel_tol=SAME, abs_tol=SAME) for u, v in zip(a, b))
+
+    return [part for part in ("process", "terminal", "driver") if not same(saved.get(part), now.get(part))]
+
+
 def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> DriverFlags:
     """The flags of ``equation.driver`` found by evaluating it (see the module docstring)."""
     import torch

@@ -70,6 +70,25 @@ def test_differences_name_each_key(tiny: bsde.Problem) -> None:
     assert diffs == ["seed: checkpoint 0, now 1", "solver.batch_size: checkpoint 8, now 16"]
 
 
+def test_resume_refuses_a_checkpoint_of_another_python_function(tmp_path: Path) -> None:
+    """Two lambdas dump alike (by name); their values at probe points tell them apart."""
+    market = bsde.GBM(drift=0.05, vol=0.25)
+
+    def option(payoff, driver=lambda t, x, y, z: -0.05 * y):
+        return bsde.custom_equation(dim=1, x0=100.0, process=market, terminal=payoff, driver=driver)
+
+    put, call = option(lambda x: (100.0 - x[..., 0]).relu()), option(lambda x: (x[..., 0] - 100.0).relu())
+    solver = {"iterations": 20, "log_every": 5, "batch_size": 8, "valid_size": 8, "time_steps": 4}
+    with pytest.raises(Interrupted):
+        bsde.solve(put, solver=solver, seed=1, threads=1, checkpoint=tmp_path, stop_requested=stop_after(10))
+    with pytest.raises(bsde.ProblemError, match="equation: its terminal gives other values than the checkpoint's$"):
+        bsde.solve(call, solver=solver, seed=1, threads=1, resume=tmp_path)
+    other_rate = option(put.terminal_fn, lambda t, x, y, z: -0.04 * y)
+    with pytest.raises(bsde.ProblemError, match="equation: its driver gives other values"):
+        bsde.solve(other_rate, solver=solver, seed=1, threads=1, resume=tmp_path)
+    assert bsde.solve(option(put.terminal_fn), solver=solver, seed=1, threads=1, resume=tmp_path).history
+
+
 def test_cli_refuses_checkpoint_of_another_config(tmp_path: Path) -> None:
     runner = CliRunner()
     made = runner.invoke(app, ["solve", "hjb", *tiny_args(), "--device", "cpu", "-q", "--checkpoint", str(tmp_path),

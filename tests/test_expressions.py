@@ -173,6 +173,7 @@ def test_linear_driver_is_read_off_the_text(text, rate):
     ("-0.5 * lam * norm(z) ** 2", 3.0), ("-(norm(z) * norm(z))", 2.0), ("-mean(z ** 2)", 2.0 / DIM),
     ("-sum(z**2) + dot(w, z) + sum(x * z) + t * z[0] + x[1] + 1", 2.0), ("sum(0.5 * z**2 - z)", -1.0),
     ("-(sum(z ** 2) - sum(z ** 2) / 2)", 1.0), ("-sum(z**2) / dim", 2.0 / DIM),
+    ("+(-0.5 * norm(z) ** 2)", 1.0), ("-(+(norm(z) ** 2))", 2.0), ("-(+norm(z)) ** 2", 2.0), ("+sum(+z * z)", -2.0),
     ("sum(z)", None), ("-0.5 * x[0] * sum(z ** 2)", None), ("norm(z)", None), ("-sum(z ** 2) + y * z[0] ** 2", None),
     ("-sum(z ** 3)", None), ("-sum(abs(z) ** 2)", None), ("-sum(z**2) + norm(z)", None), ("sum(z**2) - sum(z**2)", None),
     ("-(z ** 2)[0]", None), ("-z[0] * z[0]", None), ("-sum(z ** 2 + sum(z ** 2))", None),
@@ -191,6 +192,7 @@ def _combine(children):
     return st.one_of(
         st.tuples(children, st.sampled_from(["+", "-", "*", "/"]), children).map(lambda p: f"({p[0]} {p[1]} {p[2]})"),
         children.map(lambda a: f"-({a})"),
+        children.map(lambda a: f"+({a})"),
         children.map(lambda a: f"({a}) ** 2"),
         children.map(lambda a: f"exp({a})"),
     )
