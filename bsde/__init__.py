@@ -16,7 +16,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-from bsde.errors import BSDEError, ProblemError, TrainingError
+from bsde.errors import ArgumentError, BSDEError, ProblemError, TrainingError
 
 # torch's CPU allocator backs large tensors with transparent huge pages when this is set before its first
 # allocation: fewer page faults on every fresh (B, N, d) tensor, about 10% of an iteration at d = 10,000.
@@ -39,7 +39,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "EQUATIONS", "GBM", "BSDEError", "BrownianMotion", "CustomEquation", "Diffusion", "DriverFlags", "Equation",
+    "EQUATIONS", "GBM", "ArgumentError", "BSDEError", "BrownianMotion", "CustomEquation", "Diffusion", "DriverFlags",
+    "Equation",
     "Problem", "ProblemError", "ReferenceResult", "Solution", "SolveResult",
     "TrainingError", "as_problem", "custom_equation", "load_problem", "problem_from_dict", "reference",
     "reference_greeks", "shipped_problems", "solve", "__version__",

@@ -22,3 +22,7 @@ class Interrupted(BSDEError):
     def __init__(self, iteration: int):
         super().__init__(f"training stopped on request before iteration {iteration}")
         self.iteration = iteration
+
+
+class ArgumentError(BSDEError, ValueError):
+    """An argument of a library function is invalid (a seed that is not an integer, say); the message names it."""

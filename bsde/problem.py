@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, Tag, ValidationError
 
 from bsde.equations import EQUATIONS, Equation
-from bsde.errors import ProblemError
+from bsde.errors import ArgumentError, ProblemError
 from bsde.region import region_problem
 from bsde.settings import SolverSettings
 
@@ -383,6 +383,9 @@ def load_problem(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     Errors about a key that an override set say "(from --set)". When an override changes the
     equation, the file's reference value is dropped (it belongs to the file's equation).
     """
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ArgumentError(f"overrides: expected a mapping of dotted keys to values, e.g. {{'equation.dim': 10}}, "
+                            f"got {type(overrides).__name__}")
     name, source, raw = read_problem(name_or_path)
     overrides = dict(overrides or {})
     overridden = frozenset(map(str, overrides))

@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
+from bsde.errors import ProblemError
+
 if TYPE_CHECKING:
     import torch
 
@@ -25,12 +27,14 @@ NUMPY_CHOLESKY_DIM = 48
 
 
 def _finite(value: Any, name: str) -> float:
+    if isinstance(value, bool):
+        raise ProblemError(f"{name}: expected a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a number, got {value!r}") from None
+        raise ProblemError(f"{name}: expected a number, got {value!r}") from None
     if not math.isfinite(number):
-        raise ValueError(f"{name}: must be a finite number, got {value!r}")
+        raise ProblemError(f"{name}: must be a finite number, got {value!r}")
     return number
 
 
@@ -38,7 +42,7 @@ def _numbers(value: Any, name: str) -> tuple[float, ...]:
     """A number or a sequence of numbers as a tuple (a number: a tuple of one, broadcast over the assets)."""
     if isinstance(value, (list, tuple)):
         if not value:
-            raise ValueError(f"{name}: expected a number or a non-empty list of numbers")
+            raise ProblemError(f"{name}: expected a number or a non-empty list of numbers")
         return tuple(_finite(v, f"{name}[{i}]") for i, v in enumerate(value))
     return (_finite(value, name),)
 
@@ -52,7 +56,7 @@ def cholesky(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], 
         try:
             factor = np.linalg.cholesky(np.array(matrix, dtype=float))
         except np.linalg.LinAlgError:
-            raise ValueError("correlation: the matrix is not positive definite (its Cholesky factorisation "
+            raise ProblemError("correlation: the matrix is not positive definite (its Cholesky factorisation "
                              "fails)") from None
         return tuple(tuple(float(v) for v in row) for row in factor)
     rows: list[list[float]] = [[0.0] * n for _ in range(n)]
@@ -61,7 +65,7 @@ def cholesky(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], 
             partial = matrix[i][j] - sum(rows[i][k] * rows[j][k] for k in range(j))
             if i == j:
                 if partial <= 1e-14:
-                    raise ValueError(f"correlation: the matrix is not positive definite (Cholesky fails at "
+                    raise ProblemError(f"correlation: the matrix is not positive definite (Cholesky fails at "
                                      f"row {i}: pivot {partial:.3g})")
                 rows[i][i] = math.sqrt(partial)
             else:
@@ -156,6 +160,8 @@ class BrownianMotion(Process):
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigma", _finite(self.sigma, "sigma"))
         object.__setattr__(self, "drift", _finite(self.drift, "drift"))
+        if self.sigma <= 0:
+            raise ProblemError(f"sigma: must be positive, got {self.sigma!r}")
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "brownian", "sigma": self.sigma, "drift": self.drift}
@@ -213,7 +219,7 @@ class GBM(Process):
         object.__setattr__(self, "drift", _finite(self.drift, "drift"))
         vol = _numbers(self.vol, "vol")
         if any(v < 0 for v in vol):
-            raise ValueError(f"vol: volatilities must be non-negative, got {self.vol!r}")
+            raise ProblemError(f"vol: volatilities must be non-negative, got {self.vol!r}")
         object.__setattr__(self, "vol", vol)
         object.__setattr__(self, "dividend", _numbers(self.dividend, "dividend"))
         if isinstance(self.correlation, (list, tuple)):
@@ -225,7 +231,7 @@ class GBM(Process):
             object.__setattr__(self, "correlation", rho)
         sizes = {len(vol), len(self.dividend), self.dim or 1} - {1}
         if len(sizes) > 1:
-            raise ValueError(f"vol, dividend and correlation disagree on the number of assets: {sorted(sizes)}")
+            raise ProblemError(f"vol, dividend and correlation disagree on the number of assets: {sorted(sizes)}")
         if isinstance(self.correlation, float):
             self._check_uniform(self.dim)
 
@@ -235,25 +241,25 @@ class GBM(Process):
         matrix = []
         for i, row in enumerate(rows):
             if not isinstance(row, (list, tuple)) or len(row) != n:
-                raise ValueError(f"correlation: expected a number or a {n}x{n} matrix (a list of {n} lists of "
+                raise ProblemError(f"correlation: expected a number or a {n}x{n} matrix (a list of {n} lists of "
                                  f"{n} numbers); row {i} is {row!r}")
             matrix.append(tuple(_finite(v, f"correlation[{i}][{j}]") for j, v in enumerate(row)))
         for i in range(n):
             if abs(matrix[i][i] - 1.0) > 1e-12:
-                raise ValueError(f"correlation: a correlation matrix has ones on its diagonal; "
+                raise ProblemError(f"correlation: a correlation matrix has ones on its diagonal; "
                                  f"correlation[{i}][{i}] is {matrix[i][i]}")
             for j in range(i):
                 if abs(matrix[i][j] - matrix[j][i]) > 1e-12:
-                    raise ValueError(f"correlation: the matrix is not symmetric: correlation[{i}][{j}] = "
+                    raise ProblemError(f"correlation: the matrix is not symmetric: correlation[{i}][{j}] = "
                                      f"{matrix[i][j]} but correlation[{j}][{i}] = {matrix[j][i]}")
                 if abs(matrix[i][j]) > 1.0:
-                    raise ValueError(f"correlation: correlation[{i}][{j}] = {matrix[i][j]} is outside [-1, 1]")
+                    raise ProblemError(f"correlation: correlation[{i}][{j}] = {matrix[i][j]} is outside [-1, 1]")
         return tuple(matrix)
 
     def _check_uniform(self, dim: int | None) -> None:
         rho = self.correlation
         if dim is not None and dim > 1 and not (-1.0 / (dim - 1) < rho < 1.0):
-            raise ValueError(f"correlation: {rho} makes the {dim}x{dim} correlation matrix not positive definite "
+            raise ProblemError(f"correlation: {rho} makes the {dim}x{dim} correlation matrix not positive definite "
                              f"(need -1/(dim-1) < correlation < 1)")
 
     # ------------------------------------------------------------------ what the process fixes
@@ -267,10 +273,10 @@ class GBM(Process):
     def check_dim(self, dim: int) -> None:
         for name, values in (("vol", self.vol), ("dividend", self.dividend)):
             if len(values) not in (1, dim):
-                raise ValueError(f"{name}: expected a number or a list of dim = {dim} numbers, got a list of "
+                raise ProblemError(f"{name}: expected a number or a list of dim = {dim} numbers, got a list of "
                                  f"{len(values)}")
         if self.full_correlation and len(self.correlation) != dim:
-            raise ValueError(f"correlation: expected a {dim}x{dim} matrix, got {len(self.correlation)}x"
+            raise ProblemError(f"correlation: expected a {dim}x{dim} matrix, got {len(self.correlation)}x"
                              f"{len(self.correlation)}")
         if not self.full_correlation:
             self._check_uniform(dim)
@@ -378,9 +384,9 @@ class Diffusion(Process):
 
     def __post_init__(self) -> None:
         if not callable(self.drift) or not callable(self.sigma):
-            raise ValueError("drift and sigma must be callables f(t, x)")
+            raise ProblemError("drift and sigma must be callables f(t, x)")
         if isinstance(self.substeps, bool) or not isinstance(self.substeps, int) or self.substeps < 1:
-            raise ValueError(f"substeps: expected a whole number >= 1, got {self.substeps!r}")
+            raise ProblemError(f"substeps: expected a whole number >= 1, got {self.substeps!r}")
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "diffusion", "drift": _name(self.drift), "sigma": _name(self.sigma),
@@ -398,7 +404,7 @@ class Diffusion(Process):
 
         k = self.substeps
         if k > 1 and generator is None:
-            raise ValueError("Diffusion with substeps > 1 needs a generator for the Brownian bridge")
+            raise ProblemError("Diffusion with substeps > 1 needs a generator for the Brownian bridge")
         h = dt / k
         x = x0.to(dw).expand(dw.shape[0], -1)
         out = [x]
@@ -416,7 +422,7 @@ class Diffusion(Process):
 
     def diffusion_transpose(self, x, v, t=None):
         if t is None:
-            raise ValueError("Diffusion.diffusion_transpose needs the time t")
+            raise ProblemError("Diffusion.diffusion_transpose needs the time t")
         return self.sigma(t, x) * v
 
 

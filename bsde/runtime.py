@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from bsde.errors import BSDEError
+from bsde.arguments import integer
+from bsde.errors import ArgumentError, BSDEError
 
 if TYPE_CHECKING:
     from bsde.settings import SolverSettings
@@ -33,9 +34,7 @@ def processes_here() -> int:
 def set_threads(threads: int | None = None) -> int:
     """Set torch's intra-op CPU threads deliberately (default: the available cores, shared out among the
     processes torchrun started on this machine); returns it."""
-    count = max(1, available_cores() // processes_here()) if threads is None else threads
-    if count < 1:
-        raise BSDEError(f"threads must be at least 1, got {count}")
+    count = max(1, available_cores() // processes_here()) if threads is None else integer("threads", threads, minimum=1)
     torch.set_num_threads(count)
     return count
 
@@ -71,8 +70,12 @@ def keep_freed_memory(device: torch.device | str = "cpu") -> bool:
     return _kept_freed_memory
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """'auto' picks CUDA when present; 'cuda' without a GPU is an error, not a silent fallback."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str):
+        raise ArgumentError(f"device: expected 'auto', 'cpu', 'cuda' or a torch.device, got {type(name).__name__}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":

@@ -23,7 +23,8 @@ import yaml
 
 from bsde import __version__
 from bsde.checkpoint import _flatten
-from bsde.errors import ProblemError
+from bsde.arguments import describe, integer
+from bsde.errors import ArgumentError, ProblemError
 from bsde.greeks import GAMMA_FULL_MAX_DIM, GAMMA_MAX_DIM, TRANSITION_GREEKS, first_step_greeks, gradient_from_z
 from bsde.io import check_writable, ensure_folder, torch_save_atomic, write_text_atomic
 from bsde.model import DeepBSDE, terminal_z
@@ -143,8 +144,12 @@ class Solution:
     def _points(self, x: Any) -> torch.Tensor:
         """x as an (n, d) tensor of the model's dtype and device; a (d,) point becomes (1, d)."""
         like = self.model.y0
-        points = torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=float),
-                                 dtype=like.dtype, device=like.device)
+        try:
+            values = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ArgumentError(f"points: expected numbers in an (n, {self.equation.dim}) array, got "
+                                f"{describe(x)} ({str(exc).splitlines()[0]})") from None
+        points = torch.as_tensor(values, dtype=like.dtype, device=like.device)
         points = points.unsqueeze(0) if points.ndim == 1 else points
         d = self.equation.dim
         if points.ndim != 2 or points.shape[1] != d:
@@ -203,6 +208,7 @@ class Solution:
     def z(self, n: int, x: Any) -> np.ndarray:
         """Z_n = sigma^T grad u(t_n, .) at points x (m, d) -> (m, d), n = 0..N (Z_N = sigma^T grad g)."""
         steps = self.model.time_steps
+        n = integer("n", n)
         if not 0 <= n <= steps:
             raise ProblemError(f"n: expected a step 0..{steps}, got {n}")
         points = self._points(x)
@@ -215,9 +221,16 @@ class Solution:
 
     # ------------------------------------------------------------------ keeping it
     def save(self, folder: Path, summary: dict[str, Any] | None = None) -> Path:
-        """Write ``folder/solution.pt`` and ``folder/config.yaml`` (each atomically); returns the folder."""
-        folder = ensure_folder(Path(folder))
+        """Write ``folder/solution.pt`` and ``folder/config.yaml`` (each atomically); returns the folder. A solution
+        whose configuration would not load back (an equation of Python functions) is a ProblemError."""
         config = self.problem.to_dict()
+        try:  # what load will read back: an equation of Python functions has no text to store
+            problem_from_dict(config, self.problem.name)
+        except ProblemError as exc:
+            raise ProblemError(f"{folder}: this solution cannot be saved: its configuration would not load back "
+                               f"({exc}); an equation written as Python functions lives only in this process: "
+                               "keep the Solution object, or write the equation as YAML (kind: custom)") from None
+        folder = ensure_folder(Path(folder))
         payload = {
             "format": FORMAT, "bsde_version": __version__, "name": self.problem.name, "config": config,
             "seed": self.seed, "u0": self._u0, "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},

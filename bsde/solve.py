@@ -7,15 +7,15 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, get_args
 
 import torch
 
-from bsde import distributed
+from bsde import arguments, distributed
 from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
 from bsde.equations.base import Equation
 from bsde.error_estimate import estimate
-from bsde.errors import BSDEError
+from bsde.errors import ArgumentError, BSDEError
 from bsde.memory import check_fits
 from bsde.probing import verify_flags
 from bsde.problem import Problem, as_problem
@@ -226,6 +226,13 @@ def solve(
         Interrupted: ``stop_requested()`` became true.
     """
     start = time.perf_counter()
+    seed = arguments.seed(seed)
+    threads = arguments.optional_integer("threads", threads, minimum=1)
+    checkpoint_every = arguments.optional_integer("checkpoint_every", checkpoint_every, minimum=1)
+    on_nan = arguments.choice("on_nan", on_nan, get_args(OnNaN))
+    if reference is not None and not isinstance(reference, ReferenceResult):
+        raise ArgumentError(f"reference: expected a ReferenceResult (bsde.reference(...)), got "
+                            f"{arguments.describe(reference)}")
     problem = as_problem(problem, solver)
     verify_flags(problem.equation)
     used_threads = set_threads(threads)

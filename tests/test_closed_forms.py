@@ -162,5 +162,8 @@ def test_a_problem_file_declares_its_closed_form(tmp_path):
     assert "closed_form:\n    name: geometric_basket_call\n    strike: 100.0" in shown.stdout  # round trip
     wrong = runner.invoke(app, ["reference", str(path), "--set", "equation.closed_form.name=geometric_basket_put"])
     assert wrong.exit_code == 2 and "the declared closed form cannot be used" in wrong.output
+    checked = runner.invoke(app, ["reference", str(path), "--set", "equation.closed_form.name=geometric_basket_put",
+                                  "--method", "mc", "--paths", "4096", "--json", "--quiet"])
+    assert checked.exit_code == 0 and json.loads(checked.stdout)["method"] == "mc"  # Monte Carlo to compare with
     typo = runner.invoke(app, ["show", str(path), "--set", "equation.closed_form.name=geometric_call"])
     assert typo.exit_code == 2 and "equation.closed_form (from --set): name: unknown closed form" in typo.output

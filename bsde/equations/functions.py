@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Callable
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_serializer, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_serializer, field_validator, model_validator
 
 from bsde.equations.base import Equation, given_values
+from bsde.errors import ProblemError
 from bsde.probing import DriverFlags
 from bsde.processes import Process, _name
 
@@ -140,27 +141,29 @@ class CustomEquation(Equation):
         return self.driver_flags.z_hessian
 
     def check(self) -> CustomEquation:
-        """Evaluate g and f once on a small batch: a one-line ValueError for a wrong shape or a failure."""
+        """Evaluate g and f on a small batch: a one-line ProblemError for a wrong shape or a failure."""
         import torch
 
         x = torch.tensor(self.x_start, dtype=torch.float64, device="cpu").expand(3, self.dim)
         try:
             g = self.terminal_fn(x)
         except Exception as exc:  # noqa: BLE001 - the user's function: say where it failed
-            raise ValueError(f"terminal: calling it on x of shape {tuple(x.shape)} failed: {exc}") from None
+            raise ProblemError(f"terminal: calling it on x of shape {tuple(x.shape)} failed: {exc}") from None
         if tuple(getattr(g, "shape", ())) not in ((), (3,), (3, 1)):
-            raise ValueError(f"terminal: must return one number per path, shape {(3,)} for x of shape "
+            raise ProblemError(f"terminal: must return one number per path, shape {(3,)} for x of shape "
                              f"{tuple(x.shape)}; got {tuple(g.shape)}")
         if self.driver_fn is not None:
             y = torch.ones(3, dtype=torch.float64, device="cpu")
             z = torch.zeros(3, self.dim, dtype=torch.float64, device="cpu")
-            try:
-                f = self.driver_fn(0.0, x, y, z)
-            except Exception as exc:  # noqa: BLE001
-                raise ValueError(f"driver: calling it as f(t, x, y, z) with t = 0.0, x {tuple(x.shape)}, "
-                                 f"y {tuple(y.shape)}, z {tuple(z.shape)} failed: {exc}") from None
-            if tuple(getattr(f, "shape", ())) not in ((), (3,)):
-                raise ValueError(f"driver: must return one number per path, shape (3,); got {tuple(f.shape)}")
+            # the solver passes t as a number (step by step) or as a tensor of times (all steps at once)
+            for t, what in ((0.0, "t = 0.0"), (torch.zeros(3, dtype=torch.float64), "t a tensor (3,)")):
+                try:
+                    f = self.driver_fn(t, x, y, z)
+                except Exception as exc:  # noqa: BLE001
+                    raise ProblemError(f"driver: calling it as f(t, x, y, z) with {what}, x {tuple(x.shape)}, "
+                                       f"y {tuple(y.shape)}, z {tuple(z.shape)} failed: {exc}") from None
+                if tuple(getattr(f, "shape", ())) not in ((), (3,)):
+                    raise ProblemError(f"driver: must return one number per path, shape (3,); got {tuple(f.shape)}")
         return self
 
 
@@ -186,8 +189,18 @@ def custom_equation(
     which checks it against the terminal condition and the process before using it.
 
     Raises:
-        ValueError: a bad argument, or a function that fails or returns the wrong shape on a small batch.
+        ProblemError: a bad argument, or a function that fails or returns the wrong shape on a small batch.
     """
-    equation = CustomEquation(dim=dim, x0=x0, forward_process=process, terminal_fn=terminal, driver_fn=driver,
-                              total_time=total_time, name=name, flags=flags, closed_form=closed_form)
+    try:
+        equation = CustomEquation(dim=dim, x0=x0, forward_process=process, terminal_fn=terminal, driver_fn=driver,
+                                  total_time=total_time, name=name, flags=flags, closed_form=closed_form)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ARGUMENTS.get(str(error["loc"][0]), str(error["loc"][0])) if error["loc"] else ""  # not union tags
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ProblemError(f"custom_equation: {key + ': ' if key else ''}{message}") from None
     return equation.check()
+
+
+#: the fields of CustomEquation under the names custom_equation's arguments give them
+ARGUMENTS = {"forward_process": "process", "terminal_fn": "terminal", "driver_fn": "driver"}

@@ -6,13 +6,15 @@ listing and checking methods (``bsde reference --help``, ``resolve_method``) cos
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from bsde import arguments
 from bsde.equations.base import Equation
 from bsde.equations.hjb import HJB
 from bsde.equations.pricing import MaxCall
-from bsde.errors import ProblemError
+from bsde.errors import ArgumentError, ProblemError
 from bsde.probing import verify_flags
 from bsde.problem import Problem, as_problem
 from bsde.processes import GBM, BrownianMotion
@@ -137,19 +139,20 @@ METHODS: dict[str, Method] = {
 PREFERENCE = ("exact", "closed-form", "semi-analytic", "radial", "pde-1d", "mc", "mlp", "cole-hopf")
 
 
-def applicable_methods(problem: Problem) -> list[str]:
-    """Names of the methods that apply to ``problem``, most preferred first.
+def applicable_methods(problem: Problem, *, declared: bool = True) -> list[str]:
+    """Names of the methods that apply to ``problem``, most preferred first (without ``declared``: those
+    other than a declared closed form, which is then not checked).
 
     Raises:
-        ProblemError: the equation declares a closed form that does not fit it (a wrong declaration is
-            an error, not a silent fallback).
+        ProblemError: with ``declared``, the equation declares a closed form that does not fit it (a wrong
+            declaration is an error, not a silent fallback).
     """
     eq = problem.equation
-    if _declares_closed_form(eq):
+    if declared and _declares_closed_form(eq):
         why = _closed_form_mismatch(eq)
         if why is not None:
             raise ProblemError(f"{problem.name}: the declared closed form cannot be used: {why}")
-    return [name for name in PREFERENCE if METHODS[name].applies(eq)]
+    return [name for name in PREFERENCE if (declared or name != "closed-form") and METHODS[name].applies(eq)]
 
 
 def cheap_method(problem: Problem) -> str | None:
@@ -187,16 +190,27 @@ def reference(
             with the driver, or shards for a deterministic method.
     """
     problem = as_problem(problem)
+    seed = arguments.seed(seed)
+    paths = arguments.optional_integer("paths", paths, minimum=1)
+    shards = arguments.optional_integer("shards", shards, minimum=1)
     verify_flags(problem.equation)
     method = resolve_method(problem, method)
     if shards is None and group is not None:
         shards = group.size
     if shards is None:
-        return METHODS[method].run(problem.equation, paths, seed, progress)
+        return _finite(problem, METHODS[method].run(problem.equation, paths, seed, progress))
     if not METHODS[method].sampled:
         raise ProblemError(f"method '{method}' is deterministic: only the sampling methods "
                            f"({', '.join(sampling_methods())}) run in shards or over processes")
-    return METHODS[method].run(problem.equation, paths, seed, progress, shards=shards, group=group)
+    return _finite(problem, METHODS[method].run(problem.equation, paths, seed, progress, shards=shards, group=group))
+
+
+def _finite(problem: Problem, result: ReferenceResult) -> ReferenceResult:
+    """``result`` if its value is a finite number; a NaN or infinite value is an error, not a result."""
+    if not math.isfinite(result.value):
+        raise ProblemError(f"{problem.name}: the {result.method} reference is {result.value}: the terminal "
+                           "condition or the driver is not finite at the sampled states")
+    return result
 
 
 def sampling_methods() -> list[str]:
@@ -210,7 +224,11 @@ def resolve_method(problem: Problem, method: str = "auto") -> str:
     Raises:
         ProblemError: unknown method, or one that does not apply to the problem.
     """
-    applicable = applicable_methods(problem)
+    if not isinstance(method, str):
+        raise ArgumentError(f"method: expected a method name, got {arguments.describe(method)}")
+    # a closed form declared but not fitting is an error for the methods that would use it; another method
+    # asked for by name (mc, to compare with) still runs
+    applicable = applicable_methods(problem, declared=method in ("auto", "closed-form"))
     if method == "auto":
         if not applicable:
             raise ProblemError(f"no reference method applies to '{problem.equation.kind}'")

@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 from scipy import integrate, special
 
+from bsde import arguments
 from bsde.equations.base import Equation
 from bsde.equations.pricing import MaxCall
 from bsde.errors import ProblemError
-from bsde.problem import Problem
+from bsde.problem import Problem, as_problem
 from bsde.reference.engine import reference, resolve_method
 from bsde.reference.result import finite_json
 from bsde.reference.sampling import Progress
@@ -281,13 +282,16 @@ def greeks_method(problem: Problem, method: str = "auto") -> tuple[str, bool]:
     return name, name != "radial"
 
 
-def reference_greeks(problem: Problem, method: str = "auto", *, paths: int | None = None, seed: int = 0,
-                     progress: Progress | None = None) -> GreeksResult:
+def reference_greeks(problem: Problem | Equation, method: str = "auto", *, paths: int | None = None,
+                     seed: int = 0, progress: Progress | None = None) -> GreeksResult:
     """Reference delta and gamma of ``problem`` at its x0 (see the module docstring for the methods).
 
     ``method`` is a value method of :func:`bsde.reference.reference` ("auto": the preferred one that applies);
     semi-analytic, radial and mc have their own Greeks, any other goes through central differences.
     """
+    problem = as_problem(problem)
+    seed = arguments.seed(seed)
+    paths = arguments.optional_integer("paths", paths, minimum=1)
     name, fallback = greeks_method(problem, method)
     full = problem.equation.dim <= FULL_GAMMA_MAX_DIM
     if fallback:

@@ -119,6 +119,8 @@ def mlp(
         mine = sum(sizes[s] for s in (group.shards(shards) if group is not None else range(shards)))
         blocks = each_shard(lambda shard, count, generator: repeat(count, generator, mine), sizes, seed, group)
         runs = [run for block in blocks for run in block]
+    if not all(map(math.isfinite, runs)):  # statistics cannot spread an infinity: the engine reports the value
+        return ReferenceResult(math.nan, None, None, "mlp", None, time.perf_counter() - start, {})
     value = statistics.fmean(runs)
     stderr = statistics.stdev(runs) / math.sqrt(repeats)
     details = {"level": level, "samples": samples, "repeats": repeats, "runs": runs,
