@@ -21,13 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, Tag, ValidationError
 
 from bsde.equations import EQUATIONS, Equation
 from bsde.errors import ArgumentError, ProblemError
+from bsde.no_bools import NoBoolNumbers
 from bsde.region import region_problem
 from bsde.settings import SolverSettings
 
 SECTIONS = ("equation", "solver", "reference", "presets")
 
 
-class Reference(BaseModel):
+class Reference(NoBoolNumbers):
     """A trusted value to compare against, with where it comes from."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

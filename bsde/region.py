@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from bsde.equations.base import Equation, Vector, broadcast
+from bsde.no_bools import NoBoolNumbers
 
 if TYPE_CHECKING:
     import torch
 
 
-class Region(BaseModel):
+class Region(NoBoolNumbers):
     """The box [low, high] (numbers, or lists of dim numbers) X_0 is drawn from; ``log``: log-uniformly."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

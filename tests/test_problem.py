@@ -109,12 +109,24 @@ def test_a_schedule_past_the_last_iteration_is_named():
         ({"solvr.iterations": 3}, "did you mean 'solver.iterations'"),
         ({"solver.learning_rate": {"boundaries": [5], "values": [1.0]}}, "solver.learning_rate"),
         ({"equation.lam": float("nan")}, "equation.lam"),
+        # pydantic's lax mode would read true as 1: a boolean is not a number here
+        ({"solver.iterations": True}, "solver.iterations (from --set): expected a number, got True"),
+        ({"solver.hidden": [True, 2]}, "solver.hidden (from --set): expected a number or a list of numbers"),
+        ({"equation.lam": False}, "equation.lam (from --set): expected a number, got False"),
+        ({"equation.x0": [True] * 100}, "equation.x0 (from --set): expected a number or a list of numbers"),
+        ({"solver.region": {"low": True, "high": 1}}, "low: expected a number or a list of numbers, got True"),
+        ({"reference.value": True}, "reference.value (from --set): expected a number, got True"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ProblemError, match=re.escape(message)) as info:
         bsde.load_problem("hjb", overrides)
     assert "\n" not in str(info.value) and "hjb.yaml" in str(info.value)
+
+
+def test_booleans_stay_booleans_and_numeric_text_stays_a_number():
+    problem = bsde.load_problem("hjb", {"solver.tf32": False, "solver.learning_rate": "1e-3"})  # YAML 1.1: a string
+    assert problem.solver.tf32 is False and problem.solver.learning_rate == 1e-3
 
 
 def test_bad_files(tmp_path):

@@ -18,8 +18,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from bsde.no_bools import NoBoolNumbers
 from bsde.processes import GBM, BrownianMotion, GeometricBrownian, Process, ScaledBrownian  # noqa: F401 (old names)
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def broadcast(value: Any, dim: int, name: str) -> tuple[float, ...]:
 Vector = float | list[float]
 
 
-class Equation(BaseModel):
+class Equation(NoBoolNumbers):
     """Base class: dim, horizon and starting point, shared by every equation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)

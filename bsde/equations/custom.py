@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_serializer,
+from pydantic import (ConfigDict, Discriminator, Field, Tag, field_validator, model_serializer,
                       model_validator)
 
 from bsde.equations.base import given_values
 from bsde.equations.functions import CustomEquation
 from bsde.expressions import Expression, ExpressionError, check_param_name, compile_expression
+from bsde.no_bools import NoBoolNumbers
 from bsde.probing import DriverFlags
 from bsde.processes import GBM, BrownianMotion, Diffusion, Process
 
@@ -41,7 +42,7 @@ def _text(value: Any) -> Any:
     return value
 
 
-class _Spec(BaseModel):
+class _Spec(NoBoolNumbers):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 

@@ -1,0 +1,48 @@
+"""Numbers are not booleans: pydantic's lax mode reads ``true`` as 1 (or 1.0), so ``iterations: true`` would
+run one iteration. Models that inherit :class:`NoBoolNumbers` refuse a boolean wherever a field wants a number
+(or a list of numbers); numeric text such as ``1e-3``, which YAML 1.1 reads as a string, still passes."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, model_validator
+
+
+def _refused(annotation: Any, value: Any) -> bool:
+    """Whether no branch of ``annotation`` takes ``value`` for its booleans (items of a list included)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _refused(args[0], value)
+    if origin in (Union, types.UnionType):
+        return all(_refused(branch, value) for branch in args)
+    if isinstance(value, bool):
+        return not (annotation in (bool, Any) or (origin is Literal and any(a is value for a in args)))
+    if isinstance(value, list):
+        return origin not in (list, tuple) or any(_refused(args[0] if args else Any, item) for item in value)
+    return False
+
+
+def _wants_numbers(annotation: Any) -> bool:
+    return annotation in (int, float) or any(_wants_numbers(a) for a in typing.get_args(annotation))
+
+
+def _takes_lists(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (list, tuple) or any(map(_takes_lists, typing.get_args(annotation)))
+
+
+class NoBoolNumbers(BaseModel):
+    """Base model whose number fields refuse true and false (see the module docstring)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, info in cls.model_fields.items():
+                key = info.alias or name
+                if key in data and _wants_numbers(info.annotation) and _refused(info.annotation, data[key]):
+                    what = "a number or a list of numbers" if _takes_lists(info.annotation) else "a number"
+                    raise ValueError(f"{key}: expected {what}, got {data[key]!r}")
+        return data
