@@ -68,16 +68,39 @@ def checkpoint_path(folder: Path) -> Path:
 
 
 class CheckpointWriter:
-    """The trainer's ``save`` hook: each call replaces ``folder/checkpoint.pt`` atomically."""
+    """The trainer's ``save`` hook: each call replaces ``folder/checkpoint.pt`` atomically.
+
+    Made before training: a ``checkpoint.pt`` already in ``folder`` may be replaced only when it is
+    a checkpoint of this same run (same configuration: the run resumed, or the same run again);
+    one of another run, or a file that is not a readable checkpoint, is a :class:`ProblemError`.
+    """
 
     def __init__(self, folder: Path, config: dict[str, Any]):
         self.folder = ensure_folder(Path(folder))
         self.config = config
         self.saved_iteration: int | None = None
+        _check_replaceable(self.folder, config)
 
     def __call__(self, state: TrainState) -> None:
         torch_save_atomic(checkpoint_path(self.folder), {"format": FORMAT, "config": self.config, "state": state})
         self.saved_iteration = int(state["iteration"])
+
+
+def _check_replaceable(folder: Path, config: dict[str, Any]) -> None:
+    """Refuse a folder whose ``checkpoint.pt`` this run must not replace (another run's, or unreadable)."""
+    path = checkpoint_path(folder)
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise ProblemError(f"{path}: not a file, so no checkpoint can be written there; give another folder")
+    advice = "resume it with --resume, or give another folder"
+    try:
+        saved = read_checkpoint(folder)
+    except ProblemError as exc:
+        raise ProblemError(f"{exc}; not replacing it: remove it, or give another folder") from None
+    diffs = differences(saved["config"], config)
+    if diffs:
+        raise ProblemError(f"{path}: holds a checkpoint of another run ({'; '.join(diffs)}); {advice}")
 
 
 def read_checkpoint(folder: Path) -> dict[str, Any]:

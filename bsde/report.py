@@ -1,8 +1,13 @@
-"""Comparison reports: ``<problem>.json``, ``<problem>.md``, ``<problem>.png`` and the folder's ``README.md``.
+"""Comparison reports: ``<name>.json``, ``<name>.md``, ``<name>.png`` and the folder's ``README.md``.
 
 Everything is rendered from the JSON mapping of :meth:`bsde.compare.Comparison.to_dict`, so the
 index can be rebuilt from the JSON files alone. Plots use matplotlib's Agg canvas directly (no
 pyplot, no global backend); every file goes through :mod:`bsde.io`'s atomic writes.
+
+A report's name is its problem's name, made unique within one run by :func:`report_names` (two
+problems named ``p`` give ``p`` and ``p-2``; ``README`` is the index's and is never a report's).
+Nothing bsde did not write is replaced (:func:`check_folder`): the index starts with
+:data:`MARKER`, and a report's files are bsde's when its JSON is a comparison report.
 """
 
 from __future__ import annotations
@@ -16,11 +21,99 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bsde.compare import FORMAT
-from bsde.io import ensure_folder, write_bytes_atomic, write_json_atomic, write_text_atomic
+from bsde.io import OutputError, ensure_folder, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 COLUMNS = ("problem", "dim", "seeds", "y0 mean ± std", "reference ± error", "method", "rel. error",
            "published", "rel. error vs published", "baseline", "wall / solve", "device")
 REGENERATE = "bsde compare --all --seeds 3 --out results"
+#: the index's file name (no report may take its stem)
+INDEX = "README.md"
+#: the first line of every index bsde writes: a README.md without it is the user's and is never replaced
+MARKER = "<!-- written by bsde compare -->"
+#: the first line of the indexes bsde wrote before MARKER (recognised with the REGENERATE sentence)
+LEGACY_TITLE = "# Deep BSDE against reference values"
+#: the kinds of file of one report
+SUFFIXES = (".json", ".md", ".png")
+
+
+def report_names(problems: list[str]) -> list[str]:
+    """A unique report name for each problem name of one run, in order.
+
+    The first problem of a name keeps it; a later one of the same name (compared without regard to
+    case, as some file systems do) becomes ``<name>-2``, ``<name>-3``..., skipping names that other
+    problems of the run have; ``README`` (the index's name) becomes ``README-2``.
+    """
+    reserved = {Path(INDEX).stem.casefold()}
+    taken = {name.casefold() for name in problems} | reserved
+    used: set[str] = set(reserved)
+    names = []
+    for name in problems:
+        chosen = name
+        if name.casefold() in used:
+            k = 2
+            while f"{name}-{k}".casefold() in taken | used:
+                k += 1
+            chosen = f"{name}-{k}"
+        used.add(chosen.casefold())
+        names.append(chosen)
+    return names
+
+
+def named(data: dict[str, Any], name: str, source: str | None = None) -> dict[str, Any]:
+    """``data`` (:meth:`~bsde.compare.Comparison.to_dict`) with its report name recorded, also in its summary,
+    and ``source`` (the problem as the command named it) where given."""
+    return {**data, "report": name, **({"source": source} if source else {}),
+            "summary": {**data["summary"], "report": name}}
+
+
+def _report_name(data: dict[str, Any]) -> str:
+    return data.get("report") or data["problem"]
+
+
+def _refuse(path: Path, what: str) -> OutputError:
+    return OutputError(f"{path}: not {what} written by bsde compare; not replacing it: move it away, "
+                       "or give another folder")
+
+
+def _is_index(path: Path) -> bool:
+    """Whether ``path`` is an index bsde wrote (it starts with MARKER, or is one of before MARKER)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return False
+    first = text.partition("\n")[0].rstrip("\r")
+    return first == MARKER or (first == LEGACY_TITLE and "Regenerate the committed table with `" in text)
+
+
+def _is_report(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def check_folder(folder: Path, names: list[str]) -> None:
+    """Refuse (:class:`OutputError`, naming the file) to write reports ``names`` and the index into ``folder``
+    where that would replace a file bsde did not write.
+
+    ``README.md`` must be an index bsde wrote; ``<name>.json`` a comparison report, and without it
+    neither ``<name>.md`` nor ``<name>.png`` may exist. Reports bsde wrote are replaced (a rerun
+    updates them).
+    """
+    folder = Path(folder)
+    index = folder / INDEX
+    if index.exists() and not (index.is_file() and _is_index(index)):
+        raise _refuse(index, "an index")
+    for name in names:
+        report = folder / f"{name}.json"
+        if report.exists():
+            if not (report.is_file() and _is_report(report)):
+                raise _refuse(report, "a report")
+            continue
+        for suffix in SUFFIXES[1:]:
+            if (folder / f"{name}{suffix}").exists():
+                raise _refuse(folder / f"{name}{suffix}", "a report")
 
 
 def _num(value: float | None, digits: int = 6) -> str:
@@ -42,7 +135,7 @@ def cells(summary: dict[str, Any]) -> list[str]:
     if summary.get("baseline_stderr") is not None:
         baseline += f" ± {summary['baseline_stderr']:.2g}"
     return [
-        summary["problem"], str(summary["dim"]), str(summary["seeds"]),
+        summary.get("report") or summary["problem"], str(summary["dim"]), str(summary["seeds"]),
         f"{summary['y0_mean']:.6g} ± {summary['y0_std']:.2g}", ref, method, _pct(summary.get("rel_error")),
         _num(summary.get("published")), _pct(summary.get("rel_error_published")), baseline,
         f"{summary['wall_s_mean']:.3g} s", summary.get("device") or "-",
@@ -99,11 +192,16 @@ def _environment_section(env: dict[str, Any]) -> list[str]:
 
 def markdown(data: dict[str, Any]) -> str:
     """The readable report of one comparison."""
-    summary, env = data["summary"], data["environment"]
-    lines = [f"# {data['problem']}: deep BSDE against the reference", "",
-             f"{data['kind']}, dimension {data['dim']}, {summary['seeds']} seed{'s' * (summary['seeds'] != 1)} "
-             f"on {summary['device']}.", "",
-             markdown_table([cells(summary)]), "", f"![y0 and loss by iteration]({data['problem']}.png)", ""]
+    summary, env, name = data["summary"], data["environment"], _report_name(data)
+    lines = [f"# {name}: deep BSDE against the reference", ""]
+    if name != data["problem"]:
+        source = f" from `{data['source']}`" if data.get("source") else ""
+        why = (f"{INDEX} is the folder's index" if data["problem"].casefold() == Path(INDEX).stem.casefold()
+               else "another problem of the same run has its name")
+        lines += [f"Problem `{data['problem']}`{source}, reported as {name}: {why}.", ""]
+    lines += [f"{data['kind']}, dimension {data['dim']}, {summary['seeds']} seed{'s' * (summary['seeds'] != 1)} "
+              f"on {summary['device']}.", "",
+              markdown_table([cells(summary)]), "", f"![y0 and loss by iteration]({name}.png)", ""]
     lines += _reference_section(data)
     baseline = summary["baseline"]
     lines += ["", "## Runs", "",
@@ -137,7 +235,7 @@ def figure_png(data: dict[str, Any]) -> bytes:
         left.axhline(ref, color="k", lw=1, label=label)
     if summary["published"] is not None and summary["reference_basis"] != "published":
         left.axhline(summary["published"], color="tab:red", ls="--", lw=1, label=f"published {summary['published']:g}")
-    left.set(xlabel="iteration", ylabel="y0 = u(0, x0)", title=f"{data['problem']} (dim {data['dim']}): y0")
+    left.set(xlabel="iteration", ylabel="y0 = u(0, x0)", title=f"{_report_name(data)} (dim {data['dim']}): y0")
     right.set(xlabel="iteration", ylabel="validation loss", yscale="log", title="validation loss")
     left.legend(fontsize=8)
     right.legend(fontsize=8)
@@ -147,7 +245,8 @@ def figure_png(data: dict[str, Any]) -> bytes:
 
 
 def read_reports(folder: Path) -> list[dict[str, Any]]:
-    """Every comparison report (JSON with our FORMAT) in ``folder``, by problem name; others are skipped."""
+    """Every comparison report (JSON with our FORMAT) in ``folder``, by report name (its file's stem, recorded
+    under ``report``); others are skipped."""
     reports = []
     for path in sorted(Path(folder).glob("*.json")):
         try:
@@ -155,8 +254,8 @@ def read_reports(folder: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
         if isinstance(data, dict) and data.get("format") == FORMAT:
-            reports.append(data)
-    return sorted(reports, key=lambda data: data["problem"])
+            reports.append(named(data, path.stem))
+    return sorted(reports, key=lambda data: data["report"])
 
 
 def index_markdown(reports: list[dict[str, Any]]) -> str:
@@ -164,7 +263,7 @@ def index_markdown(reports: list[dict[str, Any]]) -> str:
     rows = []
     for data in reports:
         row = cells(data["summary"])
-        row[0] = f"[{row[0]}]({data['problem']}.md)"
+        row[0] = f"[{row[0]}]({_report_name(data)}.md)"
         rows.append(row)
     latest: dict[str, str] = {}
     for data in reports:
@@ -172,7 +271,7 @@ def index_markdown(reports: list[dict[str, Any]]) -> str:
         latest[env["command"]] = max(latest.get(env["command"], ""), env["date"] or "")
     made = [f"`{command}` ({date})" for command, date in sorted(latest.items(), key=lambda item: item[1])]
     return "\n".join([
-        "# Deep BSDE against reference values", "",
+        MARKER, LEGACY_TITLE, "",
         "y0 is the mean ± standard deviation over seeds; the reference is ours (`bsde reference`, ± 95% CI "
         "half-width or the method's error estimate); relative errors are |mean y0 - ref| / |ref|.", "",
         markdown_table(rows), "",
@@ -182,9 +281,16 @@ def index_markdown(reports: list[dict[str, Any]]) -> str:
 
 
 def write_reports(data: dict[str, Any], folder: Path) -> list[Path]:
-    """Write ``<problem>.json/.md/.png`` into ``folder`` and refresh its README.md; returns the four paths."""
+    """Write ``<name>.json/.md/.png`` into ``folder`` and refresh its README.md; returns the four paths.
+
+    ``name`` is the report name (:func:`named`), else the problem's. Nothing is written where
+    :func:`check_folder` refuses.
+    """
     folder = ensure_folder(folder)
-    stem = data["problem"]
+    stem = _report_name(data)
+    if stem.casefold() == Path(INDEX).stem.casefold():
+        raise OutputError(f"{folder / INDEX}: is the index; a report cannot be named '{stem}'")
+    check_folder(folder, [stem])
     paths = [write_json_atomic(folder / f"{stem}.json", data),
              write_text_atomic(folder / f"{stem}.md", markdown(data)),
              write_bytes_atomic(folder / f"{stem}.png", figure_png(data))]
@@ -192,5 +298,6 @@ def write_reports(data: dict[str, Any], folder: Path) -> list[Path]:
 
 
 def write_index(folder: Path) -> Path:
-    """(Re)write ``folder/README.md`` from every report JSON present there."""
+    """(Re)write ``folder/README.md`` from every report JSON present there (refused where it is not bsde's)."""
+    check_folder(folder, [])
     return write_text_atomic(Path(folder) / "README.md", index_markdown(read_reports(folder)))

@@ -52,8 +52,8 @@ class LogEntry:
 class TrainHooks:
     """How the caller follows and steers a run; every field is optional.
 
-    ``save(state)`` is called after every ``save_every``-th iteration and when a stop is
-    requested; ``stop_requested()`` is polled after each iteration; ``on_warning(text)``
+    ``save(state)`` is called after every ``save_every``-th iteration, after the last one and
+    when a stop is requested; ``stop_requested()`` is polled after each iteration; ``on_warning(text)``
     hears about recoveries (rollbacks).
     """
 
@@ -318,8 +318,9 @@ def train(
                     continue
                 run.optimizer.step()
                 run.iteration += 1
-                if hooks.save is not None and hooks.save_every and run.iteration % hooks.save_every == 0:
-                    hooks.save(run.state())
+                if hooks.save is not None and hooks.save_every and (
+                        run.iteration % hooks.save_every == 0 or run.iteration == settings.iterations):
+                    hooks.save(run.state())  # the last iteration too, whatever the cadence
                 if stop:
                     if hooks.save is not None:
                         hooks.save(run.state())

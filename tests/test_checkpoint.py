@@ -57,7 +57,7 @@ def test_resume_restores_learning_rate_schedule(tiny: bsde.Problem, tmp_path: Pa
 def test_checkpoint_contents(tiny: bsde.Problem, tmp_path: Path) -> None:
     bsde.solve(tiny, seed=2, device="cpu", threads=1, checkpoint=tmp_path, checkpoint_every=25)
     data = read_checkpoint(tmp_path)
-    assert data["state"]["iteration"] == 50
+    assert data["state"]["iteration"] == 60  # every 25 iterations and after the last (60)
     assert data["config"] == run_config(tiny, seed=2, device=torch.device("cpu"))
     assert {"model", "optimizer", "generator", "history", "lr_scale"} <= data["state"].keys()
     assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_FILE]
@@ -117,3 +117,53 @@ def test_killed_process_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     problem = bsde.load_problem("hjb", {**TINY, **overrides})
     resumed = bsde.solve(problem, device="cpu", threads=1, resume=folder)
     assert resumed.history[-1].iteration == 400
+
+
+def test_checkpoint_refuses_a_folder_holding_another_run(tmp_path: Path) -> None:
+    """--checkpoint into a folder with another run's checkpoint.pt: refused before training, the file kept."""
+    other = bsde.load_problem("hjb", {**TINY, "equation.dim": 3, "solver.iterations": 20})
+    bsde.solve(other, seed=1, device="cpu", threads=1, checkpoint=tmp_path)
+    kept = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    logged = []
+    with pytest.raises(bsde.ProblemError) as refused:
+        bsde.solve(bsde.load_problem("hjb", {**TINY, "solver.iterations": 20}), seed=1, device="cpu", threads=1,
+                   checkpoint=tmp_path, on_log=logged.append)
+    assert str(refused.value).startswith(f"{tmp_path / CHECKPOINT_FILE}: holds a checkpoint of another run (")
+    assert "equation.dim: checkpoint 3, now 2" in str(refused.value)
+    assert str(refused.value).endswith("); resume it with --resume, or give another folder")
+    assert logged == [] and (tmp_path / CHECKPOINT_FILE).read_bytes() == kept
+    # the same run may replace its own checkpoint: run again, or resumed into the same folder
+    bsde.solve(other, seed=1, device="cpu", threads=1, checkpoint=tmp_path)
+    bsde.solve(other, seed=1, device="cpu", threads=1, checkpoint=tmp_path, resume=tmp_path)
+    assert read_checkpoint(tmp_path)["config"]["equation"]["dim"] == 3
+
+
+def test_cli_checkpoint_into_another_runs_folder_is_one_line_exit_2(tmp_path: Path) -> None:
+    steady = {"solver.iterations": 20, "solver.learning_rate": 0.01}  # no warning of a late schedule
+    bsde.solve(bsde.load_problem("hjb", {**TINY, **steady, "equation.dim": 3}), device="cpu",
+               threads=1, checkpoint=tmp_path)
+    kept = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    result = CliRunner().invoke(app, ["solve", "hjb", *tiny_args(**steady), "--device", "cpu",
+                                      "--threads", "1", "-q", "--no-reference", "--checkpoint", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert f"{tmp_path / CHECKPOINT_FILE}: holds a checkpoint of another run" in result.stderr
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == kept
+
+
+def test_checkpoint_refuses_an_unreadable_checkpoint_file(tiny: bsde.Problem, tmp_path: Path) -> None:
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"my own data")
+    with pytest.raises(bsde.ProblemError, match="checkpoint.pt: not a readable checkpoint .*; not replacing it"):
+        bsde.solve(tiny, device="cpu", threads=1, checkpoint=tmp_path)
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == b"my own data"
+
+
+@pytest.mark.parametrize(("log_every", "every"), [(20, None), (10, 100)])
+def test_the_last_iteration_is_always_checkpointed(tmp_path: Path, log_every: int, every: int | None) -> None:
+    """30 iterations, checkpoints every 20 (log_every) or 100: the checkpoint holds iteration 30 and resumes to the
+    same result."""
+    problem = bsde.load_problem("hjb", {**TINY, "solver.iterations": 30, "solver.log_every": log_every})
+    whole = bsde.solve(problem, seed=3, device="cpu", threads=1, checkpoint=tmp_path, checkpoint_every=every)
+    assert read_checkpoint(tmp_path)["state"]["iteration"] == 30
+    resumed = bsde.solve(problem, seed=3, device="cpu", threads=1, resume=tmp_path)
+    assert resumed.y0 == whole.y0 and [h.loss for h in resumed.history] == [h.loss for h in whole.history]

@@ -109,3 +109,72 @@ def test_agreement_sentence_says_by_how_much_and_whom_we_trust():
 def test_rounding_is_half_a_unit_in_the_last_digit():
     assert rounding(4.5901) == pytest.approx(5e-5) and rounding(57.3) == pytest.approx(0.05)
     assert rounding(100.0) == pytest.approx(0.5) and rounding(1.5e-7) == pytest.approx(5e-9)
+
+
+def test_report_names_are_unique_per_run_and_never_the_index():
+    from bsde.report import report_names
+
+    assert report_names(["hjb", "allen_cahn"]) == ["hjb", "allen_cahn"]
+    assert report_names(["p", "p", "p-2", "README", "P"]) == ["p", "p-3", "p-2", "README-2", "P-4"]
+
+
+def test_problems_of_one_name_get_one_report_each(tmp_path):
+    """a/p.yaml and b/p.yaml (both named p) and README.yaml: three reports, three index rows, the index kept."""
+    from bsde.problem import shipped_problems
+    from bsde.report import MARKER
+
+    text = shipped_problems()["hjb"].read_text()
+    files = [tmp_path / "a" / "p.yaml", tmp_path / "b" / "p.yaml", tmp_path / "README.yaml"]
+    for path in files:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    folder = tmp_path / "out"
+    result = runner.invoke(app, ["compare", *map(str, files), "--seeds", "1", *TINY, "--out", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    assert f"note: {files[1]}: its report is p-2" in result.stderr
+    assert [s["report"] for s in json.loads(result.stdout)["problems"]] == ["p", "p-2", "README-2"]
+    for name, path in zip(["p", "p-2", "README-2"], files):
+        data = json.loads((folder / f"{name}.json").read_text())
+        assert data["problem"] == path.stem and data["report"] == name
+        assert data.get("source") == (None if name == "p" else str(path))  # as named, where renamed
+        assert f"![y0 and loss by iteration]({name}.png)" in (folder / f"{name}.md").read_text()
+        assert (folder / f"{name}.png").exists()
+    index = (folder / "README.md").read_text()
+    assert index.startswith(MARKER + "\n")
+    rows = [line for line in index.splitlines() if line.startswith("| [")]
+    assert [row.split("|")[1].strip() for row in rows] == ["[README-2](README-2.md)", "[p](p.md)", "[p-2](p-2.md)"]
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("README.md", "my own notes\n"),
+    ("hjb.json", '{"mine": true}\n'),
+    ("hjb.md", "my own hjb notes\n"),  # no hjb.json beside it: not a report bsde wrote
+    ("hjb.png", "not bsde's"),
+])
+def test_files_bsde_did_not_write_are_never_replaced(tmp_path, name, content):
+    mine = tmp_path / name
+    mine.write_text(content)
+    result = runner.invoke(app, ["compare", "hjb", "--seeds", "1", *TINY, "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and str(mine) in result.stderr and "Traceback" not in result.output
+    assert mine.read_text() == content and [p.name for p in tmp_path.iterdir()] == [name]  # before any work
+
+
+def test_the_index_is_rewritten_only_where_bsde_wrote_it(tmp_path):
+    """Marked indexes and the unmarked ones bsde wrote before (the committed results/ folder) are bsde's."""
+    from pathlib import Path
+
+    from bsde.io import OutputError
+    from bsde.problem import shipped_problems
+    from bsde.report import MARKER, check_folder, index_markdown, write_index
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    check_folder(results, sorted(shipped_problems()))  # `bsde compare --all --out results` still works there
+    legacy = tmp_path / "README.md"
+    legacy.write_text((results / "README.md").read_text())
+    assert write_index(tmp_path).read_text() == index_markdown([])
+    assert legacy.read_text().startswith(MARKER)
+    legacy.write_text("# Deep BSDE against reference values\n\nmine\n")
+    with pytest.raises(OutputError, match="README.md: not an index written by bsde compare"):
+        write_index(tmp_path)
+    assert legacy.read_text() == "# Deep BSDE against reference values\n\nmine\n"
