@@ -132,7 +132,9 @@ def check_fits(problem: Problem, device: torch.device, *, free: int | None = Non
     settings = problem.solver
     budget = HEADROOM * free - (need.total - need.per_path * settings.batch_size)
     fitting = math.floor(budget / need.per_path) if need.per_path else 0
-    if fitting >= 2:
+    if need.validation >= need.total / 2:  # the validation batch, not the training one, is what does not fit
+        advice = f"lower solver.valid_size (its {settings.valid_size} paths need {_size(need.validation)})"
+    elif fitting >= 2:
         advice = f"lower solver.batch_size to {min(fitting, settings.batch_size - 1)} or less"
     else:
         advice = "even solver.batch_size=2 does not fit; lower equation.dim, solver.time_steps or solver.hidden"

@@ -14,6 +14,7 @@ folder saved by another version, or whose config.yaml no longer matches the weig
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ import torch
 import yaml
 
 from bsde import __version__
-from bsde.checkpoint import _flatten
 from bsde.arguments import describe, integer
+from bsde.checkpoint import _flatten
 from bsde.errors import ArgumentError, ProblemError
 from bsde.greeks import GAMMA_FULL_MAX_DIM, GAMMA_MAX_DIM, TRANSITION_GREEKS, first_step_greeks, gradient_from_z
 from bsde.io import check_writable, ensure_folder, torch_save_atomic, write_text_atomic
@@ -51,6 +52,10 @@ def check_save_folder(folder: Path) -> Path:
                                "folder")
     check_writable(folder / SOLUTION_FILE)
     return folder
+
+
+class OutsideRegionWarning(UserWarning):
+    """Points outside the box a region solve was trained on: its network extrapolates there."""
 
 
 class Solution:
@@ -165,12 +170,25 @@ class Solution:
             raise ProblemError(f"a point solve knows {what} at x0 only; train over a box (solver.region: "
                                "{low: ..., high: ...}) to evaluate elsewhere")
 
+    def outside(self, x: Any) -> int:
+        """How many of the points x (n, d) lie outside the box a region solve was trained on (0 for a point solve)."""
+        region = self.problem.solver.region
+        return 0 if region is None else sum(not region.contains(p) for p in self._points(x).tolist())
+
+    def _extrapolating(self, points: torch.Tensor) -> None:
+        if self.is_region and (count := self.outside(points)):
+            region = self.problem.solver.region
+            warnings.warn(f"{count} of {points.shape[0]} points lie outside the trained box [{region.low}, "
+                          f"{region.high}] (extrapolated)", OutsideRegionWarning, stacklevel=3)
+
     def u(self, x: Any) -> np.ndarray:
-        """u(0, x) for points x (n, d) -> (n,): the network over a region (at x0 too), u0 for a point solve."""
+        """u(0, x) for points x (n, d) -> (n,): the network over a region (at x0 too; an OutsideRegionWarning
+        for points outside its box), u0 for a point solve."""
         points = self._points(x)
         if not self.is_region:
             self._at_x0_only(points, "u")
             return np.full(points.shape[0], self.u0)
+        self._extrapolating(points)
         with torch.no_grad():
             return self.model.value(points).cpu().numpy().astype(float)
 
@@ -180,6 +198,7 @@ class Solution:
         if not self.is_region:
             self._at_x0_only(points, "the gradient")
             return np.tile(self.delta, (points.shape[0], 1))
+        self._extrapolating(points)
         with torch.enable_grad():
             leaf = points.requires_grad_(True)
             (grad,) = torch.autograd.grad(self.model.value(leaf).sum(), leaf)
@@ -195,6 +214,7 @@ class Solution:
             if gamma is None:
                 raise ProblemError(f"no gamma for this point solve: {self.gamma_source}")
             return np.tile(gamma, (points.shape[0],) + (1,) * gamma.ndim)
+        self._extrapolating(points)
         with torch.enable_grad():
             leaf = points.requires_grad_(True)
             (grad,) = torch.autograd.grad(self.model.value(leaf).sum(), leaf, create_graph=True)

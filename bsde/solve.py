@@ -257,13 +257,13 @@ def solve(
         if on_warning is not None:
             on_warning(text)
 
-    if (late := settings.schedule_warning()) is not None:
-        warn(late)
     hooks = TrainHooks(stop_requested=stop_requested, on_warning=warn)
-    if checkpoint is not None:
+    if checkpoint is not None:  # first: a folder holding another run's checkpoint is refused before any output
         writer = functools.partial(CheckpointWriter, checkpoint, config)
         hooks.save = writer() if group is None else group.lead_saves(group.from_lead(writer))
         hooks.save_every = checkpoint_every or settings.log_every
+    if (late := settings.schedule_warning()) is not None:
+        warn(late)
     generator = torch.Generator(device=dev).manual_seed(seed)
     trained = train(problem.equation, settings, generator=generator, device=dev, on_log=on_log, hooks=hooks,
                     on_nan=on_nan, resume=state, group=group)
@@ -305,6 +305,11 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         warn(f"the estimated error of y0 ({error:.3g}, {checked.basis}) exceeds {WARN_ERROR:.0%} of |y0|; "
              "more time steps or iterations may help")
     solution = Solution(model, problem, seed=seed, u0=y0)
+    if solution.is_region and (gap := abs(float(solution.u([solution.x0])[0]) - y0)) > max(
+            WARN_ERROR * abs(y0), 2 * (error or 0.0)):  # y0 is not read off the network (HJB: V at x0)
+        warn(f"over the region, the network's u(0, x0) is {gap / abs(y0):.1%} from y0 = {y0:.6g} ({checked.basis}): "
+             "u elsewhere in the box is likely off by as much (the network carries the time steps' error and the "
+             "learned control's excess, which the value at x0 does not; more solver.time_steps may help)")
     delta, gamma_diag = solution.delta, solution.gamma_diag
     wall_s = time.perf_counter() - start
     if reference is None and problem.reference.value is None and auto_reference:

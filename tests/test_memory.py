@@ -64,3 +64,9 @@ def test_absurd_problem_is_refused_by_the_api() -> None:
     huge = bsde.load_problem("hjb", {"equation.dim": 10**6, "solver.batch_size": 10**5})
     with pytest.raises(bsde.ProblemError, match="solver.batch_size"):
         bsde.solve(huge, device="cpu")
+
+
+def test_a_validation_batch_that_does_not_fit_is_named() -> None:
+    large = bsde.load_problem("hjb", {"equation.dim": 10, "solver.valid_size": 10**9})
+    with pytest.raises(bsde.ProblemError, match=r"lower solver.valid_size \(its 1000000000 paths need"):
+        check_fits(large, CPU, free=10**9)

@@ -13,7 +13,7 @@ import yaml
 import bsde
 from bsde.errors import BSDEError, ProblemError
 from bsde.processes import uniform_correlation_root
-from bsde.solution import CONFIG_FILE, SOLUTION_FILE, Solution, check_save_folder
+from bsde.solution import CONFIG_FILE, SOLUTION_FILE, OutsideRegionWarning, Solution, check_save_folder
 
 from conftest import TINY
 
@@ -62,6 +62,26 @@ def test_z_at_steps(point_result):
     assert point_result.z(2, x).shape == (2, 2)
     with pytest.raises(ProblemError, match="step 0..4"):
         point_result.z(5, x)
+
+
+def test_a_region_network_far_from_the_value_at_x0_is_a_warning(region_result, point_result):
+    """HJB over a region: y0 is V at x0 (bsde.control_bound), u(x) the network; 60 iterations leave them apart."""
+    gap = abs(region_result.u([region_result.solution.x0])[0] / region_result.y0 - 1)
+    warned = [w for w in region_result.warnings if w.startswith("over the region")]
+    assert gap > 0.01 and len(warned) == 1 and f"{gap:.1%} from y0" in warned[0]
+    assert not any(w.startswith("over the region") for w in point_result.warnings)
+
+
+def test_a_region_solve_warns_where_it_extrapolates(region_result):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        region_result.u([[0.5, -1.0]])  # inside (the boundary included): no warning
+    assert region_result.solution.outside([[0.5, -1.0], [1.5, 0.0], [0.0, -3.0]]) == 2
+    for evaluate in (region_result.u, region_result.grad, region_result.solution.hessian):
+        with pytest.warns(OutsideRegionWarning, match=r"1 of 2 points lie outside the trained box \[-1.0, 1.0\]"):
+            evaluate([[0.0, 0.0], [3.0, 0.0]])
 
 
 def test_a_region_solve_has_u_grad_and_hessian_everywhere(region_result):
