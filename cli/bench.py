@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from .common import DeviceOption, JsonOption, ThreadsOption, command_line, emit_json, err, fail, guarded, out
+from .common import (DeviceOption, JsonOption, ThreadsOption, command_line, emit_json, err, fail, guarded, out,
+                     print_table)
 
 if TYPE_CHECKING:
     from bsde.bench import BenchOptions, BenchReport
-
-WIDE = 200
 
 
 def _dims(text: str | None) -> tuple[int, ...] | None:
@@ -39,7 +38,6 @@ def run_bench(options: BenchOptions, **kwargs: Any) -> BenchReport:
 def _print(report: BenchReport) -> None:
     from bsde.bench.report import machine_lines, tables
 
-    width = None if out.is_terminal else WIDE  # a pipe or file gets whole rows rather than folded cells
     for key, value in machine_lines(report):
         out.print(f"{key}: {value}", markup=False)
     for table in tables(report):
@@ -47,7 +45,7 @@ def _print(report: BenchReport) -> None:
                            caption_justify="left")
         for row in table.rows:
             rich_table.add_row(*row)
-        out.print(rich_table, width=width)
+        print_table(rich_table)  # a pipe or file gets whole rows rather than folded cells
 
 
 @guarded

@@ -8,13 +8,14 @@ import os
 import shlex
 import sys
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 import typer
 from rich.console import Console
 
 from bsde.errors import BSDEError, ProblemError, TrainingError
-from bsde.problem import Problem, load_problem, parse_override
+from bsde.problem import Problem, load_problem, parse_override, shipped_problems
 
 if TYPE_CHECKING:
     from bsde.trainer import LogEntry
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 #: results and tables go to stdout; progress, warnings and errors to stderr
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+#: the width of a table printed to a pipe or a file: whole rows, not cells folded or cut to 80 columns
+WIDE = 250
 
 SetOption = Annotated[
     list[str] | None,
@@ -52,6 +55,23 @@ def load(problem: str, overrides: list[str] | None, preset: str | None = None) -
     """A problem by name or path with a preset and then its --set overrides applied (--set wins)."""
     parsed = dict(parse_override(text) for text in overrides or [])
     return load_problem(problem, parsed, preset=preset)
+
+
+def problem_file(problem: str) -> Path | None:
+    """The file a PROBLEM argument reads (a shipped one or a path), or None (an installed kind)."""
+    path = shipped_problems().get(problem) or Path(problem).expanduser()
+    return path if path.is_file() else None
+
+
+def refuse_overwriting(problems: list[str], outputs: dict[str, list[Path]]) -> None:
+    """Fail when an output path (by option) is one of the problem files read: it would be overwritten."""
+    for problem in problems:
+        source = problem_file(problem)
+        for option, paths in outputs.items():
+            for path in paths:
+                if source is not None and path.expanduser().resolve() == source.resolve():
+                    raise ProblemError(f"{option} {path}: is the problem file {problem}, which it would "
+                                       "overwrite; give another path")
 
 
 def fail(message: str, code: int) -> None:
@@ -117,6 +137,11 @@ def close_group() -> None:
         from bsde.distributed import close
 
         close()
+
+
+def print_table(table: Any) -> None:
+    """A rich table on stdout: the terminal's width, or WIDE for a pipe or a file (print's width= cannot widen)."""
+    (out if out.is_terminal else Console(file=out.file, highlight=False, width=WIDE)).print(table)
 
 
 def emit_json(data: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from bsde.errors import ProblemError
 from bsde.problem import shipped_problems
 
 from .common import (DeviceOption, JsonOption, NprocOption, SetOption, ThreadsOption, command_line, emit_json, err,
-                     guarded, launch_workers, load, out, print_log_entry, progress_lines)
+                     guarded, launch_workers, load, out, print_log_entry, progress_lines, refuse_overwriting)
 from .reference import PathsOption
 
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ def compare(
     set_: SetOption = None,
     preset: Annotated[str | None, typer.Option(help="Named solver overlay from each problem's presets.")] = None,
     out_dir: Annotated[Path, typer.Option(
-        "--out", help="Folder for <problem>.json/.md/.png and README.md (created if missing).",
+        "--out", help="Folder for <problem>.json/.md/.png and README.md (created if missing; files bsde did "
+        "not write there are never replaced).",
         metavar="DIR")] = Path("results"),
     fail_above: Annotated[float | None, typer.Option(
         min=0.0, help="Exit 1 (after writing the reports) when a relative error of mean y0 is above TOL.",
@@ -53,7 +54,9 @@ def compare(
     """Solve each PROBLEM with K seeds, compare y0 with the reference, write reports to DIR.
 
     The reference is ours (`bsde reference`, method auto); a published value in the problem
-    file is shown beside it. DIR/README.md is rebuilt from every report JSON in DIR.
+    file is shown beside it. DIR/README.md is rebuilt from every report JSON in DIR. Two problems of
+    the same name get reports p and p-2 (README is the index's: a problem of that name gets README-2).
+    A README.md or report file in DIR that bsde did not write is never replaced: exit 2 before any work.
 
     --nproc K (or torchrun) deals the references and the solves (one per problem and seed) out to K
     processes, each solving alone; process 0 writes the reports. Each solve is the same as alone.
@@ -61,7 +64,7 @@ def compare(
     from bsde import distributed
     from bsde.compare import compare_all  # the solver (torch) and matplotlib load only to compare
     from bsde.io import check_writable
-    from bsde.report import COLUMNS, cells, write_reports
+    from bsde.report import COLUMNS, cells, check_folder, named, report_names, write_reports
     from bsde.runtime import resolve_device
 
     names = list(dict.fromkeys([*(sorted(shipped_problems()) if all_ else []), *(problems or [])]))
@@ -69,10 +72,23 @@ def compare(
         raise ProblemError("no problem given: name one or more problems, or use --all")
     loaded = [load(name, set_, preset) for name in names]
     resolve_device(device)  # bad input fails before any work
-    for problem in loaded:
-        check_writable(out_dir / f"{problem.name}.json")
+    report_of = report_names([problem.name for problem in loaded])  # unique within the run, never the index's
+    reports = [out_dir / f"{report}{suffix}" for report in report_of for suffix in (".json", ".md", ".png")]
+    refuse_overwriting(names, {"--out": [*reports, out_dir / "README.md"]})
+    for report in report_of:
+        check_writable(out_dir / f"{report}.json")
+    check_folder(out_dir, report_of)  # nothing bsde did not write is replaced
+    next_report = iter(report_of)  # the comparisons come back in the order of the problems
     if nproc > 1:
         launch_workers(ctx, nproc)
+    for name, problem, report in zip(names, loaded, report_of):  # after every check: bad input is one line
+        if report != problem.name:
+            why = ("the index's name" if problem.name.casefold() == "readme"
+                   else "the name of another problem of this run")
+            err.print(f"note: {name}: its report is {report}, since '{problem.name}' is {why}", markup=False)
+    report_by_problem = {id(problem): report for problem, report in zip(loaded, report_of)}
+    # a renamed report records the problem as named here, to tell it from the other of its name
+    source_of = {report: name for name, problem, report in zip(names, loaded, report_of) if report != problem.name}
     command = command_line(ctx, nproc=max(nproc, distributed.world()))  # a worker records the K that started it
     summaries = []
     total = {"iterations": 0}  # of the problem being solved, for the progress lines
@@ -81,11 +97,12 @@ def compare(
         eq = problem.equation
         total["iterations"] = problem.solver.iterations
         if not quiet:
-            err.print(f"comparing {problem.name}: {eq.kind}, dim {eq.dim}, {seeds} seeds x "
+            err.print(f"comparing {report_by_problem[id(problem)]}: {eq.kind}, dim {eq.dim}, {seeds} seeds x "
                       f"{problem.solver.iterations} iterations", markup=False)
 
     def done(result: Comparison) -> None:
-        data = result.to_dict()
+        report = next(next_report)
+        data = named(result.to_dict(), report, source_of.get(report))
         written = write_reports(data, out_dir)
         if not quiet:
             err.print(f"  wrote {', '.join(str(path) for path in written)}", markup=False)
@@ -101,7 +118,7 @@ def compare(
     failed = [] if fail_above is None else [
         s for s in summaries if s["rel_error"] is None or s["rel_error"] > fail_above]  # no reference: not a pass
     if json_:
-        emit_json({"out": str(out_dir), "fail_above": fail_above, "failed": [s["problem"] for s in failed],
+        emit_json({"out": str(out_dir), "fail_above": fail_above, "failed": [s["report"] for s in failed],
                    "problems": summaries})
     else:
         table = Table(*COLUMNS, title=f"deep BSDE against the reference (reports in {out_dir})")
@@ -111,6 +128,6 @@ def compare(
         (out if out.is_terminal else Console(highlight=False, width=250)).print(table)
     for summary in failed:
         rel = "no reference" if summary["rel_error"] is None else f"rel. error {summary['rel_error']:.3g}"
-        err.print(f"check failed: {summary['problem']}: {rel} above --fail-above {fail_above:g}", markup=False)
+        err.print(f"check failed: {summary['report']}: {rel} above --fail-above {fail_above:g}", markup=False)
     if failed:
         raise typer.Exit(1)

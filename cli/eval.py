@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,14 +16,24 @@ from bsde.errors import ProblemError
 from .common import JsonOption, emit_json, err, guarded, out, vector_text
 
 
+class NumberLoader(yaml.SafeLoader):
+    """Safe YAML that also reads 1e2 and 1.0e2 as numbers (YAML 1.1 wants a dot and a sign: 1.0e+2)."""
+
+
+NumberLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                                   list("-+0123456789."))
+
+
 def points_from_text(text: str, dim: int) -> list[list[float]]:
     """--x: a YAML number (every coordinate), a list of dim numbers (one point) or a list of such lists."""
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=NumberLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ProblemError(f"--x: cannot parse {text!r} as YAML ({problem})") from None
     if _is_number(value):
+        if not math.isfinite(value):
+            raise ProblemError(f"--x: expected a finite number, got {text!r}")
         return [[float(value)] * dim]
     if isinstance(value, list) and value and all(_is_number(v) for v in value):
         return [_point(value, dim, "--x")]
@@ -85,25 +96,28 @@ def eval_command(
     A region solve (solver.region) answers anywhere (points outside its box are extrapolated, with a
     warning); a point solve answers at its x0 only.
     """
-    from bsde.solution import Solution  # torch loads only here
+    from bsde.solution import OutsideRegionWarning, Solution  # torch loads only here
 
     if x is not None and points is not None:
         raise ProblemError("give the points with --x or with --points, not both")
+    if folder.is_file():
+        raise ProblemError(f"{folder}: is a file, expected the folder written by bsde solve ... --save DIR")
     solution = Solution.load(folder)
     dim = solution.equation.dim
     chosen = (points_from_text(x, dim) if x is not None else points_from_file(points, dim) if points is not None
               else [solution.x0.tolist()])
     region = solution.problem.solver.region
-    outside = [p for p in chosen if region is not None and not region.contains(p)]
-    if outside:
-        err.print(f"warning: {len(outside)} of {len(chosen)} points lie outside the trained box "
-                  f"[{region.low}, {region.high}] (extrapolated)", markup=False)
-    values = solution.u(chosen)
-    deltas = solution.grad(chosen)
-    diagonals = None
-    if gamma:
-        hessians = solution.hessian(chosen)
-        diagonals = [h.diagonal().tolist() if h.ndim == 2 else h.tolist() for h in hessians]
+    with warnings.catch_warnings(record=True) as seen:  # said once, as one line, not per call in Python's format
+        warnings.simplefilter("always", OutsideRegionWarning)
+        values = solution.u(chosen)
+        deltas = solution.grad(chosen)
+        diagonals = None
+        if gamma:
+            hessians = solution.hessian(chosen)
+            diagonals = [h.diagonal().tolist() if h.ndim == 2 else h.tolist() for h in hessians]
+    outside = next((w for w in seen if issubclass(w.category, OutsideRegionWarning)), None)
+    if outside is not None:
+        err.print(f"warning: {outside.message}", markup=False)
     if json_:
         from bsde.reference.result import finite_json
 

@@ -6,18 +6,19 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.table import Table
+from rich.table import Column, Table
 
 from bsde.equations import EQUATIONS
 from bsde.problem import load_problem, shipped_problems
 
-from .common import SetOption, guarded, load, out
+from .common import SetOption, guarded, load, out, print_table
 
 
 @guarded
 def list_problems() -> None:
     """Shipped problems with their dimension and reference value, then the kinds installed packages add."""
-    table = Table("problem", "kind", "dim", "reference", "presets", "source", box=None)
+    titles = ("problem", "kind", "dim", "reference", "presets", "source")
+    table = Table(*(Column(title, overflow="fold") for title in titles), box=None)  # narrow: folded, never cut
     for name in sorted(shipped_problems()):
         problem = load_problem(name)
         ref = problem.reference
@@ -28,7 +29,7 @@ def list_problems() -> None:
                       ", ".join(problem.presets) or "-", source)
     for kind in sorted(EQUATIONS.plugins()):  # named by metadata, not imported: the row says where it comes from
         table.add_row(kind, kind, "-", "-", "-", EQUATIONS.origin(kind) or "-")
-    out.print(table)
+    print_table(table)
 
 
 @guarded

@@ -1,4 +1,8 @@
-"""Graceful stops: SIGINT/SIGTERM set a flag that the trainer polls after each iteration."""
+"""Graceful stops: SIGINT/SIGTERM set a flag that the trainer polls after each iteration.
+
+A signal that no iteration will see any more (one after training, or a second Ctrl-C) raises
+:class:`Stopped` instead, which the command turns into one line and exit 130 / 143.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,49 @@ from typing import Iterator
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class Stopped(BaseException):
+    """A stop signal that ends the command now (a BaseException, like KeyboardInterrupt: nothing swallows it)."""
+
+    def __init__(self, signum: int, after_training: bool):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.after_training = after_training
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
 class StopRequest:
     """Callable flag: true once a stop signal arrived; ``signum`` says which."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.training = True  # an iteration will still poll the flag
+        self.raised = False  # Stopped was raised once: later signals wait for it to end the command
 
     def __call__(self) -> bool:
         return self.signum is not None
 
     def handle(self, signum: int, _frame: object) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop without waiting for the iteration
+        if self.raised:
+            return
+        if not self.training or (self.signum is not None and signum == signal.SIGINT):
+            self.raised = True  # after training, or a second Ctrl-C: stop without waiting for an iteration
+            raise Stopped(signum, after_training=not self.training)
         if self.signum is None:  # the first signal names the stop (torchrun may follow up with SIGTERM)
             self.signum = signum
+
+    def training_over(self) -> None:
+        """No iteration polls the flag from now on: a signal that came already, or comes later, stops now."""
+        self.training = False
+        if self.signum is not None and not self.raised:
+            self.raised = True
+            raise Stopped(self.signum, after_training=True)
 
     @property
     def exit_code(self) -> int:

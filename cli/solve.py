@@ -12,10 +12,12 @@ import typer
 from bsde.errors import Interrupted, ProblemError
 
 from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, command_line, emit_json, err,
-                     guarded, launch_workers, load, out, print_log_entry, progress_lines, vector_text)
-from .signals import StopRequest, stop_on_signals
+                     fail, guarded, launch_workers, load, out, print_log_entry, progress_lines, refuse_overwriting,
+                     vector_text)
+from .signals import StopRequest, Stopped, stop_on_signals
 
 if TYPE_CHECKING:
+    from bsde.problem import Problem
     from bsde.solve import SolveResult
     from bsde.trainer import LogEntry
 
@@ -27,9 +29,13 @@ class OnNaN(str, Enum):
     rollback = "rollback"
 
 
-def _progress(total: int):
+def _progress(total: int, stop: StopRequest, quiet: bool):
+    """Progress lines (unless quiet); the last validation tells ``stop`` that training is over."""
     def on_log(entry: LogEntry) -> None:
-        print_log_entry(entry, total)
+        if not quiet:
+            print_log_entry(entry, total)
+        if entry.iteration >= total:
+            stop.training_over()
     return on_log
 
 
@@ -56,7 +62,8 @@ def report(result: SolveResult) -> None:
                   "(driver-free e^(-rT) E g(X_T))", markup=False)
     processes = f" x {result.processes} processes" if result.processes > 1 else ""
     out.print(f"  {result.iterations} iterations in {result.train_s:.1f} s ({result.iterations_per_s:.0f} it/s), "
-              f"wall {result.wall_s:.1f} s on {result.device}, {result.dtype}, {result.threads} threads{processes}, "
+              f"wall {result.wall_s:.1f} s on {result.device}, {result.dtype}, {result.threads} "
+              f"thread{'' if result.threads == 1 else 's'}{processes}, "
               f"seed {result.seed}", markup=False)
 
 
@@ -65,6 +72,25 @@ def processes() -> int:
     from bsde.distributed import world
 
     return world()
+
+
+def outputs(out_file: Path | None, plot: Path | None, save: Path | None, checkpoint: Path | None,
+            resume: Path | None) -> dict[str, list[Path]]:
+    """The files a solve may write, by option (to refuse any that is the problem file)."""
+    from bsde.checkpoint import CHECKPOINT_FILE
+    from bsde.solution import CONFIG_FILE, SOLUTION_FILE
+
+    return {"--out": [out_file] if out_file else [], "--plot": [plot] if plot else [],
+            "--save": [save / SOLUTION_FILE, save / CONFIG_FILE] if save else [],
+            "--checkpoint": [checkpoint / CHECKPOINT_FILE] if checkpoint else [],
+            "--resume": [resume / CHECKPOINT_FILE] if resume and not checkpoint else []}
+
+
+def _stopped_now(exc: Stopped, folder: Path | None, hint: str) -> None:
+    """A signal that no iteration would see: one line, exit 130 / 143."""
+    when = "after training" if exc.after_training else "a second time, during training"
+    kept = f"; the checkpoint in {folder} is kept, resume with: {hint}" if folder is not None else ""
+    fail(f"interrupted by {exc.name} {when}{kept}", exc.exit_code)
 
 
 def _stopped(stop: StopRequest, exc: Interrupted, folder: Path | None, hint: str) -> None:
@@ -124,13 +150,15 @@ def solve(
     --nproc K (or `torchrun --nproc-per-node K -m bsde.cli solve ...`, also across machines) splits
     each batch over K processes; process 0 prints and writes.
     """
-    from bsde.io import check_writable, write_json_atomic  # the solver's modules (torch) load only to solve
+    from bsde.io import check_writable  # the solver's modules (torch) load only to solve
     from bsde.memory import check_fits
     from bsde.runtime import resolve_device
     from bsde.solve import solve as solve_problem
 
     loaded = load(problem, set_, preset)
     check_fits(loaded, resolve_device(device))  # bad device or too big: fail before any output or work
+    folder = checkpoint if checkpoint is not None else resume
+    refuse_overwriting([problem], outputs(out_file, plot, save, checkpoint, resume))
     if out_file is not None:
         check_writable(out_file)
     if nproc > 1 or processes() > 1:
@@ -152,32 +180,43 @@ def solve(
         from bsde.solution import check_save_folder
 
         check_save_folder(save)
-    folder = checkpoint if checkpoint is not None else resume
-    on_log = None if quiet else _progress(loaded.solver.iterations)
     if not quiet:
         eq = loaded.equation
         err.print(f"solving {loaded.name}: {eq.kind}, dim {eq.dim}, {loaded.solver.time_steps} steps, "
                   f"{loaded.solver.iterations} iterations" + (f", resuming from {resume}" if resume else ""),
                   markup=False)
-    with stop_on_signals() as stop:
+    hint = command_line(ctx, checkpoint=None, resume=folder, nproc=max(nproc, processes())) if folder else ""
+    with stop_on_signals() as stop:  # to the end: a signal after training ends the command too
         try:
-            result = solve_problem(
-                loaded, seed=seed, device=device, threads=threads, on_log=on_log,
-                on_warning=lambda text: err.print(f"warning: {text}", markup=False), on_nan=on_nan.value,
-                checkpoint=folder, checkpoint_every=checkpoint_every, resume=resume, stop_requested=stop,
-                auto_reference=not no_reference,
-            )
-        except Interrupted as exc:
-            hint = command_line(ctx, checkpoint=None, resume=folder, nproc=max(nproc, processes())) if folder else ""
-            _stopped(stop, exc, folder, hint)
+            try:
+                result = solve_problem(
+                    loaded, seed=seed, device=device, threads=threads,
+                    on_log=_progress(loaded.solver.iterations, stop, quiet),
+                    on_warning=lambda text: err.print(f"warning: {text}", markup=False), on_nan=on_nan.value,
+                    checkpoint=folder, checkpoint_every=checkpoint_every, resume=resume, stop_requested=stop,
+                    auto_reference=not no_reference,
+                )
+            except Interrupted as exc:
+                _stopped(stop, exc, folder, hint)
+            stop.training_over()  # whatever on_log saw: no iteration polls the flag any more
+            _write(result, loaded, save=save, plot=plot, out_file=out_file, json_=json_, quiet=quiet)
+        except Stopped as exc:
+            _stopped_now(exc, folder, hint)
+
+
+def _write(result: SolveResult, problem: Problem, *, save: Path | None, plot: Path | None, out_file: Path | None,
+           json_: bool, quiet: bool) -> None:
+    """After training: --save, --plot, --out, then the result on stdout."""
+    from bsde.io import write_json_atomic
+
     if save is not None:
         result.solution.save(save, {"y0": result.y0, "delta": result.delta, "gamma_diag": result.gamma_diag})
         err.print(f"saved the solution to {save} (bsde eval {shlex.quote(str(save))} --x ...)", markup=False)
     if plot is not None:
         from bsde.region_plot import diagonal_checks, plot_region
 
-        checks = diagonal_checks(result.solution, loaded, progress=None if quiet else progress_lines("references"))
-        plot_region(result.solution, loaded, checks, plot)
+        checks = diagonal_checks(result.solution, problem, progress=None if quiet else progress_lines("references"))
+        plot_region(result.solution, problem, checks, plot)
         err.print(f"plot written to {plot}", markup=False)
     data = result.to_dict()
     if out_file is not None:

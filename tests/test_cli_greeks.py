@@ -66,7 +66,8 @@ def test_eval_reads_a_file_of_points(saved_region: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["points"] == [[90.0], [110.0]]
     outside = runner.invoke(app, ["eval", str(saved_region), "--x", "150"])
-    assert outside.exit_code == 0 and "outside the trained box" in outside.stderr
+    assert outside.exit_code == 0 and outside.stderr.count("\n") == 1  # one line, not Python's warning format
+    assert outside.stderr.startswith("warning: 1 of 1 points lie outside the trained box")
 
 
 @pytest.mark.parametrize("args,text", [
@@ -74,11 +75,21 @@ def test_eval_reads_a_file_of_points(saved_region: Path, tmp_path: Path):
     (["--x", "[1, "], "--x: cannot parse"),
     (["--x", "abc"], "--x: expected a number"),
     (["--x", "[.nan]"], "finite"),
+    (["--x", ".nan"], "--x: expected a finite number, got '.nan'"),
+    (["--x", "-.inf"], "--x: expected a finite number"),
     (["--x", "1", "--points", "p.txt"], "not both"),
     (["--points", "missing.txt"], "missing.txt: no such file"),
 ])
 def test_eval_bad_points_are_one_line_errors(saved_region: Path, args, text):
     assert text in one_line_error(runner.invoke(app, ["eval", str(saved_region), *args]))
+
+
+@pytest.mark.parametrize("text", ["1e2", "1E+2", "[1.0e2]", "[[1e2]]", "10e1"])
+def test_eval_reads_scientific_notation(saved_region: Path, text: str):
+    plain = runner.invoke(app, ["eval", str(saved_region), "--x", "100", "--json"])
+    result = runner.invoke(app, ["eval", str(saved_region), "--x", text, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["u"] == json.loads(plain.stdout)["u"]
 
 
 def test_eval_bad_file_line_names_it(saved_region: Path, tmp_path: Path):
@@ -90,6 +101,10 @@ def test_eval_bad_file_line_names_it(saved_region: Path, tmp_path: Path):
 
 def test_eval_refuses_other_folders(tmp_path: Path, saved_region: Path):
     assert "no such folder" in one_line_error(runner.invoke(app, ["eval", str(tmp_path / "none")]))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert f"{afile}: is a file, expected the folder written by" in one_line_error(
+        runner.invoke(app, ["eval", str(afile)]))
     assert "not a saved solution" in one_line_error(runner.invoke(app, ["eval", str(tmp_path)]))
     foreign = tmp_path / "foreign"
     foreign.mkdir()

@@ -1,0 +1,124 @@
+"""Usage errors are one line, outputs never replace the problem file, tables are whole in a pipe."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bsde.cli.app import app
+from bsde.problem import shipped_problems
+
+from conftest import TINY, tiny_args
+
+runner = CliRunner()
+
+
+def one_line_error(args: list[str], *expected: str, code: int = 2) -> str:
+    """Run the CLI: exit ``code``, stderr exactly one 'error: ' line holding ``expected``, nothing on stdout."""
+    result = runner.invoke(app, args)
+    lines = result.stderr.splitlines()
+    assert result.exit_code == code, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert result.stdout == "" and "Traceback" not in result.output
+    for fragment in expected:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- click's usage errors
+@pytest.mark.parametrize(("args", "expected"), [
+    (["solve", "hjb", "--checkpoint-every", "0"], ("'--checkpoint-every'", "bsde solve --help")),
+    (["solve", "hjb", "--on-nan", "foo"], ("'--on-nan'", "'foo' is not one of 'stop', 'rollback'")),
+    (["solve", "hjb", "--threads", "abc"], ("Invalid value for '--threads'", "valid integer")),
+    (["solve", "hjb", "--nproc", "0"], ("'--nproc'",)),
+    (["compare", "hjb", "--seeds", "0"], ("'--seeds'", "bsde compare --help")),
+    (["compare", "hjb", "--fail-above", "-1"], ("'--fail-above'",)),
+    (["reference", "hjb", "--method", "nosuch"], ("'--method'", "'nosuch' is not one of")),
+    (["reference", "hjb", "--paths", "0"], ("'--paths'", "bsde reference --help")),
+    (["solve"], ("Missing argument",)),
+    (["nosuch"], ("No such command 'nosuch'", "bsde --help")),
+    (["solve", "hjb", "--out"], ("'--out' requires an argument",)),
+])
+def test_usage_errors_are_one_line(args: list[str], expected: tuple[str, ...]) -> None:
+    line = one_line_error(args, *expected)
+    assert "Value error" not in line and "Usage:" not in line
+
+
+def test_unknown_option_suggests_only_a_close_one() -> None:
+    line = one_line_error(["solve", "hjb", "--bogus"], "No such option: --bogus")
+    assert "--out" not in line and "did you mean" not in line
+    one_line_error(["solve", "hjb", "--chekpoint", "ck"], "did you mean --checkpoint?")
+
+
+def test_help_and_no_arguments_are_unchanged() -> None:
+    shown = runner.invoke(app, ["solve", "--help"])
+    assert shown.exit_code == 0 and "Usage:" in shown.stdout and "--checkpoint-every" in shown.stdout
+    bare = runner.invoke(app, [])
+    assert bare.exit_code == 2 and "Usage:" in bare.stdout and bare.stderr == ""
+
+
+def test_python_m_goes_through_the_same_errors(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bsde.cli", "solve", "hjb", "--threads", "abc"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: Invalid value for '--threads'") and line.endswith("(see bsde solve --help)")
+
+
+# --------------------------------------------------------------------------- outputs over the problem file
+@pytest.fixture
+def problem_file(tmp_path: Path) -> Path:
+    path = tmp_path / "same.yaml"
+    path.write_text(yaml.safe_dump({"equation": {"kind": "hjb", "dim": 2}}))
+    return path
+
+
+@pytest.mark.parametrize("option", ["--out", "--plot"])
+def test_solve_refuses_to_write_over_its_problem_file(problem_file: Path, option: str) -> None:
+    before = problem_file.read_bytes()
+    spelled = str(problem_file.parent / "." / problem_file.name)  # another spelling of the same file
+    args = ["solve", str(problem_file), *tiny_args(), "--set", "solver.region={low: 0, high: 1}", "--device", "cpu",
+            "--threads", "1", "-q", option, spelled]
+    one_line_error(args, f"{option} {spelled}", "is the problem file")
+    assert problem_file.read_bytes() == before
+
+
+def test_solve_refuses_a_save_folder_whose_config_is_the_problem(tmp_path: Path) -> None:
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    problem = folder / "config.yaml"  # the name --save gives the resolved config
+    problem.write_text(yaml.safe_dump({"equation": {"kind": "hjb", "dim": 2}}))
+    before = problem.read_bytes()
+    one_line_error(["solve", str(problem), *tiny_args(), "--device", "cpu", "-q", "--save", str(folder)],
+                   "--save", "is the problem file")
+    assert problem.read_bytes() == before
+
+
+def test_compare_refuses_a_report_over_its_problem_file(tmp_path: Path) -> None:
+    problem = tmp_path / "p.md"  # YAML under the name of the report p.md
+    problem.write_text(yaml.safe_dump({"equation": {"kind": "hjb", "dim": 2}}))
+    before = problem.read_bytes()
+    one_line_error(["compare", str(problem), *tiny_args(), "--seeds", "1", "--device", "cpu", "--threads", "1",
+                    "-q", "--out", str(tmp_path)], "--out", "is the problem file")
+    assert problem.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["p.md"]
+
+
+# --------------------------------------------------------------------------- output shapes
+def test_list_in_a_pipe_never_cuts_names() -> None:
+    result = runner.invoke(app, ["list"])  # the test runner's stdout is no terminal
+    assert result.exit_code == 0
+    for name in shipped_problems():
+        assert f" {name} " in result.stdout
+    assert "…" not in result.stdout
+
+
+def test_summary_says_one_thread() -> None:
+    result = runner.invoke(app, ["solve", "hjb", *tiny_args(**{"solver.iterations": TINY["solver.log_every"]}),
+                                 "--device", "cpu", "--threads", "1", "-q", "--no-reference"])
+    assert result.exit_code == 0, result.output
+    assert ", 1 thread," in result.stdout and "1 threads" not in result.stdout
