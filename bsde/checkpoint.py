@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from bsde.errors import ProblemError
-from bsde.io import ensure_folder, torch_save_atomic
+from bsde.io import ensure_folder, torch_load_safely, torch_save_atomic
 from bsde.probing import same_signature, signature
 from bsde.problem import Problem
 from bsde.trainer import TrainState
@@ -106,13 +106,9 @@ def _check_replaceable(folder: Path, config: dict[str, Any]) -> None:
 def read_checkpoint(folder: Path) -> dict[str, Any]:
     """The raw checkpoint dict in ``folder``; one-line :class:`ProblemError` when missing or unreadable."""
     path = checkpoint_path(folder)
-    if not path.is_file():
+    if not path.exists():
         raise ProblemError(f"{folder}: no checkpoint here ({CHECKPOINT_FILE} missing)")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ProblemError(f"{path}: not a readable checkpoint ({reason})") from None
+    data = torch_load_safely(path, "checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT or not {"config", "state"} <= data.keys():
         raise ProblemError(f"{path}: not a bsde checkpoint of format {FORMAT}")
     return data

@@ -15,7 +15,7 @@ from typing import IO, Any, Callable
 
 import torch
 
-from bsde.errors import BSDEError
+from bsde.errors import BSDEError, ProblemError
 
 
 class OutputError(BSDEError):
@@ -104,6 +104,21 @@ def write_json_atomic(path: Path, data: Any) -> Path:
 
 def torch_save_atomic(path: Path, obj: Any) -> Path:
     return atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def torch_load_safely(path: Path, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a damaged or foreign file is one line saying so (not
+    torch's advice to load it with weights_only=False, which would run code from the file)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ProblemError(f"{path}: is a folder, expected {what}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged or foreign file
+        text = str(exc).strip()
+        reason = ("damaged, or holds more than tensors and plain values" if text.startswith("Weights only load failed")
+                  else text.splitlines()[0] if text else type(exc).__name__)
+        raise ProblemError(f"{path}: not a readable {what} ({reason})") from None
 
 
 def check_writable(path: Path) -> Path:

@@ -401,12 +401,18 @@ def load_problem(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     if overrides and not any(str(k).startswith("reference.") for k in overrides):
         # the file's reference value belongs to the file's equation: drop it when the equation changed
         try:
-            same = _build(raw, name, source).equation == problem.equation
+            same = _same_equation(_build(raw, name, source).equation, problem.equation)
         except ProblemError:  # the file alone is invalid; the overrides repaired it
             same = False
         if not same and problem.reference.value is not None:
             problem = replace(problem, reference=Reference(source=""))
     return problem
+
+
+def _same_equation(a: Equation, b: Equation) -> bool:
+    """Equal equations, a number x0 and the list of dim copies of it counting as the same start."""
+    return a == b or (type(a) is type(b) and a.x_start == b.x_start
+                      and a.model_copy(update={"x0": 0.0}) == b.model_copy(update={"x0": 0.0}))
 
 
 def problem_from_dict(raw: Mapping[str, Any], name: str = "custom") -> Problem:
@@ -419,7 +425,7 @@ def problem_from_dict(raw: Mapping[str, Any], name: str = "custom") -> Problem:
 def as_problem(problem: Problem | Equation, solver: SolverSettings | Mapping[str, Any] | None = None, *,
                name: str | None = None) -> Problem:
     """A :class:`Problem` from a problem or an :class:`Equation` instance (default solver settings), with
-    ``solver`` (settings or a mapping of solver keys) laid over its solver section."""
+    ``solver``: a mapping of solver keys laid over its solver section, or complete settings replacing it."""
     if isinstance(problem, Problem):
         equation, base, reference, presets, source = (problem.equation, problem.solver, problem.reference,
                                                       problem.presets, problem.source)

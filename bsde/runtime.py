@@ -80,11 +80,14 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name.startswith("cuda"):
+    if (cuda := re.fullmatch(r"cuda(?::(\d+))?", name)) is not None:
         if not torch.cuda.is_available():
-            raise BSDEError("device 'cuda' requested but torch sees no CUDA device; use --device cpu or auto")
+            raise BSDEError(f"device '{name}' requested but torch sees no CUDA device; use --device cpu or auto")
+        if cuda.group(1) is not None and int(cuda.group(1)) >= torch.cuda.device_count():
+            raise BSDEError(f"device '{name}': torch sees {torch.cuda.device_count()} CUDA device(s), "
+                            f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
         return torch.device(name)
-    raise BSDEError(f"unknown device '{name}' (use auto, cpu or cuda)")
+    raise BSDEError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)")
 
 
 @contextmanager

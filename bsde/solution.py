@@ -27,7 +27,7 @@ from bsde.arguments import describe, integer
 from bsde.checkpoint import _flatten
 from bsde.errors import ArgumentError, ProblemError
 from bsde.greeks import GAMMA_FULL_MAX_DIM, GAMMA_MAX_DIM, TRANSITION_GREEKS, first_step_greeks, gradient_from_z
-from bsde.io import check_writable, ensure_folder, torch_save_atomic, write_text_atomic
+from bsde.io import check_writable, ensure_folder, torch_load_safely, torch_save_atomic, write_text_atomic
 from bsde.model import DeepBSDE, terminal_z
 from bsde.problem import Problem, problem_from_dict, read_yaml
 from bsde.region_model import RegionBSDE, make_model
@@ -267,16 +267,14 @@ class Solution:
         """The solution saved in ``folder``; one-line :class:`ProblemError` for anything else."""
         folder = Path(folder)
         path = folder / SOLUTION_FILE
+        if folder.is_file():
+            raise ProblemError(f"{folder}: is a file, expected the folder written by bsde solve ... --save DIR")
         if not folder.is_dir():
             raise ProblemError(f"{folder}: no such folder")
-        if not path.is_file():
+        if not path.exists():
             raise ProblemError(f"{folder}: not a saved solution ({SOLUTION_FILE} missing; save one with "
                                "bsde solve ... --save DIR)")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged or foreign file
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ProblemError(f"{path}: not a readable solution ({reason})") from None
+        data = torch_load_safely(path, "solution")
         if not isinstance(data, dict) or data.get("format") != FORMAT or "config" not in data:
             raise ProblemError(f"{path}: not a bsde solution of format {FORMAT}")
         if data.get("bsde_version") != __version__:

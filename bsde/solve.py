@@ -193,7 +193,8 @@ def solve(
     """Solve ``problem`` with the deep BSDE method; reproducible for a given seed and device.
 
     ``problem`` is a :class:`Problem` or an :class:`Equation` instance (``bsde.custom_equation(...)``, a
-    subclass); ``solver`` (settings or a mapping of solver keys) is laid over its solver section. The
+    subclass); ``solver``, a mapping of solver keys, is laid over its solver section (complete
+    :class:`SolverSettings` replace it). The
     driver's declared flags are checked by probing it first (a wrong one is a ProblemError).
 
     The reported reference is, in this order: ``reference`` when given; the problem's own

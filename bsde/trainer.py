@@ -278,6 +278,9 @@ def train(
     def diverged(where: str) -> None:
         nonlocal good
         advice = "lower solver.learning_rate" + (" or use --on-nan rollback" if on_nan == "stop" else "")
+        if run.iteration == 0:  # no step was taken: the problem, not the learning rate
+            raise TrainingError(f"non-finite {where} at iteration 0, before any training step: the terminal "
+                                "condition or the driver is not finite on the sampled paths (or the start values)")
         if on_nan == "stop" or good is None:
             raise TrainingError(f"non-finite {where} at iteration {run.iteration}{run.last_good()}; {advice}")
         if run.rollbacks >= MAX_ROLLBACKS:

@@ -76,6 +76,8 @@ def reference_command(
     if spread and not METHODS[name].sampled:
         raise ProblemError(f"--nproc/--shards: method '{name}' is deterministic; only the sampling methods "
                            f"({', '.join(n for n, m in METHODS.items() if m.sampled)}) run in shards")
+    if paths is not None and not METHODS[name].sampled:
+        err.print(f"warning: --paths: method '{name}' is deterministic and draws no paths (ignored)", markup=False)
     if nproc > 1:
         launch_workers(ctx, nproc)
     if not quiet:

@@ -88,6 +88,7 @@ def test_solve_human_output_with_reference(tmp_path):
         (["solve", "hjb", "--set", "solver.time_steps=0"], "solver.time_steps"),
         (["solve", "hjb", "--set", "equation.kind=wave"], "equation.kind"),
         (["solve", "hjb", "--device", "tpu"], "unknown device 'tpu'"),
+        (["solve", "hjb", "--device", "cudax"], "unknown device 'cudax' (use auto, cpu, cuda or cuda:N)"),
         (["show", "hjb", "--preset", "nope"], "preset 'nope'"),
     ],
 )

@@ -27,6 +27,12 @@ def test_hjb_radial_json():
     assert 0.7 < data["value"] < 0.9  # about 0.78888
 
 
+def test_paths_for_a_deterministic_method_is_a_warning():
+    result = runner.invoke(app, ["reference", "hjb", "--set", "equation.dim=3", "--paths", "5", "--json", "-q"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["method"] == "radial"
+    assert result.stderr == "warning: --paths: method 'radial' is deterministic and draws no paths (ignored)\n"
+
+
 def test_max_call_mc_brackets_the_semi_analytic_value():
     mc = reference_json("max_call", "--set", "equation.dim=3", "--method", "mc", "--paths", "2000", "--seed", "1")
     exact = reference_json("max_call", "--set", "equation.dim=3", "--method", "semi-analytic")

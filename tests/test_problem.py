@@ -31,6 +31,9 @@ def test_overrides_are_yaml_values_and_drop_stale_reference():
     assert problem.reference.value is None  # the file's 100-d value no longer applies
     same = bsde.load_problem("hjb", {"solver.iterations": 10})
     assert same.reference.value == pytest.approx(4.5901)  # solver changes keep it
+    spelled_out = bsde.load_problem("hjb", {"equation.x0": [0.0] * 100})  # the file's x0: 0.0, written as a list
+    assert spelled_out.reference.value == pytest.approx(4.5901)
+    assert bsde.load_problem("hjb", {"equation.x0": [0.0] * 99 + [0.1]}).reference.value is None
     assert parse_override("equation.x0=[1, 2]") == ("equation.x0", [1, 2])
     assert parse_override("solver.dtype=float32") == ("solver.dtype", "float32")
 

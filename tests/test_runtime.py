@@ -43,6 +43,20 @@ def test_tf32_only_for_float32_on_cuda(dtype, tf32, device, inside):
     flag.allow_tf32 = before
 
 
+def test_a_cuda_device_is_named_as_given(monkeypatch):
+    from bsde.errors import BSDEError
+    from bsde.runtime import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BSDEError, match="^device 'cuda:0' requested but torch sees no CUDA device"):
+        resolve_device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(BSDEError, match=r"^device 'cuda:2': torch sees 2 CUDA device\(s\), cuda:0..cuda:1$"):
+        resolve_device("cuda:2")
+
+
 def test_a_cpu_solve_is_float64_by_default():
     result = bsde.solve(bsde.load_problem("hjb", {**TINY, "solver.iterations": 5}), device="cpu")
     assert result.dtype == "float64"

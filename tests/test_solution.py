@@ -143,9 +143,19 @@ def test_load_refuses_what_it_cannot_trust(region_result, tmp_path: Path):
     (folder / CONFIG_FILE).write_text(yaml.safe_dump(config))
     with pytest.raises(ProblemError, match=r"config.yaml: differs .*equation.dim: trained with 2, file says 3"):
         Solution.load(folder)
-    # not a torch file at all
+    # not a torch file at all, or one with more than tensors (no advice to load it with weights_only=False)
     (folder / SOLUTION_FILE).write_text("hello")
     with pytest.raises(ProblemError, match="not a readable solution"):
+        Solution.load(folder)
+    torch.save({"format": 1, "config": {}, "code": Path(".")}, folder / SOLUTION_FILE)
+    with pytest.raises(ProblemError, match=r"not a readable solution \(damaged, or holds more than tensors") as info:
+        Solution.load(folder)
+    assert "weights_only" not in str(info.value)
+    with pytest.raises(ProblemError, match="is a file, expected the folder written by bsde solve"):
+        Solution.load(folder / SOLUTION_FILE)
+    (folder / SOLUTION_FILE).unlink()
+    (folder / SOLUTION_FILE).mkdir()
+    with pytest.raises(ProblemError, match="solution.pt: is a folder, expected solution"):
         Solution.load(folder)
 
 

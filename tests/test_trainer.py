@@ -56,6 +56,15 @@ def test_divergence_stops_with_iteration_and_last_good_y0(tiny: bsde.Problem) ->
         run(with_rate(tiny, 1e200))
 
 
+def test_a_non_finite_problem_is_not_blamed_on_the_learning_rate() -> None:
+    equation = {"kind": "custom", "dim": 2, "x0": 1.0, "terminal": "1 / (x[0] - x[0])",
+                "process": {"kind": "brownian", "sigma": 1.0}}
+    problem = bsde.problem_from_dict({"equation": equation,
+                                      "solver": {"iterations": 5, "batch_size": 8, "valid_size": 8, "time_steps": 4}})
+    with pytest.raises(bsde.TrainingError, match="at iteration 0, before any training step: the terminal condition"):
+        bsde.solve(problem, threads=1)
+
+
 def test_divergence_exits_1_on_the_cli() -> None:
     result = CliRunner().invoke(app, ["solve", "hjb", *tiny_args(**{"solver.learning_rate": 1e200}),
                                       "--device", "cpu", "-q"])
