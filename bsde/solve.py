@@ -117,6 +117,8 @@ class SolveResult:
     gamma_source: str = ""
     #: the least-squares refit of the start values after training (bsde.refit.Refit as a mapping), if any
     refit: dict[str, Any] | None = None
+    #: the reference engine's 95% interval (a Monte Carlo reference; it counts a discretisation bias where one is known)
+    reference_ci95: list[float] | None = None
     #: the trained model (not in the JSON): u, grad, hessian, z, save
     solution: Solution | None = field(default=None, repr=False, compare=False)
 
@@ -327,6 +329,9 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
             warn(f"no reference: the engine failed ({exc})")
     if reference is not None:
         ref_value, ref_source, ref_stderr = reference.value, describe(reference), reference.stderr
+        if reference.details.get("converged") is False:
+            warn(f"the reference's Euler Monte Carlo did not settle by {reference.details.get('steps')} steps: its "
+                 "95% interval counts the last halving's change as bias")
     else:
         ref_value, ref_source, ref_stderr = problem.reference.value, problem.reference.source, problem.reference.stderr
     rel_error = None if ref_value in (None, 0) else abs(y0 - ref_value) / abs(ref_value)
@@ -344,4 +349,5 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         warnings=warnings, history=trained.history, delta=finite_json(delta.tolist()),
         gamma_diag=None if gamma_diag is None else finite_json(gamma_diag.tolist()), gamma_source=solution.gamma_source,
         refit=refitted, solution=solution, processes=processes,
+        reference_ci95=list(reference.ci95) if reference is not None and reference.ci95 is not None else None,
     )

@@ -49,7 +49,10 @@ def report(result: SolveResult) -> None:
         out.print(f"  {result.bound_side} bound {result.bound:.6g} +- {result.bound_stderr:.2g}  "
                   f"(control of the learned Z; deep BSDE y0 {result.y0_bsde:.6g})", markup=False)
     if result.reference is not None:
-        spread = f" +- {result.reference_stderr:.2g}" if result.reference_stderr is not None else ""
+        if result.reference_ci95 is not None:
+            spread = f" +- {(result.reference_ci95[1] - result.reference_ci95[0]) / 2:.2g} (95% CI)"
+        else:
+            spread = f" +- {result.reference_stderr:.2g}" if result.reference_stderr is not None else ""
         out.print(f"  reference  {result.reference:.6g}{spread}  ({result.reference_source or 'no source'})",
                   markup=False)
         out.print(f"  rel. error {100 * result.rel_error:.3f} %", markup=False)

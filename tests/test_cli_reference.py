@@ -1,6 +1,7 @@
 """`bsde reference`, and `bsde solve` taking the engine's reference when the problem has none."""
 
 import json
+import math
 
 import pytest
 from typer.testing import CliRunner
@@ -74,3 +75,17 @@ def test_solve_without_reference_gets_the_engines(tmp_path):
     assert data["rel_error"] == pytest.approx(abs(data["y0"] - data["reference"]) / data["reference"])
     bare = json.loads(runner.invoke(app, [*args, "--no-reference"]).stdout)
     assert bare["reference"] is None and bare["rel_error"] is None and bare["y0"] == data["y0"]
+
+
+def test_an_unsettled_euler_reference_says_so_and_its_interval_counts_the_bias(tmp_path):
+    """dX_i = (x_1 + x_2) dt + x_i dW_i, g = x_1 + x_2: E g(X_1) = 2 e^2; Euler's first-order bias is still
+    0.06 at 512 steps, which the interval (not the standard error) covers."""
+    path = tmp_path / "linear_sde.yaml"
+    path.write_text('equation: {kind: custom, dim: 2, x0: 1.0, terminal: "sum(x)",\n'
+                    '           process: {kind: diffusion, drift: "sum(x)", sigma: "x", substeps: 2}}\n')
+    result = runner.invoke(app, ["reference", str(path), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["details"]["converged"] is False and "did not settle by 512 steps" in result.stderr
+    low, high, exact = *data["ci95"], 2 * math.e**2
+    assert low <= exact <= high and abs(data["value"] - exact) > 3 * data["stderr"]
