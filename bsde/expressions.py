@@ -582,9 +582,14 @@ def _y_form(node: ast.AST, constant: Callable[[ast.AST], float | None]) -> tuple
 class _ZForms:
     """How a piece depends on z, for reading off f = a |z|^2 + (linear in z) with a constant a.
 
-    Forms: ('free',) no z; ('z',) exactly z; ('lin',) linear in z (coefficients may depend on t, x, y);
-    ('norm',) exactly |z|; ('quad', a): a |z|^2 + linear if a number per path, a z_i^2 + linear_i if a vector.
+    Forms: ('free',) no z; ('z',) exactly z and ('-z',) exactly -z; ('lin',) linear in z (coefficients may
+    depend on t, x, y); ('norm',) exactly |z| and ('-norm',) exactly -|z|; ('quad', a): a |z|^2 + linear if a
+    number per path, a z_i^2 + linear_i if a vector.
     """
+
+    #: the forms that are a sign times z (or |z|), with that sign
+    SIGNED = {("z",): 1.0, ("-z",): -1.0}
+    NORMS = {("norm",): 1.0, ("-norm",): -1.0}
 
     def __init__(self, constant: Callable[[ast.AST], float | None], vector: dict[int, bool], dim: int):
         self.constant, self.vector, self.dim = constant, vector, dim
@@ -598,14 +603,13 @@ class _ZForms:
         if isinstance(node, ast.Name):
             return ("z",)
         if isinstance(node, ast.Subscript):
-            return ("lin",) if self.form(node.value) in (("z",), ("lin",)) else None
+            return ("lin",) if self.form(node.value) in (("z",), ("-z",), ("lin",)) else None
         if isinstance(node, ast.UnaryOp):
             inner = self.form(node.operand)
             if isinstance(node.op, ast.UAdd) or inner is None:
                 return inner
-            if inner[0] == "norm":
-                return None
-            return ("quad", -inner[1]) if inner[0] == "quad" else ("lin",) if inner[0] == "z" else inner
+            flipped = {("z",): ("-z",), ("-z",): ("z",), ("norm",): ("-norm",), ("-norm",): ("norm",)}
+            return flipped.get(inner) or (("quad", -inner[1]) if inner[0] == "quad" else inner)
         if isinstance(node, ast.BinOp):
             return self.binary(node)
         if isinstance(node, ast.Call):
@@ -615,7 +619,14 @@ class _ZForms:
     def scale(self, form: tuple, factor: float | None) -> tuple | None:
         if form[0] == "quad":
             return None if factor is None else ("quad", form[1] * factor)
-        return ("lin",) if form[0] in ("z", "lin") else None
+        return ("lin",) if form in self.SIGNED or form == ("lin",) else None
+
+    def product(self, left: tuple, right: tuple) -> tuple | None:
+        """(+-z)(+-z) or (+-|z|)(+-|z|): a |z|^2 with a = the product of the signs."""
+        for signs in (self.SIGNED, self.NORMS):
+            if left in signs and right in signs:
+                return ("quad", signs[left] * signs[right])
+        return None
 
     def binary(self, node: ast.BinOp) -> tuple | None:
         left, right = self.form(node.left), self.form(node.right)
@@ -623,7 +634,7 @@ class _ZForms:
             return None
         kinds = {left[0], right[0]}
         if isinstance(node.op, (ast.Add, ast.Sub)):
-            if "norm" in kinds:
+            if kinds & {"norm", "-norm"}:
                 return None
             quads = [f for f in (left, right) if f[0] == "quad"]
             if not quads:
@@ -637,10 +648,8 @@ class _ZForms:
             b = right[1] if right[0] == "quad" else 0.0
             return ("quad", a - b if isinstance(node.op, ast.Sub) else a + b)
         if isinstance(node.op, ast.Mult):
-            if left == right == ("z",):
-                return ("quad", 1.0)
-            if left == right == ("norm",):
-                return ("quad", 1.0)
+            if (square := self.product(left, right)) is not None:
+                return square
             if right == ("free",):
                 return self.scale(left, self.constant(node.right))
             if left == ("free",):
@@ -650,7 +659,7 @@ class _ZForms:
             value = self.constant(node.right)
             return self.scale(left, None if not value else 1.0 / value)
         if isinstance(node.op, ast.Pow) and right == ("free",) and self.constant(node.right) == 2.0:
-            return ("quad", 1.0) if left in (("z",), ("norm",)) else None
+            return ("quad", 1.0) if left in self.SIGNED or left in self.NORMS else None
         return None
 
     def call(self, node: ast.Call) -> tuple | None:
@@ -662,12 +671,12 @@ class _ZForms:
             (arg,) = args
             if arg[0] == "quad":
                 return ("quad", arg[1] / (self.dim if name == "mean" else 1)) if self.is_vector(node.args[0]) else None
-            return ("lin",) if arg[0] in ("z", "lin") else None
+            return ("lin",) if arg in self.SIGNED or arg == ("lin",) else None
         if name == "norm":
-            return ("norm",) if args[0] == ("z",) else None
+            return ("norm",) if args[0] in self.SIGNED else None
         if name == "dot":
-            if args == [("z",), ("z",)]:
-                return ("quad", 1.0)
-            if ("free",) in args and all(a[0] in ("free", "z", "lin") for a in args):
+            if (square := self.product(*args)) is not None and args[0] in self.SIGNED:
+                return square
+            if ("free",) in args and all(a in self.SIGNED or a[0] in ("free", "lin") for a in args):
                 return ("lin",)
         return None

@@ -174,6 +174,9 @@ def test_linear_driver_is_read_off_the_text(text, rate):
     ("-sum(z**2) + dot(w, z) + sum(x * z) + t * z[0] + x[1] + 1", 2.0), ("sum(0.5 * z**2 - z)", -1.0),
     ("-(sum(z ** 2) - sum(z ** 2) / 2)", 1.0), ("-sum(z**2) / dim", 2.0 / DIM),
     ("+(-0.5 * norm(z) ** 2)", 1.0), ("-(+(norm(z) ** 2))", 2.0), ("-(+norm(z)) ** 2", 2.0), ("+sum(+z * z)", -2.0),
+    ("-norm(z) * norm(z)", 2.0), ("-norm(-z) ** 2", 2.0), ("-sum((-z) * (-z))", 2.0), ("sum(-z * z) / 2", 1.0),
+    ("dot(-z, z)", 2.0), ("-(-norm(z)) * (-norm(z))", 2.0), ("-sum((-z) ** 2) + sum(-z)", 2.0),
+    ("-norm(z) * norm(-z)", 2.0), ("(-z)[0] * z[0]", None), ("-norm(z) * z[0]", None), ("sum(-z) * sum(z)", None),
     ("sum(z)", None), ("-0.5 * x[0] * sum(z ** 2)", None), ("norm(z)", None), ("-sum(z ** 2) + y * z[0] ** 2", None),
     ("-sum(z ** 3)", None), ("-sum(abs(z) ** 2)", None), ("-sum(z**2) + norm(z)", None), ("sum(z**2) - sum(z**2)", None),
     ("-(z ** 2)[0]", None), ("-z[0] * z[0]", None), ("-sum(z ** 2 + sum(z ** 2))", None),
@@ -185,7 +188,8 @@ def test_quadratic_z_is_read_off_the_text(text, c):
 
 # Random drivers from a small grammar: whatever the syntax tree claims must hold numerically.
 _ATOMS = st.sampled_from(["y", "t", "x[0]", "x[1]", "r", "K", "2", "0.5", "0", "z[0]", "sum(z)", "dot(w, z)",
-                          "sum(z**2)", "norm(z)", "mean(z*z)", "dot(z, z)", "sum(x*z)"])
+                          "sum(z**2)", "norm(z)", "mean(z*z)", "dot(z, z)", "sum(x*z)", "norm(-z)", "dot(-z, z)",
+                          "sum((-z) * z)", "(-z)[1]", "sum(-z)", "-norm(z)"])
 
 
 def _combine(children):
