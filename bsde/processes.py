@@ -57,7 +57,7 @@ def cholesky(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], 
             factor = np.linalg.cholesky(np.array(matrix, dtype=float))
         except np.linalg.LinAlgError:
             raise ProblemError("correlation: the matrix is not positive definite (its Cholesky factorisation "
-                             "fails)") from None
+                               "fails)") from None
         return tuple(tuple(float(v) for v in row) for row in factor)
     rows: list[list[float]] = [[0.0] * n for _ in range(n)]
     for i in range(n):
@@ -66,7 +66,7 @@ def cholesky(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], 
             if i == j:
                 if partial <= 1e-14:
                     raise ProblemError(f"correlation: the matrix is not positive definite (Cholesky fails at "
-                                     f"row {i}: pivot {partial:.3g})")
+                                       f"row {i}: pivot {partial:.3g})")
                 rows[i][i] = math.sqrt(partial)
             else:
                 rows[i][j] = partial / rows[j][j]
@@ -242,16 +242,16 @@ class GBM(Process):
         for i, row in enumerate(rows):
             if not isinstance(row, (list, tuple)) or len(row) != n:
                 raise ProblemError(f"correlation: expected a number or a {n}x{n} matrix (a list of {n} lists of "
-                                 f"{n} numbers); row {i} is {row!r}")
+                                   f"{n} numbers); row {i} is {row!r}")
             matrix.append(tuple(_finite(v, f"correlation[{i}][{j}]") for j, v in enumerate(row)))
         for i in range(n):
             if abs(matrix[i][i] - 1.0) > 1e-12:
                 raise ProblemError(f"correlation: a correlation matrix has ones on its diagonal; "
-                                 f"correlation[{i}][{i}] is {matrix[i][i]}")
+                                   f"correlation[{i}][{i}] is {matrix[i][i]}")
             for j in range(i):
                 if abs(matrix[i][j] - matrix[j][i]) > 1e-12:
                     raise ProblemError(f"correlation: the matrix is not symmetric: correlation[{i}][{j}] = "
-                                     f"{matrix[i][j]} but correlation[{j}][{i}] = {matrix[j][i]}")
+                                       f"{matrix[i][j]} but correlation[{j}][{i}] = {matrix[j][i]}")
                 if abs(matrix[i][j]) > 1.0:
                     raise ProblemError(f"correlation: correlation[{i}][{j}] = {matrix[i][j]} is outside [-1, 1]")
         return tuple(matrix)
@@ -260,7 +260,7 @@ class GBM(Process):
         rho = self.correlation
         if dim is not None and dim > 1 and not (-1.0 / (dim - 1) < rho < 1.0):
             raise ProblemError(f"correlation: {rho} makes the {dim}x{dim} correlation matrix not positive definite "
-                             f"(need -1/(dim-1) < correlation < 1)")
+                               f"(need -1/(dim-1) < correlation < 1)")
 
     # ------------------------------------------------------------------ what the process fixes
     @property
@@ -274,10 +274,10 @@ class GBM(Process):
         for name, values in (("vol", self.vol), ("dividend", self.dividend)):
             if len(values) not in (1, dim):
                 raise ProblemError(f"{name}: expected a number or a list of dim = {dim} numbers, got a list of "
-                                 f"{len(values)}")
+                                   f"{len(values)}")
         if self.full_correlation and len(self.correlation) != dim:
             raise ProblemError(f"correlation: expected a {dim}x{dim} matrix, got {len(self.correlation)}x"
-                             f"{len(self.correlation)}")
+                               f"{len(self.correlation)}")
         if not self.full_correlation:
             self._check_uniform(dim)
 

@@ -172,11 +172,14 @@ class Solution:
 
     def outside(self, x: Any) -> int:
         """How many of the points x (n, d) lie outside the box a region solve was trained on (0 for a point solve)."""
+        return self._count_outside(self._points(x))
+
+    def _count_outside(self, points: torch.Tensor) -> int:
         region = self.problem.solver.region
-        return 0 if region is None else sum(not region.contains(p) for p in self._points(x).tolist())
+        return 0 if region is None else sum(not region.contains(p) for p in points.tolist())
 
     def _extrapolating(self, points: torch.Tensor) -> None:
-        if self.is_region and (count := self.outside(points)):
+        if self.is_region and (count := self._count_outside(points)):
             region = self.problem.solver.region
             warnings.warn(f"{count} of {points.shape[0]} points lie outside the trained box [{region.low}, "
                           f"{region.high}] (extrapolated)", OutsideRegionWarning, stacklevel=3)

@@ -230,7 +230,6 @@ def solve(
     """
     start = time.perf_counter()
     seed = arguments.seed(seed)
-    threads = arguments.optional_integer("threads", threads, minimum=1)
     checkpoint_every = arguments.optional_integer("checkpoint_every", checkpoint_every, minimum=1)
     on_nan = arguments.choice("on_nan", on_nan, get_args(OnNaN))
     if reference is not None and not isinstance(reference, ReferenceResult):
@@ -248,7 +247,8 @@ def solve(
         dev = group.device
         on_log, on_warning = (on_log, on_warning) if group.lead else (None, None)
     settings = problem.solver
-    config = run_config(problem, seed=seed, device=dev)
+    # what identifies the run, where a checkpoint is read or written (its probe values cost a small simulation)
+    config = run_config(problem, seed=seed, device=dev) if checkpoint is not None or resume is not None else None
     state = None
     if resume is not None:
         read = functools.partial(load_checkpoint, resume, config)
@@ -329,9 +329,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
             warn(f"no reference: the engine failed ({exc})")
     if reference is not None:
         ref_value, ref_source, ref_stderr = reference.value, describe(reference), reference.stderr
-        if reference.details.get("converged") is False:
-            warn(f"the reference's Euler Monte Carlo did not settle by {reference.details.get('steps')} steps: its "
-                 "95% interval counts the last halving's change as bias")
+        if reference.caveat is not None:
+            warn(f"the reference: {reference.caveat}")
     else:
         ref_value, ref_source, ref_stderr = problem.reference.value, problem.reference.source, problem.reference.stderr
     rel_error = None if ref_value in (None, 0) else abs(y0 - ref_value) / abs(ref_value)

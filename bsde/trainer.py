@@ -321,12 +321,11 @@ def train(
                     continue
                 run.optimizer.step()
                 run.iteration += 1
-                if hooks.save is not None and hooks.save_every and (
-                        run.iteration % hooks.save_every == 0 or run.iteration == settings.iterations):
-                    hooks.save(run.state())  # the last iteration too, whatever the cadence
+                due = bool(hooks.save_every) and (run.iteration % hooks.save_every == 0
+                                                  or run.iteration == settings.iterations)  # the last one too
+                if hooks.save is not None and (due or stop):  # once, when a stop comes on a due iteration
+                    hooks.save(run.state())
                 if stop:
-                    if hooks.save is not None:
-                        hooks.save(run.state())
                     raise Interrupted(run.iteration)
             if log():
                 return TrainResult(run.model, run.history, time.perf_counter() - run.start, run.rollbacks)

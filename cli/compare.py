@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from bsde.errors import ProblemError
 from bsde.problem import shipped_problems
 
 from .common import (DeviceOption, JsonOption, NprocOption, SetOption, ThreadsOption, command_line, emit_json, err,
-                     guarded, launch_workers, load, out, print_log_entry, progress_lines, refuse_overwriting)
+                     guarded, launch_workers, load, print_log_entry, print_table, progress_lines,
+                     refuse_overwriting)
 from .reference import PathsOption
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def compare(
         for summary in summaries:
             table.add_row(*cells(summary))
         # a pipe or file gets the whole table, not one squeezed to 80 columns
-        (out if out.is_terminal else Console(highlight=False, width=250)).print(table)
+        print_table(table)
     for summary in failed:
         rel = "no reference" if summary["rel_error"] is None else f"rel. error {summary['rel_error']:.3g}"
         err.print(f"check failed: {summary['report']}: {rel} above --fail-above {fail_above:g}", markup=False)

@@ -100,8 +100,6 @@ def eval_command(
 
     if x is not None and points is not None:
         raise ProblemError("give the points with --x or with --points, not both")
-    if folder.is_file():
-        raise ProblemError(f"{folder}: is a file, expected the folder written by bsde solve ... --save DIR")
     solution = Solution.load(folder)
     dim = solution.equation.dim
     chosen = (points_from_text(x, dim) if x is not None else points_from_file(points, dim) if points is not None

@@ -86,9 +86,8 @@ def reference_command(
     group = distributed.group(distributed.CPU) if spread else None
     result = reference(loaded, method.value, paths=paths, seed=seed, shards=shards, group=group,
                        progress=None if quiet else progress_lines(name))
-    if result.details.get("converged") is False:
-        err.print(f"warning: the Euler Monte Carlo did not settle by {result.details.get('steps')} steps: the 95% "
-                  "interval counts the last halving's change as bias", markup=False)
+    if result.caveat is not None:
+        err.print(f"warning: {result.caveat}", markup=False)
     if json_:
         emit_json(reference_dict(loaded.name, loaded.equation.dim, result))
         return

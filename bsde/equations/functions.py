@@ -151,7 +151,7 @@ class CustomEquation(Equation):
             raise ProblemError(f"terminal: calling it on x of shape {tuple(x.shape)} failed: {exc}") from None
         if tuple(getattr(g, "shape", ())) not in ((), (3,), (3, 1)):
             raise ProblemError(f"terminal: must return one number per path, shape {(3,)} for x of shape "
-                             f"{tuple(x.shape)}; got {tuple(g.shape)}")
+                               f"{tuple(x.shape)}; got {tuple(g.shape)}")
         if self.driver_fn is not None:
             y = torch.ones(3, dtype=torch.float64, device="cpu")
             z = torch.zeros(3, self.dim, dtype=torch.float64, device="cpu")

@@ -47,6 +47,14 @@ class ReferenceResult:
             return "95% CI"
         return "error estimate" if self.error_bar is not None else "none"
 
+    @property
+    def caveat(self) -> str | None:
+        """What the value carries beyond its error bar, in words (an Euler Monte Carlo that did not settle)."""
+        if self.details.get("converged") is False:
+            return (f"the Euler Monte Carlo did not settle by {self.details.get('steps')} steps: its 95% interval "
+                    "counts the last halving's change as bias")
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (``ci95`` as a list, non-finite numbers as None)."""
         data = asdict(self)
