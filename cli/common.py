@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable
 import typer
 from rich.console import Console
 
+from bsde.arguments import SEED_LIMIT
 from bsde.errors import BSDEError, ProblemError, TrainingError
 from bsde.problem import Problem, load_problem, parse_override, shipped_problems
 
@@ -31,7 +32,7 @@ SetOption = Annotated[
     typer.Option("--set", "-s", help="Override a key: section.key=value (YAML value), repeatable.",
                  metavar="KEY=VALUE"),
 ]
-SeedOption = Annotated[int, typer.Option(help="Random seed (paths and initial weights).")]
+SeedOption = Annotated[int, typer.Option(min=0, max=SEED_LIMIT - 1, help="Random seed (paths and initial weights).")]
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")]
 ThreadsOption = Annotated[int | None, typer.Option(help="torch CPU threads (default: the cores this process may use).")]

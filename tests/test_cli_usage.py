@@ -36,6 +36,8 @@ def one_line_error(args: list[str], *expected: str, code: int = 2) -> str:
     (["solve", "hjb", "--on-nan", "foo"], ("'--on-nan'", "'foo' is not one of 'stop', 'rollback'")),
     (["solve", "hjb", "--threads", "abc"], ("Invalid value for '--threads'", "valid integer")),
     (["solve", "hjb", "--nproc", "0"], ("'--nproc'",)),
+    (["solve", "hjb", "--seed", "-1"], ("'--seed'", "bsde solve --help")),  # before any output or work
+    (["reference", "hjb", "--seed", str(2**62)], ("'--seed'",)),
     (["compare", "hjb", "--seeds", "0"], ("'--seeds'", "bsde compare --help")),
     (["compare", "hjb", "--fail-above", "-1"], ("'--fail-above'",)),
     (["reference", "hjb", "--method", "nosuch"], ("'--method'", "'nosuch' is not one of")),
