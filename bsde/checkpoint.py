@@ -91,8 +91,6 @@ def _check_replaceable(folder: Path, config: dict[str, Any]) -> None:
     path = checkpoint_path(folder)
     if not path.exists():
         return
-    if not path.is_file():
-        raise ProblemError(f"{path}: not a file, so no checkpoint can be written there; give another folder")
     advice = "resume it with --resume, or give another folder"
     try:
         saved = read_checkpoint(folder)

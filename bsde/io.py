@@ -110,8 +110,8 @@ def torch_load_safely(path: Path, what: str) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; a damaged or foreign file is one line saying so (not
     torch's advice to load it with weights_only=False, which would run code from the file)."""
     path = Path(path)
-    if path.is_dir():
-        raise ProblemError(f"{path}: is a folder, expected {what}")
+    if not path.is_file():  # a folder, or a pipe or device that torch.load would block on
+        raise ProblemError(f"{path}: {'is a folder' if path.is_dir() else 'not a regular file'}, expected {what}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged or foreign file

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bsde.io import OutputError, atomic_write, check_writable, torch_save_atomic, write_json_atomic, write_text_atomic
+from bsde.errors import ProblemError
+from bsde.io import (OutputError, atomic_write, check_writable, torch_load_safely, torch_save_atomic,
+                     write_json_atomic, write_text_atomic)
 
 
 def test_replaces_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -62,3 +64,16 @@ def test_unwritable_targets(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="is a folder"):
         write_text_atomic(tmp_path, "x")
     assert check_writable(tmp_path / "new" / "r.json").parent.is_dir()
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_torch_load_safely_refuses_what_is_not_a_regular_file(tmp_path):
+    """A folder, or a device or pipe (torch.load blocks on a pipe; /dev/null stands for them here, as it cannot
+    hang a failing test), is one line naming it."""
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(ProblemError, match="folder.pt: is a folder, expected checkpoint"):
+        torch_load_safely(tmp_path / "folder.pt", "checkpoint")
+    with pytest.raises(ProblemError, match="/dev/null: not a regular file, expected solution"):
+        torch_load_safely(Path("/dev/null"), "solution")
+    torch_save_atomic(tmp_path / "good.pt", {"a": torch.ones(2)})
+    assert torch.equal(torch_load_safely(tmp_path / "good.pt", "checkpoint")["a"], torch.ones(2))
