@@ -90,22 +90,33 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     raise BSDEError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)")
 
 
+def cuda_tf32() -> bool:
+    """Whether float32 matmuls on CUDA may run in TF32 now, read through the API that :func:`matmul_precision` sets."""
+    matmul = torch.backends.cuda.matmul
+    return matmul.fp32_precision == "tf32" if hasattr(matmul, "fp32_precision") else matmul.allow_tf32
+
+
 @contextmanager
 def matmul_precision(settings: SolverSettings, device: torch.device) -> Iterator[None]:
     """Inside the block, float32 matmuls on CUDA run in TF32 when ``settings.tf32`` (restored after).
 
     TF32 rounds the factors of a product to a 10-bit mantissa and sums in float32: about 8x the
     float32 matmul throughput of recent NVIDIA GPUs. CPU and float64 runs are left as they are.
+    From torch 2.9 on, through ``torch.backends.cuda.matmul.fp32_precision`` alone: the legacy
+    ``allow_tf32`` is deprecated there, and reading it raises once a caller has set the new one.
     """
     if device.type != "cuda" or settings.dtype != "float32":
         yield
         return
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = settings.tf32
+    matmul = torch.backends.cuda.matmul
+    name, value = (("fp32_precision", "tf32" if settings.tf32 else "ieee") if hasattr(matmul, "fp32_precision")
+                   else ("allow_tf32", settings.tf32))
+    previous = getattr(matmul, name)
+    setattr(matmul, name, value)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
+        setattr(matmul, name, previous)
 
 
 #: the first torch release with a fused Adam kernel, by device type (CUDA's predates our floor, torch 2.3)

@@ -9,7 +9,7 @@ import torch
 
 import bsde
 import bsde.trainer as trainer
-from bsde.runtime import matmul_precision
+from bsde.runtime import cuda_tf32, matmul_precision
 from bsde.settings import SolverSettings
 
 from conftest import TINY
@@ -27,20 +27,41 @@ def test_dtype_follows_the_device_unless_set():
     assert bsde.load_problem("hjb").solver.dtype is None  # the shipped problems leave it to the device
 
 
+NEW_TF32_API = hasattr(torch.backends.cuda.matmul, "fp32_precision")  # torch >= 2.9
+
+
 @pytest.mark.parametrize(("dtype", "tf32", "device", "inside"), [
     ("float32", True, "cuda", True), ("float32", False, "cuda", False), ("float64", True, "cuda", None),
     ("float32", True, "cpu", None),
 ])
 def test_tf32_only_for_float32_on_cuda(dtype, tf32, device, inside):
-    """The flag is torch's global: set inside the block for float32 on CUDA only, and restored after."""
+    """The flag is torch's global: set inside the block for float32 on CUDA only, and restored after, exactly."""
     flag = torch.backends.cuda.matmul
-    before = flag.allow_tf32
-    for start in (False, True):
-        flag.allow_tf32 = start
-        with matmul_precision(SolverSettings(dtype=dtype, tf32=tf32), torch.device(device)):
-            assert flag.allow_tf32 == (start if inside is None else inside)
-        assert flag.allow_tf32 == start
-    flag.allow_tf32 = before
+    name, starts = ("fp32_precision", ("none", "ieee", "tf32")) if NEW_TF32_API else ("allow_tf32", (False, True))
+    before = getattr(flag, name)
+    try:
+        for start in starts:
+            setattr(flag, name, start)
+            with matmul_precision(SolverSettings(dtype=dtype, tf32=tf32), torch.device(device)):
+                assert cuda_tf32() == ((start in ("tf32", True)) if inside is None else inside)
+            assert getattr(flag, name) == start
+    finally:
+        setattr(flag, name, before)
+
+
+@pytest.mark.skipif(not NEW_TF32_API, reason="torch < 2.9 has only the legacy allow_tf32 flag")
+def test_tf32_block_works_after_the_caller_set_the_new_api():
+    """torch's recommended TF32 setting (the new API) makes its legacy flag raise when read; the block must not
+    read it (it did: every float32 solve on CUDA of such a caller failed)."""
+    flag = torch.backends.cuda.matmul
+    before = flag.fp32_precision
+    try:
+        flag.fp32_precision = "tf32"
+        with matmul_precision(SolverSettings(dtype="float32", tf32=False), torch.device("cuda")):
+            assert flag.fp32_precision == "ieee" and not cuda_tf32()
+        assert flag.fp32_precision == "tf32"
+    finally:
+        flag.fp32_precision = before
 
 
 def test_a_cuda_device_is_named_as_given(monkeypatch):
@@ -69,14 +90,14 @@ def test_a_cuda_solve_is_float32_with_tf32_by_default(monkeypatch):
 
     def spy(*args):
         if torch.is_grad_enabled():  # a training step (validation runs under no_grad, in plain float32)
-            seen.append(torch.backends.cuda.matmul.allow_tf32)
+            seen.append(cuda_tf32())
         return loss(*args)
 
     monkeypatch.setattr(trainer, "terminal_loss", spy)
-    before = torch.backends.cuda.matmul.allow_tf32
+    before = cuda_tf32()
     result = bsde.solve(bsde.load_problem("hjb", {**TINY, "solver.iterations": 5}), device="cuda")
     assert result.dtype == "float32" and seen and all(seen)  # every training step ran with TF32 matmuls
-    assert torch.backends.cuda.matmul.allow_tf32 == before
+    assert cuda_tf32() == before
     explicit = bsde.solve(bsde.load_problem("hjb", {**TINY, "solver.iterations": 5, "solver.dtype": "float64"}),
                           device="cuda")
     assert explicit.dtype == "float64"
