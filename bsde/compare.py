@@ -12,7 +12,7 @@ import math
 import os
 import platform
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Callable
@@ -306,7 +306,9 @@ def compare_all(
             return _solve(problems[i], seed, refs[i], device, threads, on_log, on_warning)
 
         tasks = [(i, seed) for i in range(len(problems)) for seed in range(seeds)]
-        runs = _dealt(group, [functools.partial(solving, i, seed) for i, seed in tasks])
+        # the trained models stay where they were trained: only the numbers travel between processes
+        runs = _dealt(group, [functools.partial(solving, i, seed) for i, seed in tasks],
+                      portable=lambda run: replace(run, solution=None))
     found = [_comparison(problem, runs[i * seeds:(i + 1) * seeds], refs[i], device, seeds, command, group.size)
              for i, problem in enumerate(problems)]
     if group.lead and on_done is not None:
@@ -315,13 +317,16 @@ def compare_all(
     return found
 
 
-def _dealt(group: distributed.Group, tasks: list[Callable[[], Any]]) -> list[Any]:
+def _dealt(group: distributed.Group, tasks: list[Callable[[], Any]],
+           portable: Callable[[Any], Any] = lambda value: value) -> list[Any]:
     """The tasks' results in order, task j run by process j mod K; the first failure (in task order) is
-    raised on every process."""
+    raised on every process. Results cross to the other processes as ``portable(result)``; each process
+    keeps its own whole."""
     mine = {j: _attempt(task) for j, task in enumerate(tasks) if j % group.size == group.rank}
     results: dict[int, tuple[bool, Any]] = {}
-    for part in group.all_gather(mine):
+    for part in group.all_gather({j: (done, portable(value) if done else value) for j, (done, value) in mine.items()}):
         results.update(part)
+    results.update(mine)
     for j in range(len(tasks)):
         done, value = results[j]
         if not done:

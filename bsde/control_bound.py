@@ -137,8 +137,10 @@ def refine(samples: torch.Tensor, regressors: torch.Tensor) -> torch.Tensor:
     one policy-iteration step within the span of the learned control and the state.
     """
     design = torch.cat([torch.ones_like(samples).unsqueeze(1), regressors], dim=1)
-    solution = torch.linalg.lstsq(design, samples.unsqueeze(1), driver="gelsd").solution
-    return solution[1:, 0].reshape(-1, 2)
+    # on the CPU: torch's CUDA lstsq has only 'gels', without the rank cutoff that the Z_0 column needs at x0 = 0
+    # (it is about 0 there); a (paths, 2N + 1) system is cheap anywhere
+    solution = torch.linalg.lstsq(design.cpu(), samples.cpu().unsqueeze(1), driver="gelsd").solution
+    return solution[1:, 0].reshape(-1, 2).to(samples.device)
 
 
 def control_bound(model: DeepBSDE, *, generator: torch.Generator, paths: int | None = None,

@@ -214,6 +214,14 @@ def _set_total(model: nn.Module, total: Callable[[torch.Tensor], torch.Tensor] |
             module.total = total
 
 
+def process_device(device: torch.device) -> torch.device:
+    """The device this process computes on: on CUDA under torchrun GPU LOCAL_RANK (what :func:`group` takes),
+    else ``device``. Ask before the first CUDA call (a memory check makes a context on the device it asks about)."""
+    if device.type == "cuda" and launched() and not _ALONE[0]:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
 def group(device: torch.device) -> Group | None:
     """The data-parallel group of this process (torch.distributed set up on first use), or None where the
     process runs alone (no torchrun, a single process, or inside :func:`each_alone`).
@@ -222,8 +230,8 @@ def group(device: torch.device) -> Group | None:
     """
     if not launched() or _ALONE[0]:
         return None
+    device = process_device(device)
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")

@@ -241,7 +241,7 @@ def solve(
     dev = resolve_device(device)
     keep_freed_memory(dev)
     problem = replace(problem, solver=problem.solver.for_device(dev.type))  # dtype: float32 on CUDA unless set
-    check_fits(problem, dev)
+    check_fits(problem, distributed.process_device(dev))  # under torchrun on CUDA: this process's own GPU
     group = distributed.group(dev)
     if group is not None:
         dev = group.device
@@ -275,8 +275,25 @@ def solve(
     group.alone(trained.model)  # the lead evaluates it alone
     if threads is None:  # the other processes wait: the lead takes every core
         torch.set_num_threads(available_cores())
-    return group.from_lead(functools.partial(_finish, problem, trained, dev, seed, start, used_threads, warn,
-                                             warnings, reference, auto_reference, processes=group.size))
+    kept: list[Solution | None] = [None]
+
+    def finish() -> tuple[SolveResult, dict[str, torch.Tensor] | None]:
+        """The lead's result without its model, and the model's tensors on the CPU: an object collective
+        unpickles a CUDA tensor on the device it left (the lead's GPU), not on the receiver's."""
+        result = _finish(problem, trained, dev, seed, start, used_threads, warn, warnings, reference, auto_reference,
+                         processes=group.size)
+        kept[0] = result.solution
+        state = (None if result.solution is None else
+                 {name: value.detach().cpu() for name, value in result.solution.model.state_dict().items()})
+        return replace(result, solution=None), state
+
+    result, state = group.from_lead(finish)
+    if group.lead:
+        return replace(result, solution=kept[0])
+    if state is not None:  # the lead's model (the refit may have changed it), on this process's device
+        trained.model.load_state_dict(state)
+        result = replace(result, solution=Solution(trained.model, problem, seed=seed, u0=result.y0))
+    return result
 
 
 def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int, start: float, used_threads: int,

@@ -153,13 +153,16 @@ def solve(
     --nproc K (or `torchrun --nproc-per-node K -m bsde.cli solve ...`, also across machines) splits
     each batch over K processes; process 0 prints and writes.
     """
+    from bsde.distributed import process_device
     from bsde.io import check_writable  # the solver's modules (torch) load only to solve
     from bsde.memory import check_fits
     from bsde.runtime import resolve_device
     from bsde.solve import solve as solve_problem
 
     loaded = load(problem, set_, preset)
-    check_fits(loaded, resolve_device(device))  # bad device or too big: fail before any output or work
+    dev = resolve_device(device)  # bad device or too big: fail before any output or work
+    if nproc <= 1 or dev.type != "cuda":  # a launcher of CUDA workers keeps off the GPUs (a memory check makes a
+        check_fits(loaded, process_device(dev))  # CUDA context, for the whole run): each worker checks its own GPU
     folder = checkpoint if checkpoint is not None else resume
     refuse_overwriting([problem], outputs(out_file, plot, save, checkpoint, resume))
     if out_file is not None:

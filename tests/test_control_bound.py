@@ -113,3 +113,29 @@ def test_lower_bound_side():
     assert bound.side == "lower"
     assert bound.value - truth < 4 * bound.stderr, (bound, truth)
     assert abs(bound.exponential - truth) < 4 * bound.exponential_stderr + 1e-4 * abs(truth), (bound, truth)
+
+
+def test_refine_recovers_known_coefficients_with_a_vanishing_column():
+    """S = u0 + sum_n (a_n R_n0 + b_n R_n1) + noise, with one regressor column about 0 (the Z_0 column at x0 = 0):
+    the least squares with a rank cutoff gives the a_n, b_n of the columns that carry information."""
+    generator = torch.Generator().manual_seed(5)
+    paths, steps = 4000, 3
+    regressors = torch.randn(paths, 2 * steps, generator=generator, dtype=torch.float64)
+    regressors[:, 1] = 1e-17 * regressors[:, 1]  # step 0's state column: X_0 - x0 = 0
+    coefficients = torch.tensor([0.3, 0.0, -0.2, 0.5, 0.1, -0.4], dtype=torch.float64)
+    samples = 1.5 + regressors @ coefficients + 0.01 * torch.randn(paths, generator=generator, dtype=torch.float64)
+    found = refine(samples, regressors)
+    assert found.shape == (steps, 2) and found.device == samples.device
+    assert torch.allclose(found.reshape(-1)[[0, 2, 3, 4, 5]], coefficients[[0, 2, 3, 4, 5]], atol=2e-3)
+    assert torch.isfinite(found).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_refine_runs_on_cuda_tensors():
+    """torch's CUDA lstsq refuses the 'gelsd' driver: the fit runs on the CPU and comes back on the samples' device."""
+    generator = torch.Generator().manual_seed(6)
+    regressors = torch.randn(500, 4, generator=generator, dtype=torch.float64)
+    samples = regressors.sum(1)
+    on_cpu = refine(samples, regressors)
+    on_cuda = refine(samples.cuda(), regressors.cuda())
+    assert on_cuda.device.type == "cuda" and torch.allclose(on_cuda.cpu(), on_cpu)

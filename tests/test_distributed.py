@@ -141,6 +141,50 @@ def test_two_processes_reproduce_one(tmp_path: Path):
     assert done.stderr.count("iter     60/60") == 1 and "Traceback" not in done.stderr
 
 
+EVERY_RANK_SOLVES = """
+import json, sys, torch, bsde
+problem = bsde.load_problem("hjb", json.loads(sys.argv[1]))
+result = bsde.solve(problem, seed=0, device="cpu", threads=1)
+model = result.solution.model
+print(json.dumps({"rank": torch.distributed.get_rank(), "y0": result.y0, "u": result.u([result.solution.x0]).tolist(),
+                  "weights": [float(p.double().sum()) for p in model.parameters()], "y_start": model.y_start.item(),
+                  "device": str(model.y0.device)}))
+"""
+
+
+def test_every_process_of_a_python_solve_gets_the_leads_solution(tmp_path: Path):
+    """bsde.solve under torchrun: each process's result carries the lead's trained model (refit included, which
+    only the lead runs), sent as CPU tensors and put on the process's own device."""
+    script = tmp_path / "every_rank.py"
+    script.write_text(EVERY_RANK_SOLVES)
+    settings = json.dumps({**TINY, "solver.refit": True})
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+                           str(script), settings], cwd=tmp_path, env=CLEAN_ENV, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    lines = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")),
+                   key=lambda found: found["rank"])
+    assert [found["rank"] for found in lines] == [0, 1]
+    lead, other = lines
+    assert other["device"] == lead["device"] == "cpu"
+    for key in ("y0", "y_start", "u", "weights"):
+        assert other[key] == lead[key], key
+
+
+def test_the_process_device_under_torchrun_is_the_local_rank_gpu(monkeypatch):
+    """A memory check (a CUDA context) must look at the process's own GPU, before torch.distributed is set up."""
+    from bsde import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert distributed.process_device(torch.device("cuda")) == torch.device("cuda", 3)
+    assert distributed.process_device(torch.device("cpu")) == torch.device("cpu")
+    with distributed.each_alone():  # whole solves of its own: the current device, set by the group
+        assert distributed.process_device(torch.device("cuda")) == torch.device("cuda")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.process_device(torch.device("cuda")) == torch.device("cuda")
+
+
 @pytest.mark.slow
 def test_two_nodes_reproduce_one(tmp_path: Path):
     """Two torchrun processes with one worker each, meeting through a c10d rendezvous on localhost."""
