@@ -184,3 +184,32 @@ def test_floor_does_the_matmul_work_of_an_iteration():
     iteration = matmul_flops(lambda: terminal_loss(model(paths.x, paths.dw, paths.dt),
                                                    equation.terminal(paths.x[:, -1])).backward())
     assert iteration == matmul_flops(matmul_floor(problem, cpu)) == network_flops(problem)
+
+
+def test_floor_peak_and_profiled_step_run_in_the_training_steps_matmul_precision(monkeypatch):
+    """On CUDA the training step's float32 matmuls run in TF32 by default: the floor, the peak and the profiled
+    step must use the same precision (bsde.runtime.matmul_precision), or the ratios compare TF32 with IEEE."""
+    from contextlib import contextmanager
+
+    import bsde
+    from bsde.bench import cases
+
+    entered = []
+
+    @contextmanager
+    def spy(settings, device):
+        entered.append((settings.dtype, settings.tf32, device.type))
+        yield
+
+    monkeypatch.setattr(cases, "matmul_precision", spy)
+    cpu = torch.device("cpu")
+    problem = bsde.load_problem("hjb", {"equation.dim": 4, "solver.time_steps": 3, "solver.batch_size": 8,
+                                        "solver.dtype": "float32", "solver.tf32": False})
+    cases.matmul_floor(problem, cpu)()
+    assert entered == [("float32", False, "cpu")]
+    cases.matmul_peak(16, problem.solver, cpu, repeats=1)
+    assert len(entered) == 3 and set(entered) == {("float32", False, "cpu")}  # its warm-up and one timed product
+    model = cases.DeepBSDE(problem.equation, 3, [6], dtype=torch.float32)
+    model.reset_parameters(torch.Generator().manual_seed(0), (0.0, 1.0))
+    cases._adam_step(model, problem, torch.Generator().manual_seed(1), cpu)()
+    assert len(entered) == 4

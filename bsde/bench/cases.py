@@ -26,6 +26,8 @@ from bsde.adam import Adam
 from bsde.model import DeepBSDE, terminal_loss
 from bsde.per_step import PerStepGradientNets
 from bsde.problem import Problem, load_problem, problem_from_dict
+from bsde.runtime import matmul_precision
+from bsde.settings import SolverSettings
 from bsde.trainer import TrainHooks, sample, train
 
 Progress = Callable[[str], None]
@@ -196,8 +198,8 @@ def matmul_floor(problem: Problem, device: torch.device) -> Callable[[], None]:
     inputs_t = [x.transpose(1, 2).contiguous() for x in inputs]
     weights_t = [w.transpose(1, 2).contiguous() for w in weights]
 
-    def work() -> None:
-        with torch.no_grad():
+    def work() -> None:  # in the training step's matmul precision (TF32 for float32 on CUDA by default)
+        with torch.no_grad(), matmul_precision(settings, device):
             for x, w in zip(inputs, weights):
                 torch.bmm(x, w)
             for layer, (x_t, w_t, g) in enumerate(zip(inputs_t, weights_t, output_grads)):
@@ -208,11 +210,17 @@ def matmul_floor(problem: Problem, device: torch.device) -> Callable[[], None]:
     return work
 
 
-def matmul_peak(size: int, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
-    """GFLOP/s of the best of ``repeats`` (size x size) @ (size x size) products."""
+def matmul_peak(size: int, settings: SolverSettings, device: torch.device, repeats: int) -> float:
+    """GFLOP/s of the best of ``repeats`` (size x size) @ (size x size) products in ``settings``' dtype and matmul
+    precision (:func:`bsde.runtime.matmul_precision`)."""
     generator = torch.Generator(device=device).manual_seed(0)
-    a, b = (torch.randn(size, size, generator=generator, dtype=dtype, device=device) for _ in range(2))
-    return _best_rate(lambda: a @ b, 2 * size**3, device, repeats)
+    a, b = (torch.randn(size, size, generator=generator, dtype=settings.torch_dtype, device=device) for _ in range(2))
+
+    def work() -> torch.Tensor:
+        with matmul_precision(settings, device):
+            return a @ b
+
+    return _best_rate(work, 2 * size**3, device, repeats)
 
 
 def _best_rate(work: Callable[[], object], flops: int, device: torch.device, repeats: int) -> float:
@@ -283,7 +291,7 @@ class SpeedResult:
 
 
 def measure_speed(case: SpeedCase, device: torch.device, effort: Effort,
-                  peaks: dict[torch.dtype, float]) -> SpeedResult:
+                  peaks: dict[tuple[torch.dtype, bool], float]) -> SpeedResult:
     """Case (a): the trainer's seconds per iteration, alternating with blocks of its matmul floor.
 
     Raises:
@@ -292,8 +300,9 @@ def measure_speed(case: SpeedCase, device: torch.device, effort: Effort,
     problem = load_problem(case.problem, case.overrides)
     problem = replace(problem, solver=problem.solver.for_device(device.type))
     settings, dtype = problem.solver, problem.solver.torch_dtype
-    if dtype not in peaks:
-        peaks[dtype] = matmul_peak(effort.matmul_size, dtype, device, effort.peak_repeats)
+    precision = (dtype, settings.tf32)
+    if precision not in peaks:
+        peaks[precision] = matmul_peak(effort.matmul_size, settings, device, effort.peak_repeats)
     measured = time_training(problem, device, warmup=effort.warmup, blocks=effort.blocks, block=effort.block,
                              floor=matmul_floor(problem, device))
     seconds = measured.timing.median_s
@@ -305,7 +314,7 @@ def measure_speed(case: SpeedCase, device: torch.device, effort: Effort,
         compiled=settings.compile, parameters=measured.parameters, timing=measured.timing,
         warmup_s=measured.warmup_s, iterations_per_s=1.0 / seconds, flops_per_iteration=flops,
         gflops=flops / seconds / 1e9, floor=measured.floor, floor_gflops=flops / measured.floor.median_s / 1e9,
-        floor_ratio=measured.floor_ratio, matmul_peak_gflops=peaks[dtype],
+        floor_ratio=measured.floor_ratio, matmul_peak_gflops=peaks[precision],
         peer_ms=peer, peer_ratio=None if peer is None else peer / (1e3 * seconds),
     )
 
@@ -335,9 +344,10 @@ def _adam_step(model: DeepBSDE, problem: Problem, generator: torch.Generator,
 
     def step() -> None:
         paths = sample(equation, settings, settings.batch_size, generator, device)
-        loss = terminal_loss(model(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
-        optimizer.zero_grad()
-        loss.backward()
+        with matmul_precision(settings, device):
+            loss = terminal_loss(model(paths.x, paths.dw, paths.dt), equation.terminal(paths.x[:, -1]))
+            optimizer.zero_grad()
+            loss.backward()
         optimizer.step()
 
     return step
@@ -414,9 +424,16 @@ def profile_step(device: torch.device, effort: Effort, problem_name: str = "hjb"
         for _ in range(iterations):
             step()
         synchronize(device)
-    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
-    total = sum(e.self_cpu_time_total for e in events)
-    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    # on CUDA the kernels' own time (the host's is mostly launches, and the final synchronisation)
+    self_time = _self_device_time if device.type == "cuda" else (lambda e: e.self_cpu_time_total)
+    events = [e for e in prof.key_averages() if self_time(e) > 0]
+    total = sum(self_time(e) for e in events)
+    events.sort(key=self_time, reverse=True)
     label = f"{problem_name} {equation.dim}-d {settings.dtype}, {settings.time_steps} steps, batch {settings.batch_size}"
-    return label, [ProfileRow(e.key, e.self_cpu_time_total / 1e3 / iterations, e.self_cpu_time_total / total,
-                              e.count / iterations) for e in events[:rows]]
+    return label, [ProfileRow(e.key, self_time(e) / 1e3 / iterations, self_time(e) / total, e.count / iterations)
+                   for e in events[:rows]]
+
+
+def _self_device_time(event: Any) -> float:
+    """A profiler event's own time on the device (``self_cuda_time_total`` before torch 2.4)."""
+    return event.self_device_time_total if hasattr(event, "self_device_time_total") else event.self_cuda_time_total

@@ -69,7 +69,8 @@ def speed_table(report: BenchReport) -> TextTable:
 def profile_table(report: BenchReport) -> TextTable:
     rows = [[r.op, f"{r.ms_per_iteration:.3f}", _pct(r.share), f"{r.calls_per_iteration:.3g}"] for r in report.profile]
     return TextTable(
-        f"Where an iteration goes ({report.profile_case}, torch.profiler self time, top operators)",
+        f"Where an iteration goes ({report.profile_case}, torch.profiler self time (on CUDA the kernels' device "
+        "time), top operators)",
         ["operator", "ms/it", "share", "calls/it"], rows,
         ["aten::bmm is the step networks' batched matmuls (3 forward, 5 backward per iteration): the floor that "
          "the matmul peaks above allow; the rest is batch norm, Adam, path sampling and small elementwise kernels. "

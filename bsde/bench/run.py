@@ -145,7 +145,7 @@ def run_bench(options: BenchOptions, *, command: str = "", progress: Progress | 
                          {**asdict(options), "dims": list(options.scale_dims), "seeds": options.seed_count,
                           "threads": threads, "effort": asdict(effort), "sections": list(sections)},
                          measure_startup(device, threads) if "startup" in sections else None)
-    peaks: dict[torch.dtype, float] = {}
+    peaks: dict[tuple[torch.dtype, bool], float] = {}  # by dtype and TF32
     for case in SPEED_CASES if "speed" in sections else ():
         if case.compiled and not effort.compiled_cases:
             report.skipped.append(f"{case.label}: not in this mode (compiling takes tens of seconds)")
