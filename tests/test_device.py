@@ -183,3 +183,33 @@ def test_training_without_fused_adam_matches(monkeypatch):
     monkeypatch.setattr(trainer, "fused_adam", lambda device: False)
     plain = bsde.solve(problem, device="cpu")
     assert plain.y0 == pytest.approx(fused.y0, rel=1e-9, abs=1e-12)
+
+
+def test_region_refit_solution_and_checkpoint_name_the_device(tmp_path):
+    """The paths the solves above do not take: a region solve with its refit, the Solution's u, grad, hessian,
+    save and load, a checkpoint and its resume."""
+    region = bsde.load_problem("hjb", {**TINY, "solver.iterations": 4, "solver.region": {"low": -1, "high": 1}})
+    found = []
+    assert_on_device(lambda: found.append(bsde.solve(region, device="cpu", seed=0)))
+    solution = found[0].solution
+    points = [[0.1, -0.2], [0.4, 0.3]]
+    assert_on_device(lambda: (solution.u(points), solution.grad(points), solution.hessian(points),
+                              solution.save(tmp_path / "saved", {"y0": found[0].y0})))
+    assert_on_device(lambda: bsde.Solution.load(tmp_path / "saved").u(points))
+    point = bsde.load_problem("hjb", {**TINY, "solver.iterations": 6})
+    stops = iter(range(100))
+    with FactoryGuard() as guard, pytest.raises(Interrupted):
+        bsde.solve(point, device="cpu", checkpoint=tmp_path / "ck", stop_requested=lambda: next(stops) == 3)
+    assert not guard.offences, guard.offences
+    assert_on_device(lambda: bsde.solve(point, device="cpu", resume=tmp_path / "ck"))
+
+
+def test_bench_speed_parts_and_reference_greeks_name_the_device():
+    from bsde.bench.cases import matmul_floor, matmul_peak, time_training
+    from bsde.reference.greeks import reference_greeks
+
+    cpu = torch.device("cpu")
+    problem = bsde.load_problem("hjb", {**TINY, "solver.iterations": 4})
+    assert_on_device(lambda: time_training(problem, cpu, warmup=1, blocks=1, block=2, floor=matmul_floor(problem, cpu)))
+    assert_on_device(lambda: matmul_peak(16, problem.solver, cpu, repeats=1))
+    assert_on_device(lambda: reference_greeks(bsde.load_problem("max_call", {"equation.dim": 2}), "mc", paths=512))
