@@ -108,7 +108,7 @@ step "solve hjb --json" 60 "$OUT/solve.log" $PY -m bsde.cli solve hjb --device "
 # ---------------------------------------------------------------------------- tests
 # the CUDA tests (skipped on CPU machines) first, then a quick subset of the default suite; -x off; -v names
 # each test as it ends, so a run cut by the time limit still says which ones failed
-TESTS=(test_device.py test_compiled.py test_runtime.py test_adam.py test_solve.py test_trainer.py test_checkpoint.py
+TESTS=(test_device.py test_control_bound.py::test_refine_runs_on_cuda_tensors test_compiled.py test_runtime.py test_adam.py test_solve.py test_trainer.py test_checkpoint.py
        test_model.py test_networks.py test_simulation.py test_memory.py test_cli.py test_signals.py)
 step "pytest (CUDA + subset)" 130 "$OUT/pytest.log" \
     $PY -m pytest "${TESTS[@]/#/$REPO/tests/}" -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider \
