@@ -142,13 +142,14 @@ def test_two_processes_reproduce_one(tmp_path: Path):
 
 
 EVERY_RANK_SOLVES = """
-import json, sys, torch, bsde
+import json, sys, torch, bsde, bsde.distributed
 problem = bsde.load_problem("hjb", json.loads(sys.argv[1]))
 result = bsde.solve(problem, seed=0, device="cpu", threads=1)
 model = result.solution.model
 print(json.dumps({"rank": torch.distributed.get_rank(), "y0": result.y0, "u": result.u([result.solution.x0]).tolist(),
-                  "weights": [float(p.double().sum()) for p in model.parameters()], "y_start": model.y_start.item(),
+                  "weights": [float(p.detach().double().sum()) for p in model.parameters()], "y_start": model.y_start.item(),
                   "device": str(model.y0.device)}))
+bsde.distributed.close()  # as the CLI does: all meet, then the group comes down (gloo may abort at exit otherwise)
 """
 
 
