@@ -128,7 +128,8 @@ def evaluate(model: DeepBSDE, paths: Paths) -> float:
 
 
 def _finite_parameters(model: DeepBSDE) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values())
+    """Whether every parameter and buffer is finite: one device sync, not one per tensor."""
+    return bool(torch.stack([torch.isfinite(t).all() for t in model.state_dict().values()]).all())
 
 
 class _Run:

@@ -102,3 +102,20 @@ def test_rollback_on_the_cli_reports_failure_with_exit_1() -> None:
     result = CliRunner().invoke(app, ["solve", "hjb", *tiny_args(**{"solver.learning_rate": 1e200}),
                                       "--device", "cpu", "-q", "--on-nan", "rollback"])
     assert result.exit_code == 1 and "rollbacks" in result.output and "Traceback" not in result.output
+
+
+def test_finite_parameters_sees_a_nan_in_any_parameter_or_buffer():
+    from bsde.model import DeepBSDE
+    from bsde.trainer import _finite_parameters
+
+    problem = bsde.load_problem("hjb", {"equation.dim": 3})
+    model = DeepBSDE(problem.equation, 4, [5], dtype=torch.float64)
+    model.reset_parameters(torch.Generator().manual_seed(0), (0.0, 1.0))
+    assert _finite_parameters(model)
+    with torch.no_grad():
+        model.nets.norms[1].running_var[2] = float("inf")
+    assert not _finite_parameters(model)
+    with torch.no_grad():
+        model.nets.norms[1].running_var[2] = 1.0
+        model.nets.linears[0].weight[1, 2, 3] = float("nan")
+    assert not _finite_parameters(model)
