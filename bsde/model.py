@@ -87,19 +87,23 @@ class DeepBSDE(nn.Module):
         """Z_0 = z_scale * z0 (the parameter lives in the same O(1) units as the networks' output)."""
         return self.z_scale * self.z0
 
-    def forward(self, x: torch.Tensor, dw: torch.Tensor, dt: float) -> torch.Tensor:
-        """Y_N (batch,) from paths X (batch, N+1, dim) and increments dW (batch, N, dim)."""
-        return self.march(x, dw, dt, self.z_start.expand(x.shape[0], -1), later=self.later_gradients(x))
+    def forward(self, x: torch.Tensor, dw: torch.Tensor, dt: float, controlled: bool | None = None) -> torch.Tensor:
+        """Y_N (batch,) from paths X (batch, N+1, dim) and increments dW (batch, N, dim); ``controlled``: the
+        paths' measure (default ``self.controlled``; torch 2.3's compile misses a change of that attribute, so
+        the trainer's compiled loss passes it)."""
+        return self.march(x, dw, dt, self.z_start.expand(x.shape[0], -1), later=self.later_gradients(x),
+                          controlled=controlled)
 
-    def _driver(self, t, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def _driver(self, t, x: torch.Tensor, z: torch.Tensor, controlled: bool) -> torch.Tensor:
         """f(t, x, z) of a driver without y; under the controlled measure (drift sigma b) f(z) - b . z."""
         f = self.equation.driver(t, x, x.new_zeros(()), z)
-        if self.controlled:
+        if controlled:
             f = f - (self.equation.driver_z_gradient(t, x, z.detach()) * z).sum(-1)
         return f
 
     def march(self, x: torch.Tensor, dw: torch.Tensor, dt: float, z: torch.Tensor,
-              y_start: torch.Tensor | None = None, *, later: torch.Tensor | None = None) -> torch.Tensor:
+              y_start: torch.Tensor | None = None, *, later: torch.Tensor | None = None,
+              controlled: bool | None = None) -> torch.Tensor:
         """Y_N (batch,) from X (batch, N+1, dim), dW (batch, N, dim) and Z_0..Z_{N-1} (batch, N, dim).
 
         With ``later`` (Z_1..Z_{N-1}, (batch, N-1, dim)), ``z`` is Z_0 alone (batch, dim): the two are used
@@ -107,6 +111,7 @@ class DeepBSDE(nn.Module):
         """
         first, later = (z[:, 0], z[:, 1:]) if later is None else (z, later)
         equation, steps = self.equation, dw.shape[1]
+        controlled = self.controlled if controlled is None else controlled
         y_start = self.y_start if y_start is None else y_start
         trapezoid = self.scheme == "trapezoid"
         noise_first, noise_later = (first * dw[:, 0]).sum(-1), (later * dw[:, 1:]).sum(-1)  # Z_n . dW_n
@@ -114,10 +119,10 @@ class DeepBSDE(nn.Module):
         z_end = (terminal_z(equation, x[:, -1]) if equation.driver_uses_z else first) if trapezoid else None
         if not equation.driver_uses_y:  # no recursion needed: sum the driver over all steps at once
             times = torch.arange(1, steps, device=x.device, dtype=x.dtype) * dt
-            f_first = self._driver(0.0, x[:, 0], first)
-            integral = self._driver(times, x[:, 1:steps], later).sum(1)
+            f_first = self._driver(0.0, x[:, 0], first, controlled)
+            integral = self._driver(times, x[:, 1:steps], later, controlled).sum(1)
             if trapezoid:  # (f_0 + f_N) / 2 + f_1 + ... + f_{N-1}
-                integral = integral + 0.5 * (f_first + self._driver(steps * dt, x[:, steps], z_end))
+                integral = integral + 0.5 * (f_first + self._driver(steps * dt, x[:, steps], z_end, controlled))
             else:
                 integral = integral + f_first
             return y_start - dt * integral + noise_first + noise_later.sum(1)

@@ -174,8 +174,9 @@ class _Run:
         if group is None:  # the step networks' weights are updated during the backward (none, before an all-reduce)
             self.optimizer.update_during_backward()
         model = self.model
-        self.loss = compiled(lambda x, dw, dt: terminal_loss(forward(x, dw, dt), equation.terminal(x[:, -1])),
-                             settings.compile)
+        # the measure is an argument, which torch.compile guards on (torch 2.3's missed a change of model.controlled)
+        self.loss = compiled(lambda x, dw, dt, controlled: terminal_loss(forward(x, dw, dt, controlled=controlled),
+                                                                         equation.terminal(x[:, -1])), settings.compile)
         self.states = compiled(model.controlled_states, settings.compile)
         self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
         self.history: list[LogEntry] = []
@@ -239,7 +240,7 @@ class _Run:
         paths = steered(self.model, sample(equation, self.settings, self.streams.rows, self.streams.generators, device,
                                            region=True), self.states)
         with matmul_precision(self.settings, device):
-            loss = self.loss(paths.x, paths.dw, paths.dt)
+            loss = self.loss(paths.x, paths.dw, paths.dt, self.model.controlled)
             self.optimizer.zero_grad()
             if self.group is None:
                 if not self.check_every_step or torch.isfinite(loss):

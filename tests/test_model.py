@@ -86,3 +86,21 @@ def test_controlled_measure_needs_a_control_representation():
                                         "solver.time_steps": 4, "solver.log_every": 25})
     result = bsde.solve(problem, seed=0, threads=1)
     assert math.isfinite(result.y0)
+
+
+def test_the_measure_passed_to_forward_overrides_the_attribute():
+    """The trainer's compiled loss passes the measure (torch 2.3's compile missed a change of the attribute)."""
+    problem = bsde.load_problem("hjb", {"equation.dim": 3, "solver.time_steps": 4})
+    model = DeepBSDE(problem.equation, 4, [5], dtype=torch.float64)
+    model.reset_parameters(torch.Generator().manual_seed(0), (0.0, 1.0))
+    with torch.no_grad():
+        model.z0.fill_(0.3)
+    paths = simulate_paths(problem.equation.process, problem.equation.x_start, 1.0, 4, 16,
+                           generator=torch.Generator().manual_seed(1))
+    plain = model(paths.x, paths.dw, paths.dt)
+    model.controlled = True
+    steered = model(paths.x, paths.dw, paths.dt)
+    assert not torch.allclose(plain, steered)  # the measure matters here
+    assert torch.equal(model(paths.x, paths.dw, paths.dt, controlled=False), plain)
+    model.controlled = False
+    assert torch.equal(model(paths.x, paths.dw, paths.dt, controlled=True), steered)
