@@ -7,7 +7,7 @@ import platform
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
@@ -90,29 +90,35 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     raise BSDEError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)")
 
 
+def _tf32_switch() -> tuple[str, Any, Any]:
+    """(attribute of ``torch.backends.cuda.matmul``, its TF32-on value, its off value): from torch 2.9 on the
+    new ``fp32_precision`` alone (the legacy ``allow_tf32`` is deprecated there, and reading it raises once a
+    caller has set the new one), before that the legacy flag."""
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        return "fp32_precision", "tf32", "ieee"
+    return "allow_tf32", True, False
+
+
 def cuda_tf32() -> bool:
     """Whether float32 matmuls on CUDA may run in TF32 now, read through the API that :func:`matmul_precision` sets."""
-    matmul = torch.backends.cuda.matmul
-    return matmul.fp32_precision == "tf32" if hasattr(matmul, "fp32_precision") else matmul.allow_tf32
+    name, on, _ = _tf32_switch()
+    return getattr(torch.backends.cuda.matmul, name) == on
 
 
 @contextmanager
 def matmul_precision(settings: SolverSettings, device: torch.device) -> Iterator[None]:
-    """Inside the block, float32 matmuls on CUDA run in TF32 when ``settings.tf32`` (restored after).
+    """Inside the block, float32 matmuls on CUDA run in TF32 when ``settings.tf32`` (restored after, exactly).
 
     TF32 rounds the factors of a product to a 10-bit mantissa and sums in float32: about 8x the
     float32 matmul throughput of recent NVIDIA GPUs. CPU and float64 runs are left as they are.
-    From torch 2.9 on, through ``torch.backends.cuda.matmul.fp32_precision`` alone: the legacy
-    ``allow_tf32`` is deprecated there, and reading it raises once a caller has set the new one.
     """
     if device.type != "cuda" or settings.dtype != "float32":
         yield
         return
     matmul = torch.backends.cuda.matmul
-    name, value = (("fp32_precision", "tf32" if settings.tf32 else "ieee") if hasattr(matmul, "fp32_precision")
-                   else ("allow_tf32", settings.tf32))
+    name, on, off = _tf32_switch()
     previous = getattr(matmul, name)
-    setattr(matmul, name, value)
+    setattr(matmul, name, on if settings.tf32 else off)
     try:
         yield
     finally:
