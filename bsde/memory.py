@@ -120,13 +120,15 @@ def _size(num_bytes: float) -> str:
 
 
 def check_fits(problem: Problem, device: torch.device, *, free: int | None = None) -> MemoryEstimate:
-    """Raise :class:`ProblemError` before any allocation when a solve would not fit in memory.
+    """Raise :class:`ProblemError` before any allocation when a solve (or its refit: :func:`check_refit_fits`)
+    would not fit in memory.
 
     ``free`` overrides the measured available bytes (for tests).
     """
     problem = replace(problem, solver=problem.solver.for_device(device.type))
     need = estimate(problem)
     free = available(device) if free is None else free
+    check_refit_fits(problem, device, free=free)
     if free is None or need.total <= HEADROOM * free:
         return need
     settings = problem.solver
@@ -145,4 +147,19 @@ def check_fits(problem: Problem, device: torch.device, *, free: int | None = Non
         f"equation.dim={problem.equation.dim}, solver.time_steps={settings.time_steps}) but {device.type} has "
         f"{_size(free)} available; {advice}"
     )
+
+
+def check_refit_fits(problem: Problem, device: torch.device, *, free: int | None = None) -> int:
+    """Raise :class:`ProblemError` before training when a region's refit on ``solver.refit_paths`` paths would not
+    fit in memory (it keeps 3 d + 4 numbers per path: bsde.refit); returns the bytes it needs (0 where nothing
+    is kept: no refit, a point's streamed refit, or the default path count, which is bounded)."""
+    settings = problem.solver.for_device(device.type)
+    if not (settings.refits and settings.region is not None and settings.refit_paths):
+        return 0
+    need = settings.refit_paths * (3 * problem.equation.dim + 4) * (torch.finfo(settings.torch_dtype).bits // 8)
+    free = available(device) if free is None else free
+    if free is not None and need > HEADROOM * free:
+        raise ProblemError(f"{problem.source}: solver.refit_paths={settings.refit_paths} over a region keeps about "
+                           f"{_size(need)} but {device.type} has {_size(free)} available; lower solver.refit_paths")
+    return need
 

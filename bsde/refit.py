@@ -44,9 +44,9 @@ from bsde.settings import SolverSettings
 from bsde.simulation import Paths, states_from_increments
 from bsde.trainer import sample, steers
 
-#: paths for the refit: as many as training drew (iterations x batch), within these bounds (a point solve's refit
-#: streams its paths: up to POINT_REFIT_PATHS), and over a region (whose per-path data is kept) at most
-#: REFIT_ELEMENTS / (steps * dim)
+#: paths for the refit unless ``solver.refit_paths`` says: as many as training drew (iterations x batch), within
+#: these bounds (a point solve's refit streams its paths: up to POINT_REFIT_PATHS), and over a region (whose
+#: per-path data is kept, 3 dim + 4 numbers) at most REFIT_ELEMENTS / (steps * dim)
 REFIT_PATHS = (1 << 12, 1 << 17)
 POINT_REFIT_PATHS = 1 << 19
 REFIT_ELEMENTS = 1 << 24
@@ -308,8 +308,8 @@ def refit_start(model: DeepBSDE, equation: Equation, settings: SolverSettings, *
     Gauss-Newton round, L-BFGS on all its parameters over LBFGS_PATHS of the paths (the hidden layers' shape),
     then its last layer and y0 exactly over all; a point solve's y0 and z0 exactly."""
     steps, dim = model.time_steps, equation.dim
-    paths = paths or refit_paths(dim, steps, settings.iterations * settings.batch_size,
-                                 region=isinstance(model, RegionBSDE))
+    paths = paths or settings.refit_paths or refit_paths(dim, steps, settings.iterations * settings.batch_size,
+                                                         region=isinstance(model, RegionBSDE))
     model.eval()
     was_controlled, was_scheme = model.controlled, model.scheme
     controlled = model.controlled = steers(equation, settings)

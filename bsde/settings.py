@@ -89,6 +89,11 @@ class SolverSettings(_Strict):
                                   "see bsde.region")
     refit: bool | None = Field(None, description="after training, refit Y_0 and Z_0 by least squares on fresh "
                                "paths with the step networks frozen (bsde.refit); default: with a region only")
+    refit_paths: int | None = Field(
+        None, ge=2, description="fresh paths of the refit; default: as many as training drew, at most 2^19 (over "
+        "a region at most 2^17 and 2^24 / (time_steps x dim)). A region's gamma is the second derivative of the "
+        "refit's fit, and their noise dominates it: more paths, less noise, in proportional time (a region's "
+        "refit keeps 3 dim + 4 numbers per path)")
     dtype: Literal["float32", "float64"] | None = Field(
         None, description="default: float64 on CPU, float32 on CUDA (with TF32 matmuls, see tf32)"
     )
@@ -127,6 +132,8 @@ class SolverSettings(_Strict):
             raise ValueError(f"y0_init must be [low, high] with low <= high, got {list(self.y0_init)}")
         if self.shards is not None and self.batch_size % self.shards:
             raise ValueError(f"shards ({self.shards}) must divide batch_size ({self.batch_size})")
+        if self.refit_paths is not None and not self.refits:
+            raise ValueError("refit_paths is set but this solve does not refit (set refit: true, or a region)")
         return self
 
     @property

@@ -108,6 +108,8 @@ def test_directory_missing_file_unknown_name(tmp_path: Path) -> None:
     ("solver.scheme=rk4", ("solver.scheme", "'euler' or 'trapezoid'", "'rk4'")),
     ("solver.measure=girsanov", ("solver.measure", "'auto', 'plain' or 'controlled'", "'girsanov'")),
     ("solver.control_from=1", ("solver.control_from", "less than 1", "got 1")),
+    ("solver.refit_paths=1", ("solver.refit_paths", "greater than or equal to 2", "got 1")),
+    ("solver.refit_paths=5000", ("solver.refit_paths", "this solve does not refit")),
     ("reference.value=.inf", ("reference.value", "finite")),
 ])
 def test_bad_override(setting: str, expected: tuple[str, ...]) -> None:

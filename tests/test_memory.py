@@ -70,3 +70,17 @@ def test_a_validation_batch_that_does_not_fit_is_named() -> None:
     large = bsde.load_problem("hjb", {"equation.dim": 10, "solver.valid_size": 10**9})
     with pytest.raises(bsde.ProblemError, match=r"lower solver.valid_size \(its 1000000000 paths need"):
         check_fits(large, CPU, free=10**9)
+
+
+def test_a_region_refit_on_more_paths_than_fit_is_refused_before_training() -> None:
+    """solver.refit_paths over a region: the refit keeps 3 d + 4 numbers per path (bsde.refit)."""
+    box = {"equation.dim": 1, "solver.region": {"low": 80, "high": 120}}
+    region = bsde.load_problem("max_call", {**box, "solver.refit_paths": 10**6})
+    need = memory.check_refit_fits(region, CPU, free=10**12)
+    assert need == 10**6 * (3 * 1 + 4) * 8
+    with pytest.raises(bsde.ProblemError, match=r"solver.refit_paths=1000000 over a region keeps about 53.4 MiB .*"
+                                                r"lower solver.refit_paths"):
+        check_fits(region, CPU, free=need)  # training fits in that; the refit does not (headroom)
+    assert memory.check_refit_fits(bsde.load_problem("max_call", box), CPU, free=1) == 0  # the default is bounded
+    point = bsde.load_problem("max_call", {"equation.dim": 1, "solver.refit": True, "solver.refit_paths": 10**9})
+    assert memory.check_refit_fits(point, CPU, free=1) == 0  # a point's refit streams its paths

@@ -45,6 +45,14 @@ def test_refit_paths_follow_the_training_budget():
     assert refit_paths(100, 20, 10**9, region=False) == 1 << 19
 
 
+def test_solver_refit_paths_sets_the_count():
+    problem, model = trained({"equation.dim": 1, "solver.time_steps": 4, "solver.iterations": 20,
+                              "solver.batch_size": 16, "solver.log_every": 10,
+                              "solver.region": {"low": 90, "high": 110}, "solver.refit_paths": 5000})
+    found = refit_start(model, problem.equation, problem.solver, generator=torch.Generator().manual_seed(5))
+    assert found.paths == 5000  # the default here would be 2^12 (20 x 16 drawn)
+
+
 def trained(overrides: dict, seed: int = 0):
     problem = bsde.load_problem("max_call", overrides)
     result = train(problem.equation, problem.solver, generator=torch.Generator().manual_seed(seed),
