@@ -92,7 +92,7 @@ class SolverSettings(_Strict):
     refit_paths: int | None = Field(
         None, ge=2, description="fresh paths of the refit; default: as many as training drew, at most 2^19 (over "
         "a region at most 2^17 and 2^24 / (time_steps x dim)). A region's gamma is the second derivative of the "
-        "refit's fit, and their noise dominates it: more paths, less noise, in proportional time (a region's "
+        "refit's fit, and the paths' noise dominates it: more paths, less noise, in proportional time (a region's "
         "refit keeps 3 dim + 4 numbers per path)")
     dtype: Literal["float32", "float64"] | None = Field(
         None, description="default: float64 on CPU, float32 on CUDA (with TF32 matmuls, see tf32)"
