@@ -28,6 +28,7 @@ import torch
 
 from bsde.errors import ProblemError
 from bsde.problem import Problem
+from bsde.refit import region_numbers_per_path
 
 ACTIVATION_COPIES = 4  # linear output, batch-norm output, relu output, gradient buffer
 HEADROOM = 0.9
@@ -151,12 +152,13 @@ def check_fits(problem: Problem, device: torch.device, *, free: int | None = Non
 
 def check_refit_fits(problem: Problem, device: torch.device, *, free: int | None = None) -> int:
     """Raise :class:`ProblemError` before training when a region's refit on ``solver.refit_paths`` paths would not
-    fit in memory (it keeps 3 d + 4 numbers per path: bsde.refit); returns the bytes it needs (0 where nothing
-    is kept: no refit, a point's streamed refit, or the default path count, which is bounded)."""
+    fit in memory (:func:`bsde.refit.region_numbers_per_path` numbers per path); returns the bytes it needs (0
+    where nothing is checked: no region, or the default path count, which is bounded; a point's refit streams)."""
     settings = problem.solver.for_device(device.type)
-    if not (settings.refits and settings.region is not None and settings.refit_paths):
+    if settings.region is None or settings.refit_paths is None:  # refit_paths is only accepted with a refit
         return 0
-    need = settings.refit_paths * (3 * problem.equation.dim + 4) * (torch.finfo(settings.torch_dtype).bits // 8)
+    item = torch.finfo(settings.torch_dtype).bits // 8
+    need = settings.refit_paths * region_numbers_per_path(problem.equation.dim) * item
     free = available(device) if free is None else free
     if free is not None and need > HEADROOM * free:
         raise ProblemError(f"{problem.source}: solver.refit_paths={settings.refit_paths} over a region keeps about "

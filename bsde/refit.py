@@ -46,7 +46,7 @@ from bsde.trainer import sample, steers
 
 #: paths for the refit unless ``solver.refit_paths`` says: as many as training drew (iterations x batch), within
 #: these bounds (a point solve's refit streams its paths: up to POINT_REFIT_PATHS), and over a region (whose
-#: per-path data is kept, 3 dim + 4 numbers) at most REFIT_ELEMENTS / (steps * dim)
+#: per-path data is kept: region_numbers_per_path) at most REFIT_ELEMENTS / (steps * dim)
 REFIT_PATHS = (1 << 12, 1 << 17)
 POINT_REFIT_PATHS = 1 << 19
 REFIT_ELEMENTS = 1 << 24
@@ -77,6 +77,12 @@ class Refit:
     control_coefficient: float | None
     #: under a controlled measure with a driver -(c/2)|z|^2 + ...: the mean of Var(S | x) taken off as (c/2) V(x)
     variance: float | None = None
+
+
+def region_numbers_per_path(dim: int) -> int:
+    """Numbers a region's refit keeps per path, its :class:`_Linearised` fields: x0, slope_z and z_k (dim each);
+    residual, slope_y, y_k and control (one each). For the memory check of ``solver.refit_paths``."""
+    return 3 * dim + 4
 
 
 def refit_paths(dim: int, steps: int, drawn: int, *, region: bool = True) -> int:
