@@ -165,6 +165,9 @@ def control_bound(model: DeepBSDE, *, generator: torch.Generator, paths: int | N
     for _ in range(max(1, batches)):
         samples, regressors = controlled_samples(model, controls, batch, substeps, interpolate, generator,
                                                  torch.float32, correction)
+        if not bool(torch.isfinite(samples).all() & torch.isfinite(regressors).all()):
+            model.train(was_training)  # the learned control overflows (a diverged run): no bound to give
+            return None
         drawn.append(samples)
         total = torch.cat(drawn)
         value, stderr, effective = exponential_mean(total, c)

@@ -38,8 +38,15 @@ def _finite(value: Any, name: str) -> float:
     return number
 
 
+def _listed(value: Any) -> Any:
+    """numpy arrays and tensors as (nested) lists, their scalars as numbers; anything else as it is."""
+    return value.tolist() if hasattr(value, "tolist") and not isinstance(value, (bool, int, float)) else value
+
+
 def _numbers(value: Any, name: str) -> tuple[float, ...]:
-    """A number or a sequence of numbers as a tuple (a number: a tuple of one, broadcast over the assets)."""
+    """A number or a sequence of numbers (a list, tuple or array) as a tuple (a number: a tuple of one, broadcast
+    over the assets)."""
+    value = _listed(value)
     if isinstance(value, (list, tuple)):
         if not value:
             raise ProblemError(f"{name}: expected a number or a non-empty list of numbers")
@@ -222,6 +229,7 @@ class GBM(Process):
             raise ProblemError(f"vol: volatilities must be non-negative, got {self.vol!r}")
         object.__setattr__(self, "vol", vol)
         object.__setattr__(self, "dividend", _numbers(self.dividend, "dividend"))
+        object.__setattr__(self, "correlation", _listed(self.correlation))
         if isinstance(self.correlation, (list, tuple)):
             matrix = self._matrix(self.correlation)
             object.__setattr__(self, "correlation", matrix)
@@ -392,6 +400,28 @@ class Diffusion(Process):
         return {"kind": "diffusion", "drift": _name(self.drift), "sigma": _name(self.sigma),
                 "substeps": self.substeps}
 
+    def check(self, x) -> None:
+        """Call drift and sigma on a small batch x (n, dim), with t a number and a tensor (n,): a one-line
+        ProblemError where one fails, or returns something that is not a tensor or number shaped like x."""
+        import torch
+
+        for name, function in (("drift", self.drift), ("sigma", self.sigma)):
+            for t, what in ((0.0, "t = 0.0"), (torch.zeros(x.shape[:-1], dtype=x.dtype), f"t a tensor {tuple(x.shape[:-1])}")):
+                try:
+                    value = function(t, x)
+                except Exception as exc:  # noqa: BLE001 - the user's function: say where it failed
+                    raise ProblemError(f"process.{name}: calling it as {name}(t, x) with {what}, x {tuple(x.shape)} "
+                                       f"failed: {exc}") from None
+                check_returns_torch(f"process.{name}", value)
+                shape = tuple(getattr(value, "shape", ()))
+                try:
+                    fits = torch.broadcast_shapes(shape, x.shape) == x.shape
+                except RuntimeError:
+                    fits = False
+                if not fits:
+                    raise ProblemError(f"process.{name}: must return the shape of x, {tuple(x.shape)} (or a number, or "
+                                       f"a shape that broadcasts to it); got {shape}")
+
     def step(self, t, x, dt, dw, control=None):
         """One Euler-Maruyama step: x + drift(t, x) dt + sigma(t, x) (dw + b dt)."""
         noise = dw if control is None else dw + control * dt
@@ -424,6 +454,16 @@ class Diffusion(Process):
         if t is None:
             raise ProblemError("Diffusion.diffusion_transpose needs the time t")
         return self.sigma(t, x) * v
+
+
+def check_returns_torch(what: str, value: Any) -> None:
+    """A user's function must give a torch tensor or a plain number (the solver differentiates it and keeps it on
+    the run's device): a one-line ProblemError for anything else, a numpy array say."""
+    import torch
+
+    if isinstance(value, bool) or not isinstance(value, (torch.Tensor, int, float)):
+        raise ProblemError(f"{what}: must return a torch tensor (or a number), got {type(value).__name__}; write it "
+                           "with torch operations on the tensors it is given (numpy breaks the gradient)")
 
 
 def _name(fn: Any) -> str:

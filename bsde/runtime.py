@@ -84,10 +84,10 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise BSDEError(f"device '{name}' requested but torch sees no CUDA device; use --device cpu or auto")
         if cuda.group(1) is not None and int(cuda.group(1)) >= torch.cuda.device_count():
-            raise BSDEError(f"device '{name}': torch sees {torch.cuda.device_count()} CUDA device(s), "
+            raise ArgumentError(f"device '{name}': torch sees {torch.cuda.device_count()} CUDA device(s), "
                             f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
         return torch.device(name)
-    raise BSDEError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)")
+    raise ArgumentError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)")
 
 
 def _tf32_switch() -> tuple[str, Any, Any]:

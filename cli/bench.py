@@ -73,7 +73,7 @@ def bench(
     per-step loop does not reproduce the batched networks' forward pass.
     """
     from bsde.bench import BenchOptions
-    from bsde.bench.report import to_markdown
+    from bsde.bench.report import check_bench_folder, to_markdown
     from bsde.io import check_writable, write_json_atomic, write_text_atomic
     from bsde.runtime import resolve_device
 
@@ -81,6 +81,7 @@ def bench(
     options = BenchOptions(device=device, dims=_dims(dims), seeds=seeds, threads=threads, quick=quick, only=sections)
     resolve_device(device)  # a bad device is bad input: fail before any work
     check_writable(folder / "bench.json")
+    check_bench_folder(folder)  # a bench.json or bench.md of someone else's is not replaced
     start = time.perf_counter()
 
     def progress(text: str) -> None:

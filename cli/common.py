@@ -32,7 +32,7 @@ SetOption = Annotated[
     typer.Option("--set", "-s", help="Override a key: section.key=value (YAML value), repeatable.",
                  metavar="KEY=VALUE"),
 ]
-SeedOption = Annotated[int, typer.Option(min=0, max=SEED_LIMIT - 1, help="Random seed (paths and initial weights).")]
+SeedOption = Annotated[int, typer.Option(min=0, max=SEED_LIMIT - 1, help="Random seed (reproducible runs).")]
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")]
 ThreadsOption = Annotated[int | None, typer.Option(help="torch CPU threads (default: the cores this process may use).")]
@@ -65,7 +65,14 @@ def problem_file(problem: str) -> Path | None:
 
 
 def refuse_overwriting(problems: list[str], outputs: dict[str, list[Path]]) -> None:
-    """Fail when an output path (by option) is one of the problem files read: it would be overwritten."""
+    """Fail when an output path (by option) is one of the problem files read, or where another option writes:
+    one would overwrite the other."""
+    writers: dict[Path, str] = {}
+    for option, paths in outputs.items():
+        for path in paths:
+            resolved = path.expanduser().resolve()
+            if writers.setdefault(resolved, option) != option:
+                raise ProblemError(f"{option} {path}: is also where {writers[resolved]} writes; give another path")
     for problem in problems:
         source = problem_file(problem)
         for option, paths in outputs.items():
@@ -122,6 +129,8 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(exc), 2)
         except MemoryError:
             fail("out of memory; lower solver.batch_size or use solver.dtype=float32", 1)
+        except KeyboardInterrupt:  # Ctrl-C in a command without its own handling (solve has one): say so
+            fail("interrupted by SIGINT", 130)
         except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
             if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
                 raise

@@ -213,3 +213,20 @@ def test_floor_peak_and_profiled_step_run_in_the_training_steps_matmul_precision
     model.reset_parameters(torch.Generator().manual_seed(0), (0.0, 1.0))
     cases._adam_step(model, problem, torch.Generator().manual_seed(1), cpu)()
     assert len(entered) == 4
+
+
+def test_bench_keeps_a_bench_md_or_json_it_did_not_write(tmp_path):
+    from bsde.cli.app import app
+
+    (tmp_path / "bench.md").write_text("my notes\n")
+    result = runner.invoke(app, ["bench", "--quick", "--only", "loop", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'bench.md'}: not written by bsde bench; not replacing it: move it away, or give another "
+        "folder (--out DIR)"]
+    assert (tmp_path / "bench.md").read_text() == "my notes\n" and not (tmp_path / "bench.json").exists()
+    (tmp_path / "bench.md").unlink()
+    (tmp_path / "bench.json").write_text('{"mine": 1}')
+    result = runner.invoke(app, ["bench", "--quick", "--only", "loop", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "bench.json: not written by bsde bench" in result.stderr
+    assert (tmp_path / "bench.json").read_text() == '{"mine": 1}'

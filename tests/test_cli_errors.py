@@ -155,6 +155,26 @@ def test_absurd_size_fails_fast_without_allocating() -> None:
     assert time.perf_counter() - start < 10, line
 
 
+def test_a_dim_beyond_any_machine_is_refused_before_anything_has_dim_entries() -> None:
+    start = time.perf_counter()
+    for command in ("show", "solve"):
+        fails_cleanly([command, "hjb", "--set", "equation.dim=1000000000000"], "hjb.yaml",
+                      "equation.dim (from --set): Input should be less than or equal to 10000000")
+    assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize(("outputs", "expected"), [
+    (["--save", "{d}/run", "--out", "{d}/run/solution.pt"], "--save {d}/run/solution.pt: is also where --out writes"),
+    (["--checkpoint", "{d}/ck", "--out", "{d}/ck/checkpoint.pt"], "is also where --out writes"),
+    (["--out", "{d}/same.png", "--plot", "{d}/same.png"], "--plot {d}/same.png: is also where --out writes"),
+])
+def test_two_outputs_of_one_run_in_one_file_are_refused_before_work(tmp_path: Path, outputs, expected) -> None:
+    given = [part.format(d=tmp_path) for part in outputs]
+    fails_cleanly(["solve", "max_call", "--set", "equation.dim=1", "--set", "solver.region={low: 80, high: 120}",
+                   "-q", "--no-reference", *given], expected.format(d=tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_out_where_a_path_component_is_a_file(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -201,6 +221,16 @@ def test_unexpected_error_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     line = fails_cleanly(["solve", "hjb", "--set", "equation.dim=2", "-q"],
                          "RuntimeError: Expected all tensors to be on the same device", "BSDE_DEBUG=1", code=1)
     assert "a second line" not in line
+
+
+def test_ctrl_c_in_a_command_without_its_own_handling_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bsde.cli.reference
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bsde.cli.reference, "reference", interrupted)
+    fails_cleanly(["reference", "hjb", "--set", "equation.dim=2"], "interrupted by SIGINT", code=130)
 
 
 def test_unexpected_error_with_debug_shows_the_exception(monkeypatch: pytest.MonkeyPatch) -> None:

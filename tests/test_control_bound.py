@@ -139,3 +139,16 @@ def test_refine_runs_on_cuda_tensors():
     on_cpu = refine(samples, regressors)
     on_cuda = refine(samples.cuda(), regressors.cuda())
     assert on_cuda.device.type == "cuda" and torch.allclose(on_cuda.cpu(), on_cpu)
+
+
+def test_a_diverged_run_has_no_bound_and_says_its_error_is_large():
+    """A learning rate of 10 blows the loss up to about 1e21 without a NaN: the learned control overflows the
+    bound's float32 paths. No bound (it once reached lstsq as NaN and crashed inside it); the time-step
+    estimate then reports an error far above 1% of y0, with the warning."""
+    settings = {"iterations": 20, "time_steps": 4, "batch_size": 32, "valid_size": 32, "log_every": 10,
+                "learning_rate": 10.0}
+    result = bsde.solve(bsde.load_problem("hjb", {"equation.dim": 3, "equation.lam": 10}), solver=settings,
+                        threads=1)
+    assert result.bound is None and "Richardson" in result.error_basis
+    assert result.error_estimate > 0.01 * abs(result.y0)
+    assert any("exceeds 1% of |y0|" in w for w in result.warnings)

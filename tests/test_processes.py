@@ -173,3 +173,12 @@ def test_max_call_market_fields_from_yaml():
     process = problem.equation.process
     assert process.full_correlation and process.dividend == (0.0, 0.01, 0.02) and process.drift == 0.05
     assert problem.to_dict()["equation"]["correlation"] == matrix
+
+
+def test_gbm_takes_numpy_arrays_as_it_takes_lists():
+    import numpy as np
+
+    given = bsde.GBM(0.05, np.array([0.2, 0.3]), np.array([[1.0, 0.4], [0.4, 1.0]]), dividend=np.array([0.0, 0.01]))
+    listed = bsde.GBM(0.05, [0.2, 0.3], [[1.0, 0.4], [0.4, 1.0]], dividend=[0.0, 0.01])
+    assert given == listed
+    assert bsde.GBM(np.float64(0.05), np.float64(0.2), np.float64(0.3)) == bsde.GBM(0.05, 0.2, 0.3)

@@ -76,6 +76,9 @@ def test_a_cuda_device_is_named_as_given(monkeypatch):
     assert resolve_device("cuda:1") == torch.device("cuda:1")
     with pytest.raises(BSDEError, match=r"^device 'cuda:2': torch sees 2 CUDA device\(s\), cuda:0..cuda:1$"):
         resolve_device("cuda:2")
+    # a bad name is a bad argument: ArgumentError, a ValueError as well as a BSDEError
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
 
 
 def test_a_cpu_solve_is_float64_by_default():

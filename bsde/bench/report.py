@@ -5,11 +5,18 @@ The same :func:`tables` feed the Markdown file and the CLI's rich tables, so the
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bsde.bench.run import BenchReport
 from bsde.bench.cases import PEER_MS_PER_ITERATION
+from bsde.io import OutputError
+
+#: the first line of bench.md, and the keys every bench.json has: what marks them as bsde bench's own
+TITLE = "# bsde bench"
+REPORT_KEYS = ("machine", "command", "options")
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,7 @@ def _cell(text: str) -> str:
 
 def to_markdown(report: BenchReport) -> str:
     """``bench.md``: machine, command and every table."""
-    lines = ["# bsde bench", ""]
+    lines = [TITLE, ""]
     lines += [f"- **{key}**: `{value}`" if key == "command" else f"- **{key}**: {value}"
               for key, value in machine_lines(report)]
     for table in tables(report):
@@ -205,3 +212,29 @@ def to_markdown(report: BenchReport) -> str:
         for note in table.notes:
             lines += ["", note]
     return "\n".join(lines) + "\n"
+
+
+def check_bench_folder(folder: Path) -> None:
+    """Refuse (:class:`OutputError`, naming the file) to replace a ``bench.json`` or ``bench.md`` in ``folder`` that
+    bsde bench did not write (a rerun replaces its own)."""
+    for name, ours in (("bench.json", _is_bench_json), ("bench.md", _is_bench_md)):
+        path = Path(folder) / name
+        if path.exists() and not (path.is_file() and ours(path)):
+            raise OutputError(f"{path}: not written by bsde bench; not replacing it: move it away, or give another "
+                              "folder (--out DIR)")
+
+
+def _is_bench_json(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and all(key in data for key in REPORT_KEYS)
+
+
+def _is_bench_md(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return handle.readline().rstrip("\r\n") == TITLE
+    except (OSError, ValueError):
+        return False

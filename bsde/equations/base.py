@@ -53,6 +53,9 @@ def broadcast(value: Any, dim: int, name: str) -> tuple[float, ...]:
 
 
 Vector = float | list[float]
+#: the largest dim a problem may give: a solve keeps batch x steps x dim numbers per path tensor, so far beyond this
+#: no machine holds one (the memory check refuses smaller ones); a bound checked before anything has dim entries
+MAX_DIM = 10_000_000
 
 
 class Equation(NoBoolNumbers):
@@ -61,7 +64,7 @@ class Equation(NoBoolNumbers):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
     kind: str
-    dim: int = Field(100, ge=1, description="number of space dimensions d")
+    dim: int = Field(100, ge=1, le=MAX_DIM, description="number of space dimensions d (at most 10,000,000)")
     total_time: float = Field(1.0, gt=0, description="horizon T")
     x0: Vector = Field(0.0, description="starting point: a number (broadcast) or a list of length dim")
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bsde.equations.base import Equation, time_like
+from bsde.equations.base import MAX_DIM, Equation, time_like
 from bsde.processes import BrownianMotion
 
 
@@ -20,7 +20,7 @@ class BurgersType(Equation):
     """u_t + (d^2/2) Lap u + (u - (2+d)/(2d)) d sum grad u = 0; u = s(t + sum x / d), s the logistic function."""
 
     kind: Literal["burgers_type"] = "burgers_type"
-    dim: int = Field(50, ge=1, description="number of space dimensions d (also the diffusion coefficient)")
+    dim: int = Field(50, ge=1, le=MAX_DIM, description="number of space dimensions d (also the diffusion coefficient)")
     total_time: float = Field(0.2, gt=0, description="horizon T")
 
     has_exact_solution = True

@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_seri
 from bsde.equations.base import Equation, given_values
 from bsde.errors import ProblemError
 from bsde.probing import DriverFlags
-from bsde.processes import Process, _name
+from bsde.processes import Diffusion, Process, _name, check_returns_torch
 
 if TYPE_CHECKING:
     import torch
@@ -145,10 +145,13 @@ class CustomEquation(Equation):
         import torch
 
         x = torch.tensor(self.x_start, dtype=torch.float64, device="cpu").expand(3, self.dim)
+        if isinstance(self.forward_process, Diffusion):
+            self.forward_process.check(x)
         try:
             g = self.terminal_fn(x)
         except Exception as exc:  # noqa: BLE001 - the user's function: say where it failed
             raise ProblemError(f"terminal: calling it on x of shape {tuple(x.shape)} failed: {exc}") from None
+        check_returns_torch("terminal", g)
         if tuple(getattr(g, "shape", ())) not in ((), (3,), (3, 1)):
             raise ProblemError(f"terminal: must return one number per path, shape {(3,)} for x of shape "
                                f"{tuple(x.shape)}; got {tuple(g.shape)}")
@@ -162,6 +165,7 @@ class CustomEquation(Equation):
                 except Exception as exc:  # noqa: BLE001
                     raise ProblemError(f"driver: calling it as f(t, x, y, z) with {what}, x {tuple(x.shape)}, "
                                        f"y {tuple(y.shape)}, z {tuple(z.shape)} failed: {exc}") from None
+                check_returns_torch("driver", f)
                 if tuple(getattr(f, "shape", ())) not in ((), (3,)):
                     raise ProblemError(f"driver: must return one number per path, shape (3,); got {tuple(f.shape)}")
         return self

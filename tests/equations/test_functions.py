@@ -61,6 +61,15 @@ def test_zero_driver_and_scalar_results_broadcast():
     ({"process": bsde.GBM(0.0, 0.1, CORRELATION)}, "correlation: expected a 3x3 matrix"),
     ({"x0": -1.0, "process": bsde.GBM(0.0, 0.1)}, "x0: a GBM starts from positive values"),
     ({"x0": [1.0, 2.0]}, "x0"),
+    # numpy breaks the gradient and the device: said at once, not deep inside a solve
+    ({"terminal": lambda x: x.sum(-1).numpy()}, "terminal: must return a torch tensor .* got ndarray"),
+    ({"driver": lambda t, x, y, z: (-0.05 * y).numpy()}, "driver: must return a torch tensor .* got ndarray"),
+    ({"process": bsde.Diffusion(drift=lambda t, x: 0.0, sigma=lambda t, x: torch.ones(2))},
+     r"process.sigma: must return the shape of x, \(3, 3\) .* got \(2,\)"),
+    ({"process": bsde.Diffusion(drift=lambda t, x: x.numpy(), sigma=lambda t, x: 1.0)},
+     "process.drift: must return a torch tensor .* got ndarray"),
+    ({"process": bsde.Diffusion(drift=lambda t, x: x[..., 5], sigma=lambda t, x: 1.0)},
+     r"process.drift: calling it as drift\(t, x\) with t = 0.0, x \(3, 3\) failed: index 5"),
 ])
 def test_bad_arguments_are_one_clear_error(kwargs, message):
     args = {"dim": 3, "x0": 1.0, "process": bsde.BrownianMotion(1.0), "terminal": lambda x: x.sum(-1), **kwargs}
