@@ -97,6 +97,12 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.3g} %"
 
 
+def _with_se(row: dict, name: str, digits: int) -> str:
+    """'value ± standard error' (the refit's jackknife), or the value alone in a report made before it existed."""
+    se = row.get(f"{name}_se")
+    return f"{row[name]:.{digits}g}" + ("" if se is None else f" ± {se:.1g}")
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
             *("| " + " | ".join(row) + " |" for row in rows)]
@@ -135,14 +141,24 @@ def markdown(data: dict) -> str:
         elif name == "call_region":
             lines += _table(["S0", "u", "Black-Scholes", "error", "delta", "closed form", "error", "gamma",
                              "closed form", "error"],
-                            [[f"{r['spot']:g}", f"{r['u']:.5g}", f"{r['u_ref']:.5g}", _pct(r["u_rel"]),
-                              f"{r['delta']:.5g}", f"{r['delta_ref']:.5g}", _pct(r["delta_rel"]),
-                              f"{r['gamma']:.5g}", f"{r['gamma_ref']:.5g}", _pct(r["gamma_rel"])] for r in run["rows"]])
+                            [[f"{r['spot']:g}", _with_se(r, "u", 5), f"{r['u_ref']:.5g}", _pct(r["u_rel"]),
+                              _with_se(r, "delta", 5), f"{r['delta_ref']:.5g}", _pct(r["delta_rel"]),
+                              _with_se(r, "gamma", 5), f"{r['gamma_ref']:.5g}", _pct(r["gamma_rel"])]
+                             for r in run["rows"]])
+            ratios = [abs(r["gamma"] - r["gamma_ref"]) / r["gamma_se"] for one in runs for r in one["rows"]
+                      if "gamma_se" in r]
+            if ratios:
+                lines += ["", "± is the standard error from the refit's jackknife (`Solution.standard_errors`: the "
+                              "last layer refitted without each of 8 groups of the refit's paths). Over "
+                              f"{len(runs)} seed(s) x {len(CALL_SPOTS)} spots, |gamma error| / standard error: mean "
+                              f"{np.mean(ratios):.2f}, largest {max(ratios):.2f}; {sum(q <= 2 for q in ratios)} of "
+                              f"{len(ratios)} within 2 standard errors."]
             lines += ["", "![one-asset call over the box](greeks_call.png)"]
         elif name == "hjb_region":
             lines += _table(["point", "|x|", "u", "radial", "error"],
-                            [[r["where"], f"{r['radius']:.3g}", f"{r['u']:.5g}", f"{r['u_ref']:.5g}", _pct(r["u_rel"])]
-                             for r in run["rows"] + run["extra"]["random_points"]])
+                            [[r["where"], f"{r['radius']:.3g}",
+                              _with_se(r, "u", 5), f"{r['u_ref']:.5g}",
+                              _pct(r["u_rel"])] for r in run["rows"] + run["extra"]["random_points"]])
             worst_grad = max(r["grad_rel"] for r in run["extra"]["random_points"])
             lines += ["", f"At the random points the gradient (delta) is off by up to {_pct(worst_grad)} "
                           "(|grad u - radial| / |radial|; no target).", "",

@@ -39,7 +39,7 @@ from bsde.equations.base import Equation
 from bsde.greeks import diffusion_times
 from bsde.model import DeepBSDE
 from bsde.processes import Process
-from bsde.region_model import RegionBSDE
+from bsde.region_model import JACKKNIFE_GROUPS, RegionBSDE
 from bsde.settings import SolverSettings
 from bsde.simulation import Paths, states_from_increments
 from bsde.trainer import sample, steers
@@ -128,6 +128,45 @@ class _Linearised:
         return out if beta is None else out + beta * self.control[rows]
 
 
+class NormalEquations:
+    """Least squares min |A theta - b|^2 by normal equations summed over row chunks, with a relative ridge; with
+    ``groups`` > 1 also kept per group of rows (row i, counted over all chunks, in group i mod groups), so that
+    :meth:`replicates` gives the jackknife's leave-one-group-out solutions at no extra pass over the rows."""
+
+    def __init__(self, size: int, *, groups: int = 1, dtype: torch.dtype, device: torch.device | None = None):
+        self.groups, self.rows, self.target_sq = groups, 0, 0.0
+        self.normal = torch.zeros(groups, size, size, dtype=dtype, device=device)
+        self.rhs = torch.zeros(groups, size, dtype=dtype, device=device)
+
+    def add(self, design: torch.Tensor, target: torch.Tensor) -> None:
+        """Rows ``design`` (n, size) with targets ``target`` (n,), the next n rows."""
+        for k in range(self.groups):
+            first = (k - self.rows) % self.groups
+            a, b = design[first::self.groups], target[first::self.groups]
+            self.normal[k] += a.T @ a
+            self.rhs[k] += a.T @ b
+        self.rows += design.shape[0]
+        self.target_sq += float(target.square().sum())
+
+    @staticmethod
+    def _solve(normal: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+        ridge = RIDGE * float(normal.diagonal().sum()) / normal.shape[0]
+        return torch.linalg.solve(normal + ridge * torch.eye(normal.shape[0], dtype=normal.dtype,
+                                                             device=normal.device), rhs)
+
+    def solve(self) -> tuple[torch.Tensor, float]:
+        """theta over all rows, and the mean squared residual there."""
+        normal, rhs = self.normal.sum(0), self.rhs.sum(0)
+        theta = self._solve(normal, rhs)
+        after = (self.target_sq - 2 * float(theta @ rhs) + float(theta @ normal @ theta)) / max(self.rows, 1)
+        return theta, after
+
+    def replicates(self) -> torch.Tensor:
+        """(groups, size): theta fitted without each group's rows in turn (needs groups >= 2)."""
+        normal, rhs = self.normal.sum(0), self.rhs.sum(0)
+        return torch.stack([self._solve(normal - self.normal[k], rhs - self.rhs[k]) for k in range(self.groups)])
+
+
 def start_values(model: DeepBSDE, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(Y_0, Z_0) at starts x0 (n, d): the start network over a region, the trained constants at a point."""
     if isinstance(model, RegionBSDE):
@@ -213,14 +252,14 @@ def _fit_all(model: RegionBSDE, data: _Linearised, rows: slice) -> None:
 
 @torch.no_grad()
 def _fit_last_layer(model: RegionBSDE, equation: Equation, data: _Linearised) -> tuple[float, float | None]:
-    """The exact least-squares last layer and y0 over all paths (the surrogate is linear in them); returns the
-    mean squared linearised residual after the fit and the control's coefficient."""
+    """The exact least-squares last layer and y0 over all paths (the surrogate is linear in them), and their
+    jackknife replicates (``model.start_replicates``); returns the mean squared linearised residual after the fit
+    and the control's coefficient."""
     last = model.start_net.layers[-1]
     width = last.weight.shape[1]
     use_control = data.control is not None
-    size = 1 + width + int(use_control)
     kw = {"dtype": model.y0.dtype, "device": model.y0.device}
-    normal, rhs, target_sq = torch.zeros(size, size, **kw), torch.zeros(size, **kw), 0.0
+    equations = NormalEquations(1 + width + int(use_control), groups=JACKKNIFE_GROUPS, **kw)
     current = torch.cat([(model.y0 + last.bias).reshape(1), last.weight.reshape(-1), torch.zeros(int(use_control), **kw)])
     total = data.x0.shape[0]
     step = max(256, CHUNK_ELEMENTS // max(width, 1))
@@ -235,15 +274,11 @@ def _fit_last_layer(model: RegionBSDE, equation: Equation, data: _Linearised) ->
         if use_control:
             design = torch.cat([design, data.control[rows].unsqueeze(1)], dim=1)
         y, z = model.start(x0)
-        target = design @ current - data.line(y, z, None, rows)  # line + design (theta - current) = 0
-        normal += design.T @ design
-        rhs += design.T @ target
-        target_sq += float(target.square().sum())
-    ridge = RIDGE * float(normal.diagonal().sum()) / size
-    theta = torch.linalg.solve(normal + ridge * torch.eye(size, **kw), rhs)
+        equations.add(design, design @ current - data.line(y, z, None, rows))  # line + design (theta - current) = 0
+    theta, after = equations.solve()
     model.y0.copy_(theta[0] - last.bias[0])
     last.weight.copy_(theta[1:1 + width].reshape(1, -1))
-    after = (target_sq - 2 * float(theta @ rhs) + float(theta @ normal @ theta)) / total
+    model.start_replicates.copy_(equations.replicates()[:, :1 + width])
     return after, float(theta[-1]) if use_control else None
 
 
@@ -257,8 +292,8 @@ def _subtract_excess(model: RegionBSDE, data: _Linearised, hessian: float) -> fl
     variate taken out, u was 8.8% above the radial value at x0; without, and with Euler sums, 0.2-0.65%)."""
     last = model.start_net.layers[-1]
     width = last.weight.shape[1]
-    kw = {"dtype": model.y0.dtype, "device": model.y0.device}
-    normal, rhs, total_sq = torch.zeros(width + 1, width + 1, **kw), torch.zeros(width + 1, **kw), 0.0
+    equations = NormalEquations(width + 1, groups=JACKKNIFE_GROUPS, dtype=model.y0.dtype, device=model.y0.device)
+    total_sq = 0.0
     total = data.x0.shape[0]
     step = max(256, CHUNK_ELEMENTS // max(width, 1))
     for begin in range(0, total, step):
@@ -266,14 +301,13 @@ def _subtract_excess(model: RegionBSDE, data: _Linearised, hessian: float) -> fl
         y, z = model.start(data.x0[rows])
         spread = data.line(y, z, None, rows).square()
         design = torch.cat([torch.ones_like(spread).unsqueeze(1), model.start_net.features(data.x0[rows])], dim=1)
-        normal += design.T @ design
-        rhs += design.T @ spread
+        equations.add(design, spread)
         total_sq += float(spread.sum())
-    ridge = RIDGE * float(normal.diagonal().sum()) / (width + 1)
-    theta = torch.linalg.solve(normal + ridge * torch.eye(width + 1, **kw), rhs)
+    theta, _ = equations.solve()
     shift = 0.5 * hessian / model.y_scale
     model.y0.sub_(shift * theta[0])
     last.weight.sub_(shift * theta[1:].reshape(1, -1))
+    model.start_replicates.sub_(shift * equations.replicates())  # the jackknife of J - (c/2) V, group by group
     return total_sq / total
 
 
@@ -283,28 +317,22 @@ def _fit_point(model: DeepBSDE, chunks) -> tuple[float, float, float | None]:
     control variate's coefficient."""
     dim = model.z0.shape[0]
     kw = {"dtype": model.y0.dtype, "device": model.y0.device}
-    normal = rhs = current = None
-    target_sq = squares = 0.0
-    total = 0
+    equations = current = None
+    squares, total = 0.0, 0
     for data in chunks:
         with torch.no_grad():
             columns = [model.y_scale * data.slope_y.unsqueeze(1), model.z_scale * data.slope_z]
             design = torch.cat(columns + ([data.control.unsqueeze(1)] if data.control is not None else []), dim=1)
             if current is None:
                 current = torch.cat([model.y0.reshape(1), model.z0, torch.zeros(design.shape[1] - 1 - dim, **kw)])
-                normal, rhs = torch.zeros(design.shape[1], design.shape[1], **kw), torch.zeros(design.shape[1], **kw)
-            target = design @ current - data.residual
-            normal += design.T @ design
-            rhs += design.T @ target
-            target_sq += float(target.square().sum())
+                equations = NormalEquations(design.shape[1], **kw)
+            equations.add(design, design @ current - data.residual)
             squares += float(data.residual.square().sum())
             total += data.residual.shape[0]
-    ridge = RIDGE * float(normal.diagonal().sum()) / normal.shape[0]
-    theta = torch.linalg.solve(normal + ridge * torch.eye(normal.shape[0], **kw), rhs)
+    theta, after = equations.solve()
     with torch.no_grad():
         model.y0.copy_(theta[0])
         model.z0.copy_(theta[1:1 + dim])
-    after = (target_sq - 2 * float(theta @ rhs) + float(theta @ normal @ theta)) / total
     return squares / total, after, float(theta[-1]) if theta.shape[0] > 1 + dim else None
 
 

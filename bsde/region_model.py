@@ -18,6 +18,10 @@ from bsde.networks import uniform
 from bsde.region import Region, box_coordinates
 from bsde.settings import SolverSettings
 
+#: the refit (bsde.refit) also solves its least squares leaving out each of this many groups of its paths in turn
+#: (path i in group i mod JACKKNIFE_GROUPS): the jackknife replicates behind the standard errors of u, delta, gamma
+JACKKNIFE_GROUPS = 8
+
 
 class StartNetwork(nn.Module):
     """v(x): R^d -> R, dense-tanh layers on phi(x); the last layer starts at zero (v = 0)."""
@@ -59,6 +63,10 @@ class RegionBSDE(DeepBSDE):
         self.region = settings.region
         self.start_net = StartNetwork(self.region, equation.dim, self.region.widths(equation.dim),
                                       dtype=settings.torch_dtype, device=device)
+        # the refit's jackknife replicates of the last layer (c, w), c = y0 + its bias: zeros until a refit
+        width = self.start_net.layers[-1].weight.shape[1]
+        self.register_buffer("start_replicates", torch.zeros(JACKKNIFE_GROUPS, 1 + width, dtype=settings.torch_dtype,
+                                                             device=device))
 
     def reset_parameters(self, generator: torch.Generator, y0_range: tuple[float, float]) -> None:
         super().reset_parameters(generator, y0_range)
@@ -77,6 +85,17 @@ class RegionBSDE(DeepBSDE):
     def value(self, x: torch.Tensor) -> torch.Tensor:
         """u(0, x) (...,) at points x (..., d), as the network gives it."""
         return self.y_offset + self.y_scale * (self.y0 + self.start_net(x))
+
+    @property
+    def has_replicates(self) -> bool:
+        """Whether a refit left its jackknife replicates (see :meth:`replicate_deviations`)."""
+        return bool(self.start_replicates.any())
+
+    def replicate_deviations(self, x: torch.Tensor) -> torch.Tensor:
+        """u(0, x) of each jackknife replicate of the refit minus their mean, (..., JACKKNIFE_GROUPS) at x (..., d):
+        u's jackknife variance is (K - 1)/K times the sum of their squares, and its derivatives' likewise."""
+        deviation = self.start_replicates - self.start_replicates.mean(0)
+        return self.y_scale * (deviation[:, 0] + self.start_net.features(x) @ deviation[:, 1:].T)
 
     def gradients(self, x: torch.Tensor) -> torch.Tensor:
         """Z_n for n = 0..N-1 (batch, N, dim), Z_0 at each path's own start."""

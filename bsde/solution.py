@@ -2,7 +2,9 @@
 
 delta = grad u(0, x0) = sigma(x0)^{-T} Z_0, gamma = Hess u(0, x0):
 - a region solve (``solver.region``) has u(0, .) as a network over the box: delta and gamma by autograd at
-  any x (the full Hessian up to GAMMA_FULL_MAX_DIM = 100 dimensions, its diagonal above);
+  any x (the full Hessian up to GAMMA_FULL_MAX_DIM = 100 dimensions, its diagonal above), and their standard
+  errors from the refit's paths: sqrt((K - 1)/K sum_k (q_k - mean q)^2) over the jackknife replicates q_k
+  (the last layer refitted without each of K groups of the paths; ``standard_errors``);
 - a point solve knows Z_0 at x0 only; its gamma is the first-step estimate
   e^{-r dt} d^2/dx0^2 E[u(t_1, X_1)] from the trained Z_1 (:func:`bsde.greeks.first_step_greeks`), exact up to
   the network's error for f = -r y and O(dt) otherwise; u(0, x) elsewhere is not available.
@@ -15,6 +17,7 @@ folder saved by another version, or whose config.yaml no longer matches the weig
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,8 @@ from bsde.greeks import GAMMA_FULL_MAX_DIM, GAMMA_MAX_DIM, TRANSITION_GREEKS, fi
 from bsde.io import check_writable, ensure_folder, torch_load_safely, torch_save_atomic, write_text_atomic
 from bsde.model import DeepBSDE, terminal_z
 from bsde.problem import Problem, problem_from_dict, read_yaml
-from bsde.region_model import RegionBSDE, make_model
+from bsde.region_model import JACKKNIFE_GROUPS, RegionBSDE, make_model
+from bsde.runtime import resolve_device
 
 SOLUTION_FILE = "solution.pt"
 CONFIG_FILE = "config.yaml"
@@ -44,14 +48,43 @@ def check_save_folder(folder: Path) -> Path:
     (a previous solution there is replaced; nothing else is overwritten)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise ProblemError(f"--save {folder}: is a file, expected a folder")
+        raise ProblemError(f"save folder {folder}: is a file, expected a folder")
     if folder.is_dir():
-        others = sorted(p.name for p in folder.iterdir() if p.name not in (SOLUTION_FILE, CONFIG_FILE))
+        ours = (SOLUTION_FILE, CONFIG_FILE) if (folder / SOLUTION_FILE).is_file() else (SOLUTION_FILE,)
+        others = sorted(p.name for p in folder.iterdir() if p.name not in ours)  # a config.yaml alone is not ours
         if others:
-            raise ProblemError(f"--save {folder}: holds other files ({', '.join(others[:3])}); give a new or empty "
+            raise ProblemError(f"save folder {folder}: holds other files ({', '.join(others[:3])}); give a new or empty "
                                "folder")
     check_writable(folder / SOLUTION_FILE)
     return folder
+
+
+@dataclass(frozen=True)
+class StandardErrors:
+    """Standard errors at n points of a region solve: of u (n,), grad u (n, d) and Hess u (n, d, d), or its
+    diagonals (n, d) above GAMMA_FULL_MAX_DIM dimensions. They count the refit's path noise, not the networks'
+    bias (the time step, the step networks)."""
+
+    u: np.ndarray
+    grad: np.ndarray
+    hessian: np.ndarray
+
+
+def _derivatives(function, points: torch.Tensor, *, hessian: bool, full: bool):
+    """(value (n,), grad (n, d), Hessian (n, d, d) symmetrised if ``full`` else its diagonals (n, d), or None
+    without ``hessian``) of ``function``: (n, d) -> (n,), whose value at each point depends on that point only."""
+    d = points.shape[1]
+    with torch.enable_grad():
+        leaf = points.detach().requires_grad_(True)
+        value = function(leaf)
+        (grad,) = torch.autograd.grad(value.sum(), leaf, create_graph=hessian)
+        if not hessian:
+            return value.detach(), grad, None
+        # row i of every point's Hessian in one backward pass (the points are independent)
+        rows = [torch.autograd.grad(grad[:, i].sum(), leaf, retain_graph=i < d - 1)[0] for i in range(d)]
+    second = torch.stack(rows, dim=1)  # (n, d, d): [k, i, j] = d^2 f / dx_i dx_j at point k
+    second = 0.5 * (second + second.transpose(1, 2)) if full else second.diagonal(dim1=1, dim2=2)
+    return value.detach(), grad.detach(), second
 
 
 class OutsideRegionWarning(UserWarning):
@@ -68,6 +101,7 @@ class Solution:
         self.seed = seed
         self._u0 = u0
         self._first_step = None
+        self._x0_errors = None
 
     # ------------------------------------------------------------------ at x0
     @property
@@ -112,10 +146,29 @@ class Solution:
 
     @property
     def gamma_stderr(self) -> np.ndarray | None:
-        """The Monte Carlo standard error of a point solve's first-step gamma (not the networks' error); None for
-        a region solve, whose gamma is exact for its network."""
-        greeks = None if self.is_region else self._first_step_greeks()
+        """gamma's standard error, shaped as gamma: over a region the refit's jackknife (``standard_errors`` at x0;
+        None without a refit), at a point the Monte Carlo error of the first-step estimate; neither counts the
+        networks' bias."""
+        if self.is_region:
+            return self._errors_at_x0().hessian[0] if self.model.has_replicates else None
+        greeks = self._first_step_greeks()
         return None if greeks is None else greeks.gamma_stderr.cpu().numpy().astype(float)
+
+    @property
+    def gamma_diag_stderr(self) -> np.ndarray | None:
+        error = self.gamma_stderr
+        return None if error is None else (np.diagonal(error).copy() if error.ndim == 2 else error)
+
+    @property
+    def delta_stderr(self) -> np.ndarray | None:
+        """delta's standard error (d,) over a region, from the refit's jackknife (``standard_errors`` at x0); None
+        for a point solve or without a refit."""
+        return self._errors_at_x0().grad[0] if self.is_region and self.model.has_replicates else None
+
+    def _errors_at_x0(self) -> StandardErrors:
+        if self._x0_errors is None:
+            self._x0_errors = self.standard_errors(self.x0)
+        return self._x0_errors
 
     @property
     def gamma_diag(self) -> np.ndarray | None:
@@ -186,7 +239,7 @@ class Solution:
 
     def u(self, x: Any) -> np.ndarray:
         """u(0, x) for points x (n, d) -> (n,): the network over a region (at x0 too; an OutsideRegionWarning
-        for points outside its box), u0 for a point solve."""
+        for points outside its box); a point solve answers u0 at x0 and refuses other points (ProblemError)."""
         points = self._points(x)
         if not self.is_region:
             self._at_x0_only(points, "u")
@@ -202,10 +255,7 @@ class Solution:
             self._at_x0_only(points, "the gradient")
             return np.tile(self.delta, (points.shape[0], 1))
         self._extrapolating(points)
-        with torch.enable_grad():
-            leaf = points.requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.model.value(leaf).sum(), leaf)
-        return grad.cpu().numpy().astype(float)
+        return _derivatives(self.model.value, points, hessian=False, full=False)[1].cpu().numpy().astype(float)
 
     def hessian(self, x: Any) -> np.ndarray:
         """Hess u(0, x) for points x (n, d) -> (n, d, d), or the diagonals (n, d) above GAMMA_FULL_MAX_DIM."""
@@ -218,15 +268,30 @@ class Solution:
                 raise ProblemError(f"no gamma for this point solve: {self.gamma_source}")
             return np.tile(gamma, (points.shape[0],) + (1,) * gamma.ndim)
         self._extrapolating(points)
-        with torch.enable_grad():
-            leaf = points.requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.model.value(leaf).sum(), leaf, create_graph=True)
-            # row i of every point's Hessian in one backward pass (the points are independent)
-            rows = [torch.autograd.grad(grad[:, i].sum(), leaf, retain_graph=i < d - 1)[0] for i in range(d)]
-        hessian = torch.stack(rows, dim=1)  # (n, d, d): [k, i, j] = d^2 u / dx_i dx_j at point k
-        if d > GAMMA_FULL_MAX_DIM:
-            return hessian.diagonal(dim1=1, dim2=2).cpu().numpy().astype(float)
-        return (0.5 * (hessian + hessian.transpose(1, 2))).cpu().numpy().astype(float)
+        hessian = _derivatives(self.model.value, points, hessian=True, full=d <= GAMMA_FULL_MAX_DIM)[2]
+        return hessian.cpu().numpy().astype(float)
+
+    def standard_errors(self, x: Any) -> StandardErrors:
+        """Standard errors of u, grad u and Hess u at points x (n, d) of a region solve, from its refit's jackknife:
+        sqrt((K - 1)/K sum_k (q_k - mean q)^2) over the K = JACKKNIFE_GROUPS replicates (the refit's last layer
+        fitted without each group of its paths). The refit's path noise, which dominates a region's gamma; not the
+        networks' bias. A point solve, or a region solved without its refit, has none (ProblemError)."""
+        points = self._points(x)
+        if not self.is_region:
+            raise ProblemError("standard errors come from a region's refit (a jackknife over its paths); a point "
+                               "solve has none: train over a box (solver.region: {low: ..., high: ...})")
+        if not self.model.has_replicates:
+            raise ProblemError("standard errors come from the refit, and this region solve did not refit "
+                               "(solver.refit: false)")
+        self._extrapolating(points)
+        full = self.equation.dim <= GAMMA_FULL_MAX_DIM
+        squares = None
+        for k in range(JACKKNIFE_GROUPS):
+            parts = _derivatives(lambda p, k=k: self.model.replicate_deviations(p)[:, k], points, hessian=True,
+                                 full=full)
+            squares = [q.square() if squares is None else squares[i] + q.square() for i, q in enumerate(parts)]
+        factor = (JACKKNIFE_GROUPS - 1) / JACKKNIFE_GROUPS
+        return StandardErrors(*((factor * total).sqrt().cpu().numpy().astype(float) for total in squares))
 
     def z(self, n: int, x: Any) -> np.ndarray:
         """Z_n = sigma^T grad u(t_n, .) at points x (m, d) -> (m, d), n = 0..N (Z_N = sigma^T grad g)."""
@@ -244,8 +309,9 @@ class Solution:
 
     # ------------------------------------------------------------------ keeping it
     def save(self, folder: Path, summary: dict[str, Any] | None = None) -> Path:
-        """Write ``folder/solution.pt`` and ``folder/config.yaml`` (each atomically); returns the folder. A solution
-        whose configuration would not load back (an equation of Python functions) is a ProblemError."""
+        """Write ``folder/solution.pt`` and ``folder/config.yaml`` (each atomically); returns the folder. A folder that
+        holds other files (:func:`check_save_folder`), a ``summary`` of other than numbers, strings, lists and dicts,
+        or a solution whose configuration would not load back (an equation of Python functions) is a ProblemError."""
         config = self.problem.to_dict()
         try:  # what load will read back: an equation of Python functions has no text to store
             problem_from_dict(config, self.problem.name)
@@ -253,13 +319,14 @@ class Solution:
             raise ProblemError(f"{folder}: this solution cannot be saved: its configuration would not load back "
                                f"({exc}); an equation written as Python functions lives only in this process: "
                                "keep the Solution object, or write the equation as YAML (kind: custom)") from None
-        folder = ensure_folder(Path(folder))
+        summary = _plain(summary or {}, "summary")
+        folder = ensure_folder(check_save_folder(Path(folder)))
         payload = {
             "format": FORMAT, "bsde_version": __version__, "name": self.problem.name, "config": config,
             "seed": self.seed, "u0": self._u0, "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "scales": {"z_scale": float(self.model.z_scale), "y_offset": float(self.model.y_offset),
                        "y_scale": float(self.model.y_scale)},
-            "summary": summary or {},
+            "summary": summary,
         }
         torch_save_atomic(folder / SOLUTION_FILE, payload)
         write_text_atomic(folder / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
@@ -267,7 +334,9 @@ class Solution:
 
     @classmethod
     def load(cls, folder: Path, *, device: str | torch.device = "cpu") -> Solution:
-        """The solution saved in ``folder``; one-line :class:`ProblemError` for anything else."""
+        """The solution saved in ``folder`` on ``device`` (auto, cpu, cuda or cuda:N); one-line :class:`ProblemError`
+        for anything else (a :class:`BSDEError` for a device this machine lacks)."""
+        resolve_device(device)
         folder = Path(folder)
         path = folder / SOLUTION_FILE
         if folder.is_file():
@@ -294,7 +363,7 @@ class Solution:
             if changed:
                 raise ProblemError(f"{config_file}: differs from the configuration the weights were trained with "
                                    f"({'; '.join(changed[:3])})")
-        model = make_model(problem.equation, problem.solver, device=torch.device(device))
+        model = make_model(problem.equation, problem.solver, device=resolve_device(device))
         try:
             model.load_state_dict(data["model"])
         except (RuntimeError, KeyError, TypeError) as exc:
@@ -305,6 +374,22 @@ class Solution:
         model.y_offset, model.y_scale = float(scales.get("y_offset", 0.0)), float(scales.get("y_scale", 1.0))
         u0 = data.get("u0")
         return cls(model, problem, seed=int(data.get("seed", 0)), u0=None if u0 is None else float(u0))
+
+
+def _plain(value: Any, where: str) -> Any:
+    """``value`` as what ``torch.load(weights_only=True)`` reads back: dicts with string keys, lists, strings,
+    numbers, None (numpy numbers and arrays, and tensors, become numbers and lists); a ProblemError for the rest."""
+    if isinstance(value, (np.generic, np.ndarray, torch.Tensor)):  # before float: np.float64 is a float
+        return _plain(value.tolist(), where)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise ProblemError(f"{where}: keys must be strings, got {sorted(map(repr, value))[:3]}")
+        return {key: _plain(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise ProblemError(f"{where}: a saved summary holds numbers, strings, lists and dicts; got {type(value).__name__}")
 
 
 def _differences(saved: dict[str, Any], written: dict[str, Any]) -> list[str]:

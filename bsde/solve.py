@@ -115,6 +115,10 @@ class SolveResult:
     delta: list[float | None] | None = None
     gamma_diag: list[float | None] | None = None
     gamma_source: str = ""
+    #: their standard errors where known (Solution.delta_stderr, gamma_diag_stderr): over a region the refit's
+    #: jackknife, for a point solve's first-step gamma its Monte Carlo error; neither counts the networks' bias
+    delta_stderr: list[float | None] | None = None
+    gamma_diag_stderr: list[float | None] | None = None
     #: the least-squares refit of the start values after training (bsde.refit.Refit as a mapping), if any
     refit: dict[str, Any] | None = None
     #: the reference engine's 95% interval (a Monte Carlo reference; it counts a discretisation bias where one is known)
@@ -338,6 +342,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
              "u elsewhere in the box is likely off by as much (the network carries the time steps' error and the "
              "learned control's excess, which the value at x0 does not; more solver.time_steps may help)")
     delta, gamma_diag = solution.delta, solution.gamma_diag
+    delta_stderr, gamma_stderr = solution.delta_stderr, solution.gamma_diag_stderr
     wall_s = time.perf_counter() - start
     if reference is None and problem.reference.value is None and auto_reference:
         try:
@@ -364,6 +369,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         final_loss=final_loss, device=str(dev), dtype=settings.dtype, seed=seed, threads=used_threads,
         warnings=warnings, history=trained.history, delta=finite_json(delta.tolist()),
         gamma_diag=None if gamma_diag is None else finite_json(gamma_diag.tolist()), gamma_source=solution.gamma_source,
+        delta_stderr=None if delta_stderr is None else finite_json(delta_stderr.tolist()),
+        gamma_diag_stderr=None if gamma_stderr is None else finite_json(gamma_stderr.tolist()),
         refit=refitted, solution=solution, processes=processes,
         reference_ci95=list(reference.ci95) if reference is not None and reference.ci95 is not None else None,
     )

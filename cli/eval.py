@@ -83,7 +83,7 @@ def _point(values: list[Any], dim: int, where: str) -> list[float]:
 def eval_command(
     folder: Annotated[Path, typer.Argument(help="A folder written by bsde solve ... --save DIR.", metavar="DIR")],
     x: Annotated[str | None, typer.Option(
-        "--x", help="Points as YAML: [x1, ..., xd] for one, [[...], [...]] for many; a number sets every "
+        "--x", help="Points as YAML: \\[x1, ..., xd] for one, [[...], [...]] for many; a number sets every "
                     "coordinate. Default: the problem's x0.")] = None,
     points: Annotated[Path | None, typer.Option(
         help="A text file of points, one per line (numbers separated by commas or blanks).",
@@ -94,7 +94,8 @@ def eval_command(
     """Print u(0, x) and delta = grad u(0, x) of the solution saved in DIR at the given points.
 
     A region solve (solver.region) answers anywhere (points outside its box are extrapolated, with a
-    warning); a point solve answers at its x0 only.
+    warning), with standard errors from its refit's jackknife (the paths' noise, not the networks' bias);
+    a point solve answers at its x0 only.
     """
     from bsde.solution import OutsideRegionWarning, Solution  # torch loads only here
 
@@ -113,6 +114,8 @@ def eval_command(
         if gamma:
             hessians = solution.hessian(chosen)
             diagonals = [h.diagonal().tolist() if h.ndim == 2 else h.tolist() for h in hessians]
+        # a region's refit left jackknife replicates: standard errors of the three (the paths' noise, not the bias)
+        errors = solution.standard_errors(chosen) if solution.is_region and solution.model.has_replicates else None
     outside = next((w for w in seen if issubclass(w.category, OutsideRegionWarning)), None)
     if outside is not None:
         err.print(f"warning: {outside.message}", markup=False)
@@ -124,13 +127,28 @@ def eval_command(
                 "u": values.tolist(), "delta": deltas.tolist()}
         if diagonals is not None:
             data["gamma_diag"] = diagonals
+        if errors is not None:
+            data["u_stderr"], data["delta_stderr"] = errors.u.tolist(), errors.grad.tolist()
+            if diagonals is not None:
+                data["gamma_diag_stderr"] = [h.diagonal().tolist() if h.ndim == 2 else h.tolist()
+                                             for h in errors.hessian]
         emit_json(finite_json(data))
         return
     kind = f"region {region.low}..{region.high}" if region is not None else "point solve"
     out.print(f"{solution.problem.name} ({solution.equation.kind}, dim {dim}, {kind})", markup=False)
     for i, point in enumerate(chosen):
         out.print(f"  x {vector_text(point)}", markup=False)
-        out.print(f"    u      {values[i]:.8g}", markup=False)
+        spread = f"  +- {errors.u[i]:.2g}" if errors is not None else ""
+        out.print(f"    u      {values[i]:.8g}{spread}", markup=False)
         out.print(f"    delta  {vector_text(deltas[i].tolist())}", markup=False)
+        if errors is not None:
+            out.print(f"     +-    {vector_text(errors.grad[i].tolist())}", markup=False)
         if diagonals is not None:
             out.print(f"    gamma_ii {vector_text(diagonals[i])}", markup=False)
+            if errors is not None:
+                hessian = errors.hessian[i]
+                out.print(f"     +-      {vector_text((hessian.diagonal() if hessian.ndim == 2 else hessian).tolist())}",
+                          markup=False)
+    if errors is not None:
+        out.print("  (+-: standard errors from the refit's jackknife over its paths; not the networks' bias)",
+                  markup=False)

@@ -58,8 +58,13 @@ def report(result: SolveResult) -> None:
         out.print(f"  rel. error {100 * result.rel_error:.3f} %", markup=False)
     if result.delta is not None:
         out.print(f"  delta      {vector_text(result.delta)}  (grad u at x0)", markup=False)
+    if result.delta_stderr is not None:
+        out.print(f"   +- s.e.   {vector_text(result.delta_stderr)}  (the refit's jackknife)", markup=False)
     if result.gamma_diag is not None:
         out.print(f"  gamma_ii   {vector_text(result.gamma_diag)}  ({result.gamma_source})", markup=False)
+    if result.gamma_diag_stderr is not None:
+        source = "the refit's jackknife" if result.delta_stderr is not None else "Monte Carlo of the first step"
+        out.print(f"   +- s.e.   {vector_text(result.gamma_diag_stderr)}  ({source})", markup=False)
     if result.baseline is not None:
         out.print(f"  baseline   {result.baseline:.6g} +- {result.baseline_stderr:.2g}  "
                   "(driver-free e^(-rT) E g(X_T))", markup=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -44,6 +45,8 @@ def test_solve_json_has_delta_and_gamma_diag():
     assert len(data["delta"]) == 2 and len(data["gamma_diag"]) == 2 and "first step" in data["gamma_source"]
     assert data["delta"][0] == pytest.approx(data["z0"][0] / (0.2 * 100.0))  # z0 / (vol S0), independent assets
     assert data["refit"] is None  # a point solve refits only when asked
+    assert data["delta_stderr"] is None and len(data["gamma_diag_stderr"]) == 2  # the first step's Monte Carlo error
+    assert "Monte Carlo of the first step" in runner.invoke(app, ["solve", *CALL, "--set", "equation.dim=2"]).stdout
 
 
 def test_eval_prints_u_and_delta(saved_region: Path):
@@ -53,8 +56,16 @@ def test_eval_prints_u_and_delta(saved_region: Path):
     assert data["points"] == [[85.0], [100.0], [115.0]] and len(data["u"]) == 3 and len(data["delta"]) == 3
     assert data["u"][0] < data["u"][1] < data["u"][2]  # a call's value rises with the spot
     assert len(data["gamma_diag"]) == 3 and data["region"]["low"] == 80
+    # the refit's jackknife standard errors, as Solution.standard_errors gives them
+    from bsde.solution import Solution
+
+    errors = Solution.load(saved_region).standard_errors([[85.0], [100.0], [115.0]])
+    assert data["u_stderr"] == pytest.approx(errors.u.tolist(), rel=1e-12)
+    assert np.allclose(data["delta_stderr"], errors.grad, rtol=1e-12)
+    assert np.allclose(data["gamma_diag_stderr"], errors.hessian[:, :, 0], rtol=1e-12)
     human = runner.invoke(app, ["eval", str(saved_region), "--x", "100"])
     assert human.exit_code == 0 and "u " in human.stdout and "delta" in human.stdout
+    assert f"+- {errors.u[1]:.2g}" in human.stdout and "refit's jackknife" in human.stdout
     default = runner.invoke(app, ["eval", str(saved_region), "--json"])
     assert json.loads(default.stdout)["points"] == [[100.0]]  # x0
 

@@ -13,6 +13,7 @@ import yaml
 import bsde
 from bsde.errors import BSDEError, ProblemError
 from bsde.processes import uniform_correlation_root
+from bsde.region_model import JACKKNIFE_GROUPS
 from bsde.solution import CONFIG_FILE, SOLUTION_FILE, OutsideRegionWarning, Solution, check_save_folder
 
 from conftest import TINY
@@ -104,6 +105,52 @@ def test_a_region_solve_has_u_grad_and_hessian_everywhere(region_result):
     assert np.allclose(tensor, u)
 
 
+def test_standard_errors_are_the_jackknife_over_the_refits_replicates(region_result):
+    """Independent of replicate_deviations: each replicate put in the last layer of a copy of the model, its u,
+    grad and Hessian by the ordinary methods, the jackknife variance (K - 1)/K sum (q_k - mean)^2 by hand."""
+    solution = region_result.solution
+    points = np.array([[0.2, -0.4], [0.7, 0.1], list(solution.x0)])
+    errors = solution.standard_errors(points)
+    model = solution.model
+    last = model.start_net.layers[-1]
+    replicates = model.start_replicates.clone()
+    assert model.has_replicates and replicates.shape == (JACKKNIFE_GROUPS, 1 + last.weight.shape[1])
+    kept = (model.y0.detach().clone(), last.weight.detach().clone())
+    answers = []
+    try:
+        for c_and_w in replicates:
+            with torch.no_grad():
+                model.y0.copy_(c_and_w[0] - last.bias[0])
+                last.weight.copy_(c_and_w[1:].reshape(1, -1))
+            answers.append((solution.u(points), solution.grad(points), solution.hessian(points)))
+    finally:
+        with torch.no_grad():
+            model.y0.copy_(kept[0])
+            last.weight.copy_(kept[1])
+    factor = (JACKKNIFE_GROUPS - 1) / JACKKNIFE_GROUPS
+    for i, got in enumerate((errors.u, errors.grad, errors.hessian)):
+        values = np.stack([a[i] for a in answers])
+        expected = np.sqrt(factor * ((values - values.mean(0)) ** 2).sum(0))
+        assert got.shape == values.shape[1:] and np.allclose(got, expected, rtol=1e-8, atol=1e-14)
+    assert errors.u.min() > 0 and np.all(errors.grad > 0)
+    # at x0: the result's standard errors are these
+    assert np.allclose(solution.delta_stderr, errors.grad[2]) and np.allclose(solution.gamma_stderr, errors.hessian[2])
+    assert np.allclose(region_result.delta_stderr, errors.grad[2])
+    assert np.allclose(region_result.gamma_diag_stderr, np.diagonal(errors.hessian[2]))
+
+
+def test_only_a_refitted_region_has_standard_errors(point_result):
+    with pytest.raises(ProblemError, match="a point solve has none: train over a box"):
+        point_result.solution.standard_errors(point_result.solution.x0)
+    assert point_result.delta_stderr is None and point_result.solution.delta_stderr is None
+    # a point solve's gamma error is its first step's Monte Carlo error
+    assert np.allclose(point_result.gamma_diag_stderr, point_result.solution.gamma_diag_stderr)
+    unfitted = bsde.solve(bsde.load_problem("hjb", {**REGION, "solver.refit": False}), seed=0, threads=1)
+    assert unfitted.refit is None and unfitted.delta_stderr is None and unfitted.gamma_diag_stderr is None
+    with pytest.raises(ProblemError, match=r"this region solve did not refit \(solver.refit: false\)"):
+        unfitted.solution.standard_errors([[0.0, 0.0]])
+
+
 def test_save_and_load_give_the_same_answers(region_result, tmp_path: Path):
     folder = region_result.solution.save(tmp_path / "saved")
     assert (folder / SOLUTION_FILE).is_file() and (folder / CONFIG_FILE).is_file()
@@ -113,6 +160,8 @@ def test_save_and_load_give_the_same_answers(region_result, tmp_path: Path):
     assert np.allclose(loaded.u(points), region_result.u(points), rtol=1e-12)
     assert np.allclose(loaded.grad(points), region_result.grad(points), rtol=1e-12)
     assert np.allclose(loaded.delta, region_result.delta) and loaded.u0 == region_result.y0
+    assert np.allclose(loaded.standard_errors(points).hessian, region_result.solution.standard_errors(points).hessian,
+                       rtol=1e-12)
 
 
 def test_a_saved_point_solve_keeps_its_gamma(point_result, tmp_path: Path):
@@ -167,6 +216,36 @@ def test_save_folder_checks(tmp_path: Path):
         check_save_folder(tmp_path / "other.txt")
     assert (tmp_path / "other.txt").read_text() == "keep me"
     assert check_save_folder(tmp_path / "new") == tmp_path / "new"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / CONFIG_FILE).write_text("a config.yaml of the user's, with no solution beside it")
+    with pytest.raises(ProblemError, match=r"holds other files \(config.yaml\)"):
+        check_save_folder(tmp_path / "mine")
+
+
+def test_save_in_python_keeps_what_it_does_not_own_and_plain_summaries(point_result, tmp_path: Path):
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "notes.txt").write_text("keep me")
+    with pytest.raises(ProblemError, match="holds other files"):
+        point_result.solution.save(tmp_path / "project")
+    assert sorted(p.name for p in (tmp_path / "project").iterdir()) == ["notes.txt"]
+    # numpy numbers and arrays in the summary become plain numbers and lists, which load reads back
+    folder = point_result.solution.save(tmp_path / "saved", summary={"y0": np.float64(point_result.y0),
+                                                                     "delta": np.array(point_result.delta)})
+    summary = torch.load(folder / SOLUTION_FILE, weights_only=True)["summary"]
+    assert summary == {"y0": point_result.y0, "delta": list(point_result.delta)}
+    Solution.load(folder)
+    with pytest.raises(ProblemError, match="summary.when: a saved summary holds numbers, strings, lists and dicts; "
+                                           "got object"):
+        point_result.solution.save(tmp_path / "other", summary={"when": object()})
+
+
+def test_load_names_a_device_it_cannot_use(point_result, tmp_path: Path):
+    folder = point_result.solution.save(tmp_path / "saved")
+    with pytest.raises(BSDEError, match="unknown device 'gpu'"):
+        Solution.load(folder, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BSDEError, match="torch sees no CUDA device"):
+            Solution.load(folder, device="cuda")
 
 
 def test_a_result_read_back_from_json_has_no_model(point_result):
