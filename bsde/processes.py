@@ -406,7 +406,8 @@ class Diffusion(Process):
         import torch
 
         for name, function in (("drift", self.drift), ("sigma", self.sigma)):
-            for t, what in ((0.0, "t = 0.0"), (torch.zeros(x.shape[:-1], dtype=x.dtype), f"t a tensor {tuple(x.shape[:-1])}")):
+            times = torch.zeros(x.shape[:-1], dtype=x.dtype)
+            for t, what in ((0.0, "t = 0.0"), (times, f"t a tensor {tuple(times.shape)}")):
                 try:
                     value = function(t, x)
                 except Exception as exc:  # noqa: BLE001 - the user's function: say where it failed

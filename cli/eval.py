@@ -147,8 +147,8 @@ def eval_command(
             out.print(f"    gamma_ii {vector_text(diagonals[i])}", markup=False)
             if errors is not None:
                 hessian = errors.hessian[i]
-                out.print(f"     +-      {vector_text((hessian.diagonal() if hessian.ndim == 2 else hessian).tolist())}",
-                          markup=False)
+                diagonal = hessian.diagonal() if hessian.ndim == 2 else hessian
+                out.print(f"     +-      {vector_text(diagonal.tolist())}", markup=False)
     if errors is not None:
         out.print("  (+-: standard errors from the refit's jackknife over its paths; not the networks' bias)",
                   markup=False)

@@ -63,7 +63,8 @@ def report(result: SolveResult) -> None:
     if result.gamma_diag is not None:
         out.print(f"  gamma_ii   {vector_text(result.gamma_diag)}  ({result.gamma_source})", markup=False)
     if result.gamma_diag_stderr is not None:
-        source = "the refit's jackknife" if result.delta_stderr is not None else "Monte Carlo of the first step"
+        source = ("the refit's jackknife" if result.delta_stderr is not None
+                  else "the first step's Monte Carlo only, not Z_1's error")
         out.print(f"   +- s.e.   {vector_text(result.gamma_diag_stderr)}  ({source})", markup=False)
     if result.baseline is not None:
         out.print(f"  baseline   {result.baseline:.6g} +- {result.baseline_stderr:.2g}  "
