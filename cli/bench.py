@@ -22,9 +22,10 @@ def _dims(text: str | None) -> tuple[int, ...] | None:
     try:
         dims = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers such as 10,100,1000, got '{text}'") from None
+        raise typer.BadParameter(f"expected comma-separated integers such as 10,100,1000, got '{text}'",
+                                 param_hint="'--dims'") from None
     if not dims or any(d < 1 for d in dims):
-        raise typer.BadParameter(f"expected positive dimensions, got '{text}'")
+        raise typer.BadParameter(f"expected positive dimensions, got '{text}'", param_hint="'--dims'")
     return dims
 
 

@@ -134,8 +134,10 @@ def test_bench_rejects_bad_dims(tmp_path):
     from bsde.cli.app import app
 
     result = runner.invoke(app, ["bench", "--quick", "--dims", "10,abc", "--out", str(tmp_path)])
-    assert result.exit_code == 2
+    assert result.exit_code == 2 and "Invalid value for '--dims'" in result.output
     assert not (tmp_path / "bench.json").exists()
+    result = runner.invoke(app, ["bench", "--quick", "--dims", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "'--dims': expected positive dimensions" in result.output
 
 
 def test_per_step_networks_check_shapes():

@@ -96,7 +96,8 @@ def mlp(
     if not equation.process.exact:
         raise ProblemError(f"mlp needs a process with an exact transition; '{equation.kind}' has none")
     if level < 1 or repeats < 2:
-        raise ProblemError(f"mlp needs level >= 1 and repeats >= 2, got level={level}, repeats={repeats}")
+        raise ProblemError(f"mlp needs level >= 1 and at least 2 independent repeats (paths=, --paths on the command "
+                           f"line), got level={level}, repeats={repeats}")
     samples = level if samples is None else samples
     start = time.perf_counter()
     t0 = torch.zeros(1, dtype=torch.float64, device=DEVICE)

@@ -25,6 +25,11 @@ def test_rejects_z_dependent_drivers():
         mlp(bsde.load_problem("hjb").equation)
 
 
+def test_one_repeat_is_refused_naming_the_paths_that_set_it():
+    with pytest.raises(ProblemError, match=r"at least 2 independent repeats \(paths=, --paths on the command line\)"):
+        mlp(bsde.load_problem("allen_cahn", {"equation.dim": 3}).equation, repeats=1)
+
+
 @pytest.mark.slow
 def test_allen_cahn_dim_100_agrees_with_radial():
     eq = bsde.load_problem("allen_cahn").equation
