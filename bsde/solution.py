@@ -53,8 +53,8 @@ def check_save_folder(folder: Path) -> Path:
         ours = (SOLUTION_FILE, CONFIG_FILE) if (folder / SOLUTION_FILE).is_file() else (SOLUTION_FILE,)
         others = sorted(p.name for p in folder.iterdir() if p.name not in ours)  # a config.yaml alone is not ours
         if others:
-            raise ProblemError(f"save folder {folder}: holds other files ({', '.join(others[:3])}); give a new or empty "
-                               "folder")
+            raise ProblemError(f"save folder {folder}: holds other files ({', '.join(others[:3])}); give a new or "
+                               "empty folder")
     check_writable(folder / SOLUTION_FILE)
     return folder
 
@@ -85,6 +85,12 @@ def _derivatives(function, points: torch.Tensor, *, hessian: bool, full: bool):
     second = torch.stack(rows, dim=1)  # (n, d, d): [k, i, j] = d^2 f / dx_i dx_j at point k
     second = 0.5 * (second + second.transpose(1, 2)) if full else second.diagonal(dim1=1, dim2=2)
     return value.detach(), grad.detach(), second
+
+
+def diagonal_of(hessian: np.ndarray) -> np.ndarray:
+    """The diagonal (d,) of one point's Hessian (or of its standard errors): of the (d, d) matrix, or the (d,)
+    diagonal itself where only that is kept (above GAMMA_FULL_MAX_DIM)."""
+    return np.diagonal(hessian).copy() if hessian.ndim == 2 else hessian
 
 
 class OutsideRegionWarning(UserWarning):
@@ -150,20 +156,25 @@ class Solution:
         None without a refit), at a point the Monte Carlo error of the first-step estimate; neither counts the
         networks' bias."""
         if self.is_region:
-            return self._errors_at_x0().hessian[0] if self.model.has_replicates else None
+            return self._errors_at_x0().hessian[0] if self.has_standard_errors else None
         greeks = self._first_step_greeks()
         return None if greeks is None else greeks.gamma_stderr.cpu().numpy().astype(float)
 
     @property
     def gamma_diag_stderr(self) -> np.ndarray | None:
         error = self.gamma_stderr
-        return None if error is None else (np.diagonal(error).copy() if error.ndim == 2 else error)
+        return None if error is None else diagonal_of(error)
 
     @property
     def delta_stderr(self) -> np.ndarray | None:
         """delta's standard error (d,) over a region, from the refit's jackknife (``standard_errors`` at x0); None
         for a point solve or without a refit."""
-        return self._errors_at_x0().grad[0] if self.is_region and self.model.has_replicates else None
+        return self._errors_at_x0().grad[0] if self.has_standard_errors else None
+
+    @property
+    def has_standard_errors(self) -> bool:
+        """Whether :meth:`standard_errors` can answer: a region solve whose refit left its jackknife replicates."""
+        return self.is_region and self.model.has_replicates
 
     def _errors_at_x0(self) -> StandardErrors:
         if self._x0_errors is None:
@@ -173,7 +184,7 @@ class Solution:
     @property
     def gamma_diag(self) -> np.ndarray | None:
         gamma = self.gamma
-        return None if gamma is None else (np.diagonal(gamma).copy() if gamma.ndim == 2 else gamma)
+        return None if gamma is None else diagonal_of(gamma)
 
     @property
     def gamma_source(self) -> str:
@@ -336,7 +347,7 @@ class Solution:
     def load(cls, folder: Path, *, device: str | torch.device = "cpu") -> Solution:
         """The solution saved in ``folder`` on ``device`` (auto, cpu, cuda or cuda:N); one-line :class:`ProblemError`
         for anything else (a :class:`BSDEError` for a device this machine lacks)."""
-        resolve_device(device)
+        device = resolve_device(device)
         folder = Path(folder)
         path = folder / SOLUTION_FILE
         if folder.is_file():
@@ -363,7 +374,7 @@ class Solution:
             if changed:
                 raise ProblemError(f"{config_file}: differs from the configuration the weights were trained with "
                                    f"({'; '.join(changed[:3])})")
-        model = make_model(problem.equation, problem.solver, device=resolve_device(device))
+        model = make_model(problem.equation, problem.solver, device=device)
         try:
             model.load_state_dict(data["model"])
         except (RuntimeError, KeyError, TypeError) as exc:

@@ -97,7 +97,7 @@ def eval_command(
     warning), with standard errors from its refit's jackknife (the paths' noise, not the networks' bias);
     a point solve answers at its x0 only.
     """
-    from bsde.solution import OutsideRegionWarning, Solution  # torch loads only here
+    from bsde.solution import OutsideRegionWarning, Solution, diagonal_of  # torch loads only here
 
     if x is not None and points is not None:
         raise ProblemError("give the points with --x or with --points, not both")
@@ -113,9 +113,10 @@ def eval_command(
         diagonals = None
         if gamma:
             hessians = solution.hessian(chosen)
-            diagonals = [h.diagonal().tolist() if h.ndim == 2 else h.tolist() for h in hessians]
+            diagonals = [diagonal_of(h).tolist() for h in hessians]
         # a region's refit left jackknife replicates: standard errors of the three (the paths' noise, not the bias)
-        errors = solution.standard_errors(chosen) if solution.is_region and solution.model.has_replicates else None
+        errors = solution.standard_errors(chosen) if solution.has_standard_errors else None
+    error_diagonals = None if errors is None or diagonals is None else [diagonal_of(h).tolist() for h in errors.hessian]
     outside = next((w for w in seen if issubclass(w.category, OutsideRegionWarning)), None)
     if outside is not None:
         err.print(f"warning: {outside.message}", markup=False)
@@ -129,9 +130,8 @@ def eval_command(
             data["gamma_diag"] = diagonals
         if errors is not None:
             data["u_stderr"], data["delta_stderr"] = errors.u.tolist(), errors.grad.tolist()
-            if diagonals is not None:
-                data["gamma_diag_stderr"] = [h.diagonal().tolist() if h.ndim == 2 else h.tolist()
-                                             for h in errors.hessian]
+            if error_diagonals is not None:
+                data["gamma_diag_stderr"] = error_diagonals
         emit_json(finite_json(data))
         return
     kind = f"region {region.low}..{region.high}" if region is not None else "point solve"
@@ -145,10 +145,8 @@ def eval_command(
             out.print(f"     +-    {vector_text(errors.grad[i].tolist())}", markup=False)
         if diagonals is not None:
             out.print(f"    gamma_ii {vector_text(diagonals[i])}", markup=False)
-            if errors is not None:
-                hessian = errors.hessian[i]
-                diagonal = hessian.diagonal() if hessian.ndim == 2 else hessian
-                out.print(f"     +-      {vector_text(diagonal.tolist())}", markup=False)
+            if error_diagonals is not None:
+                out.print(f"     +-      {vector_text(error_diagonals[i])}", markup=False)
     if errors is not None:
         out.print("  (+-: standard errors from the refit's jackknife over its paths; not the networks' bias)",
                   markup=False)
