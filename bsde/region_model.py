@@ -72,6 +72,11 @@ class RegionBSDE(DeepBSDE):
         super().reset_parameters(generator, y0_range)
         self.start_net.reset_parameters(generator)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # saves and checkpoints written before the jackknife existed have no replicates: load them as none (no s.e.)
+        state_dict.setdefault(prefix + "start_replicates", torch.zeros_like(self.start_replicates))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def start(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(Y_0, Z_0) at starting points x0 (B, d): (B,), (B, d); differentiable when grad mode is on."""
         graph = torch.is_grad_enabled()

@@ -292,8 +292,8 @@ class Solution:
             raise ProblemError("standard errors come from a region's refit (a jackknife over its paths); a point "
                                "solve has none: train over a box (solver.region: {low: ..., high: ...})")
         if not self.model.has_replicates:
-            raise ProblemError("standard errors come from the refit, and this region solve did not refit "
-                               "(solver.refit: false)")
+            raise ProblemError("standard errors come from the refit, and this region solve has none (solved with "
+                               "solver.refit: false, or saved before bsde kept them)")
         self._extrapolating(points)
         full = self.equation.dim <= GAMMA_FULL_MAX_DIM
         squares = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 import sys
 from typing import Annotated, Any
 
@@ -86,13 +87,16 @@ def _root(
     """Deep BSDE solver for high-dimensional semilinear parabolic PDEs."""
 
 
-app.command("list")(list_problems)
-app.command()(show)
-app.command()(solve)
-app.command("reference")(reference_command)
-app.command()(compare)
-app.command()(bench)
-app.command("eval")(eval_command)
+def _help(command: Any) -> str:
+    """The command's docstring with each paragraph on one line: typer keeps the source's line breaks inside
+    paragraphs after the first, which then break mid-sentence at any terminal width."""
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+for name, command in [("list", list_problems), ("show", show), ("solve", solve), ("reference", reference_command),
+                      ("compare", compare), ("bench", bench), ("eval", eval_command)]:
+    app.command(name, help=_help(command))(command)
 
 
 def main() -> None:

@@ -232,3 +232,12 @@ def test_bench_keeps_a_bench_md_or_json_it_did_not_write(tmp_path):
     result = runner.invoke(app, ["bench", "--quick", "--only", "loop", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "bench.json: not written by bsde bench" in result.stderr
     assert (tmp_path / "bench.json").read_text() == '{"mine": 1}'
+
+
+def test_a_start_up_child_that_hangs_is_stopped(monkeypatch):
+    from bsde.bench import accuracy
+    from bsde.errors import BSDEError
+
+    monkeypatch.setattr(accuracy, "STARTUP_TIMEOUT_S", 0.5)
+    with pytest.raises(BSDEError, match=r"sleeping took over 0.5 s; stopped"):
+        accuracy._fresh_python("import time; time.sleep(30)", "sleeping")

@@ -64,6 +64,15 @@ def test_help_and_no_arguments_are_unchanged() -> None:
     assert bare.exit_code == 2 and "Usage:" in bare.stdout and bare.stderr == ""
 
 
+@pytest.mark.parametrize("command", ["solve", "reference", "compare", "bench", "eval"])
+def test_help_paragraphs_wrap_to_the_terminal_not_to_the_source(command: str) -> None:
+    """At 1000 columns each paragraph of a command's description is one line (the docstring's breaks dropped)."""
+    shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "1000"}, terminal_width=1000)
+    description = shown.stdout.split("Usage:")[1].split("╭")[0]
+    lines = [line.strip() for line in description.splitlines()[1:] if line.strip()]
+    assert shown.exit_code == 0 and len(lines) >= 2 and all(line.endswith((".", ")", "'")) for line in lines), lines
+
+
 def test_python_m_goes_through_the_same_errors(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "bsde.cli", "solve", "hjb", "--threads", "abc"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)

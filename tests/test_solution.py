@@ -147,7 +147,7 @@ def test_only_a_refitted_region_has_standard_errors(point_result):
     assert np.allclose(point_result.gamma_diag_stderr, point_result.solution.gamma_diag_stderr)
     unfitted = bsde.solve(bsde.load_problem("hjb", {**REGION, "solver.refit": False}), seed=0, threads=1)
     assert unfitted.refit is None and unfitted.delta_stderr is None and unfitted.gamma_diag_stderr is None
-    with pytest.raises(ProblemError, match=r"this region solve did not refit \(solver.refit: false\)"):
+    with pytest.raises(ProblemError, match=r"this region solve has none \(solved with solver.refit: false"):
         unfitted.solution.standard_errors([[0.0, 0.0]])
 
 
@@ -162,6 +162,20 @@ def test_save_and_load_give_the_same_answers(region_result, tmp_path: Path):
     assert np.allclose(loaded.delta, region_result.delta) and loaded.u0 == region_result.y0
     assert np.allclose(loaded.standard_errors(points).hessian, region_result.solution.standard_errors(points).hessian,
                        rtol=1e-12)
+
+
+def test_a_save_from_before_standard_errors_loads_without_them(region_result, tmp_path: Path):
+    """A solution.pt written before the refit kept its jackknife replicates still loads, with the same answers."""
+    folder = region_result.solution.save(tmp_path / "old")
+    data = torch.load(folder / SOLUTION_FILE, weights_only=True)
+    del data["model"]["start_replicates"]
+    torch.save(data, folder / SOLUTION_FILE)
+    loaded = Solution.load(folder)
+    points = np.array([[0.3, 0.3]])
+    assert np.allclose(loaded.u(points), region_result.u(points), rtol=1e-12)
+    assert not loaded.has_standard_errors and loaded.delta_stderr is None
+    with pytest.raises(ProblemError, match="saved before bsde kept them"):
+        loaded.standard_errors(points)
 
 
 def test_a_saved_point_solve_keeps_its_gamma(point_result, tmp_path: Path):

@@ -60,10 +60,18 @@ class Startup:
 FIRST_SOLVE = {"equation.dim": 10, "solver.iterations": 50, "solver.log_every": 25}
 
 
+#: seconds a start-up child (an import, or the small solve twice) may take before it is stopped
+STARTUP_TIMEOUT_S = 600
+
+
 def _fresh_python(code: str, what: str) -> tuple[list[float], float]:
     """The numbers the last stdout line of ``python -c code`` holds (a JSON list), and the process wall time."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir())
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=tempfile.gettempdir(), timeout=STARTUP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise BSDEError(f"a fresh '{sys.executable}' {what} took over {STARTUP_TIMEOUT_S} s; stopped") from None
     wall = time.perf_counter() - start
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
