@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from bsde.no_bools import NoBoolNumbers
 from bsde.region import Region
@@ -19,34 +19,54 @@ class _Strict(NoBoolNumbers):
 
 
 class PiecewiseRate(_Strict):
-    """Learning rate values[k] for boundaries[k-1] <= iteration < boundaries[k]."""
+    """Learning rate values[k] from the k-th change on; the changes at iterations (``boundaries``) or at
+    ``fractions`` of the run, which move with solver.iterations (0.5 of 2000 iterations: iteration 1000)."""
 
-    boundaries: list[int] = Field(description="iterations where the rate changes, increasing")
-    values: list[float] = Field(description="one more rate than boundaries")
+    boundaries: list[int] | None = Field(None, description="iterations where the rate changes, increasing")
+    fractions: list[float] | None = Field(None, description="or: fractions of solver.iterations where the rate "
+                                          "changes, increasing, in (0, 1)")
+    values: list[float] = Field(description="one more rate than changes")
 
     @model_validator(mode="after")
     def _check(self) -> PiecewiseRate:
-        if len(self.values) != len(self.boundaries) + 1:
-            raise ValueError(
-                f"values needs len(boundaries) + 1 = {len(self.boundaries) + 1} entries, got {len(self.values)}"
-            )
+        if (self.boundaries is None) == (self.fractions is None):
+            raise ValueError("give the changes as boundaries (iterations) or as fractions (of solver.iterations), "
+                             "one of the two")
+        changes = self.boundaries if self.boundaries is not None else self.fractions
+        name = "boundaries" if self.boundaries is not None else "fractions"
+        if len(self.values) != len(changes) + 1:
+            raise ValueError(f"values needs len({name}) + 1 = {len(changes) + 1} entries, got {len(self.values)}")
         if any(v <= 0 for v in self.values):
             raise ValueError(f"values: learning rates must be positive, got {self.values}")
-        if any(b <= a for a, b in zip(self.boundaries, self.boundaries[1:])) or any(b < 0 for b in self.boundaries):
-            raise ValueError(f"boundaries must be non-negative and increasing, got {self.boundaries}")
+        if any(b <= a for a, b in zip(changes, changes[1:])) or any(b < 0 for b in changes):
+            raise ValueError(f"{name} must be non-negative and increasing, got {changes}")
+        if self.fractions is not None and any(not 0 < f < 1 for f in self.fractions):
+            raise ValueError(f"fractions must lie strictly between 0 and 1, got {self.fractions}")
         return self
 
-    def at(self, iteration: int) -> float:
-        return self.values[sum(iteration >= b for b in self.boundaries)]
+    @model_serializer(mode="wrap")
+    def _one_of_the_two(self, handler):
+        """Dumps (bsde show, a saved config) hold the form given, not the other as null."""
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+    def boundaries_for(self, iterations: int) -> list[int]:
+        """The iterations where the rate changes in a run of ``iterations``: floor(fraction x iterations), each
+        at least one after the one before (at least 1)."""
+        if self.boundaries is not None:
+            return list(self.boundaries)
+        boundaries: list[int] = []
+        for fraction in self.fractions:
+            boundaries.append(max(boundaries[-1] + 1 if boundaries else 1, int(fraction * iterations + 1e-9)))
+        return boundaries
+
+    def at(self, iteration: int, iterations: int) -> float:
+        """The rate at a 0-based iteration of a run of ``iterations``."""
+        return self.values[sum(iteration >= b for b in self.boundaries_for(iterations))]
 
 
 DEFAULT_RATES = (0.02, 0.005, 0.001)
-
-
-def default_schedule(iterations: int) -> PiecewiseRate:
-    """DEFAULT_RATES, stepping down at 50% and 80% of the run (hjb's 2000 iterations: at 1000 and 1600)."""
-    first = max(1, iterations // 2)
-    return PiecewiseRate(boundaries=[first, max(first + 1, iterations * 4 // 5)], values=list(DEFAULT_RATES))
+#: the default schedule: DEFAULT_RATES, stepping down at 50% and 80% of the run (2000 iterations: at 1000 and 1600)
+DEFAULT_SCHEDULE = PiecewiseRate(fractions=[0.5, 0.8], values=list(DEFAULT_RATES))
 
 
 class SolverSettings(_Strict):
@@ -56,8 +76,8 @@ class SolverSettings(_Strict):
     iterations: int = Field(2000, ge=1, description="Adam steps")
     batch_size: int = Field(64, ge=2, description="paths per Adam step (batch norm needs >= 2)")
     learning_rate: float | PiecewiseRate | None = Field(
-        None, description="a number or {boundaries, values}; default DEFAULT_RATES with boundaries at "
-        "50% and 80% of the iterations (the shipped problems' schedule)"
+        None, description="a number, or {boundaries: [iterations], values} or {fractions: [of iterations], "
+        "values}; default {fractions: [0.5, 0.8], values: [0.02, 0.005, 0.001]} (the shipped problems' schedule)"
     )
     hidden: list[int] | None = Field(None, description="hidden layer widths; default twice min(dim, 100) + 10")
     y0_init: tuple[float, float] | Literal["baseline"] = Field(
@@ -143,21 +163,19 @@ class SolverSettings(_Strict):
 
     def rate_at(self, iteration: int) -> float:
         """Learning rate for a 0-based iteration."""
-        if self.learning_rate is None:
-            return default_schedule(self.iterations).at(iteration)
-        if isinstance(self.learning_rate, PiecewiseRate):
-            return self.learning_rate.at(iteration)
-        return self.learning_rate
+        rate = DEFAULT_SCHEDULE if self.learning_rate is None else self.learning_rate
+        return rate.at(iteration, self.iterations) if isinstance(rate, PiecewiseRate) else rate
 
     def schedule_warning(self) -> str | None:
         """A sentence when a piecewise learning rate changes at or after the last iteration (it never decays there)."""
         rate = self.learning_rate
         if not isinstance(rate, PiecewiseRate) or not rate.boundaries or rate.boundaries[-1] < self.iterations:
-            return None
+            return None  # fractions always change inside the run
         late = [b for b in rate.boundaries if b >= self.iterations]
         return (f"solver.learning_rate: boundaries {late} lie at or beyond solver.iterations = {self.iterations}, "
                 f"so the rate ends at {self.rate_at(self.iterations - 1):g}; "
-                "give solver.learning_rate boundaries below it")
+                "give boundaries below it, or fractions of the run (learning_rate: {fractions: [0.5, 0.8], "
+                "values: [...]})")
 
     def shard_count(self) -> int:
         """Shards of each batch: ``shards``, or the largest of 8, 4, 2, 1 that divides ``batch_size``."""

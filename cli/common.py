@@ -35,7 +35,8 @@ SetOption = Annotated[
 SeedOption = Annotated[int, typer.Option(min=0, max=SEED_LIMIT - 1, help="Random seed (reproducible runs).")]
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")]
-ThreadsOption = Annotated[int | None, typer.Option(help="torch CPU threads (default: the cores this process may use).")]
+ThreadsOption = Annotated[int | None, typer.Option(
+    min=1, help="torch CPU threads (default: the cores this process may use).")]
 NprocOption = Annotated[int, typer.Option(
     min=1, help="Processes on this machine, started through torch.distributed.run (torchrun).", metavar="K")]
 

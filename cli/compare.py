@@ -127,7 +127,12 @@ def compare(
         # a pipe or file gets the whole table, not one squeezed to 80 columns
         print_table(table)
     for summary in failed:
-        rel = "no reference" if summary["rel_error"] is None else f"rel. error {summary['rel_error']:.3g}"
+        if summary["rel_error"] is not None:
+            rel = f"rel. error {summary['rel_error']:.3g}"
+        elif summary["reference"] == 0:
+            rel = f"the reference is 0, so no relative error to hold (abs. error {abs(summary['y0_mean']):.3g})"
+        else:
+            rel = "no reference"
         err.print(f"check failed: {summary['report']}: {rel} above --fail-above {fail_above:g}", markup=False)
     if failed:
         raise typer.Exit(1)

@@ -55,7 +55,11 @@ def report(result: SolveResult) -> None:
             spread = f" +- {result.reference_stderr:.2g}" if result.reference_stderr is not None else ""
         out.print(f"  reference  {result.reference:.6g}{spread}  ({result.reference_source or 'no source'})",
                   markup=False)
-        out.print(f"  rel. error {100 * result.rel_error:.3f} %", markup=False)
+        if result.rel_error is not None:
+            out.print(f"  rel. error {100 * result.rel_error:.3f} %", markup=False)
+        else:
+            out.print(f"  abs. error {abs(result.y0 - result.reference):.3g}  (the reference is 0: no relative "
+                      "error)", markup=False)
     if result.delta is not None:
         out.print(f"  delta      {vector_text(result.delta)}  (grad u at x0)", markup=False)
     if result.delta_stderr is not None:

@@ -99,7 +99,7 @@ def test_directory_missing_file_unknown_name(tmp_path: Path) -> None:
     ("solver.learning_rate=.nan", ("solver.learning_rate", "finite", "nan")),
     ("solver.learning_rate={boundaries: [1], values: [1]}", ("solver.learning_rate", "len(boundaries) + 1")),
     ("solver.learning_rate={boundaries: [1], valus: [1, 2]}",
-     ("solver.learning_rate.valus", "did you mean 'values'", "known: boundaries, values")),
+     ("solver.learning_rate.valus", "did you mean 'values'", "known: boundaries, fractions, values")),
     ("solver.hidden=[0]", ("solver.hidden", "positive", "[0]")),
     ("solver.hidden=[1.5]", ("solver.hidden[0]", "1.5")),
     ("solver.y0_init=[1]", ("solver.y0_init", "[low, high]", "[1]")),

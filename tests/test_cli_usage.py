@@ -36,6 +36,9 @@ def one_line_error(args: list[str], *expected: str, code: int = 2) -> str:
     (["solve", "hjb", "--on-nan", "foo"], ("'--on-nan'", "'foo' is not one of 'stop', 'rollback'")),
     (["solve", "hjb", "--threads", "abc"], ("Invalid value for '--threads'", "valid integer")),
     (["solve", "hjb", "--nproc", "0"], ("'--nproc'",)),
+    (["solve", "hjb", "--threads", "0"], ("'--threads'", "bsde solve --help")),  # before any folder is made
+    (["compare", "hjb", "--threads", "-1"], ("'--threads'",)),
+    (["bench", "--threads", "0"], ("'--threads'",)),
     (["solve", "hjb", "--seed", "-1"], ("'--seed'", "bsde solve --help")),  # before any output or work
     (["reference", "hjb", "--seed", str(2**62)], ("'--seed'",)),
     (["compare", "hjb", "--seeds", "0"], ("'--seeds'", "bsde compare --help")),

@@ -178,3 +178,16 @@ def test_the_index_is_rewritten_only_where_bsde_wrote_it(tmp_path):
     with pytest.raises(OutputError, match="README.md: not an index written by bsde compare"):
         write_index(tmp_path)
     assert legacy.read_text() == "# Deep BSDE against reference values\n\nmine\n"
+
+
+def test_a_reference_of_zero_has_no_relative_error_and_says_so(tmp_path):
+    """reaction_diffusion with kappa = -1 at x0 = 0: u(0, 0) = 1 + kappa + sin(0) ... = 0 exactly."""
+    zero = ["reaction_diffusion", *tiny_args(**{"equation.kappa": -1, "equation.x0": 0})]
+    solved = runner.invoke(app, ["solve", *zero, "--threads", "1"])
+    assert solved.exit_code == 0, solved.output
+    assert "(the reference is 0: no relative error)" in solved.stdout and "rel. error" not in solved.stdout
+    compared = runner.invoke(app, ["compare", *zero, "--seeds", "1", "--out", str(tmp_path / "c"), "--threads", "1",
+                                   "--fail-above", "0.01"])
+    assert compared.exit_code == 1 and "the reference is 0, so no relative error to hold" in compared.stderr
+    row = next(line for line in compared.stdout.splitlines() if "reaction_diffusion" in line)
+    assert "±" not in row.split("reaction_diffusion")[1].split("│")[3]  # one seed: no spread shown

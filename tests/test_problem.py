@@ -91,11 +91,43 @@ def test_piecewise_learning_rate():
 
 
 def test_a_schedule_past_the_last_iteration_is_named():
-    assert bsde.load_problem("hjb").solver.schedule_warning() is None
-    late = bsde.load_problem("hjb", {"solver.iterations": 1200}).solver.schedule_warning()
+    fixed = {"solver.learning_rate": {"boundaries": [1000, 1600], "values": [0.02, 0.005, 0.001]}}
+    assert bsde.load_problem("hjb", fixed).solver.schedule_warning() is None
+    late = bsde.load_problem("hjb", {**fixed, "solver.iterations": 1200}).solver.schedule_warning()
     assert "boundaries [1600]" in late and "solver.iterations = 1200" in late and "ends at 0.005" in late
+    assert "fractions of the run" in late
     assert bsde.load_problem("hjb", {"solver.iterations": 1200, "solver.learning_rate": 0.01}).solver.schedule_warning() \
         is None
+
+
+@pytest.mark.parametrize(("name", "preset"), [("hjb", None), ("hjb", "fast"), ("allen_cahn", "fast"),
+                                              ("max_call", None), ("basket_put", "fast")])
+def test_a_shipped_schedule_moves_with_the_iterations(name, preset):
+    """The shipped problems step their rate down at fractions of the run: a shortened run still decays."""
+    full = bsde.load_problem(name, preset=preset).solver
+    short = bsde.load_problem(name, {"solver.iterations": full.iterations // 4}, preset=preset).solver
+    assert short.schedule_warning() is None
+    assert short.rate_at(short.iterations - 1) == full.rate_at(full.iterations - 1) < full.rate_at(0)
+    first, second = full.learning_rate.fractions
+    assert short.rate_at(int(first * short.iterations) - 1) == short.rate_at(0)
+    assert short.rate_at(int(first * short.iterations)) < short.rate_at(0)
+
+
+def test_fractions_of_the_run():
+    rate = bsde.load_problem("hjb", {"solver.iterations": 10, "solver.learning_rate":
+                                     {"fractions": [0.5, 0.8], "values": [3, 2, 1]}}).solver
+    assert [rate.rate_at(i) for i in range(10)] == [3] * 5 + [2] * 3 + [1] * 2
+    tiny = bsde.load_problem("hjb", {"solver.iterations": 2, "solver.learning_rate":
+                                     {"fractions": [0.1, 0.2], "values": [3, 2, 1]}}).solver
+    assert tiny.learning_rate.boundaries_for(2) == [1, 2]  # each change at least one after the one before
+    for bad, message in [({"fractions": [0.5, 1.0], "values": [3, 2, 1]}, "strictly between 0 and 1"),
+                         ({"fractions": [0.8, 0.5], "values": [3, 2, 1]}, "fractions must be non-negative and "
+                                                                            "increasing"),
+                         ({"fractions": [0.5], "boundaries": [5], "values": [2, 1]}, "one of the two"),
+                         ({"values": [2, 1]}, "one of the two"),
+                         ({"fractions": [0.5], "values": [3, 2, 1]}, r"len\(fractions\) \+ 1 = 2")]:
+        with pytest.raises(ProblemError, match=message):
+            bsde.load_problem("hjb", {"solver.learning_rate": bad})
 
 
 @pytest.mark.parametrize(

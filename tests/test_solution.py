@@ -269,3 +269,15 @@ def test_a_result_read_back_from_json_has_no_model(point_result):
     with pytest.raises(BSDEError, match="no trained model"):
         bare.u([100.0, 100.0])
     assert bare.gamma is None
+
+
+def test_a_point_solve_takes_x0_written_in_float32():
+    """torch's default float32 rounds 0.1 by 1.5e-9: that is still x0; a point 1e-4 away is not."""
+    problem = bsde.load_problem("hjb", {**REGION, "solver.region": None, "equation.x0": 0.1, "solver.iterations": 10})
+    solution = bsde.solve(problem, seed=0, threads=1).solution
+    exact = solution.u([0.1, 0.1])
+    assert np.array_equal(solution.u(torch.tensor([0.1, 0.1])), exact)
+    assert np.array_equal(solution.grad(np.array([0.1, 0.1], dtype=np.float32)), solution.grad([0.1, 0.1]))
+    assert solution.z(0, torch.tensor([[0.1, 0.1]])).shape == (1, 2)
+    with pytest.raises(ProblemError, match="at x0 only"):
+        solution.u([0.1001, 0.1])
