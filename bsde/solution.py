@@ -328,9 +328,10 @@ class Solution:
         try:  # what load will read back: an equation of Python functions has no text to store
             problem_from_dict(config, self.problem.name)
         except ProblemError as exc:
-            raise ProblemError(f"{folder}: this solution cannot be saved: its configuration would not load back "
-                               f"({exc}); an equation written as Python functions lives only in this process: "
-                               "keep the Solution object, or write the equation as YAML (kind: custom)") from None
+            raise ProblemError(f"{folder}: this solution cannot be saved: an equation written as Python functions "
+                               "lives only in this process, and its configuration would not load back: keep the "
+                               f"Solution object, or write the equation as YAML (kind: custom) (reading it back: {exc})"
+                               ) from None
         summary = _plain(summary or {}, "summary")
         folder = ensure_folder(check_save_folder(Path(folder)))
         payload = {

@@ -13,6 +13,7 @@ import torch
 
 from bsde import arguments, distributed
 from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
+from bsde.control_bound import bound_side
 from bsde.equations.base import Equation
 from bsde.error_estimate import estimate
 from bsde.errors import ArgumentError, BSDEError
@@ -324,6 +325,9 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     checked = estimate(model, fresh_paths, linear_value=(baseline.value, baseline.stderr) if finite else None,
                        generator=check_generator, history=[(h.iteration, h.y0) for h in trained.history],
                        iterations=settings.iterations)
+    if checked.bound is None and bound_side(problem.equation) is not None and not problem.equation.driver_is_linear:
+        warn("no control bound for y0: the learned control overflows on fresh paths (the run diverged without a "
+             f"NaN; lower solver.learning_rate); the error estimate falls back to {checked.basis}")
     if finite and not problem.equation.process.exact:  # the paths' own Euler error, which no basis above sees
         halved = driver_free_baseline(problem.equation, generator=torch.Generator(device=dev).manual_seed(seed + 5),
                                       paths=baseline_paths(problem.equation.dim) // 4, device=dev,

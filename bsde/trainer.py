@@ -279,7 +279,8 @@ def train(
 
     def diverged(where: str) -> None:
         nonlocal good
-        advice = "lower solver.learning_rate" + (" or use --on-nan rollback" if on_nan == "stop" else "")
+        advice = "lower solver.learning_rate" + (" or roll back (--on-nan rollback; on_nan=\"rollback\" in Python)"
+                                                 if on_nan == "stop" else "")
         if run.iteration == 0:  # no step was taken: the problem, not the learning rate
             raise TrainingError(f"non-finite {where} at iteration 0, before any training step: the terminal "
                                 "condition or the driver is not finite on the sampled paths (or the start values)")

@@ -29,3 +29,17 @@ def test_linear_driver_flag():
     assert bsde.load_problem("max_call").equation.driver_is_linear
     assert not bsde.load_problem("default_risk").equation.driver_is_linear
     assert not bsde.load_problem("allen_cahn").equation.driver_is_linear
+
+
+def test_a_run_that_diverges_without_a_nan_says_the_bound_is_gone():
+    """A learning rate of 1e5 sends the HJB loss to ~1e40 without a NaN: the learned control overflows on the bound's
+    fresh paths, so no bound; the result says so in a warning instead of silently switching the error basis."""
+    from conftest import TINY
+
+    problem = bsde.load_problem("hjb", {**TINY, "equation.dim": 10, "solver.iterations": 120,
+                                        "solver.learning_rate": 1e5})
+    result = bsde.solve(problem, seed=0, threads=1, reference=None)
+    assert result.bound is None and math.isfinite(result.y0)
+    assert any(w.startswith("no control bound for y0: the learned control overflows") for w in result.warnings)
+    healthy = bsde.solve(bsde.load_problem("hjb", TINY), seed=0, threads=1, reference=None)
+    assert healthy.bound is not None and not any("no control bound" in w for w in healthy.warnings)

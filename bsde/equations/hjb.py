@@ -41,8 +41,8 @@ class HJB(Equation):
 
     @property
     def z_hessian(self) -> float:
-        """f = -(lam/2)|z|^2: grad_z^2 f = -lam I."""
-        return self.lam
+        """f = -(lam/2)|z|^2: grad_z^2 f = -lam I (none at lam = 0: the heat equation, f = 0)."""
+        return self.lam if self.lam != 0 else None
 
     def terminal(self, x):
         return ((1.0 + x.square().sum(-1)) / 2.0).log()

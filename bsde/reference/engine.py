@@ -231,7 +231,12 @@ def resolve_method(problem: Problem, method: str = "auto") -> str:
     applicable = applicable_methods(problem, declared=method in ("auto", "closed-form"))
     if method == "auto":
         if not applicable:
-            raise ProblemError(f"no reference method applies to '{problem.equation.kind}'")
+            reasons = "; ".join(f"{name}: {why}" for name, entry in METHODS.items()
+                                if entry.reason and (why := entry.reason(problem.equation)))
+            published = (f"; the file's published value {problem.reference.value:g} is the only reference"
+                         if problem.reference.value is not None else "")
+            raise ProblemError(f"no reference method applies to '{problem.name}' ({problem.equation.kind})"
+                               f"{': ' + reasons if reasons else ''}{published}")
         return applicable[0]
     if method not in METHODS:
         raise ProblemError(f"unknown reference method '{method}' (known: auto, {', '.join(METHODS)})")

@@ -81,6 +81,17 @@ def test_hjb_driver_solves_quadratic_cole_hopf_case(lam):
     assert _residual_brownian(wrong, u, t, x).abs().max().item() > 1e-2
 
 
+def test_hjb_at_lam_zero_is_the_heat_equation():
+    """lam = 0: f = 0, no quadratic term to steer by; the solve runs plain; radial and Cole-Hopf (E g) agree."""
+    problem = bsde.load_problem("hjb", {"equation.dim": 2, "equation.lam": 0, "equation.x0": 0.5,
+                                        "solver.iterations": 30, "solver.time_steps": 4, "solver.batch_size": 16,
+                                        "solver.valid_size": 16, "solver.log_every": 10})
+    assert problem.equation.z_hessian is None and not problem.equation.controllable
+    result = bsde.solve(problem, seed=0, threads=1, reference=bsde.reference(problem, "cole-hopf", seed=1))
+    radial = bsde.reference(problem, "radial")
+    assert math.isfinite(result.y0) and abs(radial.value - result.reference) < 4 * result.reference_stderr
+
+
 def _black_scholes_call(s, k, r, q, vol, tau):
     d1 = (torch.log(s / k) + (r - q + 0.5 * vol**2) * tau) / (vol * torch.sqrt(tau))
     d2 = d1 - vol * torch.sqrt(tau)
