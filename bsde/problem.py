@@ -176,8 +176,14 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: s
         parts = str(dotted).split(".")
         where = f"{source}: --set {dotted}"
         if parts[0] not in SECTIONS:
-            hint = difflib.get_close_matches(parts[0], SECTIONS, n=1)
-            suggestion = f"; did you mean '{'.'.join([hint[0], *parts[1:]])}'?" if hint else ""
+            # a key given without its section (iterations=10) gets the section, else the nearest section's name
+            owner = next((section for section, keys in (("solver", SolverSettings.model_fields),
+                                                        ("equation", Equation.model_fields),
+                                                        ("reference", Reference.model_fields)) if parts[0] in keys),
+                         None)
+            hint = [owner] if owner else difflib.get_close_matches(parts[0], SECTIONS, n=1)
+            suggestion = (f"; did you mean '{owner}.{dotted}'?" if owner else
+                          f"; did you mean '{'.'.join([hint[0], *parts[1:]])}'?" if hint else "")
             raise ProblemError(f"{where}: unknown section '{parts[0]}'{suggestion} (known: {', '.join(SECTIONS)})")
         if len(parts) < 2 or not all(parts):
             raise ProblemError(f"{where}: expected section.key, e.g. {parts[0]}.{_EXAMPLE_KEY[parts[0]]}=...")

@@ -73,7 +73,7 @@ def _is_number(value: Any) -> bool:
 
 def _point(values: list[Any], dim: int, where: str) -> list[float]:
     if len(values) != dim or not all(_is_number(v) for v in values):
-        raise ProblemError(f"{where}: expected {dim} numbers, got {values!r}")
+        raise ProblemError(f"{where}: expected {dim} number{'s' if dim != 1 else ''}, got {values!r}")
     if not all(math.isfinite(float(v)) for v in values):
         raise ProblemError(f"{where}: every coordinate must be finite, got {values!r}")
     return [float(v) for v in values]

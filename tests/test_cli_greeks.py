@@ -82,7 +82,7 @@ def test_eval_reads_a_file_of_points(saved_region: Path, tmp_path: Path):
 
 
 @pytest.mark.parametrize("args,text", [
-    (["--x", "[1, 2]"], "--x: expected 1 numbers"),
+    (["--x", "[1, 2]"], "--x: expected 1 number, got"),
     (["--x", "[1, "], "--x: cannot parse"),
     (["--x", "abc"], "--x: expected a number"),
     (["--x", "[.nan]"], "finite"),

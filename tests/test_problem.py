@@ -184,3 +184,10 @@ def test_bad_files(tmp_path):
         bsde.load_problem(str(tmp_path / "missing.yaml"))
     with pytest.raises(ProblemError, match="unknown problem 'hbj'; did you mean 'hjb'"):
         bsde.load_problem("hbj")
+
+
+@pytest.mark.parametrize(("key", "meant"), [("iterations", "solver.iterations"), ("dim", "equation.dim"),
+                                            ("value", "reference.value"), ("equaton.dim", "equation.dim")])
+def test_a_key_without_its_section_is_given_one(key, meant):
+    with pytest.raises(ProblemError, match=re.escape(f"did you mean '{meant}'?")):
+        bsde.load_problem("hjb", {key: 10})
