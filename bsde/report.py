@@ -136,7 +136,8 @@ def cells(summary: dict[str, Any]) -> list[str]:
         baseline += f" ± {summary['baseline_stderr']:.2g}"
     return [
         summary.get("report") or summary["problem"], str(summary["dim"]), str(summary["seeds"]),
-        f"{summary['y0_mean']:.6g}" + (f" ± {summary['y0_std']:.2g}" if summary["seeds"] > 1 else ""), ref, method, _pct(summary.get("rel_error")),
+        f"{summary['y0_mean']:.6g}" + (f" ± {summary['y0_std']:.2g}" if summary["seeds"] > 1 else ""),  # 1: no std
+        ref, method, _pct(summary.get("rel_error")),
         _num(summary.get("published")), _pct(summary.get("rel_error_published")), baseline,
         f"{summary['wall_s_mean']:.3g} s", summary.get("device") or "-",
     ]

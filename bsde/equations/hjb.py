@@ -40,7 +40,7 @@ class HJB(Equation):
         return -self.lam * z
 
     @property
-    def z_hessian(self) -> float:
+    def z_hessian(self) -> float | None:
         """f = -(lam/2)|z|^2: grad_z^2 f = -lam I (none at lam = 0: the heat equation, f = 0)."""
         return self.lam if self.lam != 0 else None
 
