@@ -325,7 +325,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     checked = estimate(model, fresh_paths, linear_value=(baseline.value, baseline.stderr) if finite else None,
                        generator=check_generator, history=[(h.iteration, h.y0) for h in trained.history],
                        iterations=settings.iterations)
-    if checked.bound is None and bound_side(problem.equation) is not None and not problem.equation.driver_is_linear:
+    if checked.bound is None and bound_side(problem.equation) is not None:  # a bound applies, but none came
         warn("no control bound for y0: the learned control overflows on fresh paths (the run diverged without a "
              f"NaN; lower solver.learning_rate); the error estimate falls back to {checked.basis}")
     if finite and not problem.equation.process.exact:  # the paths' own Euler error, which no basis above sees
