@@ -26,6 +26,7 @@ from bsde.errors import ProblemError
 from bsde.io import ensure_folder, torch_load_safely, torch_save_atomic
 from bsde.probing import same_signature, signature
 from bsde.problem import Problem
+from bsde.settings import DEFAULT_SCHEDULE, PiecewiseRate
 from bsde.trainer import TrainState
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -50,10 +51,33 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): data}
 
 
+def _with_schedule_resolved(config: dict[str, Any]) -> dict[str, Any]:
+    """The compared part of a config, its learning-rate schedule as the iterations where the rate changes.
+
+    fractions [0.5, 0.8] of 2000 iterations and boundaries [1000, 1600] train alike: a checkpoint made
+    before a file switched form still resumes.
+    """
+    compared = {k: config.get(k) for k in COMPARED}
+    solver = compared.get("solver")
+    if isinstance(solver, dict):
+        rate = solver.get("learning_rate")
+        schedule = DEFAULT_SCHEDULE if rate is None else rate
+        try:
+            if isinstance(schedule, dict):
+                schedule = PiecewiseRate(**schedule)
+            if isinstance(schedule, PiecewiseRate):
+                rate = {"boundaries": schedule.boundaries_for(int(solver["iterations"])),
+                        "values": list(schedule.values)}
+        except (ValueError, TypeError, KeyError):
+            pass  # not a schedule this version reads: compared as written
+        compared["solver"] = {**solver, "learning_rate": rate}
+    return compared
+
+
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """'key: checkpoint A, now B' for each compared key whose value differs."""
-    old = _flatten({k: saved.get(k) for k in COMPARED})
-    new = _flatten({k: now.get(k) for k in COMPARED})
+    """'key: checkpoint A, now B' for each compared key whose value differs (schedules compared as iterations)."""
+    old = _flatten(_with_schedule_resolved(saved))
+    new = _flatten(_with_schedule_resolved(now))
     found = [f"{key}: checkpoint {old.get(key)!r}, now {new.get(key)!r}"
              for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
     # the dump names a Python function by its name only: its values at probe points tell two apart

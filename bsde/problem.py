@@ -196,7 +196,13 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: s
                 raise ProblemError(f"{where}: '{'.'.join(parts[:depth + 1])}' is {_describe(child)}, not a mapping")
             node = child
         node[parts[-1]] = value
+        if len(parts) >= 2 and parts[-2] == "learning_rate" and parts[-1] in _ONE_OF_TWO:
+            node.pop(_ONE_OF_TWO[parts[-1]], None)  # the schedule's changes in the form just set, not both
     return raw
+
+
+#: a learning-rate schedule gives its changes in one of two forms: a dotted --set of one replaces the other
+_ONE_OF_TWO = {"boundaries": "fractions", "fractions": "boundaries"}
 
 
 _EXAMPLE_KEY = {"equation": "dim", "solver": "batch_size", "reference": "value", "presets": "NAME.iterations"}

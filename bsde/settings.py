@@ -31,8 +31,7 @@ class PiecewiseRate(_Strict):
     def _check(self) -> PiecewiseRate:
         if (self.boundaries is None) == (self.fractions is None):
             raise ValueError("give the changes as boundaries (iterations) or as fractions (of solver.iterations), "
-                             "one of the two (over a file that gives the other, set the whole key: "
-                             "learning_rate={boundaries: [...], values: [...]})")
+                             "one of the two")
         changes = self.boundaries if self.boundaries is not None else self.fractions
         name = "boundaries" if self.boundaries is not None else "fractions"
         if len(self.values) != len(changes) + 1:

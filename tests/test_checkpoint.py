@@ -54,6 +54,19 @@ def test_resume_restores_learning_rate_schedule(tiny: bsde.Problem, tmp_path: Pa
     assert bsde.solve(problem, seed=1, device="cpu", threads=1, resume=tmp_path).y0 == whole.y0
 
 
+def test_resume_across_the_two_forms_of_a_schedule(tmp_path: Path) -> None:
+    """A checkpoint made with boundaries resumes under fractions that change the rate at the same iterations."""
+    def hjb(rate):
+        return bsde.load_problem("hjb", {**TINY, "solver.learning_rate": {**rate, "values": [0.05, 0.005]}})
+    by_iteration = hjb({"boundaries": [30]})
+    whole = bsde.solve(by_iteration, seed=1, device="cpu", threads=1)
+    with pytest.raises(Interrupted):
+        bsde.solve(by_iteration, seed=1, device="cpu", threads=1, checkpoint=tmp_path, stop_requested=stop_after(40))
+    assert bsde.solve(hjb({"fractions": [0.5]}), seed=1, device="cpu", threads=1, resume=tmp_path).y0 == whole.y0
+    with pytest.raises(bsde.ProblemError, match=r"solver.learning_rate.boundaries: checkpoint \[30\], now \[36\]"):
+        bsde.solve(hjb({"fractions": [0.6]}), seed=1, device="cpu", threads=1, resume=tmp_path)
+
+
 def test_checkpoint_contents(tiny: bsde.Problem, tmp_path: Path) -> None:
     bsde.solve(tiny, seed=2, device="cpu", threads=1, checkpoint=tmp_path, checkpoint_every=25)
     data = read_checkpoint(tmp_path)

@@ -93,7 +93,7 @@ def test_out_into_a_file_is_one_line_exit_2(tmp_path):
 
 def radial(value: float, difference: float) -> ReferenceResult:
     details = {"points": 4000, "steps": 1000, "coarse_points": 2000, "coarse_steps": 500,
-               "half_resolution_difference": difference, "error_estimate": abs(difference) / 3}
+               "half_resolution_difference": difference, "error_estimate": abs(difference)}
     return ReferenceResult(value, None, None, "radial", None, 1.0, details)
 
 

@@ -113,6 +113,15 @@ def test_a_shipped_schedule_moves_with_the_iterations(name, preset):
     assert short.rate_at(int(first * short.iterations)) < short.rate_at(0)
 
 
+def test_a_dotted_override_of_one_form_replaces_the_other():
+    """hjb's file gives fractions: setting boundaries alone keeps the file's values and drops its fractions."""
+    rate = bsde.load_problem("hjb", {"solver.learning_rate.boundaries": [100, 200]}).solver.learning_rate
+    assert (rate.boundaries, rate.fractions, rate.values) == ([100, 200], None, [0.02, 0.005, 0.001])
+    back = bsde.load_problem("hjb", {"solver.learning_rate.boundaries": [100, 200],
+                                     "solver.learning_rate.fractions": [0.25, 0.5]}).solver.learning_rate
+    assert (back.boundaries, back.fractions) == (None, [0.25, 0.5])
+
+
 def test_fractions_of_the_run():
     rate = bsde.load_problem("hjb", {"solver.iterations": 10, "solver.learning_rate":
                                      {"fractions": [0.5, 0.8], "values": [3, 2, 1]}}).solver

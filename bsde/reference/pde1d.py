@@ -131,4 +131,4 @@ def pde1d(equation: Equation, *, points: int = DEFAULT_POINTS, steps: int = DEFA
     if equation.dim != 1 or not isinstance(equation.process, (BrownianMotion, GBM)):
         raise ProblemError(f"pde-1d applies to dim = 1 with a Brownian or geometric process, not "
                            f"'{equation.kind}' at dim {equation.dim}")
-    return at_two_resolutions("pde-1d", lambda n, m: solve_1d(equation, n, m), points, steps, richardson=False)
+    return at_two_resolutions("pde-1d", lambda n, m: solve_1d(equation, n, m), points, steps)
