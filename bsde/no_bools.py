@@ -8,7 +8,7 @@ import types
 import typing
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, ValidationError, model_validator
 
 
 def _refused(annotation: Any, value: Any) -> bool:
@@ -34,7 +34,21 @@ def _takes_lists(annotation: Any) -> bool:
 
 
 class NoBoolNumbers(BaseModel):
-    """Base model whose number fields refuse true and false (see the module docstring)."""
+    """Base model whose number fields refuse true and false (see the module docstring).
+
+    Built directly in Python (``HJB(dim=0)``), a bad value is a one-line :class:`bsde.ProblemError` naming the
+    key, as from a file; validation from a mapping (``model_validate``, what load_problem uses) is pydantic's.
+    """
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            from bsde.problem import direct_error  # the problem module builds on these models
+
+            raise direct_error(type(self), exc, data) from None
+
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]  # model_validate does not come here
 
     @model_validator(mode="before")
     @classmethod

@@ -330,6 +330,19 @@ def _format_error(ctx: _Context, section: str, model: type[BaseModel], exc: Vali
     return ctx.error(key, f"{message}{given}")
 
 
+class _Direct(_Context):
+    """A model built in Python: 'HJB: dim: <text>'."""
+
+    def error(self, key: str, text: str) -> ProblemError:
+        key = key.lstrip(".")
+        return ProblemError(f"{self.source}: {key}: {text}" if key else f"{self.source}: {text}")
+
+
+def direct_error(model: type[BaseModel], exc: ValidationError, data: dict[str, Any]) -> ProblemError:
+    """The one-line error of ``model(**data)`` (an equation or settings built in Python), as a file's would read."""
+    return _format_error(_Direct(model.__name__), "", model, exc, data)
+
+
 def _validate(model: type[BaseModel], data: Any, ctx: _Context, section: str) -> Any:
     if data is None:
         data = {}

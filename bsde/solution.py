@@ -214,11 +214,14 @@ class Solution:
     def _points(self, x: Any) -> torch.Tensor:
         """x as an (n, d) tensor of the model's dtype and device; a (d,) point becomes (1, d)."""
         like = self.model.y0
+        expected = f"points: expected real numbers in an (n, {self.equation.dim}) array, got {describe(x)}"
         try:
-            values = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=float)
+            given = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
+            values = None if given.dtype.kind in "bcmM" else given.astype(float)  # bools, complex, dates: refused
         except (TypeError, ValueError) as exc:
-            raise ArgumentError(f"points: expected numbers in an (n, {self.equation.dim}) array, got "
-                                f"{describe(x)} ({str(exc).splitlines()[0]})") from None
+            raise ArgumentError(f"{expected} ({str(exc).splitlines()[0]})") from None
+        if values is None:
+            raise ArgumentError(f"{expected} (of {given.dtype})")
         points = torch.as_tensor(values, dtype=like.dtype, device=like.device)
         points = points.unsqueeze(0) if points.ndim == 1 else points
         d = self.equation.dim
@@ -328,10 +331,14 @@ class Solution:
         try:  # what load will read back: an equation of Python functions has no text to store
             problem_from_dict(config, self.problem.name)
         except ProblemError as exc:
-            raise ProblemError(f"{folder}: this solution cannot be saved: an equation written as Python functions "
-                               "lives only in this process, and its configuration would not load back: keep the "
-                               f"Solution object, or write the equation as YAML (kind: custom) (reading it back: {exc})"
-                               ) from None
+            from bsde.equations.functions import CustomEquation
+
+            if isinstance(self.problem.equation, CustomEquation):
+                raise ProblemError(f"{folder}: this solution cannot be saved: an equation written as Python functions "
+                                   "lives only in this process, and its configuration would not load back: keep the "
+                                   "Solution object, or write the equation as YAML (kind: custom)") from None
+            raise ProblemError(f"{folder}: this solution cannot be saved: its configuration would not load back "
+                               f"({exc})") from None
         summary = _plain(summary or {}, "summary")
         folder = ensure_folder(check_save_folder(Path(folder)))
         payload = {

@@ -120,6 +120,8 @@ class SolveResult:
     #: jackknife, for a point solve's first-step gamma its Monte Carlo error; neither counts the networks' bias
     delta_stderr: list[float | None] | None = None
     gamma_diag_stderr: list[float | None] | None = None
+    #: what those standard errors count (None where there are none): sampling only, never the networks' error
+    greeks_stderr_basis: str | None = None
     #: the least-squares refit of the start values after training (bsde.refit.Refit as a mapping), if any
     refit: dict[str, Any] | None = None
     #: the reference engine's 95% interval (a Monte Carlo reference; it counts a discretisation bias where one is known)
@@ -236,6 +238,8 @@ def solve(
     start = time.perf_counter()
     seed = arguments.seed(seed)
     checkpoint_every = arguments.optional_integer("checkpoint_every", checkpoint_every, minimum=1)
+    if checkpoint_every is not None and checkpoint is None:
+        raise ArgumentError(f"checkpoint_every={checkpoint_every}: needs checkpoint=FOLDER (where to write them)")
     on_nan = arguments.choice("on_nan", on_nan, get_args(OnNaN))
     if reference is not None and not isinstance(reference, ReferenceResult):
         raise ArgumentError(f"reference: expected a ReferenceResult (bsde.reference(...)), got "
@@ -347,6 +351,9 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
              "learned control's excess, which the value at x0 does not; more solver.time_steps may help)")
     delta, gamma_diag = solution.delta, solution.gamma_diag
     delta_stderr, gamma_stderr = solution.delta_stderr, solution.gamma_diag_stderr
+    stderr_basis = (None if delta_stderr is None and gamma_stderr is None else
+                    "the refit's jackknife (not the networks' bias)" if delta_stderr is not None else
+                    "the first step's Monte Carlo only, not Z_1's error (which can be many times larger)")
     wall_s = time.perf_counter() - start
     if reference is None and problem.reference.value is None and auto_reference:
         try:
@@ -375,6 +382,6 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         gamma_diag=None if gamma_diag is None else finite_json(gamma_diag.tolist()), gamma_source=solution.gamma_source,
         delta_stderr=None if delta_stderr is None else finite_json(delta_stderr.tolist()),
         gamma_diag_stderr=None if gamma_stderr is None else finite_json(gamma_stderr.tolist()),
-        refit=refitted, solution=solution, processes=processes,
+        greeks_stderr_basis=stderr_basis, refit=refitted, solution=solution, processes=processes,
         reference_ci95=list(reference.ci95) if reference is not None and reference.ci95 is not None else None,
     )

@@ -63,13 +63,11 @@ def report(result: SolveResult) -> None:
     if result.delta is not None:
         out.print(f"  delta      {vector_text(result.delta)}  (grad u at x0)", markup=False)
     if result.delta_stderr is not None:
-        out.print(f"   +- s.e.   {vector_text(result.delta_stderr)}  (the refit's jackknife)", markup=False)
+        out.print(f"   +- s.e.   {vector_text(result.delta_stderr)}  ({result.greeks_stderr_basis})", markup=False)
     if result.gamma_diag is not None:
         out.print(f"  gamma_ii   {vector_text(result.gamma_diag)}  ({result.gamma_source})", markup=False)
     if result.gamma_diag_stderr is not None:
-        source = ("the refit's jackknife" if result.delta_stderr is not None
-                  else "the first step's Monte Carlo only, not Z_1's error")
-        out.print(f"   +- s.e.   {vector_text(result.gamma_diag_stderr)}  ({source})", markup=False)
+        out.print(f"   +- s.e.   {vector_text(result.gamma_diag_stderr)}  ({result.greeks_stderr_basis})", markup=False)
     if result.baseline is not None:
         out.print(f"  baseline   {result.baseline:.6g} +- {result.baseline_stderr:.2g}  "
                   "(driver-free e^(-rT) E g(X_T))", markup=False)
@@ -174,6 +172,8 @@ def solve(
     if nproc <= 1 or dev.type != "cuda":  # a launcher of CUDA workers keeps off the GPUs (a memory check makes a
         check_fits(loaded, process_device(dev))  # CUDA context, for the whole run): each worker checks its own GPU
     folder = checkpoint if checkpoint is not None else resume
+    if checkpoint_every is not None and folder is None:
+        raise ProblemError(f"--checkpoint-every {checkpoint_every}: needs --checkpoint DIR (or --resume DIR)")
     refuse_overwriting([problem], outputs(out_file, plot, save, checkpoint, resume))
     if out_file is not None:
         check_writable(out_file)

@@ -94,10 +94,13 @@ def test_solution_names_bad_points_and_steps(tmp_path):
     put = bsde.custom_equation(dim=1, x0=100.0, process=bsde.GBM(0.05, 0.2),
                                terminal=lambda x: (100 - x[..., 0]).relu(), driver=lambda t, x, y, z: -0.05 * y)
     result = bsde.solve(put, solver={"iterations": 2, "time_steps": 3, "batch_size": 8, "valid_size": 8}, threads=1)
-    with pytest.raises(ArgumentError, match="^points: expected numbers"):
+    with pytest.raises(ArgumentError, match="^points: expected real numbers"):
         result.u("abc")
-    with pytest.raises(ArgumentError, match="^points: expected numbers"):
+    with pytest.raises(ArgumentError, match="^points: expected real numbers"):
         result.u([[1.0, 2.0], [1.0]])
+    for not_real in (np.array([[100.0 + 1j]]), np.array([[True]]), torch.tensor([[True]])):
+        with pytest.raises(ArgumentError, match=r"^points: expected real numbers .*\(of (complex128|bool)\)$"):
+            result.u(not_real)
     with pytest.raises(ArgumentError, match="^n: expected an integer, got float 1.5"):
         result.z(1.5, [[100.0]])
     assert np.isfinite(result.z(1, [[100.0]])).all()

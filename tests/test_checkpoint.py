@@ -180,3 +180,10 @@ def test_the_last_iteration_is_always_checkpointed(tmp_path: Path, log_every: in
     assert read_checkpoint(tmp_path)["state"]["iteration"] == 30
     resumed = bsde.solve(problem, seed=3, device="cpu", threads=1, resume=tmp_path)
     assert resumed.y0 == whole.y0 and [h.loss for h in resumed.history] == [h.loss for h in whole.history]
+
+
+def test_checkpoint_every_needs_a_folder(tiny: bsde.Problem) -> None:
+    with pytest.raises(bsde.ArgumentError, match="checkpoint_every=10: needs checkpoint=FOLDER"):
+        bsde.solve(tiny, checkpoint_every=10, threads=1)
+    result = CliRunner().invoke(app, ["solve", "hjb", *tiny_args(), "--checkpoint-every", "10"])
+    assert result.exit_code == 2 and "--checkpoint-every 10: needs --checkpoint DIR" in result.stderr

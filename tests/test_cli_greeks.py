@@ -46,6 +46,7 @@ def test_solve_json_has_delta_and_gamma_diag():
     assert data["delta"][0] == pytest.approx(data["z0"][0] / (0.2 * 100.0))  # z0 / (vol S0), independent assets
     assert data["refit"] is None  # a point solve refits only when asked
     assert data["delta_stderr"] is None and len(data["gamma_diag_stderr"]) == 2  # the first step's Monte Carlo error
+    assert data["greeks_stderr_basis"].startswith("the first step's Monte Carlo only, not Z_1's error")
     assert "the first step's Monte Carlo only, not Z_1's error" in runner.invoke(app, ["solve", *CALL, "--set", "equation.dim=2"]).stdout
 
 

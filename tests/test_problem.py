@@ -7,6 +7,7 @@ import pytest
 import bsde
 from bsde.errors import ProblemError
 from bsde.problem import parse_override
+from bsde.settings import SolverSettings
 
 
 @pytest.mark.parametrize("name", ["hjb", "allen_cahn", "max_call", "default_risk"])
@@ -200,3 +201,16 @@ def test_bad_files(tmp_path):
 def test_a_key_without_its_section_is_given_one(key, meant):
     with pytest.raises(ProblemError, match=re.escape(f"did you mean '{meant}'?")):
         bsde.load_problem("hjb", {key: 10})
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: bsde.EQUATIONS["hjb"](dim=0), "HJB: dim: Input should be greater than or equal to 1"),
+    (lambda: bsde.EQUATIONS["hjb"](dim=3, lamm=1.0), "HJB: lamm: unknown key; did you mean 'lam'?"),
+    (lambda: SolverSettings(iteratons=5), "SolverSettings: iteratons: unknown key; did you mean 'iterations'?"),
+    (lambda: SolverSettings(iterations=True), "SolverSettings: iterations: expected a number, got True"),
+])
+def test_a_model_built_in_python_fails_in_one_line(build, message):
+    """Equations and settings are pydantic models: built directly, a bad value is a ProblemError, not pydantic's."""
+    with pytest.raises(ProblemError) as raised:
+        build()
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)

@@ -196,8 +196,9 @@ def custom_equation(
         ProblemError: a bad argument, or a function that fails or returns the wrong shape on a small batch.
     """
     try:
-        equation = CustomEquation(dim=dim, x0=x0, forward_process=process, terminal_fn=terminal, driver_fn=driver,
-                                  total_time=total_time, name=name, flags=flags, closed_form=closed_form)
+        equation = CustomEquation.model_validate(dict(
+            dim=dim, x0=x0, forward_process=process, terminal_fn=terminal, driver_fn=driver, total_time=total_time,
+            name=name, flags=flags, closed_form=closed_form))
     except ValidationError as exc:
         error = exc.errors()[0]
         key = ARGUMENTS.get(str(error["loc"][0]), str(error["loc"][0])) if error["loc"] else ""  # not union tags

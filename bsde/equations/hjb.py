@@ -36,6 +36,15 @@ class HJB(Equation):
     def driver_uses_y(self) -> bool:
         return False
 
+    @property
+    def driver_uses_z(self) -> bool:
+        return self.lam != 0
+
+    @property
+    def driver_is_linear(self) -> bool:
+        """At lam = 0 the driver is 0 = -0 y: the heat equation, u0 = E g(X_T)."""
+        return self.lam == 0
+
     def driver_z_gradient(self, t, x, z):
         return -self.lam * z
 
