@@ -87,9 +87,12 @@ def test_hjb_at_lam_zero_is_the_heat_equation():
                                         "solver.iterations": 30, "solver.time_steps": 4, "solver.batch_size": 16,
                                         "solver.valid_size": 16, "solver.log_every": 10})
     assert problem.equation.z_hessian is None and not problem.equation.controllable
+    assert problem.equation.driver_is_linear and not problem.equation.driver_uses_z  # f = 0 = -0 y
     result = bsde.solve(problem, seed=0, threads=1, reference=bsde.reference(problem, "cole-hopf", seed=1))
     radial = bsde.reference(problem, "radial")
     assert math.isfinite(result.y0) and abs(radial.value - result.reference) < 4 * result.reference_stderr
+    assert result.error_basis == "Monte Carlo value of the linear problem"  # E g(X_T) at hand, not Richardson
+    assert abs(bsde.reference(problem, "mc", seed=2).value - radial.value) < 4 * bsde.reference(problem, "mc").stderr
 
 
 def _black_scholes_call(s, k, r, q, vol, tau):
