@@ -32,13 +32,41 @@ SetOption = Annotated[
     typer.Option("--set", "-s", help="Override a key: section.key=value (YAML value), repeatable.",
                  metavar="KEY=VALUE"),
 ]
-SeedOption = Annotated[int, typer.Option(min=0, max=SEED_LIMIT - 1, help="Random seed (reproducible runs).")]
+
+
+def _seed(value: int) -> int:
+    """The range of a seed, checked without typer printing [0<=x<=4611686018427387903] in every --help."""
+    if not 0 <= value < SEED_LIMIT:
+        raise typer.BadParameter(f"{value} is not in 0 .. 2^62 - 1")
+    return value
+
+
+SeedOption = Annotated[int, typer.Option(callback=_seed, metavar="N",
+                                         help="Random seed, 0 .. 2^62 - 1 (reproducible runs).")]
+ProblemArgument = Annotated[str, typer.Argument(help="Shipped problem name or path to a YAML file.", metavar="PROBLEM")]
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")]
 ThreadsOption = Annotated[int | None, typer.Option(
     min=1, help="torch CPU threads (default: the cores this process may use).")]
 NprocOption = Annotated[int, typer.Option(
     min=1, help="Processes on this machine, started through torch.distributed.run (torchrun).", metavar="K")]
+
+
+def _no_type_for_flags() -> None:
+    """typer 0.29 shows a flag's type, '--json <bool>', as if it took a value: show none (a flag takes none)."""
+    option = getattr(getattr(typer, "core", None), "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "flags_bare", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich.flags_bare = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_no_type_for_flags()
 
 
 def lead_process() -> bool:

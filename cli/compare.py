@@ -32,7 +32,7 @@ def _log(total: dict[str, int]):
 def compare(
     ctx: typer.Context,
     problems: Annotated[list[str] | None, typer.Argument(
-        help="Shipped problem names or YAML paths.", show_default=False)] = None,
+        help="Shipped problem names or YAML paths.", show_default=False, metavar="PROBLEM")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every shipped problem.")] = False,
     seeds: Annotated[int, typer.Option(min=1, help="Solves per problem, with seeds 0..K-1.", metavar="K")] = 3,
     set_: SetOption = None,

@@ -11,7 +11,7 @@ from rich.table import Column, Table
 from bsde.equations import EQUATIONS
 from bsde.problem import load_problem, shipped_problems
 
-from .common import SetOption, guarded, load, out, print_table
+from .common import ProblemArgument, SetOption, guarded, load, out, print_table
 
 
 @guarded
@@ -34,7 +34,7 @@ def list_problems() -> None:
 
 @guarded
 def show(
-    problem: Annotated[str, typer.Argument(help="Shipped problem name or path to a YAML file.")],
+    problem: ProblemArgument,
     set_: SetOption = None,
     preset: Annotated[str | None, typer.Option(help="Apply a named solver preset.")] = None,
 ) -> None:

@@ -11,7 +11,7 @@ from bsde.errors import ProblemError
 from bsde.problem import Problem
 from bsde.reference import METHODS, ReferenceResult, describe, reference, resolve_method
 
-from .common import (JsonOption, NprocOption, SeedOption, SetOption, emit_json, err, guarded, launch_workers, load, out,
+from .common import (JsonOption, NprocOption, ProblemArgument, SeedOption, SetOption, emit_json, err, guarded, launch_workers, load, out,
                      progress_lines)
 
 #: auto plus every method of the engine's registry
@@ -40,7 +40,7 @@ def reference_dict(name: str, dim: int, result: ReferenceResult) -> dict[str, An
 @guarded
 def reference_command(
     ctx: typer.Context,
-    problem: Annotated[str, typer.Argument(help="Shipped problem name or path to a YAML file.")],
+    problem: ProblemArgument,
     set_: SetOption = None,
     method: MethodOption = ReferenceMethod("auto"),
     paths: PathsOption = None,

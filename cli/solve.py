@@ -11,7 +11,7 @@ import typer
 
 from bsde.errors import Interrupted, ProblemError
 
-from .common import (DeviceOption, JsonOption, SeedOption, SetOption, ThreadsOption, command_line, emit_json, err,
+from .common import (DeviceOption, JsonOption, ProblemArgument, SeedOption, SetOption, ThreadsOption, command_line, emit_json, err,
                      fail, guarded, launch_workers, load, out, print_log_entry, progress_lines, refuse_overwriting,
                      vector_text)
 from .signals import StopRequest, Stopped, stop_on_signals
@@ -116,7 +116,7 @@ def _stopped(stop: StopRequest, exc: Interrupted, folder: Path | None, hint: str
 @guarded
 def solve(
     ctx: typer.Context,
-    problem: Annotated[str, typer.Argument(help="Shipped problem name or path to a YAML file.")],
+    problem: ProblemArgument,
     set_: SetOption = None,
     preset: Annotated[str | None, typer.Option(help="Named solver overlay from the problem's presets.")] = None,
     seed: SeedOption = 0,

@@ -76,6 +76,14 @@ def test_help_paragraphs_wrap_to_the_terminal_not_to_the_source(command: str) ->
     assert shown.exit_code == 0 and len(lines) >= 2 and all(line.endswith((".", ")", "'")) for line in lines), lines
 
 
+@pytest.mark.parametrize("command", ["solve", "reference", "compare", "bench", "show"])
+def test_help_shows_no_value_for_a_flag_and_names_the_problem(command: str) -> None:
+    """A flag takes no value: no '<bool>' beside it; the problem argument is PROBLEM; no 2^62 spelled out."""
+    shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}, terminal_width=200).stdout
+    assert "<bool>" not in shown and "4611686018427387903" not in shown
+    assert command == "bench" or "PROBLEM" in shown.split("\n", 3)[1] + shown.split("\n", 3)[2]
+
+
 def test_python_m_goes_through_the_same_errors(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "bsde.cli", "solve", "hjb", "--threads", "abc"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
