@@ -4,8 +4,9 @@ Everything is rendered from the JSON mapping of :meth:`bsde.compare.Comparison.t
 index can be rebuilt from the JSON files alone. Plots use matplotlib's Agg canvas directly (no
 pyplot, no global backend); every file goes through :mod:`bsde.io`'s atomic writes.
 
-A report's name is its problem's name, made unique within one run by :func:`report_names` (two
-problems named ``p`` give ``p`` and ``p-2``; ``README`` is the index's and is never a report's).
+A report's name is its problem's name, made unique by :func:`report_names` (two problems named ``p``
+give ``p`` and ``p-2``; a folder's ``p.json`` of another problem, by the name the command gave it, makes a
+new ``p`` ``p-2``; ``README`` is the index's and is never a report's).
 Nothing bsde did not write is replaced (:func:`check_folder`): the index starts with
 :data:`MARKER`, and a report's files are bsde's when its JSON is a comparison report.
 """
@@ -36,27 +37,47 @@ LEGACY_TITLE = "# Deep BSDE against reference values"
 SUFFIXES = (".json", ".md", ".png")
 
 
-def report_names(problems: list[str]) -> list[str]:
+def report_names(problems: list[str], sources: list[str] | None = None, folder: Path | None = None) -> list[str]:
     """A unique report name for each problem name of one run, in order.
 
     The first problem of a name keeps it; a later one of the same name (compared without regard to
     case, as some file systems do) becomes ``<name>-2``, ``<name>-3``..., skipping names that other
-    problems of the run have; ``README`` (the index's name) becomes ``README-2``.
+    problems of the run have; ``README`` (the index's name) becomes ``README-2``. With ``folder``, a name
+    whose report there records another source (the problem as a command named it, ``sources``) is taken
+    too: a rerun of ``d2/p.yaml`` updates its own report, never that of ``d1/p.yaml``.
     """
+    sources = sources or problems
     reserved = {Path(INDEX).stem.casefold()}
     taken = {name.casefold() for name in problems} | reserved
     used: set[str] = set(reserved)
+
+    def another(name: str, source: str) -> bool:
+        recorded = None if folder is None else report_source(Path(folder) / f"{name}.json")
+        return recorded is not None and recorded != source
+
     names = []
-    for name in problems:
-        chosen = name
-        if name.casefold() in used:
-            k = 2
+    for name, source in zip(problems, sources):
+        chosen, k = name, 1
+        while chosen.casefold() in used or another(chosen, source):
+            k += 1
             while f"{name}-{k}".casefold() in taken | used:
                 k += 1
             chosen = f"{name}-{k}"
         used.add(chosen.casefold())
         names.append(chosen)
     return names
+
+
+def report_source(path: Path) -> str | None:
+    """The problem a report in ``path`` compared, as its command named it (before sources were recorded, by its
+    problem's name); None where ``path`` holds no comparison report."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    return str(data.get("source") or data.get("problem"))
 
 
 def named(data: dict[str, Any], name: str, source: str | None = None) -> dict[str, Any]:
@@ -198,7 +219,7 @@ def markdown(data: dict[str, Any]) -> str:
     if name != data["problem"]:
         source = f" from `{data['source']}`" if data.get("source") else ""
         why = (f"{INDEX} is the folder's index" if data["problem"].casefold() == Path(INDEX).stem.casefold()
-               else "another problem of the same run has its name")
+               else "another problem's report has its name")
         lines += [f"Problem `{data['problem']}`{source}, reported as {name}: {why}.", ""]
     lines += [f"{data['kind']}, dimension {data['dim']}, {summary['seeds']} seed{'s' * (summary['seeds'] != 1)} "
               f"on {summary['device']}.", "",

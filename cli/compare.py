@@ -72,7 +72,8 @@ def compare(
         raise ProblemError("no problem given: name one or more problems, or use --all")
     loaded = [load(name, set_, preset) for name in names]
     resolve_device(device)  # bad input fails before any work
-    report_of = report_names([problem.name for problem in loaded])  # unique within the run, never the index's
+    # unique within the run and beside the folder's reports of other problems, never the index's
+    report_of = report_names([problem.name for problem in loaded], names, out_dir)
     reports = [out_dir / f"{report}{suffix}" for report in report_of for suffix in (".json", ".md", ".png")]
     refuse_overwriting(names, {"--out": [*reports, out_dir / "README.md"]})
     for report in report_of:
@@ -84,11 +85,13 @@ def compare(
     for name, problem, report in zip(names, loaded, report_of):  # after every check: bad input is one line
         if report != problem.name:
             why = ("the index's name" if problem.name.casefold() == "readme"
-                   else "the name of another problem of this run")
+                   else "the name of another problem of this run" if sum(
+                       other.name.casefold() == problem.name.casefold() for other in loaded) > 1
+                   else f"the name of another problem's report in {out_dir}")
             err.print(f"note: {name}: its report is {report}, since '{problem.name}' is {why}", markup=False)
     report_by_problem = {id(problem): report for problem, report in zip(loaded, report_of)}
-    # a renamed report records the problem as named here, to tell it from the other of its name
-    source_of = {report: name for name, problem, report in zip(names, loaded, report_of) if report != problem.name}
+    # each report records the problem as named here: a rerun finds its own report by it
+    source_of = dict(zip(report_of, names))
     command = command_line(ctx, nproc=max(nproc, distributed.world()))  # a worker records the K that started it
     summaries = []
     total = {"iterations": 0}  # of the problem being solved, for the progress lines

@@ -136,13 +136,30 @@ def test_problems_of_one_name_get_one_report_each(tmp_path):
     for name, path in zip(["p", "p-2", "README-2"], files):
         data = json.loads((folder / f"{name}.json").read_text())
         assert data["problem"] == path.stem and data["report"] == name
-        assert data.get("source") == (None if name == "p" else str(path))  # as named, where renamed
+        assert data["source"] == str(path)  # as named: a rerun finds its report by it
         assert f"![y0 and loss by iteration]({name}.png)" in (folder / f"{name}.md").read_text()
         assert (folder / f"{name}.png").exists()
     index = (folder / "README.md").read_text()
     assert index.startswith(MARKER + "\n")
     rows = [line for line in index.splitlines() if line.startswith("| [")]
     assert [row.split("|")[1].strip() for row in rows] == ["[README-2](README-2.md)", "[p](p.md)", "[p-2](p-2.md)"]
+    # b/p.yaml again, alone: its own report p-2 is updated, a/p.yaml's p is left as it was
+    first = (folder / "p.json").read_text()
+    again = runner.invoke(app, ["compare", str(files[1]), "--seeds", "1", *TINY, "--out", str(folder), "--json",
+                                "--set", "solver.iterations=20"])
+    assert again.exit_code == 0, again.output
+    assert f"its report is p-2, since 'p' is the name of another problem's report in {folder}" in again.stderr
+    assert (folder / "p.json").read_text() == first
+    assert json.loads((folder / "p-2.json").read_text())["runs"][0]["iterations"] == 20
+
+
+def test_a_report_of_another_problem_in_the_folder_keeps_its_name(tmp_path):
+    from bsde.report import report_names
+
+    (tmp_path / "p.json").write_text(json.dumps({"format": "bsde-compare/1", "problem": "p", "source": "d1/p.yaml"}))
+    (tmp_path / "q.json").write_text(json.dumps({"format": "bsde-compare/1", "problem": "q"}))  # before sources
+    assert report_names(["p", "q"], ["d2/p.yaml", "q"], tmp_path) == ["p-2", "q"]
+    assert report_names(["p"], ["d1/p.yaml"], tmp_path) == ["p"]
 
 
 @pytest.mark.parametrize(("name", "content"), [
