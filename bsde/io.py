@@ -121,6 +121,38 @@ def torch_load_safely(path: Path, what: str) -> Any:
         raise ProblemError(f"{path}: not a readable {what} ({reason})") from None
 
 
+def check_replaceable(path: Path, ours: Callable[[Path], bool], what: str) -> Path:
+    """Refuse (:class:`OutputError`) an existing ``path`` that ``ours`` does not recognise as ``what`` bsde wrote:
+    a rerun replaces its own output, never someone else's file (a link is judged by what it points to)."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not (path.is_file() and ours(path)):
+        raise OutputError(f"{path}: exists and is not {what} written by bsde; not replacing it: move it away, "
+                          "or give another path")
+    return path
+
+
+def is_solve_json(path: Path) -> bool:
+    """Whether ``path`` holds a solve's JSON result (bsde solve --out)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"problem", "kind", "y0", "error_estimate", "iterations"} <= data.keys()
+
+
+#: the PNG text chunk that marks a plot as bsde's (matplotlib's metadata 'Software')
+PNG_SOFTWARE = "bsde"
+
+
+def is_bsde_png(path: Path) -> bool:
+    """Whether ``path`` is a PNG whose 'Software' text chunk is PNG_SOFTWARE (a plot bsde wrote)."""
+    try:
+        head = Path(path).read_bytes()[:4096]
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and b"tEXtSoftware\x00" + PNG_SOFTWARE.encode() in head
+
+
 def check_writable(path: Path) -> Path:
     """Fail now, not after a long run, when ``path`` cannot be written (creates its folder)."""
     path = Path(path)

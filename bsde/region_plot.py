@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bsde.errors import BSDEError
-from bsde.io import write_bytes_atomic
+from bsde.io import PNG_SOFTWARE, write_bytes_atomic
 from bsde.problem import Problem
 from bsde.reference import cheap_method, reference
 from bsde.reference.greeks import at_point
@@ -95,5 +95,5 @@ def plot_region(solution: Solution, problem: Problem, checks: list[PointCheck], 
     top.set_title(title if known else title + " (no cheap reference)", fontsize=10)
     top.legend(fontsize=8)
     buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
+    FigureCanvasAgg(figure).print_png(buffer, metadata={"Software": PNG_SOFTWARE})  # marks it bsde's: a rerun replaces it
     return write_bytes_atomic(Path(path), buffer.getvalue())

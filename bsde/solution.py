@@ -56,8 +56,20 @@ def check_save_folder(folder: Path) -> Path:
         if others:
             raise ProblemError(f"save folder {folder}: holds other files ({', '.join(others[:3])}); give a new or "
                                "empty folder")
+        if (folder / SOLUTION_FILE).exists() and not _is_solution(folder / SOLUTION_FILE):
+            raise ProblemError(f"save folder {folder}: its {SOLUTION_FILE} is not a solution bsde saved; not "
+                               "replacing it: give a new or empty folder")
     check_writable(folder / SOLUTION_FILE)
     return folder
+
+
+def _is_solution(path: Path) -> bool:
+    """Whether ``path`` holds a solution bsde saved (of any format: a newer one is replaced too)."""
+    try:
+        data = torch_load_safely(path, "solution")
+    except ProblemError:
+        return False
+    return isinstance(data, dict) and "bsde_version" in data and "config" in data
 
 
 @dataclass(frozen=True)

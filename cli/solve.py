@@ -162,7 +162,7 @@ def solve(
     each batch over K processes; process 0 prints and writes.
     """
     from bsde.distributed import process_device
-    from bsde.io import check_writable  # the solver's modules (torch) load only to solve
+    from bsde.io import check_replaceable, check_writable, is_bsde_png, is_solve_json  # the solver's modules (torch) load only to solve
     from bsde.memory import check_fits
     from bsde.runtime import resolve_device
     from bsde.solve import solve as solve_problem
@@ -176,7 +176,7 @@ def solve(
         raise ProblemError(f"--checkpoint-every {checkpoint_every}: needs --checkpoint DIR (or --resume DIR)")
     refuse_overwriting([problem], outputs(out_file, plot, save, checkpoint, resume))
     if out_file is not None:
-        check_writable(out_file)
+        check_writable(check_replaceable(out_file, is_solve_json, "a solve's JSON result"))
     if nproc > 1 or processes() > 1:
         if loaded.solver.region is not None or save is not None or plot is not None:
             raise ProblemError("--nproc: solver.region, --save and --plot run in one process only (for now)")
@@ -191,7 +191,7 @@ def solve(
         if loaded.solver.region is None:
             raise ProblemError(f"--plot {plot}: needs solver.region (u over a box), e.g. "
                                "--set 'solver.region={low: 80, high: 120}'")
-        check_writable(plot)
+        check_writable(check_replaceable(plot, is_bsde_png, "a plot"))
     if save is not None:
         from bsde.solution import check_save_folder
 

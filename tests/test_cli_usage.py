@@ -110,6 +110,33 @@ def test_solve_refuses_to_write_over_its_problem_file(problem_file: Path, option
     assert problem_file.read_bytes() == before
 
 
+@pytest.mark.parametrize(("option", "name", "what"), [("--out", "notes.txt", "a solve's JSON result"),
+                                                      ("--out", "run.json", "a solve's JSON result"),
+                                                      ("--plot", "photo.png", "a plot")])
+def test_solve_replaces_only_its_own_outputs(tmp_path: Path, option: str, name: str, what: str) -> None:
+    """A file at --out or --plot that bsde did not write is refused before any work; bsde's own is replaced."""
+    mine = tmp_path / name
+    mine.write_bytes(b"\x89PNG\r\n\x1a\n mine" if name.endswith(".png") else b'{"y0": 1, "mine": true}')
+    before = mine.read_bytes()
+    region = ["--set", "solver.region={low: 0, high: 1}"] if option == "--plot" else []
+    args = ["solve", "hjb", *tiny_args(), *region, "--device", "cpu", "--threads", "1", "-q", "--no-reference", option]
+    one_line_error([*args, str(mine)], str(mine), f"exists and is not {what} written by bsde")
+    assert mine.read_bytes() == before
+    ours = tmp_path / f"ours{mine.suffix}"
+    assert runner.invoke(app, [*args, str(ours)]).exit_code == 0
+    first = ours.read_bytes()
+    assert runner.invoke(app, [*args, str(ours), "--seed", "1"]).exit_code == 0 and ours.read_bytes() != first
+
+
+def test_solve_refuses_a_save_folder_whose_solution_is_not_bsdes(tmp_path: Path) -> None:
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "solution.pt").write_text("my weights")
+    one_line_error(["solve", "hjb", *tiny_args(), "--device", "cpu", "-q", "--save", str(folder)],
+                   "solution.pt is not a solution bsde saved")
+    assert (folder / "solution.pt").read_text() == "my weights"
+
+
 def test_solve_refuses_a_save_folder_whose_config_is_the_problem(tmp_path: Path) -> None:
     folder = tmp_path / "saved"
     folder.mkdir()
