@@ -133,6 +133,9 @@ def resolve_path(name_or_path: str | Path) -> tuple[str, Path]:
     text = str(name_or_path)
     if text in shipped:
         return text, shipped[text]
+    if not text.strip():
+        raise ProblemError(f"no problem named: the name is empty (shipped: {', '.join(sorted(shipped))}; or give a "
+                           "YAML path)")
     path = Path(text).expanduser()
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
         return path.stem, path
@@ -327,7 +330,16 @@ def _format_error(ctx: _Context, section: str, model: type[BaseModel], exc: Vali
             message = message.removeprefix(f"{field_name}: ")
         return ctx.error(key, message)
     given = f" (got {_describe(err['input'])})" if "input" in err and err["type"] != "missing" else ""
+    if err["type"] == "int_parsing" and _is_float_text(err.get("input")):  # YAML 1.1 reads 1e9 as text
+        given += f"; write it with all its digits ({float(err['input']):.0f}), as an integer"
     return ctx.error(key, f"{message}{given}")
+
+
+def _is_float_text(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and float(value).is_integer()
+    except ValueError:
+        return False
 
 
 class _Direct(_Context):
@@ -372,7 +384,13 @@ def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[st
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
         what = "missing" if kind is None else f"unknown kind {_describe(kind)}"
         raise ctx.error("equation.kind", f"{what}{suggestion} (known: {', '.join(EQUATIONS)})")
-    equation = _validate(EQUATIONS[kind], eq_raw, ctx, "equation")
+    try:
+        equation = _validate(EQUATIONS[kind], eq_raw, ctx, "equation")
+    except ProblemError as exc:
+        if "equation.kind" in overridden and "unknown key" in str(exc):  # the file's keys are its own kind's
+            raise ProblemError(f"{exc}; --set equation.kind={kind} keeps the file's other equation keys: start "
+                               f"from a file of kind {kind} (bsde show PROBLEM > my.yaml, then edit it)") from None
+        raise
     solver = _validate(SolverSettings, raw.get("solver"), ctx, "solver")
     if solver.measure == "controlled" and not equation.controllable:
         raise ctx.error("solver.measure", f"'controlled' needs a driver -(c/2)|z|^2 + (linear in z) that does not "
@@ -431,6 +449,10 @@ def load_problem(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
             same = False
         if not same and problem.reference.value is not None:
             problem = replace(problem, reference=Reference(source=""))
+    if "reference.value" in overrides:  # the file's source and stderr were about the file's value, not this one
+        kept = {key: getattr(problem.reference, key) for key in ("source", "stderr") if f"reference.{key}" in overrides}
+        problem = replace(problem, reference=Reference(
+            value=problem.reference.value, **{"source": "reference.value override", **kept}))
     return problem
 
 

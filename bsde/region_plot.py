@@ -95,5 +95,5 @@ def plot_region(solution: Solution, problem: Problem, checks: list[PointCheck], 
     top.set_title(title if known else title + " (no cheap reference)", fontsize=10)
     top.legend(fontsize=8)
     buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer, metadata={"Software": PNG_SOFTWARE})  # marks it bsde's: a rerun replaces it
+    FigureCanvasAgg(figure).print_png(buffer, metadata={"Software": PNG_SOFTWARE})  # bsde's: a rerun replaces it
     return write_bytes_atomic(Path(path), buffer.getvalue())

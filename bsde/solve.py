@@ -23,7 +23,7 @@ from bsde.problem import Problem, as_problem
 from bsde.reference import ReferenceResult, cheap_method, describe, reference as run_reference
 from bsde.reference.result import finite_json
 from bsde.refit import refit_start
-from bsde.runtime import available_cores, keep_freed_memory, resolve_device, set_threads
+from bsde.runtime import available_cores, keep_freed_memory, processes_here, resolve_device, set_threads
 from bsde.settings import SolverSettings
 from bsde.simulation import simulate_paths
 from bsde.solution import Solution
@@ -269,6 +269,10 @@ def solve(
         if on_warning is not None:
             on_warning(text)
 
+    if dev.type == "cpu" and used_threads * processes_here() > available_cores():
+        warn(f"{used_threads} threads{f' x {processes_here()} processes' if processes_here() > 1 else ''} on the "
+             f"{available_cores()} cores this process may use: oversubscribed, torch runs several times slower "
+             "(leave threads unset to use the cores)")
     hooks = TrainHooks(stop_requested=stop_requested, on_warning=warn)
     if checkpoint is not None:  # first: a folder holding another run's checkpoint is refused before any output
         writer = functools.partial(CheckpointWriter, checkpoint, config)
@@ -340,7 +344,10 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         checked = replace(checked, error=checked.error + euler,
                           basis=f"{checked.basis}; plus the paths' Euler error (driver-free value on half the step)")
     y0, error = checked.y0, checked.error if math.isfinite(checked.error) else None
-    if error is not None and error > WARN_ERROR * abs(y0):
+    if error is None:  # an overflow in the estimate (a terminal near the float range): y0 unchecked
+        warn(f"no error estimate for y0 ({checked.basis} gave {checked.error}): y0 = {y0:.6g} is unchecked; a "
+             "terminal condition near the float range overflows (rescale it)")
+    elif error > WARN_ERROR * abs(y0):
         warn(f"the estimated error of y0 ({error:.3g}, {checked.basis}) exceeds {WARN_ERROR:.0%} of |y0|; "
              "more time steps or iterations may help")
     solution = Solution(model, problem, seed=seed, u0=y0)

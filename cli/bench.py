@@ -20,7 +20,7 @@ def _dims(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
     try:
-        dims = tuple(int(part) for part in text.split(",") if part.strip())
+        dims = tuple(int(part) for part in text.split(","))  # an empty entry (10,,100) is an error too
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated integers such as 10,100,1000, got '{text}'",
                                  param_hint="'--dims'") from None

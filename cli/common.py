@@ -160,6 +160,11 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             fail("out of memory; lower solver.batch_size or use solver.dtype=float32", 1)
         except KeyboardInterrupt:  # Ctrl-C in a command without its own handling (solve has one): say so
             fail("interrupted by SIGINT", 130)
+        except OSError as exc:  # the machine's doing (a full disk, a closed pipe, a permission), not a bsde bug
+            if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{where}{exc.strerror or first_line(exc)} (the system refused a read or write)", 1)
         except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
             if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
                 raise

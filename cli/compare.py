@@ -131,11 +131,12 @@ def compare(
         print_table(table)
     for summary in failed:
         if summary["rel_error"] is not None:
-            rel = f"rel. error {summary['rel_error']:.3g}"
+            why = f"rel. error {summary['rel_error']:.3g} above --fail-above {fail_above:g}"
         elif summary["reference"] == 0:
-            rel = f"the reference is 0, so no relative error to hold (abs. error {abs(summary['y0_mean']):.3g})"
+            why = (f"the reference is 0, so no relative error to hold to --fail-above {fail_above:g} (abs. error "
+                   f"{abs(summary['y0_mean']):.3g})")
         else:
-            rel = "no reference"
-        err.print(f"check failed: {summary['report']}: {rel} above --fail-above {fail_above:g}", markup=False)
+            why = f"no reference to hold it to --fail-above {fail_above:g}"
+        err.print(f"check failed: {summary['report']}: {why}", markup=False)
     if failed:
         raise typer.Exit(1)

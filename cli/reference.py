@@ -11,8 +11,8 @@ from bsde.errors import ProblemError
 from bsde.problem import Problem
 from bsde.reference import METHODS, ReferenceResult, describe, reference, resolve_method
 
-from .common import (JsonOption, NprocOption, ProblemArgument, SeedOption, SetOption, emit_json, err, guarded, launch_workers, load, out,
-                     progress_lines)
+from .common import (JsonOption, NprocOption, ProblemArgument, SeedOption, SetOption, ThreadsOption, emit_json, err,
+                     guarded, launch_workers, load, out, progress_lines)
 
 #: auto plus every method of the engine's registry
 ReferenceMethod = Enum("ReferenceMethod", {name: name for name in ("auto", *METHODS)}, type=str)
@@ -50,6 +50,7 @@ def reference_command(
                     "depends on S, not on the processes. Default: one shard per process (none alone).",
         metavar="S")] = None,
     nproc: NprocOption = 1,
+    threads: ThreadsOption = None,
     json_: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     greeks: Annotated[bool, typer.Option(
@@ -66,8 +67,10 @@ def reference_command(
     the same value as one process with --shards K.
     """
     from bsde import distributed
+    from bsde.runtime import set_threads
 
     loaded = load(problem, set_)
+    set_threads(threads)  # deliberately: the cores this process may use, shared among torchrun's processes
     if greeks:
         _greeks(loaded, method.value, paths, seed, json_, quiet)
         return

@@ -11,9 +11,9 @@ import typer
 
 from bsde.errors import Interrupted, ProblemError
 
-from .common import (DeviceOption, JsonOption, ProblemArgument, SeedOption, SetOption, ThreadsOption, command_line, emit_json, err,
-                     fail, guarded, launch_workers, load, out, print_log_entry, progress_lines, refuse_overwriting,
-                     vector_text)
+from .common import (DeviceOption, JsonOption, ProblemArgument, SeedOption, SetOption, ThreadsOption, command_line,
+                     emit_json, err, fail, guarded, launch_workers, load, out, print_log_entry, progress_lines,
+                     refuse_overwriting, vector_text)
 from .signals import StopRequest, Stopped, stop_on_signals
 
 if TYPE_CHECKING:

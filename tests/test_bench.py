@@ -136,6 +136,9 @@ def test_bench_rejects_bad_dims(tmp_path):
     result = runner.invoke(app, ["bench", "--quick", "--dims", "10,abc", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "Invalid value for '--dims'" in result.output
     assert not (tmp_path / "bench.json").exists()
+    for empty in ("10,,100", "10,", ""):
+        result = runner.invoke(app, ["bench", "--quick", "--dims", empty, "--out", str(tmp_path)])
+        assert result.exit_code == 2 and "expected comma-separated integers" in result.output, empty
     result = runner.invoke(app, ["bench", "--quick", "--dims", "0", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "'--dims': expected positive dimensions" in result.output
 

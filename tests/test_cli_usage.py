@@ -92,6 +92,15 @@ def test_python_m_goes_through_the_same_errors(tmp_path: Path) -> None:
     assert line.startswith("error: Invalid value for '--threads'") and line.endswith("(see bsde solve --help)")
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_the_machines_error_not_a_bug(tmp_path: Path) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "bsde.cli", "list"], cwd=tmp_path, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "No space left on device" in done.stderr and "unexpected" not in done.stderr
+
+
 # --------------------------------------------------------------------------- outputs over the problem file
 @pytest.fixture
 def problem_file(tmp_path: Path) -> Path:

@@ -214,3 +214,18 @@ def test_a_model_built_in_python_fails_in_one_line(build, message):
     with pytest.raises(ProblemError) as raised:
         build()
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def test_an_overridden_reference_value_drops_the_files_source():
+    """hjb's file cites PNAS for 4.5901; a value set by override is not the paper's."""
+    mine = bsde.load_problem("hjb", {"reference.value": 9.0, "equation.lam": 2.0}).reference
+    assert (mine.value, mine.source, mine.stderr) == (9.0, "reference.value override", None)
+    cited = bsde.load_problem("hjb", {"reference.value": 9.0, "reference.source": "my notes",
+                                      "reference.stderr": 0.1}).reference
+    assert (cited.source, cited.stderr) == ("my notes", 0.1)
+    assert "PNAS" in bsde.load_problem("hjb", {"solver.iterations": 10}).reference.source
+
+
+def test_changing_the_kind_by_override_says_why_the_files_keys_are_unknown():
+    with pytest.raises(ProblemError, match=r"equation.lam: unknown key .*--set equation.kind=max_call keeps the file's"):
+        bsde.load_problem("hjb", {"equation.kind": "max_call"})

@@ -43,3 +43,23 @@ def test_a_run_that_diverges_without_a_nan_says_the_bound_is_gone():
     assert any(w.startswith("no control bound for y0: the learned control overflows") for w in result.warnings)
     healthy = bsde.solve(bsde.load_problem("hjb", TINY), seed=0, threads=1, reference=None)
     assert healthy.bound is not None and not any("no control bound" in w for w in healthy.warnings)
+
+
+def test_an_error_estimate_that_overflows_is_a_warning():
+    """g = 1e200 sum(x): the Richardson estimate overflows, so y0 has no error estimate; the result says so."""
+    huge = bsde.custom_equation(dim=2, x0=0.0, process=bsde.BrownianMotion(1.0), terminal=lambda x: 1e200 * x.sum(-1))
+    result = bsde.solve(huge, solver={"iterations": 20, "time_steps": 4, "batch_size": 8, "valid_size": 8},
+                        threads=1, auto_reference=False)
+    assert result.error_estimate is None
+    assert any(w.startswith("no error estimate for y0") for w in result.warnings)
+
+
+def test_more_threads_than_cores_is_a_warning():
+    from conftest import TINY
+
+    from bsde.runtime import available_cores
+
+    problem = bsde.load_problem("hjb", {**TINY, "solver.iterations": 2})
+    many = bsde.solve(problem, threads=available_cores() + 1, auto_reference=False)
+    assert any("oversubscribed" in w for w in many.warnings)
+    assert not any("oversubscribed" in w for w in bsde.solve(problem, threads=1, auto_reference=False).warnings)
