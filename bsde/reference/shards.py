@@ -62,12 +62,13 @@ def sharded_moments(columns: Callable[[torch.Tensor], torch.Tensor], paths: int,
     """:func:`antithetic_moments` over ``paths // 2`` pairs in ``shards`` shards (see the module docstring)."""
     sizes = shard_sizes(max(1, paths // 2), shards)
     mine = sum(sizes[s] for s in (group.shards(shards) if group is not None else range(shards)))
+    everyone = sum(sizes)
     finished = [0]
 
     def run(shard: int, pairs: int, generator: torch.Generator) -> Moments:
         def step(done: int, total: int) -> None:
-            if progress is not None:
-                progress(finished[0] + done, 2 * mine)
+            if progress is not None:  # of all the paths, as far as this process's share has come
+                progress(round((finished[0] + done) * everyone / max(mine, 1)), 2 * everyone)
 
         moments = antithetic_moments(columns, 2 * pairs, dim, generator=generator, progress=step)
         finished[0] += 2 * pairs
