@@ -145,12 +145,22 @@ PNG_SOFTWARE = "bsde"
 
 
 def is_bsde_png(path: Path) -> bool:
-    """Whether ``path`` is a PNG whose 'Software' text chunk is PNG_SOFTWARE (a plot bsde wrote)."""
+    """Whether ``path`` is a PNG with a text chunk 'Software' = PNG_SOFTWARE (a plot bsde wrote) before its image data."""
     try:
-        head = Path(path).read_bytes()[:4096]
+        data = Path(path).read_bytes()
     except OSError:
         return False
-    return head.startswith(b"\x89PNG\r\n\x1a\n") and b"tEXtSoftware\x00" + PNG_SOFTWARE.encode() in head
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return False
+    at = 8
+    while at + 8 <= len(data):  # chunks: length (4 bytes, big-endian), type (4), data, CRC (4)
+        length, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        if kind == b"tEXt" and data[at + 8:at + 8 + length] == b"Software\x00" + PNG_SOFTWARE.encode():
+            return True
+        if kind in (b"IDAT", b"IEND"):
+            return False
+        at += 12 + length
+    return False
 
 
 def check_writable(path: Path) -> Path:

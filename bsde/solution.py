@@ -345,7 +345,7 @@ class Solution:
         except ProblemError as exc:
             from bsde.equations.functions import CustomEquation
 
-            if isinstance(self.problem.equation, CustomEquation):
+            if type(self.problem.equation) is CustomEquation:  # of Python functions (kind: custom from YAML saves)
                 raise ProblemError(f"{folder}: this solution cannot be saved: an equation written as Python functions "
                                    "lives only in this process, and its configuration would not load back: keep the "
                                    "Solution object, or write the equation as YAML (kind: custom)") from None

@@ -272,7 +272,7 @@ def solve(
     if dev.type == "cpu" and used_threads * processes_here() > available_cores():
         warn(f"{used_threads} threads{f' x {processes_here()} processes' if processes_here() > 1 else ''} on the "
              f"{available_cores()} cores this process may use: oversubscribed, torch runs several times slower "
-             "(leave threads unset to use the cores)")
+             f"({'leave threads unset to use the cores' if threads is not None else 'start fewer processes'})")
     hooks = TrainHooks(stop_requested=stop_requested, on_warning=warn)
     if checkpoint is not None:  # first: a folder holding another run's checkpoint is refused before any output
         writer = functools.partial(CheckpointWriter, checkpoint, config)
@@ -344,9 +344,10 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         checked = replace(checked, error=checked.error + euler,
                           basis=f"{checked.basis}; plus the paths' Euler error (driver-free value on half the step)")
     y0, error = checked.y0, checked.error if math.isfinite(checked.error) else None
-    if error is None:  # an overflow in the estimate (a terminal near the float range): y0 unchecked
-        warn(f"no error estimate for y0 ({checked.basis} gave {checked.error}): y0 = {y0:.6g} is unchecked; a "
-             "terminal condition near the float range overflows (rescale it)")
+    if error is None:
+        if not checked.basis.startswith("none"):  # not an estimate that does not apply: an overflow
+            warn(f"no error estimate for y0 ({checked.basis} gave {checked.error}): y0 = {y0:.6g} is unchecked; a "
+                 "terminal condition near the float range overflows (rescale it)")
     elif error > WARN_ERROR * abs(y0):
         warn(f"the estimated error of y0 ({error:.3g}, {checked.basis}) exceeds {WARN_ERROR:.0%} of |y0|; "
              "more time steps or iterations may help")

@@ -164,7 +164,10 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
-            fail(f"{where}{exc.strerror or first_line(exc)} (the system refused a read or write)", 1)
+            text = f"{where}{exc.strerror or first_line(exc)}"
+            if not lead_process():
+                sys.__stderr__.write(f"error (process {os.environ.get('RANK')}): {text}\n")
+            fail(f"{text} (the system refused a read or write; {DEBUG_VARIABLE}=1 shows the traceback)", 1)
         except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
             if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
                 raise

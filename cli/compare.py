@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,6 +27,14 @@ def _log(total: dict[str, int]):
     def on_log(seed: int, entry: LogEntry) -> None:
         print_log_entry(entry, total["iterations"], prefix=f"seed {seed}  ")
     return on_log
+
+
+def _source(problem: str, out_dir: Path) -> str:
+    """What a report records of its problem: a shipped name or an installed kind as given, a file as its path from
+    the report's folder (the same however the command spelled it, from wherever it ran)."""
+    if problem in shipped_problems() or not Path(problem).expanduser().is_file():
+        return problem
+    return os.path.relpath(Path(problem).expanduser().resolve(), out_dir.expanduser().resolve())
 
 
 @guarded
@@ -55,7 +64,8 @@ def compare(
 
     The reference is ours (`bsde reference`, method auto); a published value in the problem
     file is shown beside it. DIR/README.md is rebuilt from every report JSON in DIR. Two problems of
-    the same name get reports p and p-2 (README is the index's: a problem of that name gets README-2).
+    the same name get reports p and p-2 (README is the index's: a problem of that name gets README-2), as
+    does a p whose DIR/p.json reports another problem file; a rerun updates its own report.
     A README.md or report file in DIR that bsde did not write is never replaced: exit 2 before any work.
 
     --nproc K (or torchrun) deals the references and the solves (one per problem and seed) out to K
@@ -73,7 +83,8 @@ def compare(
     loaded = [load(name, set_, preset) for name in names]
     resolve_device(device)  # bad input fails before any work
     # unique within the run and beside the folder's reports of other problems, never the index's
-    report_of = report_names([problem.name for problem in loaded], names, out_dir)
+    sources = [_source(name, out_dir) for name in names]
+    report_of = report_names([problem.name for problem in loaded], sources, out_dir)
     reports = [out_dir / f"{report}{suffix}" for report in report_of for suffix in (".json", ".md", ".png")]
     refuse_overwriting(names, {"--out": [*reports, out_dir / "README.md"]})
     for report in report_of:
@@ -90,8 +101,8 @@ def compare(
                    else f"the name of another problem's report in {out_dir}")
             err.print(f"note: {name}: its report is {report}, since '{problem.name}' is {why}", markup=False)
     report_by_problem = {id(problem): report for problem, report in zip(loaded, report_of)}
-    # each report records the problem as named here: a rerun finds its own report by it
-    source_of = dict(zip(report_of, names))
+    # each report records its problem's source: a rerun finds its own report by it
+    source_of = dict(zip(report_of, sources))
     command = command_line(ctx, nproc=max(nproc, distributed.world()))  # a worker records the K that started it
     summaries = []
     total = {"iterations": 0}  # of the problem being solved, for the progress lines

@@ -130,7 +130,8 @@ def solve(
     no_reference: Annotated[bool, typer.Option(
         "--no-reference", help="Do not compute a reference with bsde.reference when the problem has none.")] = False,
     out_file: Annotated[Path | None, typer.Option(
-        "--out", help="Also write the JSON result (with history) to FILE, atomically; creates its folder.",
+        "--out", help="Also write the JSON result (with history) to FILE, atomically; creates its folder. An "
+                      "existing FILE is replaced only if it is a solve's JSON result.",
         metavar="FILE")] = None,
     checkpoint: Annotated[Path | None, typer.Option(
         help="Keep a resumable checkpoint in DIR (rewritten atomically).", metavar="DIR",
@@ -141,10 +142,12 @@ def solve(
         help="Continue the run checkpointed in DIR (same problem, settings, seed, device); keeps "
              "checkpointing there unless --checkpoint says otherwise.", metavar="DIR", rich_help_panel=RUN_PANEL)] = None,
     save: Annotated[Path | None, typer.Option(
-        help="Keep the trained solution in DIR (weights and resolved config) for `bsde eval DIR`.",
+        help="Keep the trained solution in DIR (weights and resolved config) for `bsde eval DIR`; DIR must be new, "
+             "empty, or hold a solution bsde saved.",
         metavar="DIR")] = None,
     plot: Annotated[Path | None, typer.Option(
-        help="With solver.region: draw u along the box's diagonal against reference values at 5 points (PNG).",
+        help="With solver.region: draw u along the box's diagonal against reference values at 5 points (PNG; an "
+             "existing FILE is replaced only if bsde drew it).",
         metavar="FILE")] = None,
     on_nan: Annotated[OnNaN, typer.Option(
         "--on-nan", help="On a non-finite loss: stop (exit 1), or roll back to the last validation point and "

@@ -1,6 +1,7 @@
 """`bsde compare`: reports in a folder, its README index, --fail-above; the agreement sentence."""
 
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -136,7 +137,7 @@ def test_problems_of_one_name_get_one_report_each(tmp_path):
     for name, path in zip(["p", "p-2", "README-2"], files):
         data = json.loads((folder / f"{name}.json").read_text())
         assert data["problem"] == path.stem and data["report"] == name
-        assert data["source"] == str(path)  # as named: a rerun finds its report by it
+        assert data["source"] == os.path.relpath(path, folder)  # from the report's folder: a rerun finds it by it
         assert f"![y0 and loss by iteration]({name}.png)" in (folder / f"{name}.md").read_text()
         assert (folder / f"{name}.png").exists()
     index = (folder / "README.md").read_text()
@@ -145,7 +146,8 @@ def test_problems_of_one_name_get_one_report_each(tmp_path):
     assert [row.split("|")[1].strip() for row in rows] == ["[README-2](README-2.md)", "[p](p.md)", "[p-2](p-2.md)"]
     # b/p.yaml again, alone: its own report p-2 is updated, a/p.yaml's p is left as it was
     first = (folder / "p.json").read_text()
-    again = runner.invoke(app, ["compare", str(files[1]), "--seeds", "1", *TINY, "--out", str(folder), "--json",
+    spelled = tmp_path / "a" / ".." / "b" / "p.yaml"  # the same file, spelled otherwise
+    again = runner.invoke(app, ["compare", str(spelled), "--seeds", "1", *TINY, "--out", str(folder), "--json",
                                 "--set", "solver.iterations=20"])
     assert again.exit_code == 0, again.output
     assert f"its report is p-2, since 'p' is the name of another problem's report in {folder}" in again.stderr

@@ -77,3 +77,25 @@ def test_torch_load_safely_refuses_what_is_not_a_regular_file(tmp_path):
         torch_load_safely(Path("/dev/null"), "solution")
     torch_save_atomic(tmp_path / "good.pt", {"a": torch.ones(2)})
     assert torch.equal(torch_load_safely(tmp_path / "good.pt", "checkpoint")["a"], torch.ones(2))
+
+
+def test_a_plot_is_bsdes_only_with_its_software_chunk(tmp_path):
+    """is_bsde_png reads the PNG's text chunks: 'Software' must be exactly PNG_SOFTWARE, before the image data."""
+    import io as stdio
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from bsde.io import PNG_SOFTWARE, is_bsde_png
+
+    def png(metadata):
+        buffer = stdio.BytesIO()
+        FigureCanvasAgg(Figure(figsize=(1, 1))).print_png(buffer, metadata=metadata)
+        return buffer.getvalue()
+
+    cases = {"ours.png": png({"Software": PNG_SOFTWARE}), "matplotlib.png": png({}),
+             "lookalike.png": png({"Software": PNG_SOFTWARE + "-not"}), "text.png": b"not a png"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    assert [is_bsde_png(tmp_path / name) for name in cases] == [True, False, False, False]
+    assert not is_bsde_png(tmp_path / "missing.png")

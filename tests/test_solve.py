@@ -63,3 +63,12 @@ def test_more_threads_than_cores_is_a_warning():
     many = bsde.solve(problem, threads=available_cores() + 1, auto_reference=False)
     assert any("oversubscribed" in w for w in many.warnings)
     assert not any("oversubscribed" in w for w in bsde.solve(problem, threads=1, auto_reference=False).warnings)
+
+
+def test_an_odd_step_count_has_no_estimate_and_no_overflow_warning():
+    """Richardson needs an even number of steps: 'none (...)' is the basis, not an overflow."""
+    problem = bsde.load_problem("allen_cahn", {"equation.dim": 2, "solver.time_steps": 3, "solver.iterations": 5,
+                                               "solver.batch_size": 8, "solver.valid_size": 8})
+    result = bsde.solve(problem, threads=1, auto_reference=False)
+    assert result.error_estimate is None and result.error_basis.startswith("none")
+    assert not any("no error estimate" in w for w in result.warnings)
