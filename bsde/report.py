@@ -68,16 +68,20 @@ def report_names(problems: list[str], sources: list[str] | None = None, folder: 
     return names
 
 
-def report_source(path: Path) -> str | None:
-    """The problem a report in ``path`` compared, as its command named it (before sources were recorded, by its
-    problem's name); None where ``path`` holds no comparison report."""
+def _read_report(path: Path) -> dict[str, Any] | None:
+    """The comparison report (JSON of our FORMAT) in ``path``, or None where it holds none (or cannot be read)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        return None
-    return str(data.get("source") or data.get("problem"))
+    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
+
+
+def report_source(path: Path) -> str | None:
+    """The problem a report in ``path`` compared, as its command named it (before sources were recorded, by its
+    problem's name); None where ``path`` holds no comparison report."""
+    data = _read_report(path)
+    return None if data is None else str(data.get("source") or data.get("problem"))
 
 
 def named(data: dict[str, Any], name: str, source: str | None = None) -> dict[str, Any]:
@@ -107,11 +111,7 @@ def _is_index(path: Path) -> bool:
 
 
 def _is_report(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("format") == FORMAT
+    return _read_report(path) is not None
 
 
 def check_folder(folder: Path, names: list[str]) -> None:
@@ -271,11 +271,7 @@ def read_reports(folder: Path) -> list[dict[str, Any]]:
     under ``report``); others are skipped."""
     reports = []
     for path in sorted(Path(folder).glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("format") == FORMAT:
+        if (data := _read_report(path)) is not None:
             reports.append(named(data, path.stem))
     return sorted(reports, key=lambda data: data["report"])
 

@@ -165,7 +165,8 @@ def solve(
     each batch over K processes; process 0 prints and writes.
     """
     from bsde.distributed import process_device
-    from bsde.io import check_replaceable, check_writable, is_bsde_png, is_solve_json  # the solver's modules (torch) load only to solve
+    # the solver's modules (torch) load only to solve
+    from bsde.io import check_replaceable, check_writable, is_bsde_png, is_solve_json
     from bsde.memory import check_fits
     from bsde.runtime import resolve_device
     from bsde.solve import solve as solve_problem
