@@ -41,6 +41,8 @@ class ErrorEstimate:
     error: float
     basis: str
     bound: ControlBound | None = None
+    #: False where no basis applies (error is NaN by design), True where one does (a NaN error is then an overflow)
+    applies: bool = True
 
 
 def from_linear(y0: float, value: float, stderr: float) -> ErrorEstimate:
@@ -74,7 +76,7 @@ def _implied_shift(model: DeepBSDE, paths: Paths) -> tuple[float, float, float]:
 def from_time_step(model: DeepBSDE, paths: Paths) -> ErrorEstimate:
     y0 = model.y_start.item()
     if model.time_steps % 2:
-        return ErrorEstimate(y0, math.nan, "none (Richardson needs an even number of steps)")
+        return ErrorEstimate(y0, math.nan, "none (Richardson needs an even number of steps)", applies=False)
     shift, residual, stderr = _implied_shift(model, paths)
     order = 2 if model.scheme == "trapezoid" else 1
     return ErrorEstimate(y0, abs(shift) / (2**order - 1) + abs(residual) + 2 * stderr,

@@ -172,12 +172,14 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, parsed
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Set dotted keys on a copy of the raw mapping; sections must exist in the schema."""
+def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any], source: str,
+                    origin: str = "overrides") -> dict[str, Any]:
+    """Set dotted keys on a copy of the raw mapping; sections must exist in the schema (errors name the key
+    after ``origin``: 'hjb.yaml: --set foo.x: ...' from the CLI)."""
     raw = copy.deepcopy(raw)
     for dotted, value in overrides.items():
         parts = str(dotted).split(".")
-        where = f"{source}: --set {dotted}"
+        where = f"{source}: {origin} {dotted}"
         if parts[0] not in SECTIONS:
             # a key given without its section (iterations=10) gets the section, else the nearest section's name
             owner = next((section for section, keys in (("solver", SolverSettings.model_fields),
@@ -265,17 +267,18 @@ def _dotted(section: str, loc: list[Any]) -> str:
 
 
 class _Context:
-    """Where a mapping came from: the file and the dotted keys that --set overrode."""
+    """Where a mapping came from: the file, the dotted keys that overrides set, and what to call the overrides."""
 
-    def __init__(self, source: str, overridden: frozenset[str] = frozenset()):
+    def __init__(self, source: str, overridden: frozenset[str] = frozenset(), origin: str = "overrides"):
         self.source = source
         self.overridden = overridden
+        self.origin = origin
 
     def error(self, key: str, text: str) -> ProblemError:
-        """'<file>: <key> [(from --set)]: <text>' as a ProblemError."""
+        """'<file>: <key> [(from overrides)]: <text>' as a ProblemError."""
         base = key.split("[")[0]
         from_set = any(base == o or base.startswith(o + ".") or o.startswith(base + ".") for o in self.overridden)
-        return ProblemError(f"{self.source}: {key}{' (from --set)' if from_set else ''}: {text}")
+        return ProblemError(f"{self.source}: {key}{f' (from {self.origin})' if from_set else ''}: {text}")
 
 
 def _keys(model: type[BaseModel]) -> list[str]:
@@ -366,8 +369,9 @@ def _validate(model: type[BaseModel], data: Any, ctx: _Context, section: str) ->
         raise _format_error(ctx, section, model, exc, data) from None
 
 
-def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[str] = frozenset()) -> Problem:
-    ctx = _Context(source, overridden)
+def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[str] = frozenset(),
+           origin: str = "overrides") -> Problem:
+    ctx = _Context(source, overridden, origin)
     unknown = [k for k in raw if k not in SECTIONS]
     if unknown:
         hint = difflib.get_close_matches(str(unknown[0]), SECTIONS, n=1)
@@ -388,13 +392,14 @@ def _build(raw: dict[str, Any], name: str, source: str, overridden: frozenset[st
         equation = _validate(EQUATIONS[kind], eq_raw, ctx, "equation")
     except ProblemError as exc:
         if "equation.kind" in overridden and "unknown key" in str(exc):  # the file's keys are its own kind's
-            raise ProblemError(f"{exc}; --set equation.kind={kind} keeps the file's other equation keys: start "
+            raise ProblemError(f"{exc}; {ctx.origin} equation.kind={kind} keeps the file's other equation keys: start "
                                f"from a file of kind {kind} (bsde show PROBLEM > my.yaml, then edit it)") from None
         raise
     solver = _validate(SolverSettings, raw.get("solver"), ctx, "solver")
     if solver.measure == "controlled" and not equation.controllable:
         raise ctx.error("solver.measure", f"'controlled' needs a driver -(c/2)|z|^2 + (linear in z) that does not "
-                                          f"use y, and a steerable process (Brownian or GBM); '{kind}' has none (use 'plain' or 'auto')")
+                                          f"use y, and a steerable process (Brownian or GBM); '{kind}' has none "
+                                          "(use 'plain' or 'auto')")
     if solver.region is not None and (misfit := region_problem(solver.region, equation)) is not None:
         raise ctx.error(*misfit)
     reference = _validate(Reference, raw.get("reference"), ctx, "reference")
@@ -418,14 +423,15 @@ def _preset_overlay(presets: Mapping[str, dict[str, Any]], name: str, source: st
 
 
 def load_problem(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None, *,
-                 preset: str | None = None) -> Problem:
+                 preset: str | None = None, overrides_from: str = "overrides") -> Problem:
     """Load a shipped problem (by name) or a YAML file, apply a preset and dotted overrides, validate.
 
     Later layers win: the file's solver section, then the named ``preset`` overlay from its
     ``presets`` section, then ``overrides`` (so ``solver.iterations=100`` with the ``fast`` preset
     runs 100 iterations). Overrides of ``presets.NAME.key`` change the preset before it is applied.
-    Errors about a key that an override set say "(from --set)". When an override changes the
-    equation, the file's reference value is dropped (it belongs to the file's equation).
+    Errors about a key that an override set say "(from overrides)" (``overrides_from`` names them otherwise:
+    the CLI's "--set"). When an override changes the equation, the file's reference value is dropped (it
+    belongs to the file's equation).
     """
     if overrides is not None and not isinstance(overrides, Mapping):
         raise ArgumentError(f"overrides: expected a mapping of dotted keys to values, e.g. {{'equation.dim': 10}}, "
@@ -434,13 +440,13 @@ def load_problem(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     overrides = dict(overrides or {})
     overridden = frozenset(map(str, overrides))
     # the file with the overrides, every section and every preset checked: errors name the file's keys
-    problem = _build(apply_overrides(raw, overrides, source), name, source, overridden)
+    problem = _build(apply_overrides(raw, overrides, source, overrides_from), name, source, overridden, overrides_from)
     if preset is not None:
         layered = copy.deepcopy(raw)
         solver = layered.get("solver") or {}  # a mapping: the build above checked it
         layered["solver"] = {**solver, **_preset_overlay(problem.presets, preset, source)}
-        problem = _build(apply_overrides(layered, overrides, source), name, f"{source} (preset {preset})",
-                         overridden)
+        problem = _build(apply_overrides(layered, overrides, source, overrides_from), name,
+                         f"{source} (preset {preset})", overridden, overrides_from)
     if overrides and not any(str(k).startswith("reference.") for k in overrides):
         # the file's reference value belongs to the file's equation: drop it when the equation changed
         try:

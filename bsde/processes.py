@@ -226,7 +226,8 @@ class GBM(Process):
         object.__setattr__(self, "drift", _finite(self.drift, "drift"))
         vol = _numbers(self.vol, "vol")
         if any(v < 0 for v in vol):
-            raise ProblemError(f"vol: volatilities must be non-negative, got {vol[0] if len(set(vol)) == 1 else list(vol)}")
+            shown = vol[0] if len(set(vol)) == 1 else list(vol)
+            raise ProblemError(f"vol: volatilities must be non-negative, got {shown}")
         object.__setattr__(self, "vol", vol)
         object.__setattr__(self, "dividend", _numbers(self.dividend, "dividend"))
         object.__setattr__(self, "correlation", _listed(self.correlation))

@@ -345,7 +345,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
                           basis=f"{checked.basis}; plus the paths' Euler error (driver-free value on half the step)")
     y0, error = checked.y0, checked.error if math.isfinite(checked.error) else None
     if error is None:
-        if not checked.basis.startswith("none"):  # not an estimate that does not apply: an overflow
+        if checked.applies:  # an estimate that applies, yet gave no number: an overflow
             warn(f"no error estimate for y0 ({checked.basis} gave {checked.error}): y0 = {y0:.6g} is unchecked; a "
                  "terminal condition near the float range overflows (rescale it)")
     elif error > WARN_ERROR * abs(y0):

@@ -84,7 +84,7 @@ def follow_lead() -> None:
 def load(problem: str, overrides: list[str] | None, preset: str | None = None) -> Problem:
     """A problem by name or path with a preset and then its --set overrides applied (--set wins)."""
     parsed = dict(parse_override(text) for text in overrides or [])
-    return load_problem(problem, parsed, preset=preset)
+    return load_problem(problem, parsed, preset=preset, overrides_from="--set")
 
 
 def problem_file(problem: str) -> Path | None:

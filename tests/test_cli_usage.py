@@ -81,6 +81,7 @@ def test_help_shows_no_value_for_a_flag_and_names_the_problem(command: str) -> N
     """A flag takes no value: no '<bool>' beside it; the problem argument is PROBLEM; no 2^62 spelled out."""
     shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}, terminal_width=200).stdout
     assert "<bool>" not in shown and "4611686018427387903" not in shown
+    assert command not in ("solve", "reference") or "0 .. 2^62 - 1" in shown  # the commands with --seed
     assert command == "bench" or "PROBLEM" in shown.split("\n", 3)[1] + shown.split("\n", 3)[2]
 
 

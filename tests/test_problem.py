@@ -66,9 +66,9 @@ def test_preset_layers_nested_keys_under_overrides(tmp_path):
 def test_preset_errors_name_the_key():
     with pytest.raises(ProblemError, match=re.escape("hjb.yaml: preset 'nope' not defined (presets: fast)")):
         bsde.load_problem("hjb", preset="nope")
-    with pytest.raises(ProblemError, match=re.escape("solver.iterations (from --set): Input should be greater")):
+    with pytest.raises(ProblemError, match=re.escape("solver.iterations (from overrides): Input should be greater")):
         bsde.load_problem("hjb", {"solver.iterations": 0}, preset="fast")
-    with pytest.raises(ProblemError, match=re.escape("presets.fast.iterations (from --set)")):
+    with pytest.raises(ProblemError, match=re.escape("presets.fast.iterations (from overrides)")):
         bsde.load_problem("hjb", {"presets.fast.iterations": 0}, preset="fast")
 
 
@@ -143,24 +143,24 @@ def test_fractions_of_the_run():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"equation.dimm": 3}, "equation.dimm (from --set): unknown key; did you mean 'dim'"),
+        ({"equation.dimm": 3}, "equation.dimm (from overrides): unknown key; did you mean 'dim'"),
         ({"equation.dim": 0}, "equation.dim"),
         ({"equation.dim": 2.5}, "equation.dim"),
-        ({"equation.x0": [1, 2]}, "equation.x0 (from --set): expected a number or a list of dim = 100 numbers"),
+        ({"equation.x0": [1, 2]}, "equation.x0 (from overrides): expected a number or a list of dim = 100 numbers"),
         ({"equation.total_time": 0}, "equation.total_time"),
         ({"solver.time_steps": -1}, "solver.time_steps"),
         ({"solver.batch_size": "many"}, "solver.batch_size"),
-        ({"equation.kind": "heat"}, "equation.kind (from --set): unknown kind 'heat'"),
+        ({"equation.kind": "heat"}, "equation.kind (from overrides): unknown kind 'heat'"),
         ({"solvr.iterations": 3}, "did you mean 'solver.iterations'"),
         ({"solver.learning_rate": {"boundaries": [5], "values": [1.0]}}, "solver.learning_rate"),
         ({"equation.lam": float("nan")}, "equation.lam"),
         # pydantic's lax mode would read true as 1: a boolean is not a number here
-        ({"solver.iterations": True}, "solver.iterations (from --set): expected a number, got True"),
-        ({"solver.hidden": [True, 2]}, "solver.hidden (from --set): expected a number or a list of numbers"),
-        ({"equation.lam": False}, "equation.lam (from --set): expected a number, got False"),
-        ({"equation.x0": [True] * 100}, "equation.x0 (from --set): expected a number or a list of numbers"),
+        ({"solver.iterations": True}, "solver.iterations (from overrides): expected a number, got True"),
+        ({"solver.hidden": [True, 2]}, "solver.hidden (from overrides): expected a number or a list of numbers"),
+        ({"equation.lam": False}, "equation.lam (from overrides): expected a number, got False"),
+        ({"equation.x0": [True] * 100}, "equation.x0 (from overrides): expected a number or a list of numbers"),
         ({"solver.region": {"low": True, "high": 1}}, "low: expected a number or a list of numbers, got True"),
-        ({"reference.value": True}, "reference.value (from --set): expected a number, got True"),
+        ({"reference.value": True}, "reference.value (from overrides): expected a number, got True"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):
@@ -227,5 +227,5 @@ def test_an_overridden_reference_value_drops_the_files_source():
 
 
 def test_changing_the_kind_by_override_says_why_the_files_keys_are_unknown():
-    with pytest.raises(ProblemError, match=r"equation.lam: unknown key .*--set equation.kind=max_call keeps the file's"):
+    with pytest.raises(ProblemError, match=r"equation.lam: unknown key .*overrides equation.kind=max_call keeps the file's"):
         bsde.load_problem("hjb", {"equation.kind": "max_call"})
