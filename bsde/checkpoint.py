@@ -30,7 +30,9 @@ from bsde.settings import DEFAULT_SCHEDULE, PiecewiseRate
 from bsde.trainer import TrainState
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT = 3  # 3: the batch shards' random streams; 2: bsde.adam.Adam's state; 1: torch.optim.Adam's
+#: 4: a correlation matrix's symmetric root (Z of such a run changed meaning); 3: the batch shards' random streams;
+#: 2: bsde.adam.Adam's state; 1: torch.optim.Adam's
+FORMAT = 4
 #: the parts of the configuration that decide the trajectory of a run (reference and presets do not)
 COMPARED = ("name", "seed", "device", "equation", "solver")
 
@@ -131,9 +133,30 @@ def read_checkpoint(folder: Path) -> dict[str, Any]:
     if not path.exists():
         raise ProblemError(f"{folder}: no checkpoint here ({CHECKPOINT_FILE} missing)")
     data = torch_load_safely(path, "checkpoint")
-    if not isinstance(data, dict) or data.get("format") != FORMAT or not {"config", "state"} <= data.keys():
-        raise ProblemError(f"{path}: not a bsde checkpoint of format {FORMAT}")
+    if not isinstance(data, dict) or not {"config", "state"} <= data.keys() or not readable_format(
+            data.get("format"), FORMAT, data["config"]):
+        raise ProblemError(f"{path}: not a bsde checkpoint of format {FORMAT}{format_hint(data, FORMAT)}")
     return data
+
+
+def uses_correlation_matrix(config: Any) -> bool:
+    """Whether a configuration gives a correlation as a matrix anywhere (a list under a key 'correlation')."""
+    return isinstance(config, dict) and any((key == "correlation" and isinstance(value, list))
+                                            or uses_correlation_matrix(value) for key, value in config.items())
+
+
+def readable_format(found: Any, current: int, config: Any) -> bool:
+    """The current format, or the one before it for a run without a correlation matrix: the step to ``current``
+    changed only what Z means under a correlation matrix (its symmetric root, where a Cholesky factor was)."""
+    return found == current or (found == current - 1 and not uses_correlation_matrix(config))
+
+
+def format_hint(data: Any, current: int) -> str:
+    """Why an older file with a correlation matrix is refused, or nothing."""
+    if isinstance(data, dict) and data.get("format") == current - 1:
+        return (" (saved before a correlation matrix was applied through its symmetric root, so its Z means "
+                "another thing: solve again)")
+    return ""
 
 
 def load_checkpoint(folder: Path, config: dict[str, Any]) -> TrainState:

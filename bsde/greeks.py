@@ -42,19 +42,17 @@ def inverse_correlation_root(v: torch.Tensor, rho: float) -> torch.Tensor:
     return (v - (c / (a + c * d)) * v.sum(-1, keepdim=True)) / a
 
 
-def _inverse_factor_transpose(process: GBM, w: torch.Tensor) -> torch.Tensor:
-    """L^{-T} w along the last axis, L L^T = C the correlation (its symmetric root for a uniform one)."""
+def _inverse_correlation_root(process: GBM, w: torch.Tensor) -> torch.Tensor:
+    """C^{-1/2} w along the last axis, C^{1/2} the symmetric root of the correlation (see ``GBM``)."""
     if not process.full_correlation:
         return inverse_correlation_root(w, process.correlation)
-    factor = torch.linalg.cholesky(torch.tensor(process.correlation, dtype=w.dtype, device=w.device))
-    # y with L^T y = w, row by row: y^T L = w^T
-    return torch.linalg.solve_triangular(factor, w.reshape(-1, w.shape[-1]), upper=False, left=False).reshape(w.shape)
+    return w @ process._tensor("inverse root", w)  # symmetric
 
 
 def gradient_from_z(process: Process, x: torch.Tensor, z: torch.Tensor, t: float | None = None) -> torch.Tensor:
     """grad u = sigma(t, x)^{-T} z along the last axis: the inverse of ``process.diffusion_transpose``.
 
-    Brownian: z / sigma; GBM (sigma^T v = L^T (vol x o v)): L^{-T} z / (vol x); a diagonal Diffusion:
+    Brownian: z / sigma; GBM (sigma^T v = C^{1/2} (vol x o v)): C^{-1/2} z / (vol x); a diagonal Diffusion:
     z / sigma(t, x); any other process: the d x d system sigma^T v = z, its matrix built from
     ``diffusion_transpose`` (small d only). A zero volatility makes its coordinates infinite or NaN
     (Z does not see them).
@@ -63,7 +61,7 @@ def gradient_from_z(process: Process, x: torch.Tensor, z: torch.Tensor, t: float
         return z / process.sigma
     if isinstance(process, GBM):
         vol = torch.tensor(process.vols(x.shape[-1]), device=x.device, dtype=x.dtype)
-        return _inverse_factor_transpose(process, z) / (vol * x)
+        return _inverse_correlation_root(process, z) / (vol * x)
     if isinstance(process, Diffusion):
         return z / process.sigma(t, x)
     d = x.shape[-1]
@@ -107,8 +105,8 @@ def weight_slope(process: Process, x0: torch.Tensor) -> torch.Tensor:
 def transition_score(process: Process, x0: torch.Tensor, h: float, normals: torch.Tensor) -> torch.Tensor:
     """s = grad_{x0} log p(X | x0) for X driven by the standard normals over time h: sigma(x0)^{-T} xi / sqrt h.
 
-    Brownian (X = x0 + drift h + sigma sqrt(h) xi): xi / (sigma sqrt h); GBM (log X = log x0 + m + vol o L xi
-    sqrt h, a Gaussian with covariance h diag(vol) C diag(vol) in log x): L^{-T} xi / (vol x0 sqrt h).
+    Brownian (X = x0 + drift h + sigma sqrt(h) xi): xi / (sigma sqrt h); GBM (log X = log x0 + m + vol o C^{1/2}
+    xi sqrt h, a Gaussian with covariance h diag(vol) C diag(vol) in log x): C^{-1/2} xi / (vol x0 sqrt h).
     """
     if not isinstance(process, TRANSITION_GREEKS):
         raise TypeError(f"no likelihood ratio for process {type(process).__name__}")

@@ -55,7 +55,8 @@ def _numbers(value: Any, name: str) -> tuple[float, ...]:
 
 
 def cholesky(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
-    """The lower-triangular L with L L^T = matrix; ValueError if the matrix is not positive definite."""
+    """The lower-triangular L with L L^T = matrix (the positive-definiteness check); a one-line ProblemError if
+    the matrix is not positive definite."""
     n = len(matrix)
     if n > NUMPY_CHOLESKY_DIM:
         import numpy as np
@@ -203,19 +204,19 @@ class BrownianMotion(Process):
 
 @dataclass(frozen=True)
 class GBM(Process):
-    """dX_i = (drift - q_i) X_i dt + vol_i X_i dB_i, dB = L dW with L L^T = C the correlation.
+    """dX_i = (drift - q_i) X_i dt + vol_i X_i dB_i, dB = C^{1/2} dW with C the correlation.
 
     ``vol`` and ``dividend``: a number (every asset) or one per asset; ``correlation``: a number rho
-    (C = (1 - rho) I + rho 11^T, applied through its O(dim) symmetric root) or a full dim x dim matrix
-    (checked symmetric positive definite with unit diagonal, applied through its Cholesky factor L).
-    sigma(x) = diag(vol x) L, so Z = sigma^T grad u = L^T (vol x grad u).
+    (C = (1 - rho) I + rho 11^T, its symmetric root in O(dim)) or a full dim x dim matrix (checked
+    symmetric positive definite with unit diagonal). C^{1/2} is the symmetric root in both cases, so a
+    matrix and the number it spells give one PDE, whatever the assets' order, also for a driver that is
+    not a function of |z| alone: sigma(x) = diag(vol x) C^{1/2}, so Z = sigma^T grad u = C^{1/2} (vol x grad u).
     """
 
     drift: float
     vol: Any
     correlation: Any = 0.0
     dividend: Any = 0.0
-    _factor: Any = field(default=None, init=False, repr=False, compare=False)
     _tensors: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     exact: ClassVar[bool] = True
@@ -233,8 +234,8 @@ class GBM(Process):
         object.__setattr__(self, "correlation", _listed(self.correlation))
         if isinstance(self.correlation, (list, tuple)):
             matrix = self._matrix(self.correlation)
+            cholesky(matrix)  # positive definite, or a one-line error
             object.__setattr__(self, "correlation", matrix)
-            object.__setattr__(self, "_factor", cholesky(matrix))
         else:
             rho = _finite(self.correlation, "correlation")
             object.__setattr__(self, "correlation", rho)
@@ -292,7 +293,7 @@ class GBM(Process):
 
     @property
     def full_correlation(self) -> bool:
-        """Whether the correlation is a full matrix (Cholesky) rather than one uniform number."""
+        """Whether the correlation is a full matrix rather than one uniform number."""
         return not isinstance(self.correlation, float)
 
     @property
@@ -326,14 +327,17 @@ class GBM(Process):
 
     # ------------------------------------------------------------------ tensors
     def _tensor(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        """vol, the log drift (drift - q - vol^2/2) or L as tensors of like's dtype and device (cached)."""
+        """vol, the log drift (drift - q - vol^2/2), a correlation matrix's symmetric root C^{1/2} ("root") or
+        its inverse ("inverse root") as tensors of like's dtype and device (cached)."""
         import torch
 
         key = (name, like.dtype, like.device)
         cached = self._tensors.get(key)
         if cached is None:
-            if name == "factor":
-                cached = torch.tensor(self._factor, dtype=like.dtype, device=like.device)
+            if name in ("root", "inverse root"):  # C = V diag(l) V^T, C^{+-1/2} = V diag(l^{+-1/2}) V^T in float64
+                values, vectors = torch.linalg.eigh(torch.tensor(self.correlation, dtype=torch.float64))
+                power = values.rsqrt() if name == "inverse root" else values.sqrt()
+                cached = ((vectors * power) @ vectors.T).to(dtype=like.dtype, device=like.device)
             else:
                 vol = torch.tensor(self.vol, dtype=like.dtype, device=like.device)
                 dividend = torch.tensor(self.dividend, dtype=like.dtype, device=like.device)
@@ -342,19 +346,19 @@ class GBM(Process):
         return cached
 
     def correlated(self, dw: torch.Tensor) -> torch.Tensor:
-        """dB = L dW along the last axis (the O(dim) symmetric root for a uniform correlation)."""
+        """dB = C^{1/2} dW along the last axis (O(dim) for a uniform correlation)."""
         if self.full_correlation:
-            return dw @ self._tensor("factor", dw).T
+            return dw @ self._tensor("root", dw)  # symmetric: C^{1/2} dW for each row dW
         return uniform_correlation_root(dw, self.correlation)
 
     # ------------------------------------------------------------------ the law
     def step(self, t, x, dt, dw, control=None):
-        """Exact: log X_{t+dt} = log X_t + (drift - q - vol^2/2) dt + vol L (dW + b dt), b held over the step."""
+        """Exact: log X_{t+dt} = log X_t + (drift - q - vol^2/2) dt + vol C^{1/2} (dW + b dt), b held over the step."""
         noise = dw if control is None else dw + control * dt
         return x * (self._tensor("log_drift", x) * dt + self._tensor("vol", x) * self.correlated(noise)).exp()
 
     def states(self, x0, dw, dt, *, generator=None):
-        """Exact log-normal steps: log X_{n+1} = log X_n + (drift - q - vol^2/2) dt + vol (L dW_n)."""
+        """Exact log-normal steps: log X_{n+1} = log X_n + (drift - q - vol^2/2) dt + vol (C^{1/2} dW_n)."""
         import torch
 
         noise = self.correlated(dw) * self._tensor("vol", dw)
@@ -371,10 +375,10 @@ class GBM(Process):
         return x * (self._tensor("log_drift", x) * dt + root_dt * noise).exp()
 
     def diffusion_transpose(self, x, v, t=None):
-        """L^T (vol x v): sigma(x) = diag(vol x) L."""
+        """C^{1/2} (vol x v): sigma(x) = diag(vol x) C^{1/2}."""
         w = self._tensor("vol", x) * x * v
         if self.full_correlation:
-            return w @ self._tensor("factor", w)
+            return w @ self._tensor("root", w)
         return uniform_correlation_root(w, self.correlation)
 
 

@@ -27,7 +27,7 @@ import yaml
 
 from bsde import __version__
 from bsde.arguments import describe, integer
-from bsde.checkpoint import _flatten
+from bsde.checkpoint import _flatten, format_hint, readable_format
 from bsde.errors import ArgumentError, ProblemError
 from bsde.greeks import GAMMA_FULL_MAX_DIM, GAMMA_MAX_DIM, TRANSITION_GREEKS, first_step_greeks, gradient_from_z
 from bsde.io import check_writable, ensure_folder, torch_load_safely, torch_save_atomic, write_text_atomic
@@ -38,7 +38,7 @@ from bsde.runtime import resolve_device
 
 SOLUTION_FILE = "solution.pt"
 CONFIG_FILE = "config.yaml"
-FORMAT = 1
+FORMAT = 2  # 2: a correlation matrix's symmetric root (Z of such a solution changed meaning)
 #: how close a point must be to x0 for a point solve to answer there (relative, per coordinate): loose enough for
 #: x0 written in float32 (torch's default dtype rounds 0.1 by 1.5e-8 relative), far below any solve's accuracy
 SAME_POINT = 1e-6
@@ -379,8 +379,9 @@ class Solution:
             raise ProblemError(f"{folder}: not a saved solution ({SOLUTION_FILE} missing; save one with "
                                "bsde solve ... --save DIR)")
         data = torch_load_safely(path, "solution")
-        if not isinstance(data, dict) or data.get("format") != FORMAT or "config" not in data:
-            raise ProblemError(f"{path}: not a bsde solution of format {FORMAT}")
+        if not isinstance(data, dict) or "config" not in data or not readable_format(data.get("format"), FORMAT,
+                                                                                     data["config"]):
+            raise ProblemError(f"{path}: not a bsde solution of format {FORMAT}{format_hint(data, FORMAT)}")
         if data.get("bsde_version") != __version__:
             raise ProblemError(f"{path}: saved by bsde {data.get('bsde_version')}, this is bsde {__version__}; "
                                "solve again to evaluate with this version")

@@ -187,3 +187,23 @@ def test_checkpoint_every_needs_a_folder(tiny: bsde.Problem) -> None:
         bsde.solve(tiny, checkpoint_every=10, threads=1)
     result = CliRunner().invoke(app, ["solve", "hjb", *tiny_args(), "--checkpoint-every", "10"])
     assert result.exit_code == 2 and "--checkpoint-every 10: needs --checkpoint DIR" in result.stderr
+
+
+def test_an_older_format_is_read_unless_it_holds_a_correlation_matrix(tmp_path: Path) -> None:
+    """Format 4 changed only what Z means under a correlation matrix (its symmetric root, where format 3 had a
+    Cholesky factor): a format-3 checkpoint of any other run resumes, one with a matrix is refused with why."""
+    from bsde.checkpoint import FORMAT
+
+    path = tmp_path / CHECKPOINT_FILE
+    for config, readable in (({"equation": {"correlation": 0.5}}, True),
+                             ({"equation": {"process": {"correlation": [[1.0, 0.2], [0.2, 1.0]]}}}, False)):
+        torch.save({"format": FORMAT - 1, "config": config, "state": {}}, path)
+        if readable:
+            assert read_checkpoint(tmp_path)["config"] == config
+        else:
+            with pytest.raises(bsde.ProblemError, match="before a correlation matrix was applied through its "
+                                                        "symmetric root"):
+                read_checkpoint(tmp_path)
+    torch.save({"format": FORMAT - 2, "config": {}, "state": {}}, path)
+    with pytest.raises(bsde.ProblemError, match=f"not a bsde checkpoint of format {FORMAT}$"):
+        read_checkpoint(tmp_path)

@@ -11,6 +11,7 @@ import torch
 
 import bsde
 from bsde.processes import GBM, BrownianMotion, Diffusion, cholesky, uniform_correlation_root
+from bsde.greeks import gradient_from_z
 from bsde.simulation import simulate_paths
 
 N = 100_000
@@ -119,11 +120,36 @@ def test_diffusion_ornstein_uhlenbeck_moments():
 def test_uniform_correlation_at_10000_dimensions_stays_o_of_d():
     d = 10_000
     eq = bsde.load_problem("max_call", {"equation.dim": d, "equation.correlation": 0.5}).equation
-    assert eq.process._factor is None  # no d x d matrix anywhere
     began = time.perf_counter()
     p = simulate_paths(eq.process, eq.x_start, 1.0, 4, 64, generator=torch.Generator().manual_seed(8))
     z = eq.process.diffusion_transpose(p.x[:, -1], torch.ones(64, d, **T64))
     assert time.perf_counter() - began < 5.0 and z.shape == (64, d)
+    assert all(key[0] in ("vol", "log_drift") for key in eq.process._tensors)  # no d x d matrix anywhere
+
+
+def test_a_correlation_matrix_and_the_number_it_spells_are_one_process():
+    """Both use the symmetric root C^{1/2}: the same paths and the same Z = sigma^T grad u, so a driver that is not a
+    function of |z| alone (a Girsanov term lam . z) poses the same PDE either way."""
+    d, rho = 4, 0.5
+    number = GBM(0.05, (0.1, 0.2, 0.3, 0.25), rho)
+    matrix = GBM(0.05, (0.1, 0.2, 0.3, 0.25), [[1.0 if i == j else rho for j in range(d)] for i in range(d)])
+    dw = torch.randn(16, 5, d, generator=torch.Generator().manual_seed(3), **T64)
+    x0 = torch.full((d,), 100.0, **T64)
+    torch.testing.assert_close(matrix.states(x0, dw, 0.1), number.states(x0, dw, 0.1))
+    x, v = x0 * torch.rand(16, d, generator=torch.Generator().manual_seed(4), **T64) + 50, torch.randn(16, d, **T64)
+    torch.testing.assert_close(matrix.diffusion_transpose(x, v), number.diffusion_transpose(x, v))
+    torch.testing.assert_close(gradient_from_z(matrix, x, matrix.diffusion_transpose(x, v)), v)
+
+
+def test_a_correlation_matrix_poses_the_same_problem_whatever_the_assets_order():
+    """Z_i = (C^{1/2} w)_i: relabelling the assets permutes Z, where a Cholesky factor would mix them differently."""
+    c = [[1.0, 0.6, 0.2], [0.6, 1.0, 0.4], [0.2, 0.4, 1.0]]
+    order = [2, 0, 1]
+    permuted = [[c[i][j] for j in order] for i in order]
+    w = torch.randn(8, 3, generator=torch.Generator().manual_seed(5), **T64)
+    x = torch.ones(8, 3, **T64)
+    z = GBM(0.0, 1.0, c).diffusion_transpose(x, w)
+    torch.testing.assert_close(GBM(0.0, 1.0, permuted).diffusion_transpose(x, w[:, order]), z[:, order])
 
 
 def test_uniform_correlation_root_is_a_square_root():

@@ -14,7 +14,7 @@ import bsde
 from bsde.errors import BSDEError, ProblemError
 from bsde.processes import uniform_correlation_root
 from bsde.region_model import JACKKNIFE_GROUPS
-from bsde.solution import CONFIG_FILE, SOLUTION_FILE, OutsideRegionWarning, Solution, check_save_folder
+from bsde.solution import CONFIG_FILE, FORMAT, SOLUTION_FILE, OutsideRegionWarning, Solution, check_save_folder
 
 from conftest import TINY
 
@@ -193,6 +193,13 @@ def test_load_refuses_what_it_cannot_trust(region_result, tmp_path: Path):
     data = torch.load(folder / SOLUTION_FILE, weights_only=True)
     torch.save({**data, "bsde_version": "0.0.1"}, folder / SOLUTION_FILE)
     with pytest.raises(ProblemError, match=r"saved by bsde 0.0.1, this is bsde"):
+        Solution.load(folder)
+    # an older format: read, unless a correlation matrix changed what its Z means (see bsde.checkpoint.FORMAT)
+    torch.save({**data, "format": FORMAT - 1}, folder / SOLUTION_FILE)
+    assert Solution.load(folder).u0 == region_result.solution.u0
+    torch.save({**data, "format": FORMAT - 1, "config": {**data["config"], "equation": {
+        **data["config"]["equation"], "correlation": [[1.0, 0.0], [0.0, 1.0]]}}}, folder / SOLUTION_FILE)
+    with pytest.raises(ProblemError, match="before a correlation matrix was applied through its symmetric root"):
         Solution.load(folder)
     # weights of another configuration
     torch.save({**data, "model": {k: v[..., :1] if v.ndim else v for k, v in data["model"].items()}},

@@ -37,7 +37,7 @@ class BlackScholes(Equation):
         if isinstance(self.correlation, list) and len(self.correlation) != self.dim:
             raise ValueError(f"correlation: expected a number or a {self.dim}x{self.dim} matrix, got "
                              f"{len(self.correlation)} rows")
-        process = GBM(self.rate, vol, self.correlation, dividend)  # validates the correlation (Cholesky)
+        process = GBM(self.rate, vol, self.correlation, dividend)  # validates the correlation (positive definite)
         process.check_dim(self.dim)
         self._process = process
         return self
