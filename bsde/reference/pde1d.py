@@ -8,10 +8,11 @@ z = v x u_x = v u_s):
 
 on s0 +- (|a| T + 12 c sqrt(T)) with u = g held at both ends: a path from s0 reaches them with probability
 about e^{-72}, so their values do not matter. Each step solves its nonlinear system by Newton's method
-(f_y and f_z by central differences of the equation's own driver). The details carry the same solve at half
-resolution; their whole difference is the error estimate, about three times the error (the terminal condition
-is averaged over each cell, so a payoff's kink leaves the scheme second order; a third of the difference, the
-Richardson estimate, came out 0.94-1.05 times the error for calls, too close to serve as a bar).
+(f_y and f_z by central differences of the equation's own driver); one that does not converge is an error,
+not a value. The details carry the same solve at half resolution; their whole difference is the error estimate,
+about three times the error (the terminal condition is averaged over each cell, adaptively, so a payoff's kink
+or jump leaves the scheme second order; a third of the difference, the Richardson estimate, came out 0.94-1.05
+times the error for calls, too close to serve as a bar).
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ DEFAULT_STEPS = 500
 TAIL_SIGMAS = 12.0
 NEWTON_TOL = 1e-13
 NEWTON_MAX = 30
-#: Gauss-Legendre points per cell for the cell average of the terminal condition
+#: Gauss-Legendre points per cell for the cell average of the terminal condition, its relative tolerance, and
+#: the most halvings of a cell where the payoff has a kink or a jump (2^-40 of a cell)
 CELL_NODES = 8
+CELL_TOLERANCE = 1e-13
+CELL_DEPTH = 40
 
 
 class _Problem:
@@ -59,12 +63,29 @@ class _Problem:
                               device=DEVICE).unsqueeze(-1)
 
     def terminal(self) -> np.ndarray:
-        """g averaged over each node's cell [s - h/2, s + h/2] (Gauss-Legendre, CELL_NODES points): a payoff's
-        kink between nodes then moves the start by O(h^2), not O(h) with a sign that flips from grid to grid."""
+        """g averaged over each node's cell [s - h/2, s + h/2]: a payoff's kink or jump between nodes then moves
+        the start by O(h^2), not O(h) with a sign that flips from grid to grid (and, for a jump, the same at
+        both resolutions, where their difference cannot see it). Adaptive Gauss-Legendre (CELL_NODES points):
+        a cell whose halves' sum differs from its own rule is split, again and again, until they agree to
+        CELL_TOLERANCE or CELL_DEPTH halvings: smooth cells cost one rule, a kink or jump about 2 CELL_DEPTH."""
+        return self._averages(self.s - 0.5 * self.h, self.s + 0.5 * self.h)
+
+    def _rule(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """The CELL_NODES-point Gauss-Legendre mean of g over each [low, high]."""
         nodes, weights = np.polynomial.legendre.leggauss(CELL_NODES)
-        s = self.s[:, None] + 0.5 * self.h * nodes[None, :]
+        s = 0.5 * (low + high)[:, None] + 0.5 * (high - low)[:, None] * nodes[None, :]
         x = torch.tensor(np.exp(s) if self.geometric else s, dtype=torch.float64, device=DEVICE).reshape(-1, 1)
         return self.equation.terminal(x).numpy().reshape(s.shape) @ (0.5 * weights)
+
+    def _averages(self, low: np.ndarray, high: np.ndarray, depth: int = 0) -> np.ndarray:
+        whole, mid = self._rule(low, high), 0.5 * (low + high)
+        halves = 0.5 * (self._rule(low, mid) + self._rule(mid, high))
+        rough = np.abs(halves - whole) > CELL_TOLERANCE * (1.0 + np.abs(whole))
+        if depth < CELL_DEPTH and rough.any():
+            refined = self._averages(np.concatenate([low[rough], mid[rough]]),
+                                     np.concatenate([mid[rough], high[rough]]), depth + 1)
+            halves[rough] = 0.5 * (refined[:rough.sum()] + refined[rough.sum():])
+        return halves
 
     def driver(self, t: float, y: np.ndarray, slope: np.ndarray) -> np.ndarray:
         """f(t, x, y, c u_s) on the interior nodes."""
@@ -92,8 +113,10 @@ def _step(p: _Problem, t: float, v: np.ndarray, alpha: float, rhs: np.ndarray) -
         delta = linalg.solve_banded((1, 1), bands, residual)
         v[1:-1] -= delta
         if np.max(np.abs(delta)) <= NEWTON_TOL * (1.0 + np.max(np.abs(y))):
-            break
-    return v
+            return v
+    raise ProblemError(f"pde-1d: Newton's method did not converge at t = {t:.4g} (last change "
+                       f"{np.max(np.abs(delta)):.3g}, |u| up to {np.max(np.abs(v)):.3g}): the driver is too "
+                       "nonlinear for this grid; no reference from this method")
 
 
 @contextmanager

@@ -76,3 +76,24 @@ def test_engine_runs_it_for_one_dimensional_problems():
     result = bsde.reference(bsde.load_problem("differing_rates", {"equation.dim": 1}))
     assert result.method == "pde-1d" and result.error_bar < 1e-4 * result.value
     assert result.details["coarse_points"] == result.details["points"] // 2
+
+
+@pytest.mark.parametrize("strike", [105.0, 120.0])
+def test_a_digitals_error_bar_covers_its_error(strike):
+    """A jump in the payoff: 8-point Gauss cell averages put it at the same wrong place at both resolutions
+    (QA: K = 105 was 85 bars off, 3.6e-4); the adaptive cell average finds it. e^{-rT} N(d2) as the truth."""
+    rate, vol = 0.05, 0.2
+    eq = bsde.custom_equation(dim=1, x0=100.0, process=bsde.GBM(rate, vol),
+                              terminal=lambda x: (x[..., -1] > strike).double(), driver=lambda t, x, y, z: -rate * y)
+    truth = math.exp(-rate) * norm.cdf((math.log(100.0 / strike) + rate - 0.5 * vol * vol) / vol)
+    result = pde1d(eq)
+    assert abs(result.value - truth) <= result.error_bar < 1e-4
+
+
+def test_newton_that_does_not_converge_is_an_error_not_a_value():
+    """A driver growing like x^2 |z|^2 at the grid's far ends (QA: -3919 +- 3.4e3 was returned for u0 = 0.314)."""
+    eq = bsde.custom_equation(dim=1, x0=0.3, process=bsde.BrownianMotion(0.8),
+                              terminal=lambda x: (1 + x.square().sum(-1)).log(),
+                              driver=lambda t, x, y, z: -0.5 * (1 + x[..., 0] ** 2) * z.square().sum(-1))
+    with pytest.raises(ProblemError, match="pde-1d: Newton's method did not converge at t = "):
+        solve_1d(eq, 400, 100)
