@@ -16,6 +16,7 @@ import atexit
 import inspect
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from bsde.errors import ProblemError
+from bsde.launcher import LAUNCHER_PID
 from bsde.networks import StackedBatchNorm
 from bsde.runtime import available_cores
 
@@ -267,17 +269,19 @@ def launch(arguments: list[str], processes: int, *, quiet_launcher: bool = True)
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    omp = os.environ.get("OMP_NUM_THREADS")
+    omp, launcher = os.environ.get("OMP_NUM_THREADS"), os.environ.get(LAUNCHER_PID)
     if omp is None:  # what torchrun would set (with a warning); the workers set their threads themselves
         os.environ["OMP_NUM_THREADS"] = str(threads_per_process(processes))
+    os.environ[LAUNCHER_PID] = str(os.getpid())  # the workers die with this process (bsde.launcher)
     # torch's elastic modules give each logger its own level: quiet them one by one
     loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
                if name.startswith("torch.distributed")] if quiet_launcher else []
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)
+    logs = tempfile.TemporaryDirectory(prefix="bsde-torchrun-")  # torch's own default leaves /tmp/torchelastic_*
     try:
-        torchrun.run(torchrun.parse_args(["--standalone", "--nproc-per-node", str(processes),
+        torchrun.run(torchrun.parse_args(["--standalone", "--nproc-per-node", str(processes), "--log-dir", logs.name,
                                           "--module", "bsde.cli", *arguments]))
     except ChildFailedError as exc:
         code = exc.get_first_failure()[1].exitcode
@@ -285,8 +289,13 @@ def launch(arguments: list[str], processes: int, *, quiet_launcher: bool = True)
     except SignalException as exc:
         return 128 + int(exc.sigval)
     finally:
+        logs.cleanup()
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
         if omp is None:
             os.environ.pop("OMP_NUM_THREADS", None)
+        if launcher is None:
+            os.environ.pop(LAUNCHER_PID, None)
+        else:
+            os.environ[LAUNCHER_PID] = launcher
     return 0

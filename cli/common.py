@@ -16,6 +16,7 @@ from rich.console import Console
 
 from bsde.arguments import SEED_LIMIT
 from bsde.errors import BSDEError, ProblemError, TrainingError
+from bsde.launcher import die_with_launcher
 from bsde.problem import Problem, load_problem, parse_override, shipped_problems
 
 if TYPE_CHECKING:
@@ -139,6 +140,7 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        die_with_launcher()
         follow_lead()
         try:
             done = command(*args, **kwargs)

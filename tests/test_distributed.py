@@ -234,6 +234,44 @@ def test_ctrl_c_under_two_processes_checkpoints_and_resumes(tmp_path: Path):
     assert_same_history(one.history, [vars(entry) for entry in alone.history])
 
 
+def _workers_of(launcher: int) -> list[int]:
+    """The processes whose environment names ``launcher`` as their launcher (bsde.launcher)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"BSDE_LAUNCHER_PID={launcher}".encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours
+            pass
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_workers_die_with_a_killed_launcher(tmp_path: Path):
+    """SIGKILL to --nproc's launcher (CI's cancel, timeout -s KILL): torch starts each worker in its own session,
+    so nothing reached them and they trained on, orphaned, writing the checkpoint (QA); now each gets SIGTERM."""
+    long = ["hjb", *tiny_args(**{"solver.iterations": 100000, "solver.measure": "plain"}), "--no-reference",
+            "--threads", "1", "--device", "cpu"]
+    process = subprocess.Popen([sys.executable, "-m", "bsde.cli", "solve", *long, "--nproc", "2", "--checkpoint",
+                                "ck", "--checkpoint-every", "10"], cwd=tmp_path, env=CLEAN_ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "ck" / "checkpoint.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _workers_of(process.pid)
+    assert len(workers) == 2, workers
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while _workers_of(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _workers_of(process.pid)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "workers outlived their launcher"
+
+
 # --- reference and compare over processes --------------------------------------------------------------------
 
 
