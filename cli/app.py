@@ -55,6 +55,10 @@ class OneLineErrors(TyperGroup):
              standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        if sys.stdout is None:  # started with stdout closed (>&-): a result printed there would be lost after the work
+            err.print("error: standard output is closed (>&-): nothing could be printed; send it somewhere, e.g. "
+                      "> /dev/null", markup=False)
+            sys.exit(1)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except CLICK_ERROR as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -131,6 +132,11 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
+#: the system's refusals that a path given on the command line caused (exit 2, bad input, as bsde's own
+#: checks of a path): too long, not permitted, read-only, a file where a folder belongs or the other way round
+PATH_ERRORS = frozenset({errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR})
+
+
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn errors into one line on stderr: exit 2 for bad input, 1 for a failed run or an unexpected error.
 
@@ -169,7 +175,8 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             text = f"{where}{exc.strerror or first_line(exc)}"
             if not lead_process():
                 sys.__stderr__.write(f"error (process {os.environ.get('RANK')}): {text}\n")
-            fail(f"{text} (the system refused a read or write; {DEBUG_VARIABLE}=1 shows the traceback)", 1)
+            fail(f"{text} (the system refused a read or write; {DEBUG_VARIABLE}=1 shows the traceback)",
+                 2 if exc.errno in PATH_ERRORS else 1)
         except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
             if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
                 raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,24 @@ def test_python_m_goes_through_the_same_errors(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stdout == ""
     [line] = done.stderr.splitlines()
     assert line.startswith("error: Invalid value for '--threads'") and line.endswith("(see bsde solve --help)")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="closes the child's file descriptor 1")
+def test_a_closed_stdout_is_refused_before_any_work(tmp_path: Path) -> None:
+    """>&-: Python's sys.stdout is None; the result was lost after the work (--json: an 'unexpected' error)."""
+    done = subprocess.run([sys.executable, "-m", "bsde.cli", "solve", "hjb", "--json"], cwd=tmp_path,
+                          preexec_fn=lambda: os.close(1), stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.startswith("error: standard output is closed"), done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_a_path_the_system_refuses_is_bad_input(tmp_path: Path) -> None:
+    """Exit 2, as bsde's own path checks (--checkpoint's was 2 and --out's 1 for the same name, QA)."""
+    for option in ("--out", "--checkpoint"):
+        done = subprocess.run([sys.executable, "-m", "bsde.cli", "solve", "hjb", option, "a" * 300 + ".json"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stderr.splitlines()[-1].startswith("error: "), (option, done.stderr)
+        assert "Traceback" not in done.stderr
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
