@@ -7,6 +7,7 @@ old file or the complete new one, never a torn mix.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -63,14 +64,39 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: alive
+        return True
+    return True
+
+
+def temporary_files(path: Path) -> list[Path]:
+    """The temp files of ``atomic_write(path)`` beside it, '.NAME.PID.XXXX.tmp', whose writer is gone (killed by
+    SIGKILL or a power cut before it could remove them)."""
+    path = Path(path)
+    found = []
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if path.parent.is_dir() else ():
+        pid = candidate.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            found.append(candidate)
+    return found
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` atomically: ``write(f)`` fills a temp file that then replaces ``path``."""
+    """Write ``path`` atomically: ``write(f)`` fills a temp file '.NAME.PID.XXXX.tmp' that then replaces
+    ``path``; the temp files of writers of ``path`` that were killed before they could remove theirs go too."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder, expected a file path")
     folder = ensure_folder(path.parent)
+    for debris in temporary_files(path):
+        debris.unlink(missing_ok=True)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
     try:

@@ -30,7 +30,8 @@ from bsde.arguments import describe, integer
 from bsde.checkpoint import _flatten, format_hint, readable_format
 from bsde.errors import ArgumentError, ProblemError
 from bsde.greeks import GAMMA_FULL_MAX_DIM, GAMMA_MAX_DIM, TRANSITION_GREEKS, first_step_greeks, gradient_from_z
-from bsde.io import check_writable, ensure_folder, torch_load_safely, torch_save_atomic, write_text_atomic
+from bsde.io import (check_writable, ensure_folder, temporary_files, torch_load_safely, torch_save_atomic,
+                     write_text_atomic)
 from bsde.model import DeepBSDE, terminal_z
 from bsde.problem import Problem, problem_from_dict, read_yaml
 from bsde.region_model import JACKKNIFE_GROUPS, RegionBSDE, make_model
@@ -51,7 +52,8 @@ def check_save_folder(folder: Path) -> Path:
     if folder.exists() and not folder.is_dir():
         raise ProblemError(f"save folder {folder}: is a file, expected a folder")
     if folder.is_dir():
-        ours = (SOLUTION_FILE, CONFIG_FILE) if (folder / SOLUTION_FILE).is_file() else (SOLUTION_FILE,)
+        ours = {SOLUTION_FILE, CONFIG_FILE} if (folder / SOLUTION_FILE).is_file() else {SOLUTION_FILE}
+        ours |= {p.name for name in ours for p in temporary_files(folder / name)}  # an interrupted save's debris
         others = sorted(p.name for p in folder.iterdir() if p.name not in ours)  # a config.yaml alone is not ours
         if others:
             raise ProblemError(f"save folder {folder}: holds other files ({', '.join(others[:3])}); give a new or "

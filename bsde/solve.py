@@ -274,15 +274,21 @@ def solve(
              f"{available_cores()} cores this process may use: oversubscribed, torch runs several times slower "
              f"({'leave threads unset to use the cores' if threads is not None else 'start fewer processes'})")
     hooks = TrainHooks(stop_requested=stop_requested, on_warning=warn)
+    writer = None
     if checkpoint is not None:  # first: a folder holding another run's checkpoint is refused before any output
-        writer = functools.partial(CheckpointWriter, checkpoint, config)
-        hooks.save = writer() if group is None else group.lead_saves(group.from_lead(writer))
+        make = functools.partial(CheckpointWriter, checkpoint, config)
+        writer = make() if group is None else group.from_lead(make)
+        hooks.save = writer if group is None else group.lead_saves(writer)
         hooks.save_every = checkpoint_every or settings.log_every
     if (late := settings.schedule_warning()) is not None:
         warn(late)
     generator = torch.Generator(device=dev).manual_seed(seed)
-    trained = train(problem.equation, settings, generator=generator, device=dev, on_log=on_log, hooks=hooks,
-                    on_nan=on_nan, resume=state, group=group)
+    try:
+        trained = train(problem.equation, settings, generator=generator, device=dev, on_log=on_log, hooks=hooks,
+                        on_nan=on_nan, resume=state, group=group)
+    finally:
+        if writer is not None:
+            writer.release()
     if group is None:
         return _finish(problem, trained, dev, seed, start, used_threads, warn, warnings, reference, auto_reference)
     group.alone(trained.model)  # the lead evaluates it alone

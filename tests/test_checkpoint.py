@@ -207,3 +207,18 @@ def test_an_older_format_is_read_unless_it_holds_a_correlation_matrix(tmp_path: 
     torch.save({"format": FORMAT - 2, "config": {}, "state": {}}, path)
     with pytest.raises(bsde.ProblemError, match=f"not a bsde checkpoint of format {FORMAT}$"):
         read_checkpoint(tmp_path)
+
+
+def test_one_run_at_a_time_checkpoints_into_a_folder(tmp_path: Path) -> None:
+    """Two runs given one --checkpoint DIR at once replaced each other's file without a word (QA): the folder is
+    locked while a run trains, and free again when it ends (also by SIGKILL: the system drops the lock)."""
+    from bsde.checkpoint import CheckpointWriter
+
+    first = CheckpointWriter(tmp_path, {"seed": 1})
+    with pytest.raises(bsde.ProblemError, match="another bsde run is checkpointing into this folder now"):
+        CheckpointWriter(tmp_path, {"seed": 2})
+    second = subprocess.run([sys.executable, "-c", "import sys; from bsde.checkpoint import CheckpointWriter; "
+                             "CheckpointWriter(sys.argv[1], {})", str(tmp_path)], capture_output=True, text=True)
+    assert second.returncode == 1 and "another bsde run is checkpointing" in second.stderr
+    first.release()
+    CheckpointWriter(tmp_path, {"seed": 2}).release()

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from bsde.errors import ProblemError
-from bsde.io import (OutputError, atomic_write, check_writable, torch_load_safely, torch_save_atomic,
-                     write_json_atomic, write_text_atomic)
+from bsde.io import (OutputError, atomic_write, check_writable, temporary_files, torch_load_safely,
+                     torch_save_atomic, write_json_atomic, write_text_atomic)
 
 
 def test_replaces_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -20,6 +23,25 @@ def test_replaces_and_leaves_no_temporary(tmp_path: Path) -> None:
     write_text_atomic(target, "two")
     assert target.read_text() == "two"
     assert sorted(p.name for p in target.parent.iterdir()) == ["a.txt"]
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_a_killed_writers_temporary_goes_with_the_next_write(tmp_path: Path) -> None:
+    """SIGKILL between the temp file and the rename left '.NAME.PID.XXXX.tmp' for good (QA: a checkpoint's size
+    each time); the next write of NAME removes those whose writer is gone, not a live writer's."""
+    target = tmp_path / "checkpoint.pt"
+    dead, live = tmp_path / f".checkpoint.pt.{dead_pid()}.abc.tmp", tmp_path / f".checkpoint.pt.{os.getpid()}.x.tmp"
+    other = tmp_path / f".other.pt.{dead_pid()}.abc.tmp"
+    for path in (dead, live, other):
+        path.write_bytes(b"partial")
+    assert temporary_files(target) == [dead]
+    torch_save_atomic(target, {"a": 1})
+    assert not dead.exists() and live.exists() and other.exists()
 
 
 def test_failed_write_keeps_old_file(tmp_path: Path) -> None:

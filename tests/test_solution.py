@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +243,11 @@ def test_save_folder_checks(tmp_path: Path):
     (tmp_path / "mine" / CONFIG_FILE).write_text("a config.yaml of the user's, with no solution beside it")
     with pytest.raises(ProblemError, match=r"holds other files \(config.yaml\)"):
         check_save_folder(tmp_path / "mine")
+    # an interrupted save's temp file (its writer gone) does not make the folder another's (QA)
+    (tmp_path / "killed").mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "killed" / f".{SOLUTION_FILE}.{int(gone.stdout)}.k3j2x9_a.tmp").write_bytes(b"partial")
+    assert check_save_folder(tmp_path / "killed") == tmp_path / "killed"
 
 
 def test_save_in_python_keeps_what_it_does_not_own_and_plain_summaries(point_result, tmp_path: Path):
