@@ -92,6 +92,18 @@ def same_signature(saved: dict[str, list[float]], now: dict[str, list[float]]) -
     return [part for part in ("process", "terminal", "driver") if not same(saved.get(part), now.get(part))]
 
 
+def _shown(value: Any, i: int) -> str:
+    """Row i of a probe argument, short: a number, or a vector's first entries."""
+    import torch
+
+    value = torch.as_tensor(value)
+    row = value.reshape(-1)[i] if value.ndim <= 1 else value[i]
+    if row.ndim == 0:
+        return f"{float(row):.4g}"
+    entries = [f"{float(v):.4g}" for v in row[:3]]
+    return "[" + ", ".join(entries) + (", ...]" if row.numel() > 3 else "]")
+
+
 def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> DriverFlags:
     """The flags of ``equation.driver`` found by evaluating it (see the module docstring)."""
     import torch
@@ -105,7 +117,10 @@ def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> Driv
 
     base = at(y, z)
     if not bool(torch.isfinite(base).all()):
-        raise ProblemError(f"the driver of '{equation.kind}' is not finite at points along its paths")
+        i = int((~torch.isfinite(base)).nonzero()[0, 0])
+        point = ", ".join(f"{name} = {_shown(value, i)}" for name, value in (("t", t), ("x", x), ("y", y), ("z", z)))
+        raise ProblemError(f"equation.driver of {getattr(equation, 'name', None) or equation.kind!r}: not finite at "
+                           f"points along its paths: f = {float(base[i])} at {point}")
     shifted_y = y + 1.0 + y.abs()
     uses_y = not _close(base, at(shifted_y, z)) or not _close(base, at(-y, z))
     other_z = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64,

@@ -144,7 +144,7 @@ def test_override_and_variable_roles(tmp_path):
     ({"process": {"kind": "gbm", "drift": 0.05, "vol": 0.2, "correlation": [[1, 0.3], [0.3, 1]]}},
      ("equation.process.correlation:", "3x3 matrix", "got 2x2")),
     ({"process": {"kind": "gbm", "drift": 0.05, "vol": 0.2, "correlation": [[1, 0.3, 0.2], [0.3, 1], [0.2, 0.4, 1]]}},
-     ("equation.process.correlation:", "3x3")),
+     ("equation.process.correlation:", "3x3", "got 3 rows of 2 or 3 numbers")),  # not '3x3' (QA)
     ({"process": {"kind": "gbm", "drift": 0.05, "vol": 0.2, "correlation": [[2, 0.3, 0.2], [0.3, 1, 0.4],
                                                                             [0.2, 0.4, 1]]}},
      ("equation.process.correlation:", "ones on its diagonal")),

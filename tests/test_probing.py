@@ -109,3 +109,12 @@ def test_probing_does_not_depend_on_where_x0_sits():
     eq = bsde.custom_equation(dim=2, x0=[100.0, 50.0], process=bsde.GBM(0.05, 0.3), terminal=lambda x: x.amax(-1),
                               driver=lambda t, x, y, z: -0.05 * y)
     assert eq.driver_flags == DriverFlags(True, False, 0.05, None)
+
+
+def test_a_driver_not_finite_names_the_key_and_a_point():
+    """'the driver of custom is not finite' named neither the key nor where (QA): one point is shown."""
+    eq = bsde.custom_equation(dim=1, x0=0.0, process=bsde.BrownianMotion(1.0), terminal=lambda x: x[..., 0],
+                              driver=lambda t, x, y, z: 1.0 / x[..., 0])
+    with pytest.raises(ProblemError, match=r"^equation.driver of 'custom': not finite at points along its paths: "
+                                           r"f = inf at t = 0, x = \[0\], y = "):
+        probe_driver(eq)

@@ -59,7 +59,9 @@ class GBMSpec(_Spec):
         vol, dividend = given_values(self.vol, dim, "process.vol"), given_values(self.dividend, dim, "process.dividend")
         if isinstance(self.correlation, list) and (len(self.correlation) != dim
                                                    or any(len(row) != dim for row in self.correlation)):
-            shape = f"{len(self.correlation)}x{max(map(len, self.correlation), default=0)}"
+            lengths = sorted({len(row) for row in self.correlation})
+            shape = (f"{len(self.correlation)}x{lengths[0]}" if len(lengths) == 1 else
+                     f"{len(self.correlation)} rows of {' or '.join(map(str, lengths))} numbers")
             raise ValueError(f"process.correlation: expected a number or a {dim}x{dim} matrix, got {shape}")
         try:
             process = GBM(self.drift, vol, self.correlation, dividend)

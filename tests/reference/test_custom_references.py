@@ -35,7 +35,19 @@ def test_euler_monte_carlo_with_step_halving_covers_black_scholes():
     assert details["scheme"] == "euler-maruyama" and details["converged"]
     assert [h["steps"] for h in details["halving"]] == [8 * 2 ** i for i in range(len(details["halving"]))]
     last = details["halving"][-1]
-    assert abs(last["bias"]) + 2 * last["bias_stderr"] <= 1.96 * last["stderr"]
+    assert 2 * abs(last["bias"]) + 2 * last["bias_stderr"] <= 1.96 * last["stderr"]
+
+
+def test_an_euler_interval_covers_a_fast_mean_reversion():
+    """dX = -5 X dt + 0.3 dW, g = x: E X_1 = e^{-5}. Antithetic pairs make the noise 0, so the interval is the
+    bias term alone; widened by |P_512 - P_256| it missed e^{-5} by 2% of its half-width (QA), by twice that not."""
+    process = bsde.Diffusion(lambda t, x: -5.0 * x, lambda t, x: 0.3)
+    eq = bsde.custom_equation(dim=1, x0=1.0, process=process, terminal=lambda x: x[..., 0],
+                              driver=lambda t, x, y, z: 0.0 * y)
+    from bsde.reference.monte_carlo import euler_monte_carlo
+
+    result = euler_monte_carlo(eq, paths=1 << 12, seed=0)
+    assert result.ci95[0] <= math.exp(-5.0) <= result.ci95[1], (result.value, result.ci95)
 
 
 def test_euler_bias_is_caught_when_the_steps_are_capped():
