@@ -187,6 +187,15 @@ class Solution:
         return self._errors_at_x0().grad[0] if self.has_standard_errors else None
 
     @property
+    def stderr_basis(self) -> str | None:
+        """What delta's and gamma's standard errors count, in words (None where there are none)."""
+        if self.delta_stderr is not None:
+            return "the refit's jackknife (not the networks' bias)"
+        if self.gamma_diag_stderr is not None:
+            return "the first step's Monte Carlo only, not Z_1's error (which can be many times larger)"
+        return None
+
+    @property
     def has_standard_errors(self) -> bool:
         """Whether :meth:`standard_errors` can answer: a region solve whose refit left its jackknife replicates."""
         return self.is_region and self.model.has_replicates
@@ -244,6 +253,10 @@ class Solution:
                                f"got shape {tuple(points.shape)}")
         if not bool(torch.isfinite(points).all()):
             raise ProblemError("points: every coordinate must be a finite number")
+        if self.equation.process.positive and not bool((points > 0).all()):  # log-normal states: no u there
+            bad = points[~(points > 0).all(-1)][0].tolist()
+            raise ProblemError(f"points: a {type(self.equation.process).__name__}'s states are positive, got "
+                               f"{bad if d > 1 else bad[0]}")
         return points
 
     def _at_x0_only(self, points: torch.Tensor, what: str) -> None:

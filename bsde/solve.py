@@ -365,9 +365,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
              "learned control's excess, which the value at x0 does not; more solver.time_steps may help)")
     delta, gamma_diag = solution.delta, solution.gamma_diag
     delta_stderr, gamma_stderr = solution.delta_stderr, solution.gamma_diag_stderr
-    stderr_basis = (None if delta_stderr is None and gamma_stderr is None else
-                    "the refit's jackknife (not the networks' bias)" if delta_stderr is not None else
-                    "the first step's Monte Carlo only, not Z_1's error (which can be many times larger)")
+    stderr_basis = solution.stderr_basis
     wall_s = time.perf_counter() - start
     if reference is None and problem.reference.value is None and auto_reference:
         try:

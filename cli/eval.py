@@ -117,6 +117,9 @@ def eval_command(
         # a region's refit left jackknife replicates: standard errors of the three (the paths' noise, not the bias)
         errors = solution.standard_errors(chosen) if solution.has_standard_errors else None
     error_diagonals = None if errors is None or diagonals is None else [diagonal_of(h).tolist() for h in errors.hessian]
+    if diagonals is not None and errors is None and solution.gamma_diag_stderr is not None:  # a point solve, at x0
+        error_diagonals = [solution.gamma_diag_stderr.tolist()] * len(chosen)
+    basis = solution.stderr_basis if errors is not None or error_diagonals is not None else None
     outside = next((w for w in seen if issubclass(w.category, OutsideRegionWarning)), None)
     if outside is not None:
         err.print(f"warning: {outside.message}", markup=False)
@@ -127,11 +130,13 @@ def eval_command(
                 "region": region.model_dump(mode="json") if region is not None else None, "points": chosen,
                 "u": values.tolist(), "delta": deltas.tolist()}
         if diagonals is not None:
-            data["gamma_diag"] = diagonals
+            data["gamma_diag"], data["gamma_source"] = diagonals, solution.gamma_source
         if errors is not None:
             data["u_stderr"], data["delta_stderr"] = errors.u.tolist(), errors.grad.tolist()
-            if error_diagonals is not None:
-                data["gamma_diag_stderr"] = error_diagonals
+        if error_diagonals is not None:
+            data["gamma_diag_stderr"] = error_diagonals
+        if basis is not None:
+            data["greeks_stderr_basis"] = basis
         emit_json(finite_json(data))
         return
     kind = f"region {region.low}..{region.high}" if region is not None else "point solve"
@@ -147,6 +152,7 @@ def eval_command(
             out.print(f"    gamma_ii {vector_text(diagonals[i])}", markup=False)
             if error_diagonals is not None:
                 out.print(f"     +-      {vector_text(error_diagonals[i])}", markup=False)
-    if errors is not None:
-        out.print("  (+-: standard errors from the refit's jackknife over its paths; not the networks' bias)",
-                  markup=False)
+    if diagonals is not None:
+        out.print(f"  gamma: {solution.gamma_source}", markup=False)
+    if basis is not None:
+        out.print(f"  (+-: standard errors from {basis})", markup=False)

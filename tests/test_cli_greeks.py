@@ -91,6 +91,8 @@ def test_eval_reads_a_file_of_points(saved_region: Path, tmp_path: Path):
     (["--x", "-.inf"], "--x: expected a finite number"),
     (["--x", "1", "--points", "p.txt"], "not both"),
     (["--points", "missing.txt"], "missing.txt: no such file"),
+    (["--x", "-5"], "points: a GBM's states are positive, got -5.0"),  # was a price of -24.6 (QA)
+    (["--x", "0"], "points: a GBM's states are positive"),
 ])
 def test_eval_bad_points_are_one_line_errors(saved_region: Path, args, text):
     assert text in one_line_error(runner.invoke(app, ["eval", str(saved_region), *args]))
@@ -131,6 +133,16 @@ def test_a_saved_point_solve_answers_at_x0_only(tmp_path: Path):
     at_x0 = runner.invoke(app, ["eval", str(folder), "--x", "100", "--json"])
     assert at_x0.exit_code == 0 and len(json.loads(at_x0.stdout)["delta"][0]) == 1
     assert "at x0 only" in one_line_error(runner.invoke(app, ["eval", str(folder), "--x", "90"]))
+    # its gamma keeps what solve says of it: the source, and what the +- counts (QA: eval dropped both)
+    from bsde.solution import Solution
+
+    saved = Solution.load(folder)
+    data = json.loads(runner.invoke(app, ["eval", str(folder), "--gamma", "--json"]).stdout)
+    assert data["gamma_source"] == saved.gamma_source and data["gamma_source"].startswith("first step")
+    assert data["gamma_diag_stderr"] == [saved.gamma_diag_stderr.tolist()]
+    assert data["greeks_stderr_basis"].endswith("not Z_1's error (which can be many times larger)")
+    human = runner.invoke(app, ["eval", str(folder), "--gamma"]).stdout
+    assert "gamma: first step" in human and "not Z_1's error" in human
 
 
 def test_save_refuses_a_folder_with_other_files_before_training(tmp_path: Path):
