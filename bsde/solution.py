@@ -154,7 +154,9 @@ class Solution:
         like = self.model.y0
         x0 = torch.as_tensor(self.equation.x_start, dtype=like.dtype, device=like.device)
         with torch.no_grad():
-            return gradient_from_z(self.equation.process, x0, self.model.z_start, 0.0).cpu().numpy().astype(float)
+            step = self.equation.total_time / self.model.time_steps  # the step Z_0 hedges
+            return gradient_from_z(self.equation.process, x0, self.model.z_start, 0.0, over=step).cpu().numpy().astype(
+                float)
 
     @property
     def gamma(self) -> np.ndarray | None:
