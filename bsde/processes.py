@@ -334,8 +334,8 @@ class GBM(Process):
         key = (name, like.dtype, like.device)
         cached = self._tensors.get(key)
         if cached is None:
-            if name in ("root", "inverse root"):  # C = V diag(l) V^T, C^{+-1/2} = V diag(l^{+-1/2}) V^T in float64
-                values, vectors = torch.linalg.eigh(torch.tensor(self.correlation, dtype=torch.float64))
+            if name in ("root", "inverse root"):  # C = V diag(l) V^T, C^{+-1/2} = V diag(l^{+-1/2}) V^T (CPU, float64)
+                values, vectors = torch.linalg.eigh(torch.tensor(self.correlation, dtype=torch.float64, device="cpu"))
                 power = values.rsqrt() if name == "inverse root" else values.sqrt()
                 cached = ((vectors * power) @ vectors.T).to(dtype=like.dtype, device=like.device)
             else:
