@@ -22,8 +22,10 @@ from bsde.errors import ProblemError
 if TYPE_CHECKING:
     import torch
 
-#: above this dimension a correlation matrix is factored by numpy (below, in pure Python: no import)
-NUMPY_CHOLESKY_DIM = 48
+#: a correlation matrix's smallest eigenvalue (or Cholesky pivot) must exceed this: below, a singular one's rounding
+MIN_EIGENVALUE = 1e-10
+#: up to this dimension a correlation matrix is checked in pure Python (above, by numpy)
+PURE_PYTHON_DIM = 48
 
 
 def _finite(value: Any, name: str) -> float:
@@ -54,31 +56,30 @@ def _numbers(value: Any, name: str) -> tuple[float, ...]:
     return (_finite(value, name),)
 
 
-def cholesky(matrix: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
-    """The lower-triangular L with L L^T = matrix (the positive-definiteness check); a one-line ProblemError if
-    the matrix is not positive definite."""
+def check_positive_definite(matrix: tuple[tuple[float, ...], ...]) -> None:
+    """A one-line ProblemError unless the symmetric ``matrix`` is positive definite, with margin: its smallest
+    eigenvalue (numpy, above PURE_PYTHON_DIM) or its Cholesky pivots (pure Python: no import) above
+    MIN_EIGENVALUE; a singular matrix passes a bare Cholesky by rounding, and has no inverse root."""
     n = len(matrix)
-    if n > NUMPY_CHOLESKY_DIM:
+    if n > PURE_PYTHON_DIM:
         import numpy as np
 
-        try:
-            factor = np.linalg.cholesky(np.array(matrix, dtype=float))
-        except np.linalg.LinAlgError:
-            raise ProblemError("correlation: the matrix is not positive definite (its Cholesky factorisation "
-                               "fails)") from None
-        return tuple(tuple(float(v) for v in row) for row in factor)
+        smallest = float(np.linalg.eigvalsh(np.array(matrix, dtype=float))[0])
+        if not smallest > MIN_EIGENVALUE:
+            raise ProblemError(f"correlation: the matrix is not positive definite (its smallest eigenvalue is "
+                               f"{smallest:.3g})")
+        return
     rows: list[list[float]] = [[0.0] * n for _ in range(n)]
     for i in range(n):
         for j in range(i + 1):
             partial = matrix[i][j] - sum(rows[i][k] * rows[j][k] for k in range(j))
             if i == j:
-                if partial <= 1e-14:
+                if not partial > MIN_EIGENVALUE:
                     raise ProblemError(f"correlation: the matrix is not positive definite (Cholesky fails at "
                                        f"row {i}: pivot {partial:.3g})")
                 rows[i][i] = math.sqrt(partial)
             else:
                 rows[i][j] = partial / rows[j][j]
-    return tuple(tuple(row) for row in rows)
 
 
 def uniform_correlation_root(dw: torch.Tensor, rho: float) -> torch.Tensor:
@@ -234,7 +235,7 @@ class GBM(Process):
         object.__setattr__(self, "correlation", _listed(self.correlation))
         if isinstance(self.correlation, (list, tuple)):
             matrix = self._matrix(self.correlation)
-            cholesky(matrix)  # positive definite, or a one-line error
+            check_positive_definite(matrix)
             object.__setattr__(self, "correlation", matrix)
         else:
             rho = _finite(self.correlation, "correlation")
@@ -334,15 +335,25 @@ class GBM(Process):
         key = (name, like.dtype, like.device)
         cached = self._tensors.get(key)
         if cached is None:
-            if name in ("root", "inverse root"):  # C = V diag(l) V^T, C^{+-1/2} = V diag(l^{+-1/2}) V^T (CPU, float64)
-                values, vectors = torch.linalg.eigh(torch.tensor(self.correlation, dtype=torch.float64, device="cpu"))
-                power = values.rsqrt() if name == "inverse root" else values.sqrt()
+            if name in ("root", "inverse root"):  # C = V diag(l) V^T, C^{+-1/2} = V diag(l^{+-1/2}) V^T
+                values, vectors = self._eigen()
+                power = values ** (-0.5 if name == "inverse root" else 0.5)
                 cached = ((vectors * power) @ vectors.T).to(dtype=like.dtype, device=like.device)
             else:
                 vol = torch.tensor(self.vol, dtype=like.dtype, device=like.device)
                 dividend = torch.tensor(self.dividend, dtype=like.dtype, device=like.device)
                 cached = vol if name == "vol" else self.drift - dividend - 0.5 * vol * vol
             self._tensors[key] = cached
+        return cached
+
+    def _eigen(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The correlation matrix's eigenvalues and eigenvectors, in float64 on the CPU, once (cached)."""
+        import torch
+
+        cached = self._tensors.get("eigen")
+        if cached is None:
+            values, vectors = torch.linalg.eigh(torch.tensor(self.correlation, dtype=torch.float64, device="cpu"))
+            cached = self._tensors["eigen"] = (values.clamp(min=MIN_EIGENVALUE), vectors)  # checked above it
         return cached
 
     def correlated(self, dw: torch.Tensor) -> torch.Tensor:

@@ -6,11 +6,13 @@ Moment tolerances are 5 standard errors of the Monte Carlo estimate (false-alarm
 import math
 import time
 
+import numpy as np
 import pytest
 import torch
 
 import bsde
-from bsde.processes import GBM, BrownianMotion, Diffusion, cholesky, uniform_correlation_root
+from bsde.errors import ProblemError
+from bsde.processes import GBM, BrownianMotion, Diffusion, uniform_correlation_root
 from bsde.greeks import gradient_from_z
 from bsde.simulation import simulate_paths
 
@@ -158,12 +160,19 @@ def test_uniform_correlation_root_is_a_square_root():
     torch.testing.assert_close(root @ root.T, (1 - rho) * torch.eye(d, **T64) + rho)
 
 
-def test_cholesky_pure_python_and_numpy_agree():
-    matrix = tuple(tuple(0.3 ** abs(i - j) for j in range(60)) for i in range(60))
-    big = torch.tensor(cholesky(matrix), **T64)  # numpy above NUMPY_CHOLESKY_DIM
-    small = torch.tensor(cholesky(matrix[:5] and tuple(r[:5] for r in matrix[:5])), **T64)
-    torch.testing.assert_close(big @ big.T, torch.tensor(matrix, **T64))
-    torch.testing.assert_close(small, big[:5, :5])
+def test_a_singular_correlation_matrix_is_refused():
+    """Rank-deficient matrices passed a Cholesky check by rounding; their symmetric root was NaN (review)."""
+    rng = np.random.default_rng(0)
+    factor = rng.standard_normal((20, 19))
+    covariance = factor @ factor.T
+    scale = np.sqrt(np.diag(covariance))
+    singular = (covariance / np.outer(scale, scale)).tolist()
+    for matrix in ([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]], singular):
+        matrix = [[1.0 if i == j else v for j, v in enumerate(row)] for i, row in enumerate(matrix)]
+        with pytest.raises(ProblemError, match="correlation: the matrix is not positive definite"):
+            GBM(0.05, 0.2, [[0.5 * (a + b) for a, b in zip(row, col)] for row, col in zip(matrix, zip(*matrix))])
+    root = GBM(0.05, 0.2, [[1.0, 0.3], [0.3, 1.0]])._tensor("root", torch.zeros((), **T64))
+    torch.testing.assert_close(root @ root, torch.tensor([[1.0, 0.3], [0.3, 1.0]], **T64))
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

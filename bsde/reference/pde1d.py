@@ -35,11 +35,13 @@ DEFAULT_STEPS = 500
 TAIL_SIGMAS = 12.0
 NEWTON_TOL = 1e-13
 NEWTON_MAX = 30
-#: Gauss-Legendre points per cell for the cell average of the terminal condition, its relative tolerance, and
-#: the most halvings of a cell where the payoff has a kink or a jump (2^-40 of a cell)
+#: Gauss-Legendre points per cell for the cell average of the terminal condition, its tolerance relative to
+#: max |g|, the most halvings of a cell where the payoff has a kink or a jump (2^-40 of a cell), and the most
+#: cells split at one level
 CELL_NODES = 8
 CELL_TOLERANCE = 1e-13
 CELL_DEPTH = 40
+CELL_SPLITS = 256
 
 
 class _Problem:
@@ -66,9 +68,10 @@ class _Problem:
         """g averaged over each node's cell [s - h/2, s + h/2]: a payoff's kink or jump between nodes then moves
         the start by O(h^2), not O(h) with a sign that flips from grid to grid (and, for a jump, the same at
         both resolutions, where their difference cannot see it). Adaptive Gauss-Legendre (CELL_NODES points):
-        a cell whose halves' sum differs from its own rule is split, again and again, until they agree to
-        CELL_TOLERANCE or CELL_DEPTH halvings: smooth cells cost one rule, a kink or jump about 2 CELL_DEPTH."""
-        return self._averages(self.s - 0.5 * self.h, self.s + 0.5 * self.h)
+        a cell whose halves' sum differs from its own rule is split, again and again (see ``_averages``): smooth
+        cells cost one rule, a kink or a jump a few dozen more, whatever the payoff's scale."""
+        low, high = self.s - 0.5 * self.h, self.s + 0.5 * self.h
+        return self._averages(low, high, scale=1.0 + float(np.abs(self._rule(low, high)).max()))
 
     def _rule(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         """The CELL_NODES-point Gauss-Legendre mean of g over each [low, high]."""
@@ -77,13 +80,16 @@ class _Problem:
         x = torch.tensor(np.exp(s) if self.geometric else s, dtype=torch.float64, device=DEVICE).reshape(-1, 1)
         return self.equation.terminal(x).numpy().reshape(s.shape) @ (0.5 * weights)
 
-    def _averages(self, low: np.ndarray, high: np.ndarray, depth: int = 0) -> np.ndarray:
+    def _averages(self, low: np.ndarray, high: np.ndarray, *, scale: float, depth: int = 0) -> np.ndarray:
+        """Each cell's mean of g; a cell at ``depth`` weighs 2^-depth in its node's average, so it is split while
+        its rules differ by more than CELL_TOLERANCE * scale * 2^depth (rounding of g's size never splits it), at
+        most CELL_SPLITS cells a level (a kink or a jump needs one or two)."""
         whole, mid = self._rule(low, high), 0.5 * (low + high)
         halves = 0.5 * (self._rule(low, mid) + self._rule(mid, high))
-        rough = np.abs(halves - whole) > CELL_TOLERANCE * (1.0 + np.abs(whole))
-        if depth < CELL_DEPTH and rough.any():
+        rough = np.abs(halves - whole) > CELL_TOLERANCE * scale * 2.0 ** depth
+        if depth < CELL_DEPTH and 0 < rough.sum() <= CELL_SPLITS:
             refined = self._averages(np.concatenate([low[rough], mid[rough]]),
-                                     np.concatenate([mid[rough], high[rough]]), depth + 1)
+                                     np.concatenate([mid[rough], high[rough]]), scale=scale, depth=depth + 1)
             halves[rough] = 0.5 * (refined[:rough.sum()] + refined[rough.sum():])
         return halves
 

@@ -97,3 +97,20 @@ def test_newton_that_does_not_converge_is_an_error_not_a_value():
                               driver=lambda t, x, y, z: -0.5 * (1 + x[..., 0] ** 2) * z.square().sum(-1))
     with pytest.raises(ProblemError, match="pde-1d: Newton's method did not converge at t = "):
         solve_1d(eq, 400, 100)
+
+
+def test_cell_averages_cost_the_same_at_any_price_scale(monkeypatch):
+    """Splits relative to a cell's own mean never stopped where g's rounding (x ~ 1e8) exceeded it (review: 64
+    million cells); relative to max |g| and the cell's weight, a call's kink costs the same at any scale."""
+    from bsde.reference import pde1d as module
+
+    counted, rule = [], module._Problem._rule
+    monkeypatch.setattr(module._Problem, "_rule", lambda self, low, high: counted.append(low.size) or rule(
+        self, low, high))
+    values = []
+    for spot in (100.0, 1e8):
+        counted.clear()
+        eq = MaxCall(dim=1, x0=spot, rate=0.05, vol=0.2, strike=1.0123457 * spot, total_time=1.0)
+        values.append(solve_1d(eq, 800, 50) / spot)
+        assert sum(counted) < 5 * 801, sum(counted)
+    assert values[0] == pytest.approx(values[1], rel=1e-10)
