@@ -17,6 +17,7 @@ Resuming checks that the run to continue has the same configuration; a mismatch 
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,9 @@ class CheckpointWriter:
         self.folder = ensure_folder(Path(folder))
         self.config = config
         self.saved_iteration: int | None = None
-        self._lock = _lock(self.folder)  # before the check: a run starting beside this one sees the lock
+        lock = _lock(self.folder)  # before the check: a run starting beside this one sees the lock
+        #: closes the lock's descriptor once: on release(), or when the writer is collected (an error before release)
+        self._unlock = weakref.finalize(self, os.close, lock) if lock is not None else None
         try:
             _check_replaceable(self.folder, config)
         except BaseException:
@@ -115,13 +118,12 @@ class CheckpointWriter:
 
     def release(self) -> None:
         """Let another run checkpoint into the folder (the end of training; the process's end does it too)."""
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
+        if self._unlock is not None:
+            self._unlock()
 
     def __getstate__(self) -> dict[str, Any]:
         """Without the lock (a data-parallel run sends the lead's writer to the others; the lead keeps it)."""
-        return {**self.__dict__, "_lock": None}
+        return {**self.__dict__, "_unlock": None}
 
     def __call__(self, state: TrainState) -> None:
         torch_save_atomic(checkpoint_path(self.folder), {"format": FORMAT, "config": self.config, "state": state})
@@ -139,10 +141,13 @@ def _lock(folder: Path) -> int | None:
     handle = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:  # held
         os.close(handle)
         raise ProblemError(f"{folder}: another bsde run is checkpointing into this folder now; wait for it, or "
                            "give another folder") from None
+    except OSError:  # no locks on this file system (NFS refuses a folder's, Lustre may have none): go on without
+        os.close(handle)
+        return None
     return handle
 
 

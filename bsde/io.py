@@ -7,9 +7,11 @@ old file or the complete new one, never a torn mix.
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import json
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
@@ -74,29 +76,42 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _writer_tag() -> str:
+    """'HOST.PID' of this process, the host's name kept to letters, digits and '-'."""
+    return f"{re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname()) or 'host'}.{os.getpid()}"
+
+
 def temporary_files(path: Path) -> list[Path]:
-    """The temp files of ``atomic_write(path)`` beside it, '.NAME.PID.XXXX.tmp', whose writer is gone (killed by
-    SIGKILL or a power cut before it could remove them)."""
+    """The temp files of ``atomic_write(path)`` beside it, '.NAME.HOST.PID.XXXX.tmp', that a writer on this host,
+    of this user, left when it was killed (SIGKILL, a power cut) before it could remove them. None on Windows."""
     path = Path(path)
+    if os.name == "nt" or not path.parent.is_dir():
+        return []
+    host = _writer_tag().rsplit(".", 1)[0]
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.{re.escape(host)}\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
     found = []
-    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if path.parent.is_dir() else ():
-        pid = candidate.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            found.append(candidate)
+    for candidate in path.parent.iterdir():
+        match = pattern.match(candidate.name)
+        try:
+            if match and candidate.lstat().st_uid == os.getuid() and not _alive(int(match.group(1))):
+                found.append(candidate)
+        except OSError:  # gone meanwhile
+            pass
     return found
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` atomically: ``write(f)`` fills a temp file '.NAME.PID.XXXX.tmp' that then replaces
+    """Write ``path`` atomically: ``write(f)`` fills a temp file '.NAME.HOST.PID.XXXX.tmp' that then replaces
     ``path``; the temp files of writers of ``path`` that were killed before they could remove theirs go too."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder, expected a file path")
     folder = ensure_folder(path.parent)
     for debris in temporary_files(path):
-        debris.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # best effort
+            debris.unlink()
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp")
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
     try:

@@ -280,10 +280,10 @@ def solve(
         writer = make() if group is None else group.from_lead(make)
         hooks.save = writer if group is None else group.lead_saves(writer)
         hooks.save_every = checkpoint_every or settings.log_every
-    if (late := settings.schedule_warning()) is not None:
-        warn(late)
-    generator = torch.Generator(device=dev).manual_seed(seed)
     try:
+        if (late := settings.schedule_warning()) is not None:
+            warn(late)
+        generator = torch.Generator(device=dev).manual_seed(seed)
         trained = train(problem.equation, settings, generator=generator, device=dev, on_log=on_log, hooks=hooks,
                         on_nan=on_nan, resume=state, group=group)
     finally:

@@ -222,3 +222,29 @@ def test_one_run_at_a_time_checkpoints_into_a_folder(tmp_path: Path) -> None:
     assert second.returncode == 1 and "another bsde run is checkpointing" in second.stderr
     first.release()
     CheckpointWriter(tmp_path, {"seed": 2}).release()
+
+
+def test_a_file_system_without_locks_checkpoints_unlocked(tmp_path: Path, monkeypatch) -> None:
+    """NFS refuses flock on a folder (EBADF), Lustre may have none (ENOSYS): not 'another run' (review)."""
+    import errno
+
+    fcntl = pytest.importorskip("fcntl")
+    from bsde.checkpoint import CheckpointWriter
+
+    def refuse(fd, operation):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    CheckpointWriter(tmp_path, {}).release()
+
+
+def test_the_lock_is_released_when_the_run_fails_before_training(tiny: bsde.Problem, tmp_path: Path) -> None:
+    """An on_warning that raises (a late schedule's warning comes after the lock): the next run may still lock."""
+    late = bsde.load_problem("hjb", {**TINY, "solver.learning_rate": {"boundaries": [10**6], "values": [0.01, 0.001]}})
+
+    def strict(text: str) -> None:
+        raise RuntimeError(text)
+
+    with pytest.raises(RuntimeError):
+        bsde.solve(late, device="cpu", threads=1, checkpoint=tmp_path, on_warning=strict)
+    bsde.solve(tiny, device="cpu", threads=1, checkpoint=tmp_path)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bsde.errors import ProblemError
-from bsde.io import (OutputError, atomic_write, check_writable, temporary_files, torch_load_safely,
+from bsde.io import (OutputError, _writer_tag, atomic_write, check_writable, temporary_files, torch_load_safely,
                      torch_save_atomic, write_json_atomic, write_text_atomic)
 
 
@@ -33,15 +33,18 @@ def dead_pid() -> int:
 
 def test_a_killed_writers_temporary_goes_with_the_next_write(tmp_path: Path) -> None:
     """SIGKILL between the temp file and the rename left '.NAME.PID.XXXX.tmp' for good (QA: a checkpoint's size
-    each time); the next write of NAME removes those whose writer is gone, not a live writer's."""
-    target = tmp_path / "checkpoint.pt"
-    dead, live = tmp_path / f".checkpoint.pt.{dead_pid()}.abc.tmp", tmp_path / f".checkpoint.pt.{os.getpid()}.x.tmp"
-    other = tmp_path / f".other.pt.{dead_pid()}.abc.tmp"
-    for path in (dead, live, other):
+    each time); the next write of NAME removes those whose writer on this host is gone, and nothing else."""
+    target, host = tmp_path / "checkpoint.pt", _writer_tag().rsplit(".", 1)[0]
+    dead = tmp_path / f".checkpoint.pt.{host}.{dead_pid()}.abc.tmp"
+    live = tmp_path / f".checkpoint.pt.{_writer_tag()}.x.tmp"
+    other = tmp_path / f".other.pt.{host}.{dead_pid()}.abc.tmp"  # another file's
+    elsewhere = tmp_path / f".checkpoint.pt.another-host.{dead_pid()}.abc.tmp"  # a writer on another host (NFS)
+    prefix = tmp_path / f".checkpoint.pt.5.{host}.{dead_pid()}.abc.tmp"  # checkpoint.pt.5's, not checkpoint.pt's
+    for path in (dead, live, other, elsewhere, prefix):
         path.write_bytes(b"partial")
     assert temporary_files(target) == [dead]
     torch_save_atomic(target, {"a": 1})
-    assert not dead.exists() and live.exists() and other.exists()
+    assert not dead.exists() and live.exists() and other.exists() and elsewhere.exists() and prefix.exists()
 
 
 def test_failed_write_keeps_old_file(tmp_path: Path) -> None:
