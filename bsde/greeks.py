@@ -54,9 +54,8 @@ def gradient_from_z(process: Process, x: torch.Tensor, z: torch.Tensor, t: float
     """grad u = sigma(t, x)^{-T} z along the last axis: the inverse of ``process.diffusion_transpose``.
 
     Brownian: z / sigma; GBM (sigma^T v = C^{1/2} (vol x o v)): C^{-1/2} z / (vol x); a diagonal Diffusion:
-    z / sigma(t, x), or with ``over`` (the step that z hedges, as one Z_n . dW_n) and sub-steps z / the mean of
-    sigma(t_k, x) over the sub-steps' times (the path moved with each in turn; sigma(t, x) alone left delta
-    O(dt) off for a sigma in t); any other process: the d x d system sigma^T v = z, its matrix built from
+    z / sigma(t, x), or with ``over`` (the step that z hedges, as one Z_n . dW_n) z / ``Diffusion.mean_sigma``
+    (the inverse of ``step_transpose``); any other process: the d x d system sigma^T v = z, its matrix built from
     ``diffusion_transpose`` (small d only). A zero volatility makes its coordinates infinite or NaN
     (Z does not see them).
     """
@@ -66,10 +65,7 @@ def gradient_from_z(process: Process, x: torch.Tensor, z: torch.Tensor, t: float
         vol = torch.tensor(process.vols(x.shape[-1]), device=x.device, dtype=x.dtype)
         return _inverse_correlation_root(process, z) / (vol * x)
     if isinstance(process, Diffusion):
-        if over is None or process.substeps == 1:
-            return z / process.sigma(t, x)
-        start, h = t or 0.0, over / process.substeps
-        return z / (sum(process.sigma(start + k * h, x) for k in range(process.substeps)) / process.substeps)
+        return z / (process.sigma(t, x) if over is None else process.mean_sigma(t or 0.0, x, over))
     d = x.shape[-1]
     eye = torch.eye(d, device=x.device, dtype=x.dtype)
     # row j of the batch below is sigma^T e_j, column j of sigma^T: the batch is sigma itself

@@ -8,6 +8,7 @@ old file or the complete new one, never a torn mix.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -22,7 +23,16 @@ from bsde.errors import BSDEError, ProblemError
 
 
 class OutputError(BSDEError):
-    """A file or folder cannot be written (missing permission, a path component is a file...)."""
+    """A file or folder cannot be written (missing permission, a path component is a file...); ``machine`` when
+    the machine failed (a full disk, an I/O error), not the path given."""
+
+    def __init__(self, message: str = "", *, machine: bool = False):
+        super().__init__(message)
+        self.machine = machine
+
+
+#: the system's errors that are the machine's doing, whatever path it was given
+MACHINE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
 
 
 def _reason(exc: OSError) -> str:
@@ -124,7 +134,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+            raise OutputError(f"{path}: cannot write ({_reason(exc)})", machine=exc.errno in MACHINE_ERRORS) from None
         raise
     _fsync_folder(folder)
     return path

@@ -155,6 +155,11 @@ class Process:
         """sigma(t, x)^T v along the last axis: Z = sigma^T grad u from a gradient v = grad u at x."""
         raise NotImplementedError
 
+    def step_transpose(self, x: torch.Tensor, v: torch.Tensor, t: float, over: float) -> torch.Tensor:
+        """The Z of a whole step [t, t + over] (one Z_n . dW_n) from v = grad u at x: sigma(t, x)^T v, where the
+        process moves with sigma(t, x) over the step."""
+        return self.diffusion_transpose(x, v, t)
+
 
 @dataclass(frozen=True)
 class BrownianMotion(Process):
@@ -471,6 +476,15 @@ class Diffusion(Process):
         if t is None:
             raise ProblemError("Diffusion.diffusion_transpose needs the time t")
         return self.sigma(t, x) * v
+
+    def mean_sigma(self, t: float, x: Any, over: float) -> Any:
+        """sigma averaged over the sub-steps' times t + k over / substeps (at x): what one Z_n . dW_n carries over
+        a step whose path moved with each sub-step's sigma in turn (sigma(t, x) alone left delta O(dt) off)."""
+        h = over / self.substeps
+        return sum(self.sigma(t + k * h, x) for k in range(self.substeps)) / self.substeps
+
+    def step_transpose(self, x, v, t, over):
+        return self.mean_sigma(t, x, over) * v
 
 
 def check_returns_torch(what: str, value: Any) -> None:

@@ -84,7 +84,7 @@ class RegionBSDE(DeepBSDE):
             x = x0.detach().requires_grad_(True)
             value = self.y_offset + self.y_scale * (self.y0 + self.start_net(x))
             (grad,) = torch.autograd.grad(value.sum(), x, create_graph=graph)
-        z = self.equation.process.diffusion_transpose(x0, grad, 0.0)
+        z = self.equation.process.step_transpose(x0, grad, 0.0, self.equation.total_time / self.time_steps)
         return (value if graph else value.detach()), (z if graph else z.detach())
 
     def value(self, x: torch.Tensor) -> torch.Tensor:

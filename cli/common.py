@@ -132,9 +132,23 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-#: the system's refusals that a path given on the command line caused (exit 2, bad input, as bsde's own
-#: checks of a path): too long, not permitted, read-only, a file where a folder belongs or the other way round
+#: the system's refusals that a path given on the command line caused (exit 2, bad input, as bsde's own checks of
+#: a path, when the path is one the command was given): too long, not permitted, read-only, a file where a folder
+#: belongs or the other way round
 PATH_ERRORS = frozenset({errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR})
+
+
+def _given(filename: Any, arguments: dict[str, Any]) -> bool:
+    """Whether ``filename`` is a path the command was given (an option's file, or a file in its folder)."""
+    if not filename:
+        return False
+    failed = os.path.abspath(os.fsdecode(filename))
+    for value in arguments.values():
+        if isinstance(value, (str, Path)) and value:
+            given = os.path.abspath(os.fsdecode(value))
+            if failed == given or failed.startswith(given.rstrip(os.sep) + os.sep):
+                return True
+    return False
 
 
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -162,8 +176,8 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(exc), 2)
         except TrainingError as exc:
             fail(str(exc), 1)
-        except BSDEError as exc:
-            fail(str(exc), 2)
+        except BSDEError as exc:  # bad input; an output the machine could not write (a full disk) is exit 1
+            fail(str(exc), 1 if getattr(exc, "machine", False) else 2)
         except MemoryError:
             fail("out of memory; lower solver.batch_size or use solver.dtype=float32", 1)
         except KeyboardInterrupt:  # Ctrl-C in a command without its own handling (solve has one): say so
@@ -176,7 +190,7 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             if not lead_process():
                 sys.__stderr__.write(f"error (process {os.environ.get('RANK')}): {text}\n")
             fail(f"{text} (the system refused a read or write; {DEBUG_VARIABLE}=1 shows the traceback)",
-                 2 if exc.errno in PATH_ERRORS else 1)
+                 2 if exc.errno in PATH_ERRORS and _given(exc.filename, kwargs) else 1)
         except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
             if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
                 raise

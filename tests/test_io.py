@@ -124,3 +124,19 @@ def test_a_plot_is_bsdes_only_with_its_software_chunk(tmp_path):
         (tmp_path / name).write_bytes(data)
     assert [is_bsde_png(tmp_path / name) for name in cases] == [True, False, False, False]
     assert not is_bsde_png(tmp_path / "missing.png")
+
+
+def test_a_full_disk_is_the_machines_failure_not_bad_input(tmp_path: Path) -> None:
+    """OutputError.machine: exit 1 at the CLI for a full disk, exit 2 for a path the system refuses (review)."""
+    import errno
+
+    def failing(code: int):
+        def write(handle) -> None:
+            raise OSError(code, os.strerror(code))
+        return write
+
+    for code, machine in ((errno.ENOSPC, True), (errno.EACCES, False)):
+        with pytest.raises(OutputError, match=os.strerror(code)) as info:
+            atomic_write(tmp_path / "a.json", failing(code))
+        assert info.value.machine is machine
+    assert list(tmp_path.iterdir()) == []

@@ -35,7 +35,7 @@ def test_euler_monte_carlo_with_step_halving_covers_black_scholes():
     assert details["scheme"] == "euler-maruyama" and details["converged"]
     assert [h["steps"] for h in details["halving"]] == [8 * 2 ** i for i in range(len(details["halving"]))]
     last = details["halving"][-1]
-    assert 2 * abs(last["bias"]) + 2 * last["bias_stderr"] <= 1.96 * last["stderr"]
+    assert 2 * (abs(last["bias"]) + 2 * last["bias_stderr"]) <= 1.96 * last["stderr"]
 
 
 def test_an_euler_interval_covers_a_fast_mean_reversion():
