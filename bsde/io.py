@@ -116,6 +116,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder, expected a file path")
+    if path.exists() and not path.is_file():  # a device, a pipe, a socket: the rename would replace the node itself
+        raise OutputError(f"{path}: is not a regular file (a device or a pipe); not replacing it")
     folder = ensure_folder(path.parent)
     for debris in temporary_files(path):
         with contextlib.suppress(OSError):  # best effort

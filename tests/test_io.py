@@ -140,3 +140,13 @@ def test_a_full_disk_is_the_machines_failure_not_bad_input(tmp_path: Path) -> No
             atomic_write(tmp_path / "a.json", failing(code))
         assert info.value.machine is machine
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
+def test_a_device_or_pipe_is_never_replaced(tmp_path: Path) -> None:
+    """The atomic rename would put a regular file where the node was (as root, /dev/full became a file)."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match="is not a regular file"):
+        write_text_atomic(fifo, "x")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
