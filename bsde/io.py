@@ -86,9 +86,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _host() -> str:
+    """This host's name kept to letters, digits and '-'."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
 def _writer_tag() -> str:
-    """'HOST.PID' of this process, the host's name kept to letters, digits and '-'."""
-    return f"{re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname()) or 'host'}.{os.getpid()}"
+    """'HOST.PID' of this process, as its temp files carry it."""
+    return f"{_host()}.{os.getpid()}"
 
 
 def temporary_files(path: Path) -> list[Path]:
@@ -97,8 +102,7 @@ def temporary_files(path: Path) -> list[Path]:
     path = Path(path)
     if os.name == "nt" or not path.parent.is_dir():
         return []
-    host = _writer_tag().rsplit(".", 1)[0]
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.{re.escape(host)}\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.{re.escape(_host())}\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
     found = []
     for candidate in path.parent.iterdir():
         match = pattern.match(candidate.name)

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from bsde.errors import ProblemError
-from bsde.io import (OutputError, _writer_tag, atomic_write, check_writable, temporary_files, torch_load_safely,
-                     torch_save_atomic, write_json_atomic, write_text_atomic)
+from bsde.io import (OutputError, _host, _writer_tag, atomic_write, check_writable, temporary_files,
+                     torch_load_safely, torch_save_atomic, write_json_atomic, write_text_atomic)
 
 
 def test_replaces_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def dead_pid() -> int:
 def test_a_killed_writers_temporary_goes_with_the_next_write(tmp_path: Path) -> None:
     """SIGKILL between the temp file and the rename left '.NAME.PID.XXXX.tmp' for good (QA: a checkpoint's size
     each time); the next write of NAME removes those whose writer on this host is gone, and nothing else."""
-    target, host = tmp_path / "checkpoint.pt", _writer_tag().rsplit(".", 1)[0]
+    target, host = tmp_path / "checkpoint.pt", _host()
     dead = tmp_path / f".checkpoint.pt.{host}.{dead_pid()}.abc.tmp"
     live = tmp_path / f".checkpoint.pt.{_writer_tag()}.x.tmp"
     other = tmp_path / f".other.pt.{host}.{dead_pid()}.abc.tmp"  # another file's

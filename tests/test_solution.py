@@ -16,7 +16,7 @@ import bsde
 from bsde.errors import BSDEError, ProblemError
 from bsde.processes import uniform_correlation_root
 from bsde.region_model import JACKKNIFE_GROUPS
-from bsde.io import _writer_tag
+from bsde.io import _host
 from bsde.solution import CONFIG_FILE, FORMAT, SOLUTION_FILE, OutsideRegionWarning, Solution, check_save_folder
 
 from conftest import TINY
@@ -247,8 +247,7 @@ def test_save_folder_checks(tmp_path: Path):
     # an interrupted save's temp file (its writer gone) does not make the folder another's (QA)
     (tmp_path / "killed").mkdir()
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    host = _writer_tag().rsplit(".", 1)[0]
-    (tmp_path / "killed" / f".{SOLUTION_FILE}.{host}.{int(gone.stdout)}.k3j2x9_a.tmp").write_bytes(b"partial")
+    (tmp_path / "killed" / f".{SOLUTION_FILE}.{_host()}.{int(gone.stdout)}.k3j2x9_a.tmp").write_bytes(b"partial")
     assert check_save_folder(tmp_path / "killed") == tmp_path / "killed"
 
 

@@ -71,7 +71,8 @@ class _Problem:
         a cell whose halves' sum differs from its own rule is split, again and again (see ``_averages``): smooth
         cells cost one rule, a kink or a jump a few dozen more, whatever the payoff's scale."""
         low, high = self.s - 0.5 * self.h, self.s + 0.5 * self.h
-        return self._averages(low, high, scale=1.0 + float(np.abs(self._rule(low, high)).max()))
+        whole = self._rule(low, high)
+        return self._averages(low, high, whole, scale=1.0 + float(np.abs(whole).max()))
 
     def _rule(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         """The CELL_NODES-point Gauss-Legendre mean of g over each [low, high]."""
@@ -80,17 +81,21 @@ class _Problem:
         x = torch.tensor(np.exp(s) if self.geometric else s, dtype=torch.float64, device=DEVICE).reshape(-1, 1)
         return self.equation.terminal(x).numpy().reshape(s.shape) @ (0.5 * weights)
 
-    def _averages(self, low: np.ndarray, high: np.ndarray, *, scale: float, depth: int = 0) -> np.ndarray:
-        """Each cell's mean of g; a cell at ``depth`` weighs 2^-depth in its node's average, so it is split while
-        its rules differ by more than CELL_TOLERANCE * scale * 2^depth (rounding of g's size never splits it), at
-        most CELL_SPLITS cells a level (a kink or a jump needs one or two)."""
-        whole, mid = self._rule(low, high), 0.5 * (low + high)
-        halves = 0.5 * (self._rule(low, mid) + self._rule(mid, high))
+    def _averages(self, low: np.ndarray, high: np.ndarray, whole: np.ndarray, *, scale: float,
+                  depth: int = 0) -> np.ndarray:
+        """Each cell's mean of g, from its rule ``whole``; a cell at ``depth`` weighs 2^-depth in its node's average,
+        so it is split while its halves' rules differ from it by more than CELL_TOLERANCE * scale * 2^depth
+        (rounding of g's size never splits it), at most CELL_SPLITS cells a level (a kink or a jump needs one
+        or two). The halves' rules are the split cells' own rules one level down."""
+        mid = 0.5 * (low + high)
+        left, right = self._rule(low, mid), self._rule(mid, high)
+        halves = 0.5 * (left + right)
         rough = np.abs(halves - whole) > CELL_TOLERANCE * scale * 2.0 ** depth
-        if depth < CELL_DEPTH and 0 < rough.sum() <= CELL_SPLITS:
+        if depth < CELL_DEPTH and 0 < (count := int(rough.sum())) <= CELL_SPLITS:
             refined = self._averages(np.concatenate([low[rough], mid[rough]]),
-                                     np.concatenate([mid[rough], high[rough]]), scale=scale, depth=depth + 1)
-            halves[rough] = 0.5 * (refined[:rough.sum()] + refined[rough.sum():])
+                                     np.concatenate([mid[rough], high[rough]]),
+                                     np.concatenate([left[rough], right[rough]]), scale=scale, depth=depth + 1)
+            halves[rough] = 0.5 * (refined[:count] + refined[count:])
         return halves
 
     def driver(self, t: float, y: np.ndarray, slope: np.ndarray) -> np.ndarray:
