@@ -26,7 +26,7 @@ from bsde.io import OutputError, ensure_folder, write_bytes_atomic, write_json_a
 
 COLUMNS = ("problem", "dim", "seeds", "y0 mean ± std", "reference ± error", "method", "rel. error",
            "published", "rel. error vs published", "baseline", "wall / solve", "device")
-REGENERATE = "bsde compare --all --seeds 3 --out results"
+REGENERATE = "bsde compare hjb allen_cahn max_call default_risk --seeds 3 --out results"
 #: the index's file name (no report may take its stem)
 INDEX = "README.md"
 #: the first line of every index bsde writes: a README.md without it is the user's and is never replaced
@@ -107,7 +107,7 @@ def _is_index(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     first = text.partition("\n")[0].rstrip("\r")
-    return first == MARKER or (first == LEGACY_TITLE and "Regenerate the committed table with `" in text)
+    return first == MARKER or (first == LEGACY_TITLE and "Regenerate the committed table with `" in text)  # before
 
 
 def _is_report(path: Path) -> bool:
@@ -293,7 +293,8 @@ def index_markdown(reports: list[dict[str, Any]]) -> str:
         "y0 is the mean ± standard deviation over seeds; the reference is ours (`bsde reference`, ± 95% CI "
         "half-width or the method's error estimate); relative errors are |mean y0 - ref| / |ref|.", "",
         markdown_table(rows), "",
-        f"Regenerate the committed table with `{REGENERATE}`. Made by:", "",
+        "Each row was made by one of these commands (a row is rerun by its own command with `--out` this folder; "
+        f"the committed table by `{REGENERATE}`):", "",
         *[f"- {line}" for line in made], "",
     ])
 

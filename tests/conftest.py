@@ -30,3 +30,23 @@ def tiny() -> bsde.Problem:
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+def hjb_by_quadrature(lam: float, dim: int, total_time: float) -> float:
+    """hjb at x0 = 0, independently: u0 = -(1/lam) ln E ((1 + |X_T|^2) / 2)^(-lam), |X_T|^2 = 2 T chi2(dim),
+    one quadrature in log space (scipy's chi2 log-density)."""
+    import math
+
+    import numpy as np
+    from scipy import integrate, stats
+
+    def log_integrand(q):
+        return -lam * np.log((1 + 2 * total_time * q) / 2) + stats.chi2.logpdf(q, dim)
+
+    grid = np.geomspace(1e-12, dim + 40 * math.sqrt(2 * dim), 100001)  # log-spaced: at large lam the peak is
+    values = log_integrand(grid)  # narrow and close to 0
+    peak, where = float(values.max()), float(grid[values.argmax()])
+    pieces = (0.0, where / 2, where, 2 * where, grid[-1])
+    mass = sum(integrate.quad(lambda q: np.exp(log_integrand(q) - peak), low, high, limit=500, epsabs=0,
+                              epsrel=1e-10)[0] for low, high in zip(pieces, pieces[1:]))
+    return -(math.log(mass) + peak) / lam

@@ -19,19 +19,22 @@ def reference_json(*args: str) -> dict:
     return json.loads(result.stdout)  # stdout holds exactly one JSON object
 
 
-def test_hjb_radial_json():
+def test_hjb_json_by_its_formula_and_by_the_radial_solve():
     data = reference_json("hjb", "--set", "equation.dim=3")
     assert tuple(data) == KEYS
-    assert data["problem"] == "hjb" and data["dim"] == 3 and data["method"] == "radial"
+    assert data["problem"] == "hjb" and data["dim"] == 3 and data["method"] == "semi-analytic"
     assert data["stderr"] is None and data["ci95"] is None and data["paths"] is None
-    assert abs(data["details"]["half_resolution_difference"]) < 1e-3
-    assert 0.7 < data["value"] < 0.9  # about 0.78888
+    assert data["details"]["quad_error"] < 1e-10
+    radial = reference_json("hjb", "--set", "equation.dim=3", "--method", "radial")
+    assert abs(radial["details"]["half_resolution_difference"]) < 1e-3
+    assert abs(radial["value"] - data["value"]) < radial["details"]["error_estimate"]  # about 0.78888
 
 
 def test_paths_for_a_deterministic_method_is_a_warning():
     result = runner.invoke(app, ["reference", "hjb", "--set", "equation.dim=3", "--paths", "5", "--json", "-q"])
-    assert result.exit_code == 0 and json.loads(result.stdout)["method"] == "radial"
-    assert result.stderr == "warning: --paths: method 'radial' is deterministic and draws no paths (ignored)\n"
+    assert result.exit_code == 0 and json.loads(result.stdout)["method"] == "semi-analytic"
+    assert result.stderr == ("warning: --paths: method 'semi-analytic' is deterministic and draws no paths "
+                             "(ignored)\n")
 
 
 def test_max_call_mc_brackets_the_semi_analytic_value():
@@ -70,8 +73,11 @@ def test_solve_without_reference_gets_the_engines(tmp_path):
     args = ["solve", "hjb", *tiny_args(**{"equation.dim": 3, "solver.iterations": 10}), "--json", "-q",
             "--threads", "1"]
     data = json.loads(runner.invoke(app, args).stdout)
-    assert "radial" in data["reference_source"] and "bsde.reference" in data["reference_source"]
+    assert "semi-analytic" in data["reference_source"] and "bsde.reference" in data["reference_source"]
     assert data["reference"] == pytest.approx(0.78888, abs=1e-4) and data["reference_stderr"] is None
+    assert 0 < data["reference_error_estimate"] < 1e-10  # the quadrature's own bar, shown beside it (QA)
+    text = runner.invoke(app, [arg for arg in args if arg != "--json"]).stdout
+    assert f"+- {data['reference_error_estimate']:.2g} (its error estimate)  (semi-analytic formula" in text
     assert data["rel_error"] == pytest.approx(abs(data["y0"] - data["reference"]) / data["reference"])
     bare = json.loads(runner.invoke(app, [*args, "--no-reference"]).stdout)
     assert bare["reference"] is None and bare["rel_error"] is None and bare["y0"] == data["y0"]

@@ -12,7 +12,7 @@ from bsde.reference import ReferenceResult
 from conftest import tiny_args
 
 runner = CliRunner()
-#: hjb in dim 2 (radial reference, no published value), 30 iterations, one thread
+#: hjb in dim 2 (semi-analytic reference, no published value), 30 iterations, one thread
 TINY = [*tiny_args(**{"solver.iterations": 30}), "--threads", "1", "--device", "cpu", "-q"]
 
 
@@ -32,10 +32,10 @@ def test_json_report_holds_every_run(results):
     assert [run["seed"] for run in data["runs"]] == [0, 1]
     assert all(run["history"] and run["rel_error"] is not None for run in data["runs"])
     summary = data["summary"]
-    assert summary["reference_method"] == "radial" and summary["reference_basis"] == "bsde.reference"
+    assert summary["reference_method"] == "semi-analytic" and summary["reference_basis"] == "bsde.reference"
     assert summary["y0_mean"] == pytest.approx(sum(run["y0"] for run in data["runs"]) / 2)
     assert summary["rel_error"] == pytest.approx(abs(summary["y0_mean"] - summary["reference"]) / summary["reference"])
-    assert data["reference"]["details"]["half_resolution_difference"] is not None
+    assert data["reference"]["details"]["quad_error"] is not None
     env = data["environment"]
     for key in ("platform", "cpu", "cores", "device", "torch", "numpy", "python", "threads", "seeds", "date"):
         assert env[key] not in (None, "")
@@ -50,8 +50,8 @@ def test_markdown_png_and_index(results):
     assert "bsde compare hjb --seeds 2" in report and "torch" in report and "CPU" in report
     assert (folder / "hjb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     index = (folder / "README.md").read_text()
-    assert "[hjb](hjb.md)" in index and "bsde compare --all --seeds 3 --out results" in index
-    assert "y0 mean" in result.stdout and "radial" in result.stdout  # the console table
+    assert "[hjb](hjb.md)" in index and "bsde compare hjb allen_cahn max_call default_risk --seeds 3" in index
+    assert "y0 mean" in result.stdout and "semi-analytic" in result.stdout  # the console table
 
 
 def test_fail_above_exits_1_after_writing_and_index_lists_both(results):

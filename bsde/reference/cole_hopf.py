@@ -26,15 +26,18 @@ DEFAULT_PATHS = 1 << 20
 def cole_hopf_estimate(
     terminal: Callable[[torch.Tensor], torch.Tensor], x0: tuple[float, ...], sigma: float, total_time: float,
     lam: float, *, paths: int, generator: torch.Generator, progress: Progress | None = None,
-    shards: int | None = None, seed: int = 0, group: Group | None = None,
+    shards: int | None = None, seed: int = 0, group: Group | None = None, effective: list[float] | None = None,
 ) -> tuple[float, float]:
     """(value, stderr) of -(1/lam) ln E exp(-lam g(x0 + sigma W_T)); lam = 0 gives E g.
 
     Antithetic pairs; stderr by the delta method, sd(ln mean) = sd(mean) / mean. The exponent is
     shifted by a constant (the first chunk's mean of -lam g) so exp neither over- nor underflows.
     With ``shards`` the pairs come in shards of their own streams (seeded from ``seed``; over the
-    processes of ``group``), and the shift is the mean over a pilot chunk of shard 0's stream.
+    processes of ``group``), and the shift is the mean over a pilot chunk of shard 0's stream. ``effective``,
+    where given, receives the effective number of paths of the weights exp(-lam g), 2 n m^2 / (m^2 + v) over
+    the n antithetic pairs' mean m and variance v.
     """
+    effective = [] if effective is None else effective
     start = torch.tensor(x0, dtype=torch.float64, device=DEVICE)
     scale = sigma * math.sqrt(total_time)
 
@@ -58,8 +61,9 @@ def cole_hopf_estimate(
         return torch.exp(exponent - shift[0]).unsqueeze(-1)
 
     moments = moments_of(columns)
-    mean = float(moments.mean[0])
-    sd_mean = math.sqrt(float(moments.cov[0, 0]) / moments.n)
+    mean, variance = float(moments.mean[0]), float(moments.cov[0, 0])
+    sd_mean = math.sqrt(variance / moments.n)
+    effective.append(2 * moments.n * mean * mean / (mean * mean + variance))
     return -(math.log(mean) + shift[0]) / lam, sd_mean / (abs(lam) * mean)
 
 
@@ -72,9 +76,11 @@ def cole_hopf(equation: HJB, *, paths: int = DEFAULT_PATHS, seed: int = 0, progr
     require_paths("cole-hopf", paths)
     began = time.perf_counter()
     generator = torch.Generator(device=DEVICE).manual_seed(seed)
+    effective: list[float] = []
     value, stderr = cole_hopf_estimate(equation.terminal, equation.x_start, equation.process.sigma,
                                        equation.total_time, equation.lam, paths=paths, generator=generator,
-                                       progress=progress, shards=shards, seed=seed, group=group)
-    details = {"lam": equation.lam, "antithetic": True, **({"shards": shards} if shards else {})}
+                                       progress=progress, shards=shards, seed=seed, group=group, effective=effective)
+    details = {"lam": equation.lam, "antithetic": True, **({"shards": shards} if shards else {}),
+               **({"effective_paths": effective[0]} if effective else {})}
     return ReferenceResult(value, stderr, ci95(value, stderr), "cole-hopf", 2 * (paths // 2),
                            time.perf_counter() - began, details)

@@ -275,6 +275,8 @@ def greeks_method(problem: Problem, method: str = "auto") -> tuple[str, bool]:
     vols), radial and mc (where :func:`monte_carlo_applies`) have their own Greeks, any other method falls back."""
     name = resolve_method(problem, method)
     equation = problem.equation
+    if name == "semi-analytic" and not isinstance(equation, MaxCall):  # hjb's value formula: the radial solve's
+        return "radial", False  # Greeks (an integral per coordinate would cost minutes at d = 100)
     if name == "semi-analytic":
         return name, equation.dim > 1 and any(v <= 0 for v in equation.vols)
     if name == "mc":

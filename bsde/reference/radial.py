@@ -100,7 +100,9 @@ def _step(grid: _Grid, v: np.ndarray, a: float, b: np.ndarray) -> np.ndarray:
         v[:n] -= delta
         if np.max(np.abs(delta)) <= NEWTON_TOL * (1.0 + np.max(np.abs(y))):
             return v
-    return v
+    raise ProblemError(f"radial: Newton's method did not converge (last change {np.max(np.abs(delta)):.3g}, |u| up "
+                       f"to {np.max(np.abs(v)):.3g}): the driver is too nonlinear for this grid; no reference from "
+                       "this method")
 
 
 def march_radial(form: RadialForm, points: int = DEFAULT_POINTS, steps: int = DEFAULT_STEPS):

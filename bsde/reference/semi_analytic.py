@@ -1,6 +1,11 @@
-"""Closed forms: Black-Scholes call, and the call on the maximum of independent assets.
+"""Closed forms by quadrature: Black-Scholes call, the call on the maximum of independent assets, and hjb.
 
 max call: e^{-rT} int_K^inf (1 - prod_i Phi(d_i(m))) dm,  d_i(m) = (ln(m/x_i) - (r - q_i - vol_i^2/2) T) / (vol_i sqrt T).
+
+hjb (Cole-Hopf): u(0, x0) = -(1/lam) ln E exp(-lam g(x0 + a Z)), a = sigma sqrt T, g(x) = ln((1 + |x|^2) / 2), and
+|x0 + a Z|^2 = (r0 + a z)^2 + a^2 w^2 with z ~ N(0, 1) along x0 (r0 = |x0|) and w ~ chi(d - 1) across it (at x0 = 0
+simply a^2 w^2, w ~ chi(d)): a one- or two-dimensional integral, taken in log space (exp(-lam g) spans thousands of
+orders of magnitude at large lam), exact at every lam, d and x0 up to the quadrature's tolerance.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import time
 import numpy as np
 from scipy import integrate, special
 
+from bsde.equations.hjb import HJB
 from bsde.equations.pricing import MaxCall
 from bsde.errors import ProblemError
 from bsde.reference.result import ReferenceResult
@@ -67,10 +73,87 @@ def max_call_independent(
     return discount * value, discount * error
 
 
-def semi_analytic(equation: MaxCall) -> ReferenceResult:
-    """u(0, x0) for ``max_call`` with independent assets (any vols and dividends), by one-dimensional quadrature."""
+#: points of the grid that finds where a log-integrand peaks (the quadrature is told to split there)
+PEAK_GRID = 4001
+#: the outer integral's grid (each of its points costs an inner quadrature)
+OUTER_GRID = 201
+#: a log-integrand this far below its peak is left out of the domain (e^-60 of the peak's weight)
+LOG_SPAN = 60.0
+
+
+def _log_integral(log_f, low: float, high: float, grid: int) -> tuple[float, float]:
+    """(ln int_low^high exp(log_f), its relative error) by adaptive quadrature of exp(log_f - peak), split at the
+    peak found on a grid and limited to where log_f is within LOG_SPAN of it; ``log_f`` takes arrays."""
+    nodes = np.linspace(low, high, grid)
+    values = log_f(nodes)
+    top = int(np.argmax(values))
+    peak = float(values[top])
+    if not math.isfinite(peak):
+        raise ProblemError("semi-analytic: the integrand is not finite anywhere on its grid")
+    inside = np.flatnonzero(values >= peak - LOG_SPAN)
+    first, last = nodes[max(inside[0] - 1, 0)], nodes[min(inside[-1] + 1, grid - 1)]
+    mass, error = integrate.quad(lambda t: math.exp(float(log_f(np.array([t]))[0]) - peak), first, last,
+                                 points=[nodes[top]] if first < nodes[top] < last else None,
+                                 epsabs=0.0, epsrel=RELATIVE_TOLERANCE, limit=500)
+    return peak + math.log(mass), error / mass
+
+
+def _log_chi(w: np.ndarray, k: int) -> np.ndarray:
+    """ln of the chi(k) density at w >= 0: (k - 1) ln w - w^2 / 2 + (1 - k/2) ln 2 - ln Gamma(k/2)."""
+    return special.xlogy(k - 1, w) - 0.5 * w * w + (1 - 0.5 * k) * math.log(2.0) - special.gammaln(0.5 * k)
+
+
+def hjb_cole_hopf(x0: np.ndarray, sigma: float, total_time: float, lam: float) -> tuple[float, float]:
+    """(u(0, x0), its error estimate) for hjb: the Cole-Hopf formula integrated over the law of |x0 + a Z|^2
+    (lam = 0: E g = E ln(1 + |X_T|^2) - ln 2, the same way)."""
+    dim, r0, a = len(x0), float(np.linalg.norm(x0)), sigma * math.sqrt(total_time)
+
+    def weight(s: np.ndarray) -> np.ndarray:
+        """ln exp(-lam g(s)); for lam = 0, ln ln(1 + s) (a positive integrand, in log space as well)."""
+        if lam:
+            return -lam * (np.log1p(s) - math.log(2.0))
+        with np.errstate(divide="ignore"):
+            return np.log(np.log1p(s))
+
+    def across(k: int, c: float) -> tuple[float, float]:
+        """ln E exp(weight(c + a^2 w^2)) over w ~ chi(k), and its relative error."""
+        high = math.sqrt(k + 2 * abs(lam) + 1) + 40.0
+        return _log_integral(lambda w: _log_chi(w, k) + weight(c + a * a * w * w), 0.0, high, PEAK_GRID)
+
+    def normal(z: np.ndarray) -> np.ndarray:
+        return -0.5 * z * z - 0.5 * math.log(2 * math.pi)
+
+    inner_errors = [0.0]
+    if r0 == 0.0:
+        log_mean, relative = across(dim, 0.0)
+    elif dim == 1:
+        along = 40.0 + r0 / a + math.sqrt(2 * abs(lam))
+        log_mean, relative = _log_integral(lambda z: normal(z) + weight((r0 + a * z) ** 2), -along, along, PEAK_GRID)
+    else:
+        def outer(z: np.ndarray) -> np.ndarray:
+            inner = [across(dim - 1, (r0 + a * zi) ** 2) for zi in z]
+            inner_errors.extend(error for _, error in inner)
+            return normal(z) + np.array([value for value, _ in inner])
+
+        along = 40.0 + r0 / a + math.sqrt(2 * abs(lam))
+        log_mean, relative = _log_integral(outer, -along, along, OUTER_GRID)
+    relative += max(inner_errors)
+    if lam == 0.0:
+        return math.exp(log_mean) - math.log(2.0), math.exp(log_mean) * relative
+    return -log_mean / lam, relative / abs(lam)
+
+
+def semi_analytic(equation: MaxCall | HJB) -> ReferenceResult:
+    """u(0, x0) for ``max_call`` with independent assets (any vols and dividends), and for ``hjb`` (any lam, d, x0),
+    by one- or two-dimensional quadrature."""
+    if isinstance(equation, HJB):
+        start = time.perf_counter()
+        value, error = hjb_cole_hopf(np.array(equation.x_start, dtype=float), equation.process.sigma,
+                                     equation.total_time, equation.lam)
+        return ReferenceResult(value, None, None, "semi-analytic", None, time.perf_counter() - start,
+                               {"quad_error": error, "formula": "Cole-Hopf, over the law of |X_T|^2"})
     if not isinstance(equation, MaxCall):
-        raise ProblemError(f"semi-analytic applies to max_call only, not '{equation.kind}'")
+        raise ProblemError(f"semi-analytic applies to max_call and hjb only, not '{equation.kind}'")
     if not equation.process.independent:
         raise ProblemError(
             f"semi-analytic needs independent assets (correlation 0 or the identity matrix, got "

@@ -33,3 +33,12 @@ def test_seeded_and_reported():
 def test_rejects_other_problems():
     with pytest.raises(ProblemError, match="hjb only"):
         cole_hopf(bsde.load_problem("allen_cahn").equation)
+
+
+def test_degenerate_weights_carry_a_caveat():
+    """lam = 50 at d = 100: a handful of effective paths, and the interval missed the value by 28 standard errors
+    (QA); the result says so. lam = 1: no caveat."""
+    strong = cole_hopf(bsde.load_problem("hjb", {"equation.lam": 50.0}).equation, paths=1 << 15)
+    assert strong.details["effective_paths"] < 100 and "weights are degenerate" in strong.caveat
+    mild = cole_hopf(bsde.load_problem("hjb").equation, paths=1 << 15)
+    assert mild.details["effective_paths"] > 1 << 14 and mild.caveat is None

@@ -10,7 +10,7 @@ from bsde.reference import ReferenceResult, applicable_methods, cheap_method, re
 @pytest.mark.parametrize("name, overrides, auto, cheap", [
     ("max_call", {}, "semi-analytic", "semi-analytic"),
     ("max_call", {"equation.correlation": 0.3}, "mc", "mc"),
-    ("hjb", {}, "radial", "radial"),
+    ("hjb", {}, "semi-analytic", "semi-analytic"),
     ("allen_cahn", {}, "radial", "radial"),
     ("default_risk", {}, "mlp", None),
 ])
@@ -21,7 +21,7 @@ def test_auto_and_cheap_choices(name, overrides, auto, cheap):
 
 
 def test_applicable_lists():
-    assert applicable_methods(bsde.load_problem("hjb")) == ["radial", "cole-hopf"]
+    assert applicable_methods(bsde.load_problem("hjb")) == ["semi-analytic", "radial", "cole-hopf"]
     assert set(applicable_methods(bsde.load_problem("max_call"))) == {"semi-analytic", "mc", "mlp"}
 
 
@@ -40,7 +40,7 @@ def test_paths_seed_and_progress_reach_the_method():
 
 
 def test_inapplicable_method_is_an_error_not_a_fallback():
-    with pytest.raises(ProblemError, match="applicable: radial, cole-hopf"):
+    with pytest.raises(ProblemError, match="applicable: semi-analytic, radial, cole-hopf"):
         reference(bsde.load_problem("hjb"), "mc")
     with pytest.raises(ProblemError, match="applicable: mc, mlp"):
         reference(bsde.load_problem("max_call", {"equation.correlation": 0.3}), "semi-analytic")

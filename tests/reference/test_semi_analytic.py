@@ -54,5 +54,49 @@ def test_default_max_call_price():
 def test_rejects_correlation_and_other_payoffs():
     with pytest.raises(ProblemError, match="correlation"):
         semi_analytic(bsde.load_problem("max_call", {"equation.correlation": 0.2}).equation)
-    with pytest.raises(ProblemError, match="max_call"):
-        semi_analytic(bsde.load_problem("hjb").equation)
+    with pytest.raises(ProblemError, match="max_call and hjb only"):
+        semi_analytic(bsde.load_problem("allen_cahn").equation)
+
+
+# --- hjb: the Cole-Hopf formula over the law of |X_T|^2 ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("lam", [1.0, 50.0, 1000.0])
+def test_hjb_at_the_origin_against_an_independent_quadrature(lam):
+    """x0 = 0, d = 100: the one-dimensional chi route against scipy's chi2 density (tests/conftest.py), from the
+    published lam to lam = 1000 (where the radial solve refuses and the Cole-Hopf Monte Carlo has 5 effective paths);
+    the QA's own values: 4.590162, 3.724176, -0.279729."""
+    from conftest import hjb_by_quadrature
+
+    result = semi_analytic(bsde.load_problem("hjb", {"equation.lam": lam}).equation)
+    assert result.method == "semi-analytic" and result.details["quad_error"] < 1e-10
+    assert result.value == pytest.approx(hjb_by_quadrature(lam, 100, 1.0), abs=1e-9)
+
+
+@pytest.mark.parametrize("dim, x0", [(1, 0.7), (2, 1.0), (5, 0.4), (100, 0.3)])
+def test_hjb_off_the_origin_is_exact_where_the_formula_closes(dim, x0):
+    """lam = -1: u = ln E (1 + |X_T|^2) / 2 = ln((1 + |x0|^2 + 2 d T) / 2), the two-dimensional route (along x0 and
+    across it) with no approximation to hide behind; T = 0.5 off the default."""
+    equation = bsde.load_problem("hjb", {"equation.dim": dim, "equation.x0": x0, "equation.lam": -1.0,
+                                         "equation.total_time": 0.5}).equation
+    exact = math.log((1 + dim * x0 * x0 + 2 * dim * 0.5) / 2)
+    assert semi_analytic(equation).value == pytest.approx(exact, abs=1e-10)
+
+
+@pytest.mark.parametrize("overrides", [{"equation.dim": 5, "equation.x0": 1.0, "equation.lam": 2.0},
+                                       {"equation.dim": 1, "equation.x0": 1.0, "equation.lam": 3.0},
+                                       {"equation.x0": 0.5}])
+def test_hjb_off_the_origin_agrees_with_the_radial_solve(overrides):
+    """A PDE solve in |x|^2, an independent method, within its own error estimate."""
+    from bsde.reference.radial import radial
+
+    equation = bsde.load_problem("hjb", overrides).equation
+    pde = radial(equation)
+    assert abs(semi_analytic(equation).value - pde.value) < pde.details["error_estimate"]
+
+
+def test_hjb_without_the_nonlinearity_is_the_mean_of_g():
+    """lam = 0 is E g (integrated on its own form), the limit of small lam."""
+    zero = semi_analytic(bsde.load_problem("hjb", {"equation.dim": 3, "equation.lam": 0.0}).equation).value
+    small = semi_analytic(bsde.load_problem("hjb", {"equation.dim": 3, "equation.lam": 1e-7}).equation).value
+    assert zero == pytest.approx(small, abs=1e-6)
