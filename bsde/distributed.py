@@ -31,7 +31,22 @@ from bsde.launcher import LAUNCHER_PID
 from bsde.networks import StackedBatchNorm
 from bsde.runtime import available_cores
 
+#: Python 3.11+: no current folder (nor script folder) on the import path of the processes it starts
+SAFE_PATH = "PYTHONSAFEPATH"
+
 T = TypeVar("T")
+_MISSING = object()
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a.b": value} for nested mappings; other values as they are (their repr if they do not compare)."""
+    if isinstance(data, dict):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flat(value, f"{prefix}{key}."))
+        return flat
+    value = data if isinstance(data, (str, int, float, bool, type(None), list, tuple)) else repr(data)
+    return {prefix.rstrip("."): value}
 CPU = torch.device("cpu")
 MASK64 = (1 << 64) - 1
 #: set by each_alone(): every process runs its own whole solves (bsde compare spreads seeds this way)
@@ -131,11 +146,13 @@ class Group:
         """Whether this is process 0, the one that prints and writes."""
         return self.rank == 0
 
-    def shards(self, count: int) -> range:
-        """This process's contiguous block of ``count`` shards (blocks differ by at most one shard)."""
+    def shards(self, count: int, *, option: str = "--shards") -> range:
+        """This process's contiguous block of ``count`` shards (blocks differ by at most one shard); ``option`` names
+        the setting that gave ``count`` in the error when there are fewer shards than processes."""
         if count < self.size:
-            raise ProblemError(f"solver.shards: {count} shards cannot feed {self.size} processes; set solver.shards "
-                               f"to at least {self.size} (a divisor of solver.batch_size)")
+            raise ProblemError(f"{option}: {count} shard{'s' if count != 1 else ''} cannot feed {self.size} processes; "
+                               f"set {option} to at least {self.size}"
+                               f"{' (a divisor of solver.batch_size)' if option == 'solver.shards' else ''}")
         return range(self.rank * count // self.size, (self.rank + 1) * count // self.size)
 
     @staticmethod
@@ -194,6 +211,18 @@ class Group:
 
     def barrier(self) -> None:
         dist.barrier()
+
+    def same_everywhere(self, what: str, settings: dict[str, Any]) -> None:
+        """Raise ProblemError on every process unless each holds the same ``settings`` (nested mappings of plain
+        values): processes started with other files, overrides or seeds would train apart, or silently on
+        other numbers where the tensors' sizes still agree."""
+        flat = _flat(settings)
+        for rank, other in enumerate(self.all_gather(flat)):
+            if other != flat:
+                key = min(k for k in flat.keys() | other.keys() if flat.get(k, _MISSING) != other.get(k, _MISSING))
+                raise ProblemError(f"{what}: process {rank} runs other settings than process {self.rank} ({key}: "
+                                   f"{other.get(key, 'not set')!r} there, {flat.get(key, 'not set')!r} here); start "
+                                   "every process with the same command, files and seed")
 
     def lead_saves(self, write: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
         """A trainer's save hook for every process: the snapshots' shard streams gathered in, the lead
@@ -269,7 +298,10 @@ def launch(arguments: list[str], processes: int, *, quiet_launcher: bool = True)
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    omp, launcher = os.environ.get("OMP_NUM_THREADS"), os.environ.get(LAUNCHER_PID)
+    omp, launcher, safe = os.environ.get("OMP_NUM_THREADS"), os.environ.get(LAUNCHER_PID), os.environ.get(SAFE_PATH)
+    # the workers run `python -m bsde.cli`, which puts the current folder first on the import path: a checkout's
+    # bsde/ there would shadow the installed package (another version, or no bsde.cli at all); Python 3.11+
+    os.environ[SAFE_PATH] = "1"
     if omp is None:  # what torchrun would set (with a warning); the workers set their threads themselves
         os.environ["OMP_NUM_THREADS"] = str(threads_per_process(processes))
     os.environ[LAUNCHER_PID] = str(os.getpid())  # the workers die with this process (bsde.launcher)
@@ -294,6 +326,8 @@ def launch(arguments: list[str], processes: int, *, quiet_launcher: bool = True)
             logger.setLevel(level)
         if omp is None:
             os.environ.pop("OMP_NUM_THREADS", None)
+        if safe is None:
+            os.environ.pop(SAFE_PATH, None)
         if launcher is None:
             os.environ.pop(LAUNCHER_PID, None)
         else:

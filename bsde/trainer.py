@@ -160,7 +160,8 @@ class _Run:
             raise ProblemError("solver.compile: not in a data-parallel run (--nproc K, torchrun); set solver.compile=false")
         shards = settings.shard_count()
         self.streams = ShardStreams(generator.initial_seed(), shards, settings.batch_size,
-                                    group.shards(shards) if group else range(shards), device)
+                                    group.shards(shards, option="solver.shards") if group else range(shards),
+                                    device)
         #: the training forward pass: the model itself, or wrapped to average gradients over the processes
         forward = self.forward = (group.data_parallel(self.model, unused_parameters=settings.time_steps == 1)
                                   if group else self.model)

@@ -114,7 +114,12 @@ def refuse_overwriting(problems: list[str], outputs: dict[str, list[Path]]) -> N
 
 
 def fail(message: str, code: int) -> None:
-    err.print(f"error: {message}", markup=False)
+    """One line on stderr, then exit ``code``; a follower process (whose consoles go nowhere) writes it to the
+    real stderr, marked with its rank: the lead may not have seen the error (one node's bad path or file)."""
+    if lead_process():
+        err.print(f"error: {message}", markup=False)
+    else:
+        sys.__stderr__.write(f"error (process {os.environ.get('RANK')}): {message}\n")
     raise typer.Exit(code)
 
 
@@ -187,15 +192,11 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             text = f"{where}{exc.strerror or first_line(exc)}"
-            if not lead_process():
-                sys.__stderr__.write(f"error (process {os.environ.get('RANK')}): {text}\n")
             fail(f"{text} (the system refused a read or write; {DEBUG_VARIABLE}=1 shows the traceback)",
                  2 if exc.errno in PATH_ERRORS and _given(exc.filename, kwargs) else 1)
         except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
             if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
                 raise
-            if not lead_process():  # the lead may not have seen it: say so where a person can read it
-                sys.__stderr__.write(f"error (process {os.environ.get('RANK')}): {first_line(exc)}\n")
             fail(f"{first_line(exc)} (unexpected; {DEBUG_VARIABLE}=1 shows the traceback, please report it)", 1)
 
     return wrapper

@@ -12,8 +12,8 @@ import typer
 from bsde.errors import Interrupted, ProblemError
 
 from .common import (DeviceOption, JsonOption, ProblemArgument, SeedOption, SetOption, ThreadsOption, command_line,
-                     emit_json, err, fail, guarded, launch_workers, load, out, print_log_entry, progress_lines,
-                     refuse_overwriting, vector_text)
+                     emit_json, err, fail, guarded, launch_workers, lead_process, load, out, print_log_entry,
+                     progress_lines, refuse_overwriting, vector_text)
 from .signals import StopRequest, Stopped, stop_on_signals
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ def report(result: SolveResult) -> None:
     if result.reference is not None:
         if result.reference_ci95 is not None:
             spread = f" +- {(result.reference_ci95[1] - result.reference_ci95[0]) / 2:.2g} (95% CI)"
+        elif result.reference_error_estimate is not None:
+            spread = f" +- {result.reference_error_estimate:.2g} (its error estimate)"
         else:
             spread = f" +- {result.reference_stderr:.2g}" if result.reference_stderr is not None else ""
         out.print(f"  reference  {result.reference:.6g}{spread}  ({result.reference_source or 'no source'})",
@@ -179,7 +181,7 @@ def solve(
     if checkpoint_every is not None and folder is None:
         raise ProblemError(f"--checkpoint-every {checkpoint_every}: needs --checkpoint DIR (or --resume DIR)")
     refuse_overwriting([problem], outputs(out_file, plot, save, checkpoint, resume))
-    if out_file is not None:
+    if out_file is not None and lead_process():  # process 0 alone writes it (on its own node's file system)
         check_writable(check_replaceable(out_file, is_solve_json, "a solve's JSON result"))
     if nproc > 1 or processes() > 1:
         if loaded.solver.region is not None or save is not None or plot is not None:
@@ -188,8 +190,9 @@ def solve(
         if loaded.solver.compile:
             raise ProblemError("solver.compile: not in a data-parallel run (--nproc K); set solver.compile=false")
         if nproc > loaded.solver.shard_count():
-            raise ProblemError(f"--nproc {nproc}: more processes than the {loaded.solver.shard_count()} shards of each "
-                               "batch; set solver.shards (a divisor of solver.batch_size) to at least that")
+            count = loaded.solver.shard_count()
+            raise ProblemError(f"--nproc {nproc}: more processes than the {count} shard{'s' if count != 1 else ''} of "
+                               "each batch; set solver.shards (a divisor of solver.batch_size) to at least that")
         launch_workers(ctx, nproc)
     if plot is not None:
         if loaded.solver.region is None:
@@ -239,7 +242,7 @@ def _write(result: SolveResult, problem: Problem, *, save: Path | None, plot: Pa
         plot_region(result.solution, problem, checks, plot)
         err.print(f"plot written to {plot}", markup=False)
     data = result.to_dict()
-    if out_file is not None:
+    if out_file is not None and lead_process():
         write_json_atomic(out_file, data)
     if json_:
         emit_json(data)

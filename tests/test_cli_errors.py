@@ -241,3 +241,16 @@ def test_unexpected_error_with_debug_shows_the_exception(monkeypatch: pytest.Mon
     result = runner.invoke(app, ["solve", "hjb", "--set", "equation.dim=2", "-q"])
     assert result.exit_code == 1
     assert isinstance(result.exception, RuntimeError)
+
+
+def test_a_follower_process_says_its_error_where_a_person_reads_it(monkeypatch, capfd):
+    """Under torchrun a follower's consoles go nowhere; its own bad input (a problem file missing on its node)
+    still reaches stderr, marked with its rank (it was silent, and the job died on torchrun's traceback, QA)."""
+    import typer
+
+    from bsde.cli.common import fail
+
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(typer.Exit):
+        fail("nodeb.yaml: no such problem file", 2)
+    assert capfd.readouterr().err == "error (process 1): nodeb.yaml: no such problem file\n"

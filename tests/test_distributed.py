@@ -50,9 +50,11 @@ def assert_same_history(one: list, many: list, tolerance: float = 1e-10) -> None
         assert abs(a.y0 - b["y0"]) <= tolerance * abs(a.y0), (a, b)
 
 
-def bsde_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bsde.cli", *args], cwd=cwd, env=CLEAN_ENV, capture_output=True,
-                          text=True, timeout=timeout)
+def bsde_cli(*args: str, cwd: Path, timeout: float = 120, safe_path: bool = False) -> subprocess.CompletedProcess:
+    """``python -m bsde.cli ARGS`` in ``cwd`` (``safe_path``: python -P, as the ``bsde`` script, which does not
+    import from the current folder)."""
+    return subprocess.run([sys.executable, *(["-P"] if safe_path else []), "-m", "bsde.cli", *args], cwd=cwd,
+                          env=CLEAN_ENV, capture_output=True, text=True, timeout=timeout)
 
 
 def free_port() -> int:
@@ -129,8 +131,13 @@ def test_stop_keeps_the_first_signal():
 
 
 def test_two_processes_reproduce_one(tmp_path: Path):
-    """bsde solve --nproc 2 (torchrun, gloo): the same losses and y0 as one process, one JSON, one log."""
-    done = bsde_cli("solve", *ARGS, "--json", "--nproc", "2", "--out", "two.json", cwd=tmp_path)
+    """bsde solve --nproc 2 (torchrun, gloo): the same losses and y0 as one process, one JSON, one log. Run in a
+    folder holding a bsde/ of its own (a checkout): the workers import the installed package, as the launcher
+    does (`python -m` put the folder first on their path: "No module named bsde.cli", QA)."""
+    (tmp_path / "bsde").mkdir()
+    (tmp_path / "bsde" / "__init__.py").write_text("raise ImportError('the decoy in the current folder')\n")
+    done = bsde_cli("solve", *ARGS, "--json", "--nproc", "2", "--out", "two.json", cwd=tmp_path,
+                    safe_path=sys.version_info >= (3, 11))
     assert done.returncode == 0, done.stderr
     many = json.loads(done.stdout)  # exactly one JSON object: only the lead prints
     one = one_process()
@@ -170,6 +177,31 @@ def test_every_process_of_a_python_solve_gets_the_leads_solution(tmp_path: Path)
     assert other["device"] == lead["device"] == "cpu"
     for key in ("y0", "y_start", "u", "weights"):
         assert other[key] == lead[key], key
+
+
+RANK_SEEDED_SOLVE = """
+import json, os, sys, bsde, bsde.distributed
+try:
+    bsde.solve(bsde.load_problem("hjb", json.loads(sys.argv[1])), seed=int(os.environ["RANK"]), device="cpu",
+               threads=1)
+except bsde.ProblemError as exc:
+    print(json.dumps({"rank": os.environ["RANK"], "error": str(exc)}))
+bsde.distributed.close()
+"""
+
+
+def test_processes_started_with_other_settings_are_refused(tmp_path: Path):
+    """Each process with its own seed (or file, or override) would train apart, and where the tensors' sizes still
+    agree, silently on other numbers (a different iteration count aborted inside gloo, QA): refused on every
+    process, naming the setting."""
+    script = tmp_path / "rank_seeded.py"
+    script.write_text(RANK_SEEDED_SOLVE)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+                           str(script), json.dumps(TINY)], cwd=tmp_path, env=CLEAN_ENV, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    errors = [json.loads(line)["error"] for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(errors) == 2 and all("runs other settings" in text and "(seed: " in text for text in errors), errors
 
 
 def test_the_process_device_under_torchrun_is_the_local_rank_gpu(monkeypatch):
