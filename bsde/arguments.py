@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable
 
 from bsde.errors import ArgumentError
 
@@ -45,4 +45,11 @@ def choice(name: str, value: Any, options: Sequence[str]) -> str:
     """``value`` if it is one of ``options`` (strings)."""
     if not isinstance(value, str) or value not in options:
         raise ArgumentError(f"{name}: expected one of {', '.join(map(repr, options))}, got {describe(value)}")
+    return value
+
+
+def optional_callable(name: str, value: Any) -> Callable[..., Any] | None:
+    """``value`` if it is None or callable; else an ArgumentError naming ``name``."""
+    if value is not None and not callable(value):
+        raise ArgumentError(f"{name}: expected a function (or None), got {describe(value)}")
     return value

@@ -39,6 +39,11 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def _cannot_write(path: Path, exc: OSError, where: str = "") -> OutputError:
+    """The one-line error for a write the system refused; ``machine`` for a full disk or an I/O error."""
+    return OutputError(f"{path}: cannot write{where} ({_reason(exc)})", machine=exc.errno in MACHINE_ERRORS)
+
+
 def ensure_folder(folder: Path) -> Path:
     """Create ``folder`` (and parents) if needed; one-line :class:`OutputError` when impossible."""
     folder = Path(folder)
@@ -129,7 +134,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp")
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+        raise _cannot_write(path, exc) from None
     try:
         os.chmod(tmp, _file_mode(path))
         with os.fdopen(fd, "wb") as handle:
@@ -140,7 +145,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise OutputError(f"{path}: cannot write ({_reason(exc)})", machine=exc.errno in MACHINE_ERRORS) from None
+            raise _cannot_write(path, exc) from None
         raise
     _fsync_folder(folder)
     return path
@@ -229,7 +234,7 @@ def check_writable(path: Path) -> Path:
     try:  # try it: permission bits do not tell the whole story (root, read-only mounts)
         fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write into {folder} ({_reason(exc)})") from None
+        raise _cannot_write(path, exc, f" into {folder}") from None
     os.close(fd)
     os.unlink(probe)
     return path

@@ -44,9 +44,15 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _kept_freed_memory = False
 
 
-def keep_freed_memory(device: torch.device | str = "cpu") -> bool:
-    """For a run on the CPU (``device``), make glibc's malloc keep freed memory for reuse: no fresh mapping per
-    large block, no trimming (elsewhere torch's own caching allocator holds the tensors: nothing to do).
+#: a run whose memory estimate (bsde.memory) is below this leaves malloc as it is: its blocks are under glibc's
+#: largest mmap threshold (32 MB), which keeps them on the heap anyway
+KEEP_FREED_FROM = 256 << 20
+
+
+def keep_freed_memory(device: torch.device | str = "cpu", need: int | None = None) -> bool:
+    """For a run on the CPU (``device``) that needs ``need`` bytes (None: any), from KEEP_FREED_FROM on, make
+    glibc's malloc keep freed memory for reuse: no fresh mapping per large block, no trimming (elsewhere torch's
+    own caching allocator holds the tensors: nothing to do).
 
     By default every block over glibc's largest mmap threshold (32 MB: at d = 10,000 the paths, the
     activations and the first and last layers' gradients) is a fresh mapping whose pages the kernel
@@ -58,6 +64,8 @@ def keep_freed_memory(device: torch.device | str = "cpu") -> bool:
     global _kept_freed_memory
     if _kept_freed_memory:
         return True
+    if need is not None and need < KEEP_FREED_FROM:
+        return False
     if torch.device(device).type != "cpu" or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     import ctypes

@@ -242,7 +242,7 @@ class Solution:
         expected = f"points: expected real numbers in an (n, {self.equation.dim}) array, got {describe(x)}"
         try:
             given = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
-            values = None if given.dtype.kind in "bcmM" else given.astype(float)  # bools, complex, dates: refused
+            values = None if given.dtype.kind in "bcmMUS" else given.astype(float)  # bools, complex, dates, text
         except (TypeError, ValueError) as exc:
             raise ArgumentError(f"{expected} ({str(exc).splitlines()[0]})") from None
         if values is None:

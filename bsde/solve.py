@@ -126,6 +126,8 @@ class SolveResult:
     refit: dict[str, Any] | None = None
     #: the reference engine's 95% interval (a Monte Carlo reference; it counts a discretisation bias where one is known)
     reference_ci95: list[float] | None = None
+    #: a deterministic reference's own error estimate (the grid methods' half-resolution difference, a quadrature's)
+    reference_error_estimate: float | None = None
     #: the trained model (not in the JSON): u, grad, hessian, z, save
     solution: Solution | None = field(default=None, repr=False, compare=False)
 
@@ -191,6 +193,21 @@ def cheap_reference(problem: Problem) -> ReferenceResult | None:
     return None if method is None else run_reference(problem, method)
 
 
+def _with_autograd_and_the_callers_threads(function: Callable[..., SolveResult]) -> Callable[..., SolveResult]:
+    """``function`` run with autograd on (a caller's ``torch.no_grad()`` or ``inference_mode()`` would stop
+    training), giving the caller's torch thread count back afterwards (the solve sets its own)."""
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> SolveResult:
+        threads = torch.get_num_threads()
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                return function(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+    return run
+
+
+@_with_autograd_and_the_callers_threads
 def solve(
     problem: Problem | Equation, *, solver: SolverSettings | Mapping[str, Any] | None = None, seed: int = 0,
     device: str = "auto", threads: int | None = None,
@@ -241,6 +258,8 @@ def solve(
     if checkpoint_every is not None and checkpoint is None:
         raise ArgumentError(f"checkpoint_every={checkpoint_every}: needs checkpoint=FOLDER (where to write them)")
     on_nan = arguments.choice("on_nan", on_nan, get_args(OnNaN))
+    for name, hook in (("on_log", on_log), ("on_warning", on_warning), ("stop_requested", stop_requested)):
+        arguments.optional_callable(name, hook)
     if reference is not None and not isinstance(reference, ReferenceResult):
         raise ArgumentError(f"reference: expected a ReferenceResult (bsde.reference(...)), got "
                             f"{arguments.describe(reference)}")
@@ -248,11 +267,13 @@ def solve(
     verify_flags(problem.equation)
     used_threads = set_threads(threads)
     dev = resolve_device(device)
-    keep_freed_memory(dev)
     problem = replace(problem, solver=problem.solver.for_device(dev.type))  # dtype: float32 on CUDA unless set
-    check_fits(problem, distributed.process_device(dev))  # under torchrun on CUDA: this process's own GPU
+    need = check_fits(problem, distributed.process_device(dev))  # under torchrun on CUDA: this process's own GPU
+    keep_freed_memory(dev, need.total)  # large runs only: process-wide, for good
     group = distributed.group(dev)
     if group is not None:
+        group.same_everywhere(problem.source, {"equation": problem.equation.model_dump(mode="python"),
+                                               "solver": problem.solver.model_dump(mode="python"), "seed": seed})
         dev = group.device
         on_log, on_warning = (on_log, on_warning) if group.lead else (None, None)
     settings = problem.solver
@@ -396,4 +417,6 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         gamma_diag_stderr=None if gamma_stderr is None else finite_json(gamma_stderr.tolist()),
         greeks_stderr_basis=stderr_basis, refit=refitted, solution=solution, processes=processes,
         reference_ci95=list(reference.ci95) if reference is not None and reference.ci95 is not None else None,
+        reference_error_estimate=(reference.error_bar if reference is not None and reference.error_bar_kind ==
+                                  "error estimate" else None),
     )

@@ -142,6 +142,22 @@ def test_a_full_disk_is_the_machines_failure_not_bad_input(tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_full_disk_when_the_temp_file_is_made_is_the_machines_failure_too(tmp_path: Path, monkeypatch) -> None:
+    """atomic_write and check_writable fail at mkstemp on a full disk: the same error as a failed write."""
+    import errno
+    import tempfile
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    for call in (lambda: atomic_write(tmp_path / "a.json", lambda handle: None),
+                 lambda: check_writable(tmp_path / "a.json")):
+        with pytest.raises(OutputError, match="cannot write") as info:
+            call()
+        assert info.value.machine is True
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
 def test_a_device_or_pipe_is_never_replaced(tmp_path: Path) -> None:
     """The atomic rename would put a regular file where the node was (as root, /dev/full became a file)."""

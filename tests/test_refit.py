@@ -156,7 +156,7 @@ def test_normal_equations_give_least_squares_and_its_leave_one_group_out_fits():
     design = torch.randn(5003, 4, generator=generator, dtype=F64)
     target = design @ torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=F64) + torch.randn(5003, generator=generator,
                                                                                    dtype=F64)
-    equations = NormalEquations(4, groups=8, dtype=F64)
+    equations = NormalEquations(4, groups=8)
     for begin in range(0, 5003, 999):
         equations.add(design[begin:begin + 999], target[begin:begin + 999])
     theta, after = equations.solve()

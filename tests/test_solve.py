@@ -72,3 +72,25 @@ def test_an_odd_step_count_has_no_estimate_and_no_overflow_warning():
     result = bsde.solve(problem, threads=1, auto_reference=False)
     assert result.error_estimate is None and result.error_basis.startswith("none")
     assert not any("no error estimate" in w for w in result.warnings)
+
+
+def test_solve_under_no_grad_trains_and_leaves_the_callers_threads(tiny):
+    """A caller's torch.no_grad() / inference_mode() does not reach training (it raised torch's "does not require
+    grad"), and the caller's thread count is back afterwards, whatever the solve used (QA)."""
+    import pytest
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            plain = bsde.solve(tiny, seed=0, threads=2)
+        assert torch.get_num_threads() == 1
+        with torch.inference_mode():
+            inference = bsde.solve(tiny, seed=0, threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert math.isfinite(plain.y0) and inference.y0 == pytest.approx(plain.y0, rel=1e-9)
+    for hook in ("on_log", "on_warning", "stop_requested"):
+        with pytest.raises(bsde.ArgumentError, match=f"^{hook}: expected a function"):
+            bsde.solve(tiny, **{hook: 5})

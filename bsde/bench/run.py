@@ -20,7 +20,7 @@ from bsde.bench.cases import (FULL, QUICK, SPEED_CASES, Effort, LoopComparison, 
 from bsde.bench.worker import ScaleFit, ScaleResult, fit, run_case
 from bsde.compiled import CompileError
 from bsde.errors import BSDEError
-from bsde.runtime import available_cores, cpu_model, keep_freed_memory, proc_field, resolve_device, set_threads
+from bsde.runtime import available_cores, cpu_model, proc_field, resolve_device, set_threads
 
 #: the scale study's (problem, dtype) cases; dtype None: the problem's own for the device (float64 on CPU)
 SCALE_CASES = (("hjb", None), ("hjb", "float32"), ("allen_cahn", None))
@@ -137,7 +137,6 @@ def run_bench(options: BenchOptions, *, command: str = "", progress: Progress | 
     start = time.perf_counter()
     threads = set_threads(options.threads)
     device = resolve_device(options.device)
-    keep_freed_memory(device)  # as solve does
     effort, sections = options.effort, options.sections
     if "startup" in sections:
         say("start-up of a fresh interpreter (import bsde.solve) and the one-time cost of its first solve")

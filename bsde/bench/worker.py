@@ -72,9 +72,9 @@ def measure(problem_name: str, dim: int, device: str, threads: int | None, warmu
     (in ``dtype``; None: the problem's own for the device)."""
     set_threads(threads)
     dev = resolve_device(device)
-    keep_freed_memory(dev)  # as solve does
     problem = load_problem(problem_name, {"equation.dim": dim, **PLAIN, **({"solver.dtype": dtype} if dtype else {})})
     problem = replace(problem, solver=problem.solver.for_device(dev.type))
+    keep_freed_memory(dev, estimate(problem).total)  # as solve does
     hidden, dtype = problem.solver.widths(dim), problem.solver.dtype
     need = estimate(problem).total / 2**20
     try:
