@@ -46,11 +46,11 @@ def run_config(problem: Problem, *, seed: int, device: torch.device) -> dict[str
             "dtype": problem.solver.dtype, "signature": signature(problem.equation)}
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(data, dict):
         flat: dict[str, Any] = {}
         for key, value in data.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         return flat
     return {prefix.rstrip("."): data}
 
@@ -80,8 +80,8 @@ def _with_schedule_resolved(config: dict[str, Any]) -> dict[str, Any]:
 
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """'key: checkpoint A, now B' for each compared key whose value differs (schedules compared as iterations)."""
-    old = _flatten(_with_schedule_resolved(saved))
-    new = _flatten(_with_schedule_resolved(now))
+    old = flatten(_with_schedule_resolved(saved))
+    new = flatten(_with_schedule_resolved(now))
     found = [f"{key}: checkpoint {old.get(key)!r}, now {new.get(key)!r}"
              for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
     # the dump names a Python function by its name only: its values at probe points tell two apart

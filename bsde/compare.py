@@ -26,7 +26,7 @@ from bsde.problem import Problem
 from bsde.reference import ReferenceResult, applicable_methods, describe, reference
 from bsde.reference.result import finite_json
 from bsde.reference.sampling import Progress
-from bsde.runtime import available_cores, cpu_model, resolve_device
+from bsde.runtime import available_cores, cpu_model, resolve_device, using_threads
 from bsde.solve import SolveResult, solve
 from bsde.trainer import LogEntry
 
@@ -231,8 +231,9 @@ def compare(
     """
     if seeds < 1:
         raise ProblemError(f"seeds must be at least 1, got {seeds}")
-    ours = _reference(problem, reference_paths, on_reference, progress)
-    runs = [_solve(problem, seed, ours, device, threads, on_log, on_warning) for seed in range(seeds)]
+    with using_threads(threads):  # the reference's too, not only the solves'; the caller's count back after
+        ours = _reference(problem, reference_paths, on_reference, progress)
+        runs = [_solve(problem, seed, ours, device, threads, on_log, on_warning) for seed in range(seeds)]
     return _comparison(problem, runs, ours, device, seeds, command)
 
 

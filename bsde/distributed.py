@@ -38,15 +38,13 @@ T = TypeVar("T")
 _MISSING = object()
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a.b": value} for nested mappings; other values as they are (their repr if they do not compare)."""
-    if isinstance(data, dict):
-        flat: dict[str, Any] = {}
-        for key, value in data.items():
-            flat.update(_flat(value, f"{prefix}{key}."))
-        return flat
-    value = data if isinstance(data, (str, int, float, bool, type(None), list, tuple)) else repr(data)
-    return {prefix.rstrip("."): value}
+def _comparable(value: Any) -> Any:
+    """``value`` as it compares alike in every process: plain values as they are, a function by its qualified name,
+    another object by its type (their reprs hold addresses that differ between processes)."""
+    if isinstance(value, (str, int, float, bool, type(None), list, tuple)):
+        return value
+    kind = value if callable(value) and hasattr(value, "__qualname__") else type(value)
+    return f"{getattr(kind, '__module__', '?')}.{kind.__qualname__}"
 CPU = torch.device("cpu")
 MASK64 = (1 << 64) - 1
 #: set by each_alone(): every process runs its own whole solves (bsde compare spreads seeds this way)
@@ -216,7 +214,9 @@ class Group:
         """Raise ProblemError on every process unless each holds the same ``settings`` (nested mappings of plain
         values): processes started with other files, overrides or seeds would train apart, or silently on
         other numbers where the tensors' sizes still agree."""
-        flat = _flat(settings)
+        from bsde.checkpoint import flatten
+
+        flat = {key: _comparable(value) for key, value in flatten(settings).items()}
         for rank, other in enumerate(self.all_gather(flat)):
             if other != flat:
                 key = min(k for k in flat.keys() | other.keys() if flat.get(k, _MISSING) != other.get(k, _MISSING))

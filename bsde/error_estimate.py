@@ -65,15 +65,14 @@ FLOAT32_RESOLUTION = 1e-6
 def from_bound(bound: ControlBound) -> ErrorEstimate:
     sampled = (f"control {bound.side} bound {bound.value:.6g}; value sampled under the learned control "
                f"({bound.paths} paths, {bound.effective_paths:.0f} effective")
-    error = 2 * bound.exponential_stderr
+    error, basis = 2 * bound.exponential_stderr, f"{sampled}; 2 standard errors)"
     if error < FLOAT32_RESOLUTION * abs(bound.exponential):
-        return ErrorEstimate(bound.exponential, FLOAT32_RESOLUTION * abs(bound.exponential),
-                             f"{sampled}; 1e-6 of it, the resolution of its float32 paths, above 2 standard errors)",
-                             bound)
+        error = FLOAT32_RESOLUTION * abs(bound.exponential)
+        basis = f"{sampled}; 1e-6 of it, the resolution of its float32 paths, above 2 standard errors)"
     if bound.effective_paths < DEGENERATE_FRACTION * bound.paths and abs(bound.value - bound.exponential) > error:
-        return ErrorEstimate(bound.exponential, abs(bound.value - bound.exponential),
-                             f"{sampled}: too few for its standard error, so its distance to the bound)", bound)
-    return ErrorEstimate(bound.exponential, error, f"{sampled}; 2 standard errors)", bound)
+        error, basis = abs(bound.value - bound.exponential), f"{sampled}: too few for its standard error, so its " \
+                                                              "distance to the bound)"
+    return ErrorEstimate(bound.exponential, error, basis, bound)
 
 
 def _implied_shift(model: DeepBSDE, paths: Paths) -> tuple[float, float, float]:

@@ -39,6 +39,16 @@ def set_threads(threads: int | None = None) -> int:
     return count
 
 
+@contextmanager
+def using_threads(threads: int | None = None) -> Iterator[int]:
+    """``set_threads(threads)`` for the block, the caller's thread count back after it."""
+    previous = torch.get_num_threads()
+    try:
+        yield set_threads(threads)
+    finally:
+        torch.set_num_threads(previous)
+
+
 #: glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _kept_freed_memory = False

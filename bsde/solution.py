@@ -27,7 +27,7 @@ import yaml
 
 from bsde import __version__
 from bsde.arguments import describe, integer
-from bsde.checkpoint import _flatten, format_hint, readable_format
+from bsde.checkpoint import flatten, format_hint, readable_format
 from bsde.errors import ArgumentError, ProblemError
 from bsde.greeks import GAMMA_FULL_MAX_DIM, GAMMA_MAX_DIM, TRANSITION_GREEKS, first_step_greeks, gradient_from_z
 from bsde.io import (check_writable, ensure_folder, temporary_files, torch_load_safely, torch_save_atomic,
@@ -242,7 +242,9 @@ class Solution:
         expected = f"points: expected real numbers in an (n, {self.equation.dim}) array, got {describe(x)}"
         try:
             given = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
-            values = None if given.dtype.kind in "bcmMUS" else given.astype(float)  # bools, complex, dates, text
+            text = given.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in given.ravel())
+            # bools, complex numbers, dates and text are refused (astype would read "100" as a number)
+            values = None if given.dtype.kind in "bcmMUS" or text else given.astype(float)
         except (TypeError, ValueError) as exc:
             raise ArgumentError(f"{expected} ({str(exc).splitlines()[0]})") from None
         if values is None:
@@ -444,6 +446,6 @@ def _plain(value: Any, where: str) -> Any:
 
 def _differences(saved: dict[str, Any], written: dict[str, Any]) -> list[str]:
     """'key: trained with A, file says B' for each key whose value differs."""
-    old, new = _flatten(saved), _flatten(written)
+    old, new = flatten(saved), flatten(written)
     return [f"{key}: trained with {old.get(key)!r}, file says {new.get(key)!r}"
             for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]

@@ -209,6 +209,9 @@ def solve(
                   f"{loaded.solver.iterations} iterations" + (f", resuming from {resume}" if resume else ""),
                   markup=False)
     hint = command_line(ctx, checkpoint=None, resume=folder, nproc=max(nproc, processes())) if folder else ""
+    from bsde.runtime import set_threads
+
+    set_threads(threads)  # the command's, not only the solve's: --plot's reference checks run after it
     with stop_on_signals() as stop:  # to the end: a signal after training ends the command too
         try:
             try:

@@ -98,8 +98,10 @@ def test_solution_names_bad_points_and_steps(tmp_path):
         result.u("abc")
     with pytest.raises(ArgumentError, match="^points: expected real numbers"):
         result.u([[1.0, 2.0], [1.0]])
-    for not_real in (np.array([[100.0 + 1j]]), np.array([[True]]), torch.tensor([[True]]), [["100"]]):
-        with pytest.raises(ArgumentError, match=r"^points: expected real numbers .*\(of (complex128|bool|<U3)\)$"):
+    for not_real in (np.array([[100.0 + 1j]]), np.array([[True]]), torch.tensor([[True]]), [["100"]],
+                     np.array([["100"]], dtype=object)):
+        with pytest.raises(ArgumentError,
+                           match=r"^points: expected real numbers .*\(of (complex128|bool|<U3|object)\)$"):
             result.u(not_real)  # text too: "100" was read as a number (QA)
     with pytest.raises(ArgumentError, match="^n: expected an integer, got float 1.5"):
         result.z(1.5, [[100.0]])

@@ -116,3 +116,5 @@ def test_the_sampled_values_estimate_by_case():
     assert from_bound(bound(3.763, 3.76, 3e-3, 52)).error == pytest.approx(6e-3)  # the bound is closer: 2 s.e.
     floor = from_bound(bound(31.5, 31.5, 2.6e-8, 900))
     assert floor.error == pytest.approx(31.5e-6) and "float32" in floor.basis
+    degenerate_and_small = from_bound(bound(12.90, 12.80, 5.94e-6, 46))  # 4.6% effective: the bound, not the floor
+    assert degenerate_and_small.error == pytest.approx(0.1) and "too few" in degenerate_and_small.basis

@@ -276,7 +276,9 @@ def greeks_method(problem: Problem, method: str = "auto") -> tuple[str, bool]:
     name = resolve_method(problem, method)
     equation = problem.equation
     if name == "semi-analytic" and not isinstance(equation, MaxCall):  # hjb's value formula: the radial solve's
-        return "radial", False  # Greeks (an integral per coordinate would cost minutes at d = 100)
+        if method != "auto":  # Greeks (an integral per coordinate would cost minutes at d = 100)
+            raise ProblemError("semi-analytic has no Greeks for hjb (its value only); use --method radial")
+        return "radial", False
     if name == "semi-analytic":
         return name, equation.dim > 1 and any(v <= 0 for v in equation.vols)
     if name == "mc":

@@ -60,7 +60,7 @@ class ReferenceResult:
         if isinstance(effective, (int, float)) and effective < FEW_EFFECTIVE_PATHS:
             return (f"its weights are degenerate ({effective:.0f} effective paths of {self.paths}): the mean of a "
                     "heavy-tailed sample, whose 95% interval understates the error (at lam 50 it missed by 28 "
-                    "standard errors); use a deterministic method (radial)")
+                    "standard errors); use a deterministic method (semi-analytic for hjb)")
         return None
 
     def to_dict(self) -> dict[str, Any]:

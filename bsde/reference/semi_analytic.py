@@ -14,7 +14,7 @@ import math
 import time
 
 import numpy as np
-from scipy import integrate, special
+from scipy import integrate, optimize, special
 
 from bsde.equations.hjb import HJB
 from bsde.equations.pricing import MaxCall
@@ -82,19 +82,37 @@ LOG_SPAN = 60.0
 
 
 def _log_integral(log_f, low: float, high: float, grid: int) -> tuple[float, float]:
-    """(ln int_low^high exp(log_f), its relative error) by adaptive quadrature of exp(log_f - peak), split at the
-    peak found on a grid and limited to where log_f is within LOG_SPAN of it; ``log_f`` takes arrays."""
+    """(ln int_low^high exp(log_f), its relative error) for a unimodal ``log_f`` (taking arrays): its peak found on
+    a grid and then between the grid's neighbours of it (a peak far narrower than the grid, at large lam or |x0|),
+    the domain cut where log_f is LOG_SPAN below it (doubling steps out from the peak), and exp(log_f - peak) <= 1
+    integrated adaptively there."""
     nodes = np.linspace(low, high, grid)
     values = log_f(nodes)
     top = int(np.argmax(values))
-    peak = float(values[top])
-    if not math.isfinite(peak):
+    if not math.isfinite(float(values[top])):
         raise ProblemError("semi-analytic: the integrand is not finite anywhere on its grid")
-    inside = np.flatnonzero(values >= peak - LOG_SPAN)
-    first, last = nodes[max(inside[0] - 1, 0)], nodes[min(inside[-1] + 1, grid - 1)]
-    mass, error = integrate.quad(lambda t: math.exp(float(log_f(np.array([t]))[0]) - peak), first, last,
-                                 points=[nodes[top]] if first < nodes[top] < last else None,
+    left, right = nodes[max(top - 1, 0)], nodes[min(top + 1, grid - 1)]
+    found = optimize.minimize_scalar(lambda t: -float(log_f(np.array([t]))[0]), bounds=(left, right),
+                                     method="bounded", options={"xatol": 1e-12 * max(1.0, abs(right - left))})
+    where, peak = (float(found.x), -float(found.fun)) if -found.fun > values[top] else (nodes[top], float(values[top]))
+
+    def edge(direction: float, end: float) -> float:
+        """Where log_f falls LOG_SPAN below the peak, found by doubling steps from it (``end`` at the latest)."""
+        step = 1e-9 * (high - low)
+        while True:
+            point = where + direction * step
+            if direction * (point - end) >= 0:
+                return end
+            if float(log_f(np.array([point]))[0]) < peak - LOG_SPAN:
+                return point
+            step *= 2.0
+
+    first, last = edge(-1.0, low), edge(1.0, high)
+    mass, error = integrate.quad(lambda t: math.exp(min(float(log_f(np.array([t]))[0]) - peak, 0.0)), first, last,
+                                 points=[where] if first < where < last else None,
                                  epsabs=0.0, epsrel=RELATIVE_TOLERANCE, limit=500)
+    if not mass > 0.0 or not math.isfinite(mass):
+        raise ProblemError(f"semi-analytic: the quadrature around the integrand's peak at {where:.6g} found no mass")
     return peak + math.log(mass), error / mass
 
 
@@ -103,44 +121,59 @@ def _log_chi(w: np.ndarray, k: int) -> np.ndarray:
     return special.xlogy(k - 1, w) - 0.5 * w * w + (1 - 0.5 * k) * math.log(2.0) - special.gammaln(0.5 * k)
 
 
+#: below this |lam| the value is E g - (lam / 2) Var g (an error of order lam^2): ln E exp(-lam g) itself is then
+#: of order lam, and dividing its rounding by lam lost the digits (1.8e-2 off at lam = 1e-12)
+SMALL_LAM = 1e-5
+
+
 def hjb_cole_hopf(x0: np.ndarray, sigma: float, total_time: float, lam: float) -> tuple[float, float]:
     """(u(0, x0), its error estimate) for hjb: the Cole-Hopf formula integrated over the law of |x0 + a Z|^2
-    (lam = 0: E g = E ln(1 + |X_T|^2) - ln 2, the same way)."""
+    (small lam: the mean and variance of g, integrated the same way)."""
     dim, r0, a = len(x0), float(np.linalg.norm(x0)), sigma * math.sqrt(total_time)
-
-    def weight(s: np.ndarray) -> np.ndarray:
-        """ln exp(-lam g(s)); for lam = 0, ln ln(1 + s) (a positive integrand, in log space as well)."""
-        if lam:
-            return -lam * (np.log1p(s) - math.log(2.0))
-        with np.errstate(divide="ignore"):
-            return np.log(np.log1p(s))
-
-    def across(k: int, c: float) -> tuple[float, float]:
-        """ln E exp(weight(c + a^2 w^2)) over w ~ chi(k), and its relative error."""
-        high = math.sqrt(k + 2 * abs(lam) + 1) + 40.0
-        return _log_integral(lambda w: _log_chi(w, k) + weight(c + a * a * w * w), 0.0, high, PEAK_GRID)
 
     def normal(z: np.ndarray) -> np.ndarray:
         return -0.5 * z * z - 0.5 * math.log(2 * math.pi)
 
-    inner_errors = [0.0]
-    if r0 == 0.0:
-        log_mean, relative = across(dim, 0.0)
-    elif dim == 1:
+    def log_mean(weight) -> tuple[float, float]:
+        """(ln E exp(weight(|X_T|^2)), its relative error), ``weight`` taking arrays of |X_T|^2."""
+        def across(k: int, c: float) -> tuple[float, float]:  # over w ~ chi(k), |X_T|^2 = c + a^2 w^2
+            high = math.sqrt(k + 2 * abs(lam) + 1) + 40.0
+            return _log_integral(lambda w: _log_chi(w, k) + weight(c + a * a * w * w), 0.0, high, PEAK_GRID)
+
+        if r0 == 0.0:
+            return across(dim, 0.0)
         along = 40.0 + r0 / a + math.sqrt(2 * abs(lam))
-        log_mean, relative = _log_integral(lambda z: normal(z) + weight((r0 + a * z) ** 2), -along, along, PEAK_GRID)
-    else:
-        def outer(z: np.ndarray) -> np.ndarray:
+        if dim == 1:
+            return _log_integral(lambda z: normal(z) + weight((r0 + a * z) ** 2), -along, along, PEAK_GRID)
+        inner_errors = [0.0]
+
+        def outer(z: np.ndarray) -> np.ndarray:  # along x0: z ~ N(0, 1), |X_T|^2 = (r0 + a z)^2 + a^2 w^2
             inner = [across(dim - 1, (r0 + a * zi) ** 2) for zi in z]
             inner_errors.extend(error for _, error in inner)
             return normal(z) + np.array([value for value, _ in inner])
 
-        along = 40.0 + r0 / a + math.sqrt(2 * abs(lam))
-        log_mean, relative = _log_integral(outer, -along, along, OUTER_GRID)
-    relative += max(inner_errors)
-    if lam == 0.0:
-        return math.exp(log_mean) - math.log(2.0), math.exp(log_mean) * relative
-    return -log_mean / lam, relative / abs(lam)
+        value, relative = _log_integral(outer, -along, along, OUTER_GRID)
+        return value, relative + max(inner_errors)
+
+    def log_of_log(power: int):
+        """ln (ln(1 + s))^power: the moments of g + ln 2 >= 0, in log space too."""
+        def weight(s: np.ndarray) -> np.ndarray:
+            with np.errstate(divide="ignore"):
+                return power * np.log(np.log1p(s))
+        return weight
+
+    try:
+        if abs(lam) >= SMALL_LAM:
+            value, relative = log_mean(lambda s: -lam * (np.log1p(s) - math.log(2.0)))
+            return -value / lam, relative / abs(lam)
+        (first, first_error), (second, second_error) = log_mean(log_of_log(1)), log_mean(log_of_log(2))
+        mean, square = math.exp(first), math.exp(second)
+        variance = max(square - mean * mean, 0.0)
+        error = mean * first_error + 0.5 * abs(lam) * square * second_error + lam * lam * square * mean
+        return mean - math.log(2.0) - 0.5 * lam * variance, error
+    except (ArithmeticError, ValueError) as exc:  # an overflow or a log of 0 the checks above did not foresee
+        raise ProblemError(f"semi-analytic: the hjb integral failed at lam = {lam:g}, |x0| = {r0:g}, "
+                           f"sigma sqrt(T) = {a:g} ({type(exc).__name__}: {exc})") from None
 
 
 def semi_analytic(equation: MaxCall | HJB) -> ReferenceResult:

@@ -121,7 +121,9 @@ def test_central_differences_of_a_deterministic_method_are_accurate():
 
 def test_methods_for_greeks():
     assert greeks_method(bsde.load_problem("max_call")) == ("semi-analytic", False)
-    assert greeks_method(bsde.load_problem("hjb")) == ("radial", False)
+    assert greeks_method(bsde.load_problem("hjb")) == ("radial", False)  # auto: hjb's value is semi-analytic
+    with pytest.raises(ProblemError, match="semi-analytic has no Greeks for hjb"):  # asked for by name: no stand-in
+        greeks_method(bsde.load_problem("hjb"), "semi-analytic")
     assert greeks_method(bsde.load_problem("default_risk")) == ("mlp", True)
     assert greeks_method(bsde.load_problem("hjb"), "cole-hopf") == ("cole-hopf", True)
     with pytest.raises(ProblemError, match="does not apply"):

@@ -96,7 +96,32 @@ def test_hjb_off_the_origin_agrees_with_the_radial_solve(overrides):
 
 
 def test_hjb_without_the_nonlinearity_is_the_mean_of_g():
-    """lam = 0 is E g (integrated on its own form), the limit of small lam."""
-    zero = semi_analytic(bsde.load_problem("hjb", {"equation.dim": 3, "equation.lam": 0.0}).equation).value
-    small = semi_analytic(bsde.load_problem("hjb", {"equation.dim": 3, "equation.lam": 1e-7}).equation).value
-    assert zero == pytest.approx(small, abs=1e-6)
+    """lam = 0 is E g (integrated on its own form), the limit of small lam, on both sides of the switch to the
+    expansion E g - (lam/2) Var g (the direct form, divided by a lam of 1e-12, was 1.8e-2 off: review)."""
+    def value(lam: float) -> float:
+        return semi_analytic(bsde.load_problem("hjb", {"equation.dim": 3, "equation.lam": lam}).equation).value
+
+    zero = value(0.0)
+    assert value(1e-12) == pytest.approx(zero, abs=1e-10)
+    assert value(1e-7) == pytest.approx(zero, abs=1e-6)
+    below, above = value(0.99e-5), value(1.01e-5)
+    assert abs(below - above) < 1e-7 and below < zero
+
+
+@pytest.mark.parametrize("overrides", [
+    {"equation.x0": 1e6},  # |x0| = 1e7 at d = 100: a peak far narrower than the grid (a crash, review)
+    {"equation.dim": 2, "equation.x0": [1.0, 0.0], "equation.lam": 1e4},
+    {"equation.dim": 2, "equation.x0": 0.5, "equation.lam": 3000.0},
+    {"equation.dim": 2, "equation.lam": 1e5},
+    {"equation.dim": 5, "equation.x0": 3.0, "equation.total_time": 1e-11},
+])
+def test_hjb_at_extreme_settings_is_a_number_between_its_bounds(overrides):
+    """For lam > 0, -(1/lam) ln E exp(-lam g) lies between min g = ln(1/2) and E g (Jensen); at lam = -1 (exact)
+    the same route holds to 1e-10 relative, here at |x0| = 1e7."""
+    equation = bsde.load_problem("hjb", overrides).equation
+    result = semi_analytic(equation)
+    mean = semi_analytic(bsde.load_problem("hjb", {**overrides, "equation.lam": 0.0}).equation).value
+    assert math.log(0.5) - 1e-12 <= result.value <= mean + 1e-9 and result.details["quad_error"] < 1e-8
+    if overrides.get("equation.x0") == 1e6:
+        exact = bsde.load_problem("hjb", {**overrides, "equation.lam": -1.0}).equation
+        assert semi_analytic(exact).value == pytest.approx(math.log((1 + 100 * 1e12 + 200) / 2), rel=1e-10)
