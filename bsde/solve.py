@@ -393,6 +393,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
             reference = cheap_reference(problem)
         except BSDEError as exc:
             warn(f"no reference: the engine failed ({exc})")
+        except (ArithmeticError, ValueError, RuntimeError) as exc:  # a fault in the engine: the trained result stays
+            warn(f"no reference: the engine failed unexpectedly ({type(exc).__name__}: {exc}; please report it)")
     if reference is not None:
         ref_value, ref_source, ref_stderr = reference.value, describe(reference), reference.stderr
         if reference.caveat is not None:

@@ -94,3 +94,21 @@ def test_solve_under_no_grad_trains_and_leaves_the_callers_threads(tiny):
     for hook in ("on_log", "on_warning", "stop_requested"):
         with pytest.raises(bsde.ArgumentError, match=f"^{hook}: expected a function"):
             bsde.solve(tiny, **{hook: 5})
+
+
+def test_a_reference_engine_fault_is_a_warning_not_a_lost_solve(tiny, monkeypatch):
+    """The reference runs after training: a fault there (the hjb integral overflowed, review) must not take the
+    trained result with it."""
+    import importlib
+
+    solving = importlib.import_module("bsde.solve")  # the module (bsde.solve, the attribute, is the function)
+
+    def broken(problem):
+        raise ValueError("math domain error")
+
+    monkeypatch.setattr(solving, "cheap_reference", broken)
+    problem = bsde.load_problem("hjb", {"equation.dim": 2, "solver.iterations": 5, "solver.batch_size": 8,
+                                        "solver.valid_size": 8, "solver.time_steps": 4})
+    result = bsde.solve(problem, seed=0, threads=1, auto_reference=True)
+    assert math.isfinite(result.y0) and result.reference is None
+    assert any("engine failed unexpectedly (ValueError: math domain error" in text for text in result.warnings)
