@@ -45,6 +45,8 @@ def _comparable(value: Any) -> Any:
         return value
     kind = value if callable(value) and hasattr(value, "__qualname__") else type(value)
     return f"{getattr(kind, '__module__', '?')}.{kind.__qualname__}"
+
+
 CPU = torch.device("cpu")
 MASK64 = (1 << 64) - 1
 #: set by each_alone(): every process runs its own whole solves (bsde compare spreads seeds this way)

@@ -40,13 +40,20 @@ def set_threads(threads: int | None = None) -> int:
 
 
 @contextmanager
-def using_threads(threads: int | None = None) -> Iterator[int]:
-    """``set_threads(threads)`` for the block, the caller's thread count back after it."""
+def callers_threads() -> Iterator[None]:
+    """The caller's torch thread count back after the block, whatever the block set."""
     previous = torch.get_num_threads()
     try:
-        yield set_threads(threads)
+        yield
     finally:
         torch.set_num_threads(previous)
+
+
+@contextmanager
+def using_threads(threads: int | None = None) -> Iterator[int]:
+    """``set_threads(threads)`` for the block, the caller's thread count back after it."""
+    with callers_threads():
+        yield set_threads(threads)
 
 
 #: glibc's mallopt parameters (malloc.h)

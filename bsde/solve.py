@@ -23,7 +23,8 @@ from bsde.problem import Problem, as_problem
 from bsde.reference import ReferenceResult, cheap_method, describe, reference as run_reference
 from bsde.reference.result import finite_json
 from bsde.refit import refit_start
-from bsde.runtime import available_cores, keep_freed_memory, processes_here, resolve_device, set_threads
+from bsde.runtime import (available_cores, callers_threads, keep_freed_memory, processes_here, resolve_device,
+                          set_threads)
 from bsde.settings import SolverSettings
 from bsde.simulation import simulate_paths
 from bsde.solution import Solution
@@ -198,12 +199,8 @@ def _with_autograd_and_the_callers_threads(function: Callable[..., SolveResult])
     training), giving the caller's torch thread count back afterwards (the solve sets its own)."""
     @functools.wraps(function)
     def run(*args: Any, **kwargs: Any) -> SolveResult:
-        threads = torch.get_num_threads()
-        try:
-            with torch.inference_mode(False), torch.enable_grad():
-                return function(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
+        with callers_threads(), torch.inference_mode(False), torch.enable_grad():
+            return function(*args, **kwargs)
     return run
 
 

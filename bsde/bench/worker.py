@@ -74,9 +74,10 @@ def measure(problem_name: str, dim: int, device: str, threads: int | None, warmu
     dev = resolve_device(device)
     problem = load_problem(problem_name, {"equation.dim": dim, **PLAIN, **({"solver.dtype": dtype} if dtype else {})})
     problem = replace(problem, solver=problem.solver.for_device(dev.type))
-    keep_freed_memory(dev, estimate(problem).total)  # as solve does
+    need_bytes = estimate(problem).total
+    keep_freed_memory(dev, need_bytes)  # as solve does
     hidden, dtype = problem.solver.widths(dim), problem.solver.dtype
-    need = estimate(problem).total / 2**20
+    need = need_bytes / 2**20
     try:
         check_fits(problem, dev)
     except BSDEError as exc:

@@ -18,7 +18,6 @@ times the error for calls, too close to serve as a bar).
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -29,6 +28,7 @@ from bsde.errors import ProblemError
 from bsde.processes import GBM, BrownianMotion
 from bsde.reference.result import ReferenceResult, at_two_resolutions
 from bsde.reference.sampling import DEVICE
+from bsde.runtime import using_threads
 
 DEFAULT_POINTS = 2000
 DEFAULT_STEPS = 500
@@ -130,21 +130,10 @@ def _step(p: _Problem, t: float, v: np.ndarray, alpha: float, rhs: np.ndarray) -
                        "nonlinear for this grid; no reference from this method")
 
 
-@contextmanager
-def _one_thread():
-    """torch on one thread: the driver sees vectors of a few thousand numbers, where a thread pool only
-    adds synchronisation (100x slower on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def solve_1d(equation: Equation, points: int = DEFAULT_POINTS, steps: int = DEFAULT_STEPS) -> float:
     """u(0, x0) with ``points`` cells and ``steps`` BDF2 steps (the first as 4 implicit Euler substeps)."""
-    with _one_thread():
+    with using_threads(1):  # the driver sees vectors of a few thousand numbers: a thread pool only adds
+        # synchronisation (100x slower on a busy 2-core machine)
         return _march(equation, points, steps)
 
 
