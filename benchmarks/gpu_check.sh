@@ -106,13 +106,22 @@ fi
 step "solve hjb --json" 60 "$OUT/solve.log" $PY -m bsde.cli solve hjb --device "$DEVICE" --json "${SOLVE_SETS[@]}"
 
 # ---------------------------------------------------------------------------- tests
-# the CUDA tests (skipped on CPU machines) first, then a quick subset of the default suite; -x off; -v names
-# each test as it ends, so a run cut by the time limit still says which ones failed
-TESTS=(test_device.py test_control_bound.py::test_refine_runs_on_cuda_tensors test_compiled.py test_runtime.py test_adam.py test_solve.py test_trainer.py test_checkpoint.py
-       test_model.py test_networks.py test_simulation.py test_memory.py test_cli.py test_signals.py)
-step "pytest (CUDA + subset)" 130 "$OUT/pytest.log" \
-    $PY -m pytest "${TESTS[@]/#/$REPO/tests/}" -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider \
-    -v --tb=short -rfEs --durations=10
+# the CUDA tests (skipped on CPU machines) first, -v naming each as it ends (a run cut by its time limit still says
+# which failed); then, with pytest-xdist there, the whole default suite over the machine's cores (two per worker,
+# as CI's machine has: tests/conftest.py pins them), else a quick subset of it
+PYTEST=($PY -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider --tb=short -rfEs)
+step "pytest (CUDA tests)" 90 "$OUT/pytest.log" "${PYTEST[@]}" -v -k "cuda or gpus" \
+    "$REPO/tests/test_device.py" "$REPO/tests/test_distributed.py" "$REPO/tests/test_runtime.py" \
+    "$REPO/tests/test_compiled.py" "$REPO/tests/test_control_bound.py" "$REPO/tests/test_solution.py" \
+    "$REPO/tests/test_cli.py" "$REPO/tests/test_expressions.py"
+if (cd /tmp && $PY -c "import xdist") 2> /dev/null; then
+    WORKERS=$(( $(nproc) / 2 > 1 ? $(nproc) / 2 : 1 ))
+    step "pytest (default suite, -n $WORKERS)" 200 "$OUT/pytest.log" "${PYTEST[@]}" -n "$WORKERS" -v "$REPO/tests"
+else
+    TESTS=(test_control_bound.py test_compiled.py test_runtime.py test_adam.py test_solve.py test_trainer.py test_checkpoint.py
+           test_model.py test_networks.py test_simulation.py test_memory.py test_cli.py test_signals.py)
+    step "pytest (subset)" 130 "$OUT/pytest.log" "${PYTEST[@]}" -v --durations=10 "${TESTS[@]/#/$REPO/tests/}"
+fi
 
 # ---------------------------------------------------------------------------- bench: start-up, speed (d = 100)
 # float64 and float32 (TF32 on CUDA), plain and controlled paths, eager and compiled, each against its matmul floor
@@ -121,8 +130,9 @@ step "bench startup,speed" 170 "$OUT/bench.log" \
 
 # ---------------------------------------------------------------------------- CUDA graphs at d = 100, then d = 10,000
 # one case per step (each under its own time limit): benchmarks/compile_scale.py, a JSON line each
-for case in "100 float32 reduce-overhead" "100 float64 reduce-overhead" "$BIG float32 eager" "$BIG float64 eager" \
-            "$BIG float32 compile" "$BIG float64 compile" "$BIG float32 reduce-overhead"; do
+CASES=("100 float32 reduce-overhead" "$BIG float32 eager" "$BIG float64 eager" "$BIG float32 reduce-overhead"
+       "100 float64 reduce-overhead" "$BIG float32 compile" "$BIG float64 compile")  # most wanted first
+for case in "${CASES[@]}"; do
     set -- $case
     step "d=$1 $2 $3" 90 "$OUT/d10000.log" $PY "$REPO/benchmarks/compile_scale.py" --device "$DEVICE" \
         --dims "$1" --dtypes "$2" --modes "$3" "${QUICK_ARG[@]}"

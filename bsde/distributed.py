@@ -251,8 +251,17 @@ def process_device(device: torch.device) -> torch.device:
     """The device this process computes on: on CUDA under torchrun GPU LOCAL_RANK (what :func:`group` takes),
     else ``device``. Ask before the first CUDA call (a memory check makes a context on the device it asks about)."""
     if device.type == "cuda" and launched() and not _ALONE[0]:
+        check_gpus(device, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
+
+
+def check_gpus(device: torch.device, processes: int) -> None:
+    """Refuse more processes on this machine than it has GPUs when they compute on CUDA: each takes GPU
+    LOCAL_RANK of its own (NCCL runs one process per GPU). ``torch.cuda.device_count`` makes no CUDA context."""
+    if device.type == "cuda" and processes > (gpus := torch.cuda.device_count()):
+        raise ProblemError(f"--nproc {processes}: on CUDA each process takes a GPU of its own, and torch sees "
+                           f"{gpus} on this machine; start at most {gpus} per machine, or use --device cpu")
 
 
 def group(device: torch.device) -> Group | None:

@@ -154,7 +154,8 @@ def transition_greeks(process: Process, x0: torch.Tensor, h: float, gradient_at:
     done = 0
     while done < pairs:
         n = min(chunk, pairs - done)
-        normals = torch.randn(n, d, generator=generator, **kw)
+        # drawn where the generator is (a CPU generator gives the same numbers whatever device computes)
+        normals = torch.randn(n, d, generator=generator, dtype=x0.dtype, device=generator.device).to(x0.device)
         plus, minus = process.transition(x0, h, normals), process.transition(x0, h, -normals)
         q_plus = transition_weights(process, x0, plus) * gradient_at(plus)
         q_minus = transition_weights(process, x0, minus) * gradient_at(minus)

@@ -231,7 +231,8 @@ class Solution:
         if not self._has_first_step():
             return None
         if self._first_step is None:
-            generator = torch.Generator(device=self.model.y0.device).manual_seed(self.seed + 3)
+            # a CPU stream: a point solve's gamma is the same numbers (to rounding) on whatever device it is loaded
+            generator = torch.Generator(device="cpu").manual_seed(self.seed + 3)
             self._first_step = first_step_greeks(self.model, generator=generator)
         return self._first_step
 

@@ -81,7 +81,7 @@ def compare(
     if not names:
         raise ProblemError("no problem given: name one or more problems, or use --all")
     loaded = [load(name, set_, preset) for name in names]
-    resolve_device(device)  # bad input fails before any work
+    dev = resolve_device(device)  # bad input fails before any work
     # unique within the run and beside the folder's reports of other problems, never the index's
     sources = [_source(name, out_dir) for name in names]
     report_of = report_names([problem.name for problem in loaded], sources, out_dir)
@@ -92,6 +92,7 @@ def compare(
     check_folder(out_dir, report_of)  # nothing bsde did not write is replaced
     next_report = iter(report_of)  # the comparisons come back in the order of the problems
     if nproc > 1:
+        distributed.check_gpus(dev, nproc)
         launch_workers(ctx, nproc)
     for name, problem, report in zip(names, loaded, report_of):  # after every check: bad input is one line
         if report != problem.name:

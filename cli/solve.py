@@ -166,7 +166,7 @@ def solve(
     --nproc K (or `torchrun --nproc-per-node K -m bsde.cli solve ...`, also across machines) splits
     each batch over K processes; process 0 prints and writes.
     """
-    from bsde.distributed import process_device
+    from bsde.distributed import check_gpus, process_device
     # the solver's modules (torch) load only to solve
     from bsde.io import check_replaceable, check_writable, is_bsde_png, is_solve_json
     from bsde.memory import check_fits
@@ -187,6 +187,7 @@ def solve(
         if loaded.solver.region is not None or save is not None or plot is not None:
             raise ProblemError("--nproc: solver.region, --save and --plot run in one process only (for now)")
     if nproc > 1:
+        check_gpus(dev, nproc)
         if loaded.solver.compile:
             raise ProblemError("solver.compile: not in a data-parallel run (--nproc K); set solver.compile=false")
         if nproc > loaded.solver.shard_count():

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 import bsde
 
+
+def _pin_xdist_worker() -> None:
+    """Under pytest-xdist (``-n W`` on a large machine) give each worker two cores of its own, as CI's machine
+    has: the solves (and their subprocesses) thread over the cores they may run on, which W workers would
+    otherwise each take all of."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) >= 4:
+            first = 2 * int(worker[2:]) % len(cores)
+            os.sched_setaffinity(0, {cores[first], cores[(first + 1) % len(cores)]})
+
+
+_pin_xdist_worker()
 torch.set_num_threads(2)
 
 #: dim 2, 5 steps, batch 8: small enough for subprocess tests on a shared 2-core machine

@@ -35,7 +35,7 @@ def one_line_error(args: list[str], *expected: str, code: int = 2) -> str:
 @pytest.mark.parametrize(("args", "expected"), [
     (["solve", "hjb", "--checkpoint-every", "0"], ("'--checkpoint-every'", "bsde solve --help")),
     (["solve", "hjb", "--on-nan", "foo"], ("'--on-nan'", "'foo' is not one of 'stop', 'rollback'")),
-    (["solve", "hjb", "--threads", "abc"], ("Invalid value for '--threads'", "valid integer")),
+    (["solve", "hjb", "--threads", "abc"], ("Invalid value for '--threads'", "valid int")),
     (["solve", "hjb", "--nproc", "0"], ("'--nproc'",)),
     (["solve", "hjb", "--threads", "0"], ("'--threads'", "bsde solve --help")),  # before any folder is made
     (["compare", "hjb", "--threads", "-1"], ("'--threads'",)),

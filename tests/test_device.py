@@ -213,3 +213,34 @@ def test_bench_speed_parts_and_reference_greeks_name_the_device():
     assert_on_device(lambda: time_training(problem, cpu, warmup=1, blocks=1, block=2, floor=matmul_floor(problem, cpu)))
     assert_on_device(lambda: matmul_peak(16, problem.solver, cpu, repeats=1))
     assert_on_device(lambda: reference_greeks(bsde.load_problem("max_call", {"equation.dim": 2}), "mc", paths=512))
+
+
+@cuda
+@pytest.mark.parametrize("name", ["hjb", "max_call"])
+def test_region_greeks_and_references_on_cuda(name, tmp_path):
+    """A region solve on the GPU (its float64 refit, the Greeks, the Solution) with the reference a CLI solve
+    takes (hjb: the semi-analytic Cole-Hopf integral on the CPU beside a CUDA model)."""
+    settings = {**TINY, "solver.iterations": 30, "solver.region": {"low": -1, "high": 1} if name == "hjb"
+                else {"low": 90, "high": 110}}
+    result = bsde.solve(bsde.load_problem(name, settings), device="cuda", seed=0, auto_reference=True)
+    assert result.device.startswith("cuda") and math.isfinite(result.y0)
+    assert result.reference is not None and math.isfinite(result.reference)
+    assert result.delta is not None and all(math.isfinite(v) for v in result.delta)
+    point = [[0.1, -0.2]] if name == "hjb" else [[100.0, 101.0]]
+    for values in (result.solution.u(point), result.solution.grad(point), result.solution.hessian(point)):
+        assert torch.isfinite(torch.as_tensor(values)).all()
+    result.solution.save(tmp_path / "saved", {"y0": result.y0})
+    here = result.solution.u(point)
+    assert bsde.Solution.load(tmp_path / "saved", device="cuda").u(point) == pytest.approx(here, rel=1e-6)
+    # float32 sums in another order on the CPU, amplified by the refit's large cancelling last-layer weights
+    assert bsde.Solution.load(tmp_path / "saved").u(point) == pytest.approx(here, rel=1e-3)
+
+
+@cuda
+def test_a_point_solves_gamma_is_the_same_draws_on_any_device(tmp_path):
+    """The first-step Greeks draw from a CPU stream: loaded on the CPU, a CUDA solve's gamma is the same numbers
+    (to float32 rounding), not another Monte Carlo sample."""
+    settings = {**TINY, "equation.correlation": 0.3, "solver.iterations": 30}
+    result = bsde.solve(bsde.load_problem("max_call", settings), device="cuda", seed=0)
+    loaded = bsde.Solution.load(result.solution.save(tmp_path / "point"))
+    assert torch.allclose(torch.as_tensor(loaded.gamma), torch.as_tensor(result.gamma), rtol=1e-4, atol=1e-9)

@@ -226,13 +226,43 @@ def test_the_process_device_under_torchrun_is_the_local_rank_gpu(monkeypatch):
     from bsde import distributed
 
     monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert distributed.process_device(torch.device("cuda")) == torch.device("cuda", 3)
     assert distributed.process_device(torch.device("cpu")) == torch.device("cpu")
     with distributed.each_alone():  # whole solves of its own: the current device, set by the group
         assert distributed.process_device(torch.device("cuda")) == torch.device("cuda")
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert distributed.process_device(torch.device("cuda")) == torch.device("cuda")
+
+
+def test_more_processes_than_gpus_on_cuda_are_refused(monkeypatch):
+    """NCCL runs one process per GPU: a fifth process on a 4-GPU machine gets a one-line error, not cuda:4."""
+    from bsde import distributed
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    distributed.check_gpus(torch.device("cuda"), 4)
+    distributed.check_gpus(torch.device("cpu"), 64)  # CPU processes share the cores
+    with pytest.raises(ProblemError, match=r"--nproc 5: on CUDA each process takes a GPU of its own.* sees 4"):
+        distributed.check_gpus(torch.device("cuda"), 5)
+    monkeypatch.setenv("WORLD_SIZE", "5")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "5")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(ProblemError, match="start at most 4 per machine"):
+        distributed.process_device(torch.device("cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("command", ["solve", "compare"])
+def test_nproc_beyond_the_gpus_is_one_line(command, tmp_path: Path):
+    processes = torch.cuda.device_count() + 1
+    extra = ["--no-reference"] if command == "solve" else ["--out", str(tmp_path / "out")]
+    done = subprocess.run([sys.executable, "-m", "bsde.cli", command, "hjb", *tiny_args(), *extra, "--device", "cuda",
+                           "--nproc", str(processes)], cwd=tmp_path, env=CLEAN_ENV, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"--nproc {processes}: on CUDA each process takes a GPU of its own" in done.stderr
 
 
 @pytest.mark.slow

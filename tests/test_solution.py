@@ -28,12 +28,12 @@ REGION = {**TINY, "solver.region": {"low": -1, "high": 1}}
 
 @pytest.fixture(scope="module")
 def point_result() -> bsde.SolveResult:
-    return bsde.solve(bsde.load_problem("max_call", POINT), seed=0, threads=1)
+    return bsde.solve(bsde.load_problem("max_call", POINT), seed=0, threads=1, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def region_result() -> bsde.SolveResult:
-    return bsde.solve(bsde.load_problem("hjb", REGION), seed=0, threads=1)
+    return bsde.solve(bsde.load_problem("hjb", REGION), seed=0, threads=1, device="cpu")
 
 
 def test_delta_is_sigma_inverse_transpose_z0(point_result):

@@ -38,7 +38,7 @@ def test_a_run_that_diverges_without_a_nan_says_the_bound_is_gone():
 
     problem = bsde.load_problem("hjb", {**TINY, "equation.dim": 10, "solver.iterations": 120,
                                         "solver.learning_rate": 1e5})
-    result = bsde.solve(problem, seed=0, threads=1, reference=None)
+    result = bsde.solve(problem, seed=0, threads=1, reference=None, device="cpu")  # float64: 1e40 without overflow
     assert result.bound is None and math.isfinite(result.y0)
     assert any(w.startswith("no control bound for y0: the learned control overflows") for w in result.warnings)
     healthy = bsde.solve(bsde.load_problem("hjb", TINY), seed=0, threads=1, reference=None)
@@ -49,7 +49,7 @@ def test_an_error_estimate_that_overflows_is_a_warning():
     """g = 1e200 sum(x): the Richardson estimate overflows, so y0 has no error estimate; the result says so."""
     huge = bsde.custom_equation(dim=2, x0=0.0, process=bsde.BrownianMotion(1.0), terminal=lambda x: 1e200 * x.sum(-1))
     result = bsde.solve(huge, solver={"iterations": 20, "time_steps": 4, "batch_size": 8, "valid_size": 8},
-                        threads=1, auto_reference=False)
+                        threads=1, auto_reference=False, device="cpu")  # float64 (on CUDA float32 overflows)
     assert result.error_estimate is None
     assert any(w.startswith("no error estimate for y0") for w in result.warnings)
 
@@ -60,9 +60,10 @@ def test_more_threads_than_cores_is_a_warning():
     from bsde.runtime import available_cores
 
     problem = bsde.load_problem("hjb", {**TINY, "solver.iterations": 2})
-    many = bsde.solve(problem, threads=available_cores() + 1, auto_reference=False)
+    many = bsde.solve(problem, threads=available_cores() + 1, auto_reference=False, device="cpu")
     assert any("oversubscribed" in w for w in many.warnings)
-    assert not any("oversubscribed" in w for w in bsde.solve(problem, threads=1, auto_reference=False).warnings)
+    one = bsde.solve(problem, threads=1, auto_reference=False, device="cpu")
+    assert not any("oversubscribed" in w for w in one.warnings)
 
 
 def test_an_odd_step_count_has_no_estimate_and_no_overflow_warning():
