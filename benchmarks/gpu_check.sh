@@ -4,7 +4,9 @@
 #   OUT=/path/to/logs bash benchmarks/gpu_check.sh        # from the repository root (any cwd works)
 #
 # Needs python3 with torch (CUDA build), typer, rich, pyyaml, scipy, matplotlib, pytest, hypothesis;
-# wheels in .whl/ (pydantic and its dependencies, say) are installed offline into /tmp/site first. The
+# wheels in .whl/ are installed offline into /tmp/site first (the lent H200's image of 2026-11-27 had no pydantic:
+# `pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .whl
+# pydantic pydantic_core annotated-types typing-inspection`, the versions of this machine's venv). The
 # package itself is not pip-installed: its source is laid out as the installed package in /tmp/bsde-src
 # (bsde/, cli/ as bsde/cli, problems/ as bsde/problems), so no network, build backend or write access to
 # site-packages is needed, and every command runs outside the checkout (whose bsde/ lacks bsde.cli).
@@ -106,21 +108,21 @@ fi
 step "solve hjb --json" 60 "$OUT/solve.log" $PY -m bsde.cli solve hjb --device "$DEVICE" --json "${SOLVE_SETS[@]}"
 
 # ---------------------------------------------------------------------------- tests
-# the CUDA tests (skipped on CPU machines) first, -v naming each as it ends (a run cut by its time limit still says
-# which failed); then, with pytest-xdist there, the whole default suite over the machine's cores (two per worker,
-# as CI's machine has: tests/conftest.py pins them), else a quick subset of it
+# the CUDA tests (skipped on CPU machines) first, -vv naming each as it ends (pyproject's addopts hold -q), so a
+# run cut by its time limit still says which failed; then, with pytest-xdist there, the whole default suite over
+# the machine's cores (two per worker, as CI's machine has: tests/conftest.py pins them), else a quick subset
 PYTEST=($PY -m pytest -c "$REPO/pyproject.toml" --rootdir "$REPO" -p no:cacheprovider --tb=short -rfEs)
-step "pytest (CUDA tests)" 90 "$OUT/pytest.log" "${PYTEST[@]}" -v -k "cuda or gpus" \
+step "pytest (CUDA tests)" 90 "$OUT/pytest.log" "${PYTEST[@]}" -vv -k "cuda or gpus" \
     "$REPO/tests/test_device.py" "$REPO/tests/test_distributed.py" "$REPO/tests/test_runtime.py" \
     "$REPO/tests/test_compiled.py" "$REPO/tests/test_control_bound.py" "$REPO/tests/test_solution.py" \
     "$REPO/tests/test_cli.py" "$REPO/tests/test_expressions.py"
 if (cd /tmp && $PY -c "import xdist") 2> /dev/null; then
     WORKERS=$(( $(nproc) / 2 > 1 ? $(nproc) / 2 : 1 ))
-    step "pytest (default suite, -n $WORKERS)" 200 "$OUT/pytest.log" "${PYTEST[@]}" -n "$WORKERS" -v "$REPO/tests"
+    step "pytest (default suite, -n $WORKERS)" 200 "$OUT/pytest.log" "${PYTEST[@]}" -n "$WORKERS" -vv "$REPO/tests"
 else
     TESTS=(test_control_bound.py test_compiled.py test_runtime.py test_adam.py test_solve.py test_trainer.py test_checkpoint.py
            test_model.py test_networks.py test_simulation.py test_memory.py test_cli.py test_signals.py)
-    step "pytest (subset)" 130 "$OUT/pytest.log" "${PYTEST[@]}" -v --durations=10 "${TESTS[@]/#/$REPO/tests/}"
+    step "pytest (subset)" 130 "$OUT/pytest.log" "${PYTEST[@]}" -vv --durations=10 "${TESTS[@]/#/$REPO/tests/}"
 fi
 
 # ---------------------------------------------------------------------------- bench: start-up, speed (d = 100)
