@@ -97,6 +97,12 @@ class Comparison:
         mean = statistics.fmean(v for v, _ in values)
         return mean, math.sqrt(sum(s * s for _, s in values)) / len(values)
 
+    @property
+    def zero_z_value(self) -> float | None:
+        """The Z = 0 value (bsde.trivial.zero_z_value) averaged over the runs that have one."""
+        values = [run.zero_z_value for run in self.runs if run.zero_z_value is not None]
+        return statistics.fmean(values) if values else None
+
     def summary(self) -> dict[str, Any]:
         """The facts of one table row (what the index and the console table show)."""
         ref = self.reference
@@ -113,6 +119,7 @@ class Comparison:
             "published": self.published.value, "published_source": self.published.source,
             "rel_error_published": self.rel_error_published,
             "baseline": baseline[0] if baseline else None, "baseline_stderr": baseline[1] if baseline else None,
+            "zero_z_value": self.zero_z_value,
             "wall_s_mean": statistics.fmean(run.wall_s for run in self.runs),
             "device": self.runs[0].device, "date": self.environment.get("date"),
         }

@@ -103,11 +103,12 @@ class DeepBSDE(nn.Module):
 
     def march(self, x: torch.Tensor, dw: torch.Tensor, dt: float, z: torch.Tensor,
               y_start: torch.Tensor | None = None, *, later: torch.Tensor | None = None,
-              controlled: bool | None = None) -> torch.Tensor:
+              controlled: bool | None = None, z_end: torch.Tensor | None = None) -> torch.Tensor:
         """Y_N (batch,) from X (batch, N+1, dim), dW (batch, N, dim) and Z_0..Z_{N-1} (batch, N, dim).
 
         With ``later`` (Z_1..Z_{N-1}, (batch, N-1, dim)), ``z`` is Z_0 alone (batch, dim): the two are used
-        as they are, never copied into one tensor (the training step's Z_0 and network output).
+        as they are, never copied into one tensor (the training step's Z_0 and network output). ``z_end``: the
+        trapezoid's Z_N where the caller has it (default: by autograd of g at X_N).
         """
         first, later = (z[:, 0], z[:, 1:]) if later is None else (z, later)
         equation, steps = self.equation, dw.shape[1]
@@ -116,7 +117,8 @@ class DeepBSDE(nn.Module):
         trapezoid = self.scheme == "trapezoid"
         noise_first, noise_later = (first * dw[:, 0]).sum(-1), (later * dw[:, 1:]).sum(-1)  # Z_n . dW_n
         # Z_N for the trapezoid's last node (it only matters where f depends on z)
-        z_end = (terminal_z(equation, x[:, -1]) if equation.driver_uses_z else first) if trapezoid else None
+        if z_end is None and trapezoid:
+            z_end = terminal_z(equation, x[:, -1]) if equation.driver_uses_z else first
         if not equation.driver_uses_y:  # no recursion needed: sum the driver over all steps at once
             times = torch.arange(1, steps, device=x.device, dtype=x.dtype) * dt
             f_first = self._driver(0.0, x[:, 0], first, controlled)

@@ -21,11 +21,11 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bsde.compare import FORMAT
+from bsde.compare import FORMAT, relative_error
 from bsde.io import OutputError, ensure_folder, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 COLUMNS = ("problem", "dim", "seeds", "y0 mean ± std", "reference ± error", "method", "rel. error",
-           "published", "rel. error vs published", "baseline", "wall / solve", "device")
+           "published", "rel. error vs published", "baseline", "Z = 0 value", "wall / solve", "device")
 REGENERATE = "bsde compare hjb allen_cahn max_call default_risk --seeds 3 --out results"
 #: the index's file name (no report may take its stem)
 INDEX = "README.md"
@@ -160,6 +160,7 @@ def cells(summary: dict[str, Any]) -> list[str]:
         f"{summary['y0_mean']:.6g}" + (f" ± {summary['y0_std']:.2g}" if summary["seeds"] > 1 else ""),  # 1: no std
         ref, method, _pct(summary.get("rel_error")),
         _num(summary.get("published")), _pct(summary.get("rel_error_published")), baseline,
+        _num(summary.get("zero_z_value")),
         f"{summary['wall_s_mean']:.3g} s", summary.get("device") or "-",
     ]
 
@@ -232,11 +233,21 @@ def markdown(data: dict[str, Any]) -> str:
                                f"{run['wall_s']:.2f} s"] for run in data["runs"]],
                              ("seed", "y0", "est. error", "rel. error", "final loss", "iterations", "wall")),
               "", "The estimated error is " + (data["runs"][0].get("error_basis") or "not available") + ".",
-              "", "The driver-free baseline e^(-rT) E g(X_T) (what a solver stuck at Z = 0 returns) is "
-              + (f"{baseline:.6g} ± {summary['baseline_stderr']:.2g}." if baseline is not None else "not finite."),
+              "", "The driver-free baseline e^(-rT) E g(X_T) is "
+              + (f"{baseline:.6g} ± {summary['baseline_stderr']:.2g}." if baseline is not None else "not finite.")
+              + _zero_z_sentence(summary.get("zero_z_value"), summary.get("reference")),
               ""]
     lines += _environment_section(env)
     return "\n".join(lines) + "\n"
+
+
+def _zero_z_sentence(value: float | None, reference: float | None) -> str:
+    """What a solver stuck at Z = 0 returns, and how far that is from the reference."""
+    if value is None:
+        return ""
+    distance = f" ({_pct(relative_error(value, reference))} from the reference)" if reference else ""
+    return (f" A solver stuck at Z = 0 returns {value:.6g}{distance}: its march "
+            "Y_{n+1} = Y_n - f(t_n, X_n, Y_n, 0) dt ends at E g(X_T) on average (bsde.trivial).")
 
 
 def figure_png(data: dict[str, Any]) -> bytes:

@@ -26,11 +26,10 @@ from bsde.refit import refit_start
 from bsde.runtime import (available_cores, callers_threads, keep_freed_memory, processes_here, resolve_device,
                           set_threads)
 from bsde.settings import SolverSettings
-from bsde.simulation import simulate_paths
 from bsde.solution import Solution
 from bsde.trainer import LogEntry, OnNaN, TrainHooks, TrainResult, sample, train
+from bsde.trivial import baseline_paths, driver_free_baseline, trivial_solution_warning, zero_z_value
 
-BASELINE_PATHS = 1 << 16
 #: a warning when the estimated error exceeds this fraction of |y0|
 WARN_ERROR = 0.01
 
@@ -38,43 +37,6 @@ WARN_ERROR = 0.01
 def check_paths(dim: int, steps: int) -> int:
     """Fresh paths for the error estimate: 4096, fewer where they would hold more than 2^22 numbers."""
     return max(256, min(4096, (1 << 22) // (dim * (steps + 1))))
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """Driver-free value e^{-rT} E[g(X_T)] by Monte Carlo, with the spread of the payoff."""
-
-    value: float
-    stderr: float
-    payoff_var: float
-
-
-def baseline_paths(dim: int) -> int:
-    """About 2^24 / d paths (a fixed cost), between BASELINE_PATHS and 2^20."""
-    return min(1 << 20, max(BASELINE_PATHS, (1 << 24) // dim))
-
-
-def driver_free_baseline(equation: Equation, *, paths: int | None = None, generator: torch.Generator,
-                         device: torch.device, dtype: torch.dtype = torch.float64, steps: int = 1) -> Baseline:
-    """What a solver stuck at Z = 0 would return: E[g(X_T)], discounted when f = -r y (the answer then).
-
-    X_T in one exact step where the process allows it, else on ``steps`` steps (the solver's grid)."""
-    paths = paths or baseline_paths(equation.dim)
-    steps = 1 if equation.process.exact else steps
-    chunk = max(256, min(paths, (1 << 22) // (equation.dim * steps)))
-    total, total_sq, done = 0.0, 0.0, 0
-    while done < paths:
-        n = min(chunk, paths - done)
-        sim = simulate_paths(equation.process, equation.x_start, equation.total_time, steps, n,
-                             generator=generator, device=device, dtype=dtype)
-        g = equation.terminal(sim.x[:, -1]).to(torch.float64)
-        total += float(g.sum())
-        total_sq += float(g.square().sum())
-        done += n
-    mean = total / paths
-    var = max(total_sq / paths - mean * mean, 0.0) * paths / max(paths - 1, 1)
-    discount = equation.discount_factor
-    return Baseline(discount * mean, discount * math.sqrt(var / paths), var)
 
 
 @dataclass
@@ -94,6 +56,8 @@ class SolveResult:
     z0: list[float]
     baseline: float | None
     baseline_stderr: float | None
+    #: the y0 a solver stuck at Z = 0 returns (bsde.trivial.zero_z_value; the baseline only where f(t, x, y, 0) = 0)
+    zero_z_value: float | None
     reference: float | None
     reference_source: str
     reference_stderr: float | None
@@ -166,26 +130,6 @@ class SolveResult:
         if self.solution is None:
             raise BSDEError("this result holds no trained model (it was read back from JSON)")
         return self.solution
-
-
-def trivial_solution_warning(y0: float, final_loss: float, baseline: Baseline, *,
-                             linear: bool = False) -> str | None:
-    """Warn when y0 sits on the Z = 0 value while the loss is still near Var(g).
-
-    Not for a ``linear`` driver (f = -r y): there the baseline is the answer, whatever Z is.
-    """
-    if not math.isfinite(baseline.value):
-        return f"the driver-free baseline is not finite ({baseline.value}); g(X_T) overflows for these parameters"
-    if linear:
-        return None
-    near = abs(y0 - baseline.value) <= max(3 * baseline.stderr, 1e-3 * abs(baseline.value))
-    if near and baseline.payoff_var > 0 and final_loss > 0.5 * baseline.payoff_var:
-        return (
-            f"y0 = {y0:.6g} is within a hair of the driver-free baseline {baseline.value:.6g} and the loss "
-            f"({final_loss:.3g}) stays near Var g(X_T) ({baseline.payoff_var:.3g}): the networks may not have "
-            "learned Z (trivial solution); try more iterations or another learning rate"
-        )
-    return None
 
 
 def cheap_reference(problem: Problem) -> ReferenceResult | None:
@@ -347,13 +291,17 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
                                       generator=torch.Generator(device=dev).manual_seed(seed + 4))))
     y0_bsde = model.y_start.item()
     final_loss = trained.history[-1].loss
-    warning = trivial_solution_warning(y0_bsde, final_loss, baseline, linear=problem.equation.driver_is_linear)
-    if warning:
-        warn(warning)
     finite = math.isfinite(baseline.value) and math.isfinite(baseline.stderr)
     check_generator = torch.Generator(device=dev).manual_seed(seed + 2)
     fresh_paths = functools.partial(sample, problem.equation, settings,
                                     check_paths(problem.equation.dim, settings.time_steps), check_generator, dev)
+    zero_z = zero_z_value(model, problem.equation, sample(problem.equation, settings, check_paths(
+        problem.equation.dim, settings.time_steps), torch.Generator(device=dev).manual_seed(seed + 6), dev),
+        baseline) if finite else None
+    warning = trivial_solution_warning(y0_bsde, final_loss, baseline, zero_z=zero_z,
+                                       linear=problem.equation.driver_is_linear)
+    if warning:
+        warn(warning)
     checked = estimate(model, fresh_paths, linear_value=(baseline.value, baseline.stderr) if finite else None,
                        generator=check_generator, history=[(h.iteration, h.y0) for h in trained.history],
                        iterations=settings.iterations)
@@ -405,7 +353,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         error_basis=checked.basis, y0_bsde=y0_bsde, bound=bound.value if bound else None,
         bound_stderr=bound.stderr if bound else None, bound_side=bound.side if bound else None,
         z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
-        baseline_stderr=baseline.stderr if finite else None, reference=ref_value, reference_source=ref_source,
+        baseline_stderr=baseline.stderr if finite else None, zero_z_value=zero_z, reference=ref_value, reference_source=ref_source,
         reference_stderr=ref_stderr, rel_error=rel_error, iterations=settings.iterations,
         time_steps=settings.time_steps, batch_size=settings.batch_size, wall_s=wall_s, train_s=trained.train_s,
         iterations_per_s=settings.iterations / trained.train_s if trained.train_s > 0 else 0.0,

@@ -58,13 +58,17 @@ def test_hjb_off_the_published_point_with_default_settings(dim, lam, x0):
     assert result.error_estimate < 0.006 * reference.value  # the estimate says so too (coverage: the slow grid test)
 
 
-def test_allen_cahn_small_dim_against_radial_solve():
-    """10-d Allen-Cahn, 10 steps: the answer is 24% above the baseline; Euler bias (1 - dt)^N ~ 0.5%; we ask 1%."""
-    problem = bsde.load_problem("allen_cahn", {"equation.dim": 10, "solver.time_steps": 10, **FAST})
+def test_allen_cahn_learns_z_where_the_z_0_value_is_off():
+    """Allen-Cahn is nearly trivial: a solver that learns no Z ends 0.1% from the answer at d = 10 and 0.02% at
+    the published 100-d point (bsde.trivial.zero_z_value), so a 1% check there proves nothing. At d = 2, T = 1
+    the Z = 0 value is 0.8% off: the solve must be much closer than that to the radial reference."""
+    problem = bsde.load_problem("allen_cahn", {"equation.dim": 2, "equation.total_time": 1.0, **FAST})
     reference = radial(problem.equation)
     result = bsde.solve(problem, seed=0)
-    assert abs(result.baseline - reference.value) > 0.2 * reference.value
-    assert abs(result.y0 - reference.value) < 0.01 * reference.value, (result.y0, reference.value)
+    trivial = abs(result.zero_z_value - reference.value)
+    assert trivial > 0.005 * reference.value  # the check can fail
+    assert abs(result.y0 - reference.value) < min(0.3 * trivial, 0.003 * reference.value), (
+        result.y0, reference.value, result.zero_z_value)
 
 
 def black_scholes_call(s: float, k: float, r: float, q: float, vol: float, t: float) -> float:
@@ -109,11 +113,24 @@ def test_max_call_two_assets_hedge_against_monte_carlo():
 
 def test_default_risk_small_dim_against_multilevel_picard():
     """Default risk (f depends on y through the piecewise intensity) at d = 5 against the MLP reference
-    (an independent method sharing no code with the solver): 0.5% + 4 stderr (seen: 0.02%); the
-    baseline, 2.8% away, is outside twice that."""
+    (an independent method sharing no code with the solver): 0.5% + 4 stderr (seen: 0.1%). This checks the
+    two methods agree, not that Z is learned: the Z = 0 value is 0.09% off here (the driver-free E g, 2.8%
+    away, is not what a solver stuck at Z = 0 returns); the next test does that."""
     problem = bsde.load_problem("default_risk", {"equation.dim": 5, "solver.time_steps": 20, **FAST})
     reference = bsde.reference(problem, method="mlp")
     result = bsde.solve(problem, seed=0)
     tolerance = 0.005 * reference.value + 4 * reference.stderr
     assert abs(result.baseline - reference.value) > 2 * tolerance
     assert abs(result.y0 - reference.value) < tolerance, (result.y0, reference.value, reference.stderr)
+
+
+def test_default_risk_learns_z_where_the_z_0_value_is_off():
+    """At d = 1, sigma = 0.5, T = 2 a solver that learns no Z ends 1% from the answer (at the published point
+    0.01%); the solve must be much closer to the 1-d PDE solve (pde-1d, no code shared with the solver)."""
+    problem = bsde.load_problem("default_risk", {"equation.dim": 1, "equation.sigma": 0.5, "equation.total_time": 2.0,
+                                                 **FAST})
+    reference = bsde.reference(problem, method="pde-1d").value
+    result = bsde.solve(problem, seed=0)
+    trivial = abs(result.zero_z_value - reference)
+    assert trivial > 0.007 * reference  # the check can fail
+    assert abs(result.y0 - reference) < 0.4 * trivial, (result.y0, reference, result.zero_z_value)

@@ -23,7 +23,7 @@ from bsde.bench.cases import QUICK, compare_loops
 from bsde.errors import Interrupted
 from bsde.reference import reference
 from bsde.runtime import fused_adam
-from bsde.solve import driver_free_baseline
+from bsde.trivial import driver_free_baseline
 
 from conftest import TINY
 

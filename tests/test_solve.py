@@ -1,28 +1,10 @@
-"""The driver-free baseline and the trivial-solution warning."""
+"""One solve: what follows training (warnings, the error estimate, the bound), the result and its flags."""
 
 import math
 
 import torch
 
 import bsde
-from bsde.solve import Baseline, driver_free_baseline, trivial_solution_warning
-
-
-def test_baseline_is_discounted_expectation_of_g():
-    """max_call, d = 1: e^{-rT} E (S_T - K)^+ is the Black-Scholes price 10.4506 (5 stderr)."""
-    eq = bsde.load_problem("max_call", {"equation.dim": 1}).equation
-    base = driver_free_baseline(eq, paths=1 << 18, generator=torch.Generator().manual_seed(0), device="cpu")
-    assert abs(base.value - 10.450584) < 5 * base.stderr
-    assert base.payoff_var > 0
-
-
-def test_trivial_solution_warning():
-    base = Baseline(value=4.6, stderr=0.001, payoff_var=0.02)
-    assert "trivial solution" in trivial_solution_warning(4.6005, 0.019, base)
-    assert trivial_solution_warning(4.59, 0.019, base) is None  # y0 away from the baseline
-    assert trivial_solution_warning(4.6005, 0.001, base) is None  # the networks explain g
-    assert trivial_solution_warning(4.6005, 0.019, base, linear=True) is None  # f = -r y: baseline is the answer
-    assert "not finite" in trivial_solution_warning(1.0, 1.0, Baseline(math.inf, 0.0, 0.0))
 
 
 def test_linear_driver_flag():

@@ -14,6 +14,17 @@ def test_allen_cahn_small_dim_agrees_with_radial():
     assert result.details["level"] == 4 and result.details["samples"] == 4
 
 
+def test_the_interval_counts_the_picard_truncation():
+    """Allen-Cahn at d = 20, T = 2: level 5 is 3% below the radial solve, 3.6 standard errors of its repeats
+    (QA); the interval adds |U_5 - U_4| and takes Student's t over the 10 repeats, and holds the truth."""
+    eq = bsde.load_problem("allen_cahn", {"equation.dim": 20, "equation.total_time": 2.0}).equation
+    result, truth = mlp(eq), radial(eq).value
+    assert abs(result.value - truth) > 3 * result.stderr  # the repeats' spread alone misses it
+    low, high = result.ci95
+    assert low <= truth <= high and result.details["truncation_allowance"] > 0.02 * truth
+    assert high - result.value == pytest.approx(2.26216 * result.stderr + result.details["truncation_allowance"], rel=1e-6)
+
+
 def test_linear_driver_gives_black_scholes():
     eq = bsde.load_problem("max_call", {"equation.dim": 1}).equation
     result = mlp(eq, level=4, repeats=20, seed=1)

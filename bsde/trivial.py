@@ -1,0 +1,156 @@
+"""What a solver that learned nothing returns: the driver-free baseline E g(X_T), and the Z = 0 value.
+
+With Z = 0 the march is Y_{n+1} = Y_n - f(t_n, X_n, Y_n, 0) dt, so the loss E|Y_N - g(X_T)|^2 is least near
+the y0 whose march ends at E g(X_T) on average: the Z = 0 value. It is E g(X_T) only where f(t, x, y, 0) = 0
+(hjb); Allen-Cahn's f = y - y^3 gives about e^T E g, differing rates' -R^l y about e^{-R^l T} E g.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from bsde.equations.base import Equation
+from bsde.model import terminal_z
+from bsde.simulation import Paths, simulate_paths
+
+BASELINE_PATHS = 1 << 16
+#: the bracket of the Z = 0 value grows by this factor at most this many times before giving up
+GROWTH, GROWTHS = 4.0, 40
+#: values beyond this are clipped for the root finder (a cubic driver's march overflows far from the root)
+CLIP = 1e300
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Driver-free value e^{-rT} E[g(X_T)] by Monte Carlo, with the spread of the payoff."""
+
+    value: float
+    stderr: float
+    payoff_var: float
+
+
+def baseline_paths(dim: int) -> int:
+    """About 2^24 / d paths (a fixed cost), between BASELINE_PATHS and 2^20."""
+    return min(1 << 20, max(BASELINE_PATHS, (1 << 24) // dim))
+
+
+def driver_free_baseline(equation: Equation, *, paths: int | None = None, generator: torch.Generator,
+                         device: torch.device, dtype: torch.dtype = torch.float64, steps: int = 1) -> Baseline:
+    """E[g(X_T)], discounted when f = -r y (the answer then).
+
+    X_T in one exact step where the process allows it, else on ``steps`` steps (the solver's grid)."""
+    paths = paths or baseline_paths(equation.dim)
+    steps = 1 if equation.process.exact else steps
+    chunk = max(256, min(paths, (1 << 22) // (equation.dim * steps)))
+    total, total_sq, done = 0.0, 0.0, 0
+    while done < paths:
+        n = min(chunk, paths - done)
+        sim = simulate_paths(equation.process, equation.x_start, equation.total_time, steps, n,
+                             generator=generator, device=device, dtype=dtype)
+        g = equation.terminal(sim.x[:, -1]).to(torch.float64)
+        total += float(g.sum())
+        total_sq += float(g.square().sum())
+        done += n
+    mean = total / paths
+    var = max(total_sq / paths - mean * mean, 0.0) * paths / max(paths - 1, 1)
+    discount = equation.discount_factor
+    return Baseline(discount * mean, discount * math.sqrt(var / paths), var)
+
+
+def zero_z_value(model, equation: Equation, paths: Paths, baseline: Baseline) -> float | None:
+    """The y0 of a solver stuck at Z = 0: the root of mean(Y_N(y) - g(X_T)) over ``paths`` (the solver's grid,
+    its march and scheme, Z = 0), moved by (E g - mean g) / Y_N'(y) to the baseline's many more paths.
+    None where no root is found (a march that is not finite, or not monotone in y)."""
+    x, dw = paths.x, paths.dw
+    zeros = x.new_zeros(x.shape[0], dw.shape[1], x.shape[-1])
+    # the trapezoid's last node takes sigma^T grad g (no network): once, not in every march
+    z_end = terminal_z(equation, x[:, -1]) if equation.driver_uses_z else zeros[:, 0]
+    with torch.no_grad():
+        g = equation.terminal(x[:, -1]).to(torch.float64)
+        mean_g = float(g.mean())
+
+        def end(y: float) -> float:
+            """mean(Y_N(y)) with Z = 0."""
+            start = torch.tensor(y, dtype=x.dtype, device=x.device)
+            return float(model.march(x, dw, paths.dt, zeros, y_start=start, controlled=False,
+                                          z_end=z_end).to(torch.float64).mean())
+
+        def gap(y: float) -> float:
+            value = end(y) - mean_g
+            if math.isnan(value):
+                raise ArithmeticError
+            return max(-CLIP, min(CLIP, value))
+
+        try:
+            if not equation.driver_uses_y:  # Y_N(y) = y + Y_N(0)
+                root, slope = mean_g - end(0.0), 1.0
+            else:
+                root = _root(gap, mean_g, math.sqrt(baseline.payoff_var))
+                slope = _slope(gap, root, math.sqrt(baseline.payoff_var))
+        except (ArithmeticError, ValueError, RuntimeError):
+            return None
+    undiscounted = baseline.value / equation.discount_factor if equation.discount_factor else mean_g
+    if not (math.isfinite(slope) and slope > 0 and math.isfinite(root)):
+        return None
+    return root + (undiscounted - mean_g) / slope
+
+
+def _slope(gap: Callable[[float], float], y: float, scale: float) -> float:
+    """gap'(y) by a central difference."""
+    step = 1e-4 * max(abs(y), scale, 1e-8)
+    return (gap(y + step) - gap(y - step)) / (2 * step)
+
+
+def _root(gap: Callable[[float], float], start: float, scale: float) -> float:
+    """The root of an increasing ``gap``: a Newton step from ``start``, then a bracket grown around it and
+    Brent's method (a few marches: Y_N is nearly affine in y near the root)."""
+    from scipy.optimize import brentq
+
+    slope = _slope(gap, start, scale)
+    if not (math.isfinite(slope) and slope > 0):
+        raise ArithmeticError
+    guess = start - gap(start) / slope
+    found = gap(guess)
+    if found == 0.0:
+        return guess
+    width, other, other_y = 2.0 * abs(found) / slope + 1e-13 * max(1.0, abs(guess)), found, guess
+    for _ in range(GROWTHS):  # step against the sign of the gap until it turns
+        other_y = guess - math.copysign(width, found)
+        other = gap(other_y)
+        if other == 0.0 or (other > 0) != (found > 0):
+            break
+        width *= GROWTH
+    else:
+        raise ArithmeticError
+    if other == 0.0:
+        return other_y
+    low, high = sorted((guess, other_y))
+    return brentq(gap, low, high, xtol=1e-13 * max(1.0, abs(guess)), rtol=1e-15)
+
+
+def trivial_solution_warning(y0: float, final_loss: float, baseline: Baseline, *, zero_z: float | None = None,
+                             linear: bool = False) -> str | None:
+    """Warn when y0 sits on the Z = 0 value (``zero_z``; the baseline where it is unknown) while the loss is
+    still near Var(g).
+
+    Not for a ``linear`` driver (f = -r y): there the baseline is the answer, whatever Z is.
+    """
+    if not math.isfinite(baseline.value):
+        return f"the driver-free baseline is not finite ({baseline.value}); g(X_T) overflows for these parameters"
+    if linear:
+        return None
+    trivial = baseline.value if zero_z is None else zero_z
+    near = abs(y0 - trivial) <= max(3 * baseline.stderr, 1e-3 * abs(trivial))
+    if near and baseline.payoff_var > 0 and final_loss > 0.5 * baseline.payoff_var:
+        what = (f"the driver-free baseline {trivial:.6g}" if zero_z is None else
+                f"the value a solver with Z = 0 returns ({trivial:.6g}; E g(X_T) = {baseline.value:.6g})")
+        return (
+            f"y0 = {y0:.6g} is within a hair of {what} and the loss ({final_loss:.3g}) stays near "
+            f"Var g(X_T) ({baseline.payoff_var:.3g}): the networks may not have learned Z (trivial solution); "
+            "try more iterations or another learning rate"
+        )
+    return None
