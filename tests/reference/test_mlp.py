@@ -23,6 +23,8 @@ def test_the_interval_counts_the_picard_truncation():
     low, high = result.ci95
     assert low <= truth <= high and result.details["truncation_allowance"] > 0.02 * truth
     assert high - result.value == pytest.approx(2.26216 * result.stderr + result.details["truncation_allowance"], rel=1e-6)
+    lower = result.details["lower_level_runs"]
+    assert len(lower) == 100 and result.details["truncation_allowance"] > abs(result.value - sum(lower) / 100)
 
 
 def test_linear_driver_gives_black_scholes():
