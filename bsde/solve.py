@@ -56,7 +56,7 @@ class SolveResult:
     z0: list[float]
     baseline: float | None
     baseline_stderr: float | None
-    #: the y0 a solver stuck at Z = 0 returns (bsde.trivial.zero_z_value; the baseline only where f(t, x, y, 0) = 0)
+    #: the y0 a solver stuck at Z = 0 returns (bsde.trivial.zero_z_value), None where it could not be had
     zero_z_value: float | None
     reference: float | None
     reference_source: str

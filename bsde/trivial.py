@@ -1,8 +1,10 @@
 """What a solver that learned nothing returns: the driver-free baseline E g(X_T), and the Z = 0 value.
 
-With Z = 0 the march is Y_{n+1} = Y_n - f(t_n, X_n, Y_n, 0) dt, so the loss E|Y_N - g(X_T)|^2 is least near
-the y0 whose march ends at E g(X_T) on average: the Z = 0 value. It is E g(X_T) only where f(t, x, y, 0) = 0
-(hjb); Allen-Cahn's f = y - y^3 gives about e^T E g, differing rates' -R^l y about e^{-R^l T} E g.
+With Z = 0 the march is Y_{n+1} = Y_n - f(t_n, X_n, Y_n, 0) dt (the trapezoid's last node takes
+Z_N = sigma^T grad g, which no network sets), and the solver's y0 is the minimiser of E|Y_N(y0) - g(X_T)|^2:
+the Z = 0 value. It is E g(X_T) only where the march leaves y as it is (hjb under the Euler step; its
+trapezoid's last node moves it by dt/2 f(T, X_N, sigma^T grad g)); Allen-Cahn's f = y - y^3 gives about
+e^T E g, differing rates' -R^l y about e^{-R^l T} E g.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ BASELINE_PATHS = 1 << 16
 GROWTH, GROWTHS = 4.0, 40
 #: values beyond this are clipped for the root finder (a cubic driver's march overflows far from the root)
 CLIP = 1e300
+#: Gauss-Newton steps at most, and the relative step of the central differences of Y_N in y
+GAUSS_NEWTON_STEPS, FD_STEP = 8, 1e-4
 
 
 @dataclass(frozen=True)
@@ -62,62 +66,80 @@ def driver_free_baseline(equation: Equation, *, paths: int | None = None, genera
 
 
 def zero_z_value(model, equation: Equation, paths: Paths, baseline: Baseline) -> float | None:
-    """The y0 of a solver stuck at Z = 0: the root of mean(Y_N(y) - g(X_T)) over ``paths`` (the solver's grid,
-    its march and scheme, Z = 0), moved by (E g - mean g) / Y_N'(y) to the baseline's many more paths.
-    None where no root is found (a march that is not finite, or not monotone in y)."""
+    """The y0 of a solver stuck at Z = 0: the minimiser of mean |Y_N(y) - g(X_T)|^2 over ``paths`` (the solver's
+    grid, its march and scheme, Z = 0), then moved to the baseline's many more paths by k (E g - mean g),
+    k = mean(Y_N') / mean(Y_N'^2) its sensitivity to a shift of g. None where it cannot be had (a march that
+    is not finite or not monotone in y, or any fault: this runs after training and must not lose it)."""
+    try:
+        return _zero_z_value(model, equation, paths, baseline)
+    except Exception:  # noqa: BLE001 - a diagnostic: whatever goes wrong, the solve keeps its result
+        return None
+
+
+def _zero_z_value(model, equation: Equation, paths: Paths, baseline: Baseline) -> float | None:
     x, dw = paths.x, paths.dw
     zeros = x.new_zeros(x.shape[0], dw.shape[1], x.shape[-1])
     # the trapezoid's last node takes sigma^T grad g (no network): once, not in every march
-    z_end = terminal_z(equation, x[:, -1]) if equation.driver_uses_z else zeros[:, 0]
+    z_end = (terminal_z(equation, x[:, -1]) if equation.driver_uses_z and model.scheme == "trapezoid"
+             else zeros[:, 0])
+    scale = math.sqrt(baseline.payoff_var) if math.isfinite(baseline.payoff_var) else 0.0
     with torch.no_grad():
         g = equation.terminal(x[:, -1]).to(torch.float64)
         mean_g = float(g.mean())
 
-        def end(y: float) -> float:
-            """mean(Y_N(y)) with Z = 0."""
+        def end(y: float) -> torch.Tensor:
+            """Y_N(y) on every path, Z = 0."""
             start = torch.tensor(y, dtype=x.dtype, device=x.device)
-            return float(model.march(x, dw, paths.dt, zeros, y_start=start, controlled=False,
-                                          z_end=z_end).to(torch.float64).mean())
+            return model.march(x, dw, paths.dt, zeros, y_start=start, controlled=False,
+                               z_end=z_end).to(torch.float64)
 
         def gap(y: float) -> float:
-            value = end(y) - mean_g
+            value = float(end(y).mean()) - mean_g
             if math.isnan(value):
                 raise ArithmeticError
             return max(-CLIP, min(CLIP, value))
 
-        try:
-            if not equation.driver_uses_y:  # Y_N(y) = y + Y_N(0)
-                root, slope = mean_g - end(0.0), 1.0
-            else:
-                root = _root(gap, mean_g, math.sqrt(baseline.payoff_var))
-                slope = _slope(gap, root, math.sqrt(baseline.payoff_var))
-        except (ArithmeticError, ValueError, RuntimeError):
-            return None
+        if not equation.driver_uses_y:  # Y_N(y) = y + Y_N(0): the minimiser is mean(g - Y_N(0)), k = 1
+            y, k = mean_g - float(end(0.0).mean()), 1.0
+        else:
+            # the root of the mean gap first (the minimiser where Y_N' is the same on every path), then
+            # Gauss-Newton on the minimiser's condition mean((Y_N - g) Y_N') = 0, Y_N' by central differences
+            y = _root(gap, mean_g, scale, tolerance(x.dtype))
+            for _ in range(GAUSS_NEWTON_STEPS):
+                step = FD_STEP * max(abs(y), scale, 1e-8)
+                slope = (end(y + step) - end(y - step)) / (2 * step)
+                curvature = float(slope.square().mean())
+                if not (math.isfinite(curvature) and curvature > 0):
+                    return None
+                move = float(((end(y) - g) * slope).mean()) / curvature
+                y -= move
+                if abs(move) <= tolerance(x.dtype) * max(abs(y), scale, 1e-8):
+                    break
+            k = float(slope.mean()) / curvature
     undiscounted = baseline.value / equation.discount_factor if equation.discount_factor else mean_g
-    if not (math.isfinite(slope) and slope > 0 and math.isfinite(root)):
-        return None
-    return root + (undiscounted - mean_g) / slope
+    value = y + k * (undiscounted - mean_g)
+    return value if math.isfinite(value) else None
 
 
-def _slope(gap: Callable[[float], float], y: float, scale: float) -> float:
-    """gap'(y) by a central difference."""
-    step = 1e-4 * max(abs(y), scale, 1e-8)
-    return (gap(y + step) - gap(y - step)) / (2 * step)
+def tolerance(dtype: torch.dtype) -> float:
+    """The relative precision worth asking of a march in ``dtype``: 1e-12 in float64, 1e-5 in float32."""
+    return 1e-5 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-12
 
 
-def _root(gap: Callable[[float], float], start: float, scale: float) -> float:
+def _root(gap: Callable[[float], float], start: float, scale: float, precision: float) -> float:
     """The root of an increasing ``gap``: a Newton step from ``start``, then a bracket grown around it and
     Brent's method (a few marches: Y_N is nearly affine in y near the root)."""
     from scipy.optimize import brentq
 
-    slope = _slope(gap, start, scale)
+    step = FD_STEP * max(abs(start), scale, 1e-8)
+    slope = (gap(start + step) - gap(start - step)) / (2 * step)
     if not (math.isfinite(slope) and slope > 0):
         raise ArithmeticError
     guess = start - gap(start) / slope
     found = gap(guess)
     if found == 0.0:
         return guess
-    width, other, other_y = 2.0 * abs(found) / slope + 1e-13 * max(1.0, abs(guess)), found, guess
+    width, other, other_y = 2.0 * abs(found) / slope + precision * max(1.0, abs(guess)), found, guess
     for _ in range(GROWTHS):  # step against the sign of the gap until it turns
         other_y = guess - math.copysign(width, found)
         other = gap(other_y)
@@ -129,7 +151,7 @@ def _root(gap: Callable[[float], float], start: float, scale: float) -> float:
     if other == 0.0:
         return other_y
     low, high = sorted((guess, other_y))
-    return brentq(gap, low, high, xtol=1e-13 * max(1.0, abs(guess)), rtol=1e-15)
+    return brentq(gap, low, high, xtol=precision * max(1.0, abs(guess)), rtol=max(precision, 1e-15))
 
 
 def trivial_solution_warning(y0: float, final_loss: float, baseline: Baseline, *, zero_z: float | None = None,

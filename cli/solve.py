@@ -73,7 +73,7 @@ def report(result: SolveResult) -> None:
     if result.baseline is not None:
         out.print(f"  baseline   {result.baseline:.6g} +- {result.baseline_stderr:.2g}  "
                   "(driver-free e^(-rT) E g(X_T))", markup=False)
-    if result.zero_z_value is not None and result.zero_z_value != result.baseline:
+    if result.zero_z_value is not None:
         out.print(f"  Z = 0      {result.zero_z_value:.6g}  (what a solver that learned no Z returns)", markup=False)
     processes = f" x {result.processes} processes" if result.processes > 1 else ""
     out.print(f"  {result.iterations} iterations in {result.train_s:.1f} s ({result.iterations_per_s:.0f} it/s), "

@@ -114,7 +114,7 @@ def mlp(
     # the Picard truncation: U_{n-1} beside U_n (about 1/(3M) of its cost); its change bounds U_n's bias
     lower = (_repeats(equation, level - 1, level - 1 if samples is None else samples, LOWER_REPEATS * repeats,
                       seed + LOWER_SEED, None, shards, group) if level >= 2 else [])
-    truncation = None
+    truncation = abs(value) if level == 1 else None  # U_0 = 0
     if lower and all(map(math.isfinite, lower)):  # the change, plus two standard errors of the lower mean
         truncation = abs(value - statistics.fmean(lower)) + 2 * statistics.stdev(lower) / math.sqrt(len(lower))
     half_width = student_t975(repeats - 1) * stderr + (truncation or 0.0)
