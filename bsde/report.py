@@ -246,8 +246,8 @@ def _zero_z_sentence(value: float | None, reference: float | None) -> str:
     if value is None:
         return ""
     distance = f" ({_pct(relative_error(value, reference))} from the reference)" if reference else ""
-    return (f" A solver stuck at Z = 0 returns {value:.6g}{distance}: its march "
-            "Y_{n+1} = Y_n - f(t_n, X_n, Y_n, 0) dt ends at E g(X_T) on average (bsde.trivial).")
+    return (f" A solver stuck at Z = 0 returns {value:.6g}{distance}: the y0 that minimises the loss "
+            "E|Y_N - g(X_T)|^2 of its march Y_{n+1} = Y_n - f(t_n, X_n, Y_n, 0) dt (bsde.trivial).")
 
 
 def figure_png(data: dict[str, Any]) -> bytes:

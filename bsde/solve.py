@@ -293,11 +293,10 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     final_loss = trained.history[-1].loss
     finite = math.isfinite(baseline.value) and math.isfinite(baseline.stderr)
     check_generator = torch.Generator(device=dev).manual_seed(seed + 2)
-    fresh_paths = functools.partial(sample, problem.equation, settings,
-                                    check_paths(problem.equation.dim, settings.time_steps), check_generator, dev)
-    zero_z = zero_z_value(model, problem.equation, sample(problem.equation, settings, check_paths(
-        problem.equation.dim, settings.time_steps), torch.Generator(device=dev).manual_seed(seed + 6), dev),
-        baseline) if finite else None
+    checks = check_paths(problem.equation.dim, settings.time_steps)
+    fresh_paths = functools.partial(sample, problem.equation, settings, checks, check_generator, dev)
+    zero_z_paths = sample(problem.equation, settings, checks, torch.Generator(device=dev).manual_seed(seed + 6), dev)
+    zero_z = zero_z_value(model, problem.equation, zero_z_paths, baseline) if finite else None
     warning = trivial_solution_warning(y0_bsde, final_loss, baseline, zero_z=zero_z,
                                        linear=problem.equation.driver_is_linear)
     if warning:
@@ -353,8 +352,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         error_basis=checked.basis, y0_bsde=y0_bsde, bound=bound.value if bound else None,
         bound_stderr=bound.stderr if bound else None, bound_side=bound.side if bound else None,
         z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
-        baseline_stderr=baseline.stderr if finite else None, zero_z_value=zero_z, reference=ref_value, reference_source=ref_source,
-        reference_stderr=ref_stderr, rel_error=rel_error, iterations=settings.iterations,
+        baseline_stderr=baseline.stderr if finite else None, zero_z_value=zero_z, reference=ref_value,
+        reference_source=ref_source, reference_stderr=ref_stderr, rel_error=rel_error, iterations=settings.iterations,
         time_steps=settings.time_steps, batch_size=settings.batch_size, wall_s=wall_s, train_s=trained.train_s,
         iterations_per_s=settings.iterations / trained.train_s if trained.train_s > 0 else 0.0,
         final_loss=final_loss, device=str(dev), dtype=settings.dtype, seed=seed, threads=used_threads,

@@ -57,7 +57,7 @@ class ReferenceResult:
         if self.details.get("converged") is False:
             return (f"the Euler Monte Carlo did not settle by {self.details.get('steps')} steps: its 95% interval "
                     "counts the last halving's change as bias")
-        if self.method == "mlp" and "truncation_allowance" in self.details and self.details["truncation_allowance"] is None:
+        if self.method == "mlp" and self.details.get("truncation_allowance", 0.0) is None:  # the level below failed
             return ("the level below gave no finite value: its 95% interval counts the repeats' spread only, not "
                     "the Picard truncation's bias")
         effective = self.details.get("effective_paths")
