@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Callable
 
 from bsde.errors import ArgumentError
@@ -53,3 +55,15 @@ def optional_callable(name: str, value: Any) -> Callable[..., Any] | None:
     if value is not None and not callable(value):
         raise ArgumentError(f"{name}: expected a function (or None), got {describe(value)}")
     return value
+
+
+def path(name: str, value: Any) -> Path:
+    """``value`` (a str or os.PathLike) as a Path."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ArgumentError(f"{name}: expected a folder (a str or pathlib.Path), got {describe(value)}")
+    return Path(value)
+
+
+def optional_path(name: str, value: Any) -> Path | None:
+    """None, or ``value`` as by :func:`path`."""
+    return None if value is None else path(name, value)

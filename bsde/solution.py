@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from bsde import __version__
-from bsde.arguments import describe, integer
+from bsde.arguments import describe, integer, path as folder_argument
 from bsde.checkpoint import flatten, format_hint, readable_format
 from bsde.errors import ArgumentError, ProblemError
 from bsde.greeks import GAMMA_FULL_MAX_DIM, GAMMA_MAX_DIM, TRANSITION_GREEKS, first_step_greeks, gradient_from_z
@@ -48,7 +48,7 @@ SAME_POINT = 1e-6
 def check_save_folder(folder: Path) -> Path:
     """Fail before training when ``folder`` cannot take a saved solution: a file, or a folder with other files
     (a previous solution there is replaced; nothing else is overwritten)."""
-    folder = Path(folder)
+    folder = folder_argument("folder", folder)
     if folder.exists() and not folder.is_dir():
         raise ProblemError(f"save folder {folder}: is a file, expected a folder")
     if folder.is_dir():
@@ -372,7 +372,7 @@ class Solution:
             raise ProblemError(f"{folder}: this solution cannot be saved: its configuration would not load back "
                                f"({exc})") from None
         summary = _plain(summary or {}, "summary")
-        folder = ensure_folder(check_save_folder(Path(folder)))
+        folder = ensure_folder(check_save_folder(folder))
         payload = {
             "format": FORMAT, "bsde_version": __version__, "name": self.problem.name, "config": config,
             "seed": self.seed, "u0": self._u0, "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -389,7 +389,7 @@ class Solution:
         """The solution saved in ``folder`` on ``device`` (auto, cpu, cuda or cuda:N); one-line :class:`ProblemError`
         for anything else (a :class:`BSDEError` for a device this machine lacks)."""
         device = resolve_device(device)
-        folder = Path(folder)
+        folder = folder_argument("folder", folder)
         path = folder / SOLUTION_FILE
         if folder.is_file():
             raise ProblemError(f"{folder}: is a file, expected the folder written by bsde solve ... --save DIR")

@@ -195,6 +195,7 @@ def solve(
     """
     start = time.perf_counter()
     seed = arguments.seed(seed)
+    checkpoint, resume = arguments.optional_path("checkpoint", checkpoint), arguments.optional_path("resume", resume)
     checkpoint_every = arguments.optional_integer("checkpoint_every", checkpoint_every, minimum=1)
     if checkpoint_every is not None and checkpoint is None:
         raise ArgumentError(f"checkpoint_every={checkpoint_every}: needs checkpoint=FOLDER (where to write them)")

@@ -25,7 +25,8 @@ def tiny_problem() -> bsde.Problem:
     ({"seed": -1}, "seed: must be at least 0"), ({"threads": "2"}, "threads: expected an integer"),
     ({"threads": 0}, "threads: must be at least 1"), ({"checkpoint_every": 0}, "checkpoint_every: must be at least 1"),
     ({"on_nan": "bogus"}, "on_nan: expected one of 'stop', 'rollback'"), ({"reference": 4.5}, "reference: expected"),
-    ({"device": 0}, "device: expected"),
+    ({"device": 0}, "device: expected"), ({"checkpoint": 5}, "checkpoint: expected a folder"),
+    ({"resume": ["run"]}, "resume: expected a folder"),
 ])
 def test_solve_names_the_bad_argument(tiny_problem, arguments, message):
     with pytest.raises(ArgumentError, match=f"^{message}"):

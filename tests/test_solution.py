@@ -251,6 +251,12 @@ def test_save_folder_checks(tmp_path: Path):
     assert check_save_folder(tmp_path / "killed") == tmp_path / "killed"
 
 
+def test_save_and_load_name_a_folder_that_is_not_a_path(point_result):
+    for call in (lambda: point_result.solution.save(5), lambda: Solution.load(None)):
+        with pytest.raises(BSDEError, match=r"^folder: expected a folder \(a str or pathlib.Path\), got "):
+            call()
+
+
 def test_save_in_python_keeps_what_it_does_not_own_and_plain_summaries(point_result, tmp_path: Path):
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "notes.txt").write_text("keep me")
