@@ -15,8 +15,8 @@ Three bases, the first that applies:
 - otherwise: Richardson in the time step with the trained Z: the same paths marched with every other
   step (2 dt) move the implied y0 by D; for a scheme of order p the error at dt is about |D| / (2^p - 1)
   (p = 2 for the trapezoid, 1 for Euler), plus the adjoint-weighted residual E[Gamma_N (Y_N - g(X_N))] on
-  fresh paths and twice its standard error: y0 - u(0, x0) to first order, whatever its source (the networks'
-  error in Z, which reaches y0 through a driver in z; a y0 still converging). Gamma is the adjoint of the
+  4-16 batches of fresh paths and twice its standard error: y0 - u(0, x0) to first order, whatever its source
+  (the networks' error in Z, which reaches y0 through a driver in z; a y0 still converging). Gamma is the adjoint of the
   march linearised along each path, Gamma_{n+1} = Gamma_n (1 + f_y dt + f_z . dW_n), Gamma_0 = 1: the
   error dY = Y - u(t, X) obeys dY_{n+1} = dY_n - (f_y dY_n + f_z . dZ_n) dt + dZ_n . dW_n, so Gamma dY is a
   martingale and dY_0 = E[Gamma_N dY_N] (exact for a driver linear in y and z, up to the time step).
@@ -79,8 +79,10 @@ def from_bound(bound: ControlBound) -> ErrorEstimate:
 
 
 #: batches of fresh paths (of solve.check_paths each) for the adjoint-weighted residual, whose weights Gamma_N
-#: spread widely where f_z is large (Burgers at d = 50: sd 8 about a mean of 3)
-ADJOINT_BATCHES = 4
+#: spread widely where f_z is large (Burgers at d = 50: sd 8 about a mean of 3): at least the first, and more up to
+#: the second until twice its standard error is below RESOLUTION of |y0| or below the residual itself
+ADJOINT_BATCHES = (4, 16)
+RESOLUTION = 1e-3
 
 
 def _linearised(equation, t: float, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor
@@ -143,11 +145,17 @@ class Residuals:
     plain_stderr: float
 
 
-def residuals(model: DeepBSDE, paths: Callable[[], Paths], batches: int = ADJOINT_BATCHES) -> Residuals:
-    """The Richardson shift and the residuals, adjoint-weighted and plain, over ``batches`` draws of ``paths()``."""
+def residuals(model: DeepBSDE, paths: Callable[[], Paths], batches: tuple[int, int] = ADJOINT_BATCHES) -> Residuals:
+    """The Richardson shift and the residuals, adjoint-weighted and plain, over ``batches`` (fewest, most) draws
+    of ``paths()``: more than the fewest while the adjoint-weighted residual is unresolved (see ADJOINT_BATCHES)."""
     weighted, plain = [], []
     shift = slope = math.nan
-    for batch in range(batches):
+    fewest, most = batches
+    for batch in range(most):
+        if batch >= fewest:
+            mean, stderr = _mean_and_stderr(weighted)
+            if not math.isfinite(mean + stderr) or 2 * stderr <= max(abs(mean), RESOLUTION * abs(model.y_start.item())):
+                break
         drawn = paths()
         with torch.no_grad():
             z = model.gradients(drawn.x)
