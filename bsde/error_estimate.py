@@ -111,12 +111,12 @@ def adjoint_weights(equation, y_start: torch.Tensor, paths: Paths, z: torch.Tens
     return weight
 
 
-def _richardson_shift(model: DeepBSDE, paths: Paths, z: torch.Tensor, fine: torch.Tensor) -> tuple[float, float]:
-    """(D, slope): how far y0 moves when ``paths`` are marched with 2 dt (``fine``: their residuals Y_N - g at dt),
-    and d mean(Y_N) / d y0."""
+def _richardson_shift(model: DeepBSDE, paths: Paths, z: torch.Tensor, terminal: torch.Tensor, fine: torch.Tensor
+                      ) -> tuple[float, float]:
+    """(D, slope): how far y0 moves when ``paths`` are marched with 2 dt (``terminal``: g(X_N); ``fine``: the
+    residuals Y_N - g at dt), and d mean(Y_N) / d y0."""
     x, dw, dt = paths.x, paths.dw, paths.dt
     with torch.no_grad():
-        terminal = model.equation.terminal(x[:, -1])
         coarse = model.march(x[:, ::2], dw[:, 0::2] + dw[:, 1::2], 2 * dt, z[:, ::2], controlled=False) - terminal
         h = 1e-4 * max(1.0, abs(model.y_start.item()))
         bumped = model.march(x, dw, dt, z, y_start=model.y_start + h, controlled=False) - terminal
@@ -151,17 +151,19 @@ def residuals(model: DeepBSDE, paths: Callable[[], Paths], batches: tuple[int, i
     weighted, plain = [], []
     shift = slope = math.nan
     fewest, most = batches
+    resolution = RESOLUTION * abs(model.y_start.item())
     for batch in range(most):
         if batch >= fewest:
             mean, stderr = _mean_and_stderr(weighted)
-            if not math.isfinite(mean + stderr) or 2 * stderr <= max(abs(mean), RESOLUTION * abs(model.y_start.item())):
+            if not math.isfinite(mean + stderr) or 2 * stderr <= max(abs(mean), resolution):
                 break
         drawn = paths()
         with torch.no_grad():
             z = model.gradients(drawn.x)
-            fine = model.march(drawn.x, drawn.dw, drawn.dt, z, controlled=False) - model.equation.terminal(drawn.x[:, -1])
+            terminal = model.equation.terminal(drawn.x[:, -1])
+            fine = model.march(drawn.x, drawn.dw, drawn.dt, z, controlled=False) - terminal
         if batch == 0:
-            shift, slope = _richardson_shift(model, drawn, z, fine)
+            shift, slope = _richardson_shift(model, drawn, z, terminal, fine)
         weighted.append(adjoint_weights(model.equation, model.y_start, drawn, z) * fine)
         plain.append(fine)
     plain_mean, plain_stderr = _mean_and_stderr(plain)
