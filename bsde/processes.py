@@ -427,14 +427,8 @@ class Diffusion(Process):
         import torch
 
         for name, function in (("drift", self.drift), ("sigma", self.sigma)):
-            times = torch.zeros(x.shape[:-1], dtype=x.dtype)
-            for t, what in ((0.0, "t = 0.0"), (times, f"t a tensor {tuple(times.shape)}")):
-                try:
-                    value = function(t, x)
-                except Exception as exc:  # noqa: BLE001 - the user's function: say where it failed
-                    raise ProblemError(f"process.{name}: calling it as {name}(t, x) with {what}, x {tuple(x.shape)} "
-                                       f"failed: {exc}") from None
-                check_returns_torch(f"process.{name}", value)
+            for t, what in probe_times(x.shape[0], x.dtype):
+                value = call_checked(f"process.{name}", function, (t, x), f"{name}(t, x) with {what}, x {tuple(x.shape)}")
                 shape = tuple(getattr(value, "shape", ()))
                 try:
                     fits = torch.broadcast_shapes(shape, x.shape) == x.shape
@@ -495,6 +489,25 @@ def check_returns_torch(what: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (torch.Tensor, int, float)):
         raise ProblemError(f"{what}: must return a torch tensor (or a number), got {type(value).__name__}; write it "
                            "with torch operations on the tensors it is given (numpy breaks the gradient)")
+
+
+def call_checked(what: str, function: Callable[..., Any], arguments: tuple, called: str) -> Any:
+    """``function(*arguments)``, a user's function: a one-line ProblemError naming ``what`` and how it was
+    ``called`` where it fails, or where it returns something other than a torch tensor or a number."""
+    try:
+        value = function(*arguments)
+    except Exception as exc:  # noqa: BLE001 - the user's function: say where it failed
+        raise ProblemError(f"{what}: calling it as {called} failed: {exc}") from None
+    check_returns_torch(what, value)
+    return value
+
+
+def probe_times(n: int, dtype: Any) -> tuple[tuple[Any, str], ...]:
+    """The two forms of t the solver passes a user's function, with their descriptions: a number (step by
+    step) and a tensor of n times (all steps at once)."""
+    import torch
+
+    return (0.0, "t = 0.0"), (torch.zeros(n, dtype=dtype), f"t a tensor ({n},)")
 
 
 def _name(fn: Any) -> str:

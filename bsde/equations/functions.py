@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_seri
 from bsde.equations.base import Equation, given_values
 from bsde.errors import ProblemError
 from bsde.probing import DriverFlags
-from bsde.processes import Diffusion, Process, _name, check_returns_torch
+from bsde.processes import Diffusion, Process, _name, call_checked, probe_times
 
 if TYPE_CHECKING:
     import torch
@@ -147,25 +147,16 @@ class CustomEquation(Equation):
         x = torch.tensor(self.x_start, dtype=torch.float64, device="cpu").expand(3, self.dim)
         if isinstance(self.forward_process, Diffusion):
             self.forward_process.check(x)
-        try:
-            g = self.terminal_fn(x)
-        except Exception as exc:  # noqa: BLE001 - the user's function: say where it failed
-            raise ProblemError(f"terminal: calling it on x of shape {tuple(x.shape)} failed: {exc}") from None
-        check_returns_torch("terminal", g)
+        g = call_checked("terminal", self.terminal_fn, (x,), f"terminal(x) with x {tuple(x.shape)}")
         if tuple(getattr(g, "shape", ())) not in ((), (3,), (3, 1)):
             raise ProblemError(f"terminal: must return one number per path, shape {(3,)} for x of shape "
                                f"{tuple(x.shape)}; got {tuple(g.shape)}")
         if self.driver_fn is not None:
             y = torch.ones(3, dtype=torch.float64, device="cpu")
             z = torch.zeros(3, self.dim, dtype=torch.float64, device="cpu")
-            # the solver passes t as a number (step by step) or as a tensor of times (all steps at once)
-            for t, what in ((0.0, "t = 0.0"), (torch.zeros(3, dtype=torch.float64), "t a tensor (3,)")):
-                try:
-                    f = self.driver_fn(t, x, y, z)
-                except Exception as exc:  # noqa: BLE001
-                    raise ProblemError(f"driver: calling it as f(t, x, y, z) with {what}, x {tuple(x.shape)}, "
-                                       f"y {tuple(y.shape)}, z {tuple(z.shape)} failed: {exc}") from None
-                check_returns_torch("driver", f)
+            for t, what in probe_times(3, torch.float64):
+                f = call_checked("driver", self.driver_fn, (t, x, y, z), f"f(t, x, y, z) with {what}, x "
+                                 f"{tuple(x.shape)}, y {tuple(y.shape)}, z {tuple(z.shape)}")
                 if tuple(getattr(f, "shape", ())) not in ((), (3,)):
                     raise ProblemError(f"driver: must return one number per path, shape (3,); got {tuple(f.shape)}")
         return self
