@@ -58,6 +58,11 @@ def world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def local_world() -> int:
+    """How many of them run on this machine (torchrun's LOCAL_WORLD_SIZE; 1 without torchrun)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def rank() -> int:
     """This process's place among them, 0 for the lead (and without torchrun)."""
     return int(os.environ.get("RANK", "0"))
@@ -251,7 +256,7 @@ def process_device(device: torch.device) -> torch.device:
     """The device this process computes on: on CUDA under torchrun GPU LOCAL_RANK (what :func:`group` takes),
     else ``device``. Ask before the first CUDA call (a memory check makes a context on the device it asks about)."""
     if device.type == "cuda" and launched() and not _ALONE[0]:
-        check_gpus(device, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        check_gpus(device, local_world())
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
 

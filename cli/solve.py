@@ -89,6 +89,20 @@ def processes() -> int:
     return world()
 
 
+def resume_hint(ctx: typer.Context, folder: Path, nproc: int, machines: int | None = None) -> str:
+    """The command that resumes this run from ``folder``: this one with --resume, on as many processes (--nproc);
+    a run over several ``machines`` (torchrun's WORLD_SIZE above LOCAL_WORLD_SIZE) by the same torchrun launch,
+    with process 0 on the machine that holds the checkpoint (``--nproc`` starts processes on one machine only)."""
+    from bsde.distributed import local_world, world
+
+    machines = machines if machines is not None else -(-world() // local_world())
+    if machines > 1:
+        line = command_line(ctx, checkpoint=None, resume=folder, nproc=1).removeprefix("bsde ")
+        return (f"torchrun <the same options> -m bsde.cli {line}   (process 0 on this machine, which holds the "
+                "checkpoint)")
+    return command_line(ctx, checkpoint=None, resume=folder, nproc=max(nproc, processes()))
+
+
 def outputs(out_file: Path | None, plot: Path | None, save: Path | None, checkpoint: Path | None,
             resume: Path | None) -> dict[str, list[Path]]:
     """The files a solve may write, by option (to refuse any that is the problem file)."""
@@ -211,7 +225,7 @@ def solve(
         err.print(f"solving {loaded.name}: {eq.kind}, dim {eq.dim}, {loaded.solver.time_steps} steps, "
                   f"{loaded.solver.iterations} iterations" + (f", resuming from {resume}" if resume else ""),
                   markup=False)
-    hint = command_line(ctx, checkpoint=None, resume=folder, nproc=max(nproc, processes())) if folder else ""
+    hint = resume_hint(ctx, folder, nproc) if folder else ""
     from bsde.runtime import set_threads
 
     set_threads(threads)  # the command's, not only the solve's: --plot's reference checks run after it

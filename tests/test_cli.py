@@ -143,3 +143,23 @@ def test_resume_hint_is_the_command_line_with_resume(tmp_path, monkeypatch):
     resumed = runner.invoke(app, [*words[1:], "--json"])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["iterations"] == TINY_SETTINGS["solver.iterations"]
+
+
+def test_resume_hint_across_machines_is_the_torchrun_launch(tmp_path):
+    """One machine: this command with --resume and --nproc; a torchrun run over several machines resumes by the same
+    torchrun launch (--nproc would start every process on one machine), with process 0 where the checkpoint is."""
+    import shlex
+
+    import typer
+
+    from bsde.cli.solve import resume_hint
+
+    solve = typer.main.get_command(app).commands["solve"]
+    folder = tmp_path / "ck"
+    ctx = solve.make_context("solve", ["hjb", "--seed", "3", "--checkpoint", str(folder)])
+    alone = shlex.split(resume_hint(ctx, folder, 2, machines=1))
+    assert alone[:3] == ["bsde", "solve", "hjb"] and alone[alone.index("--nproc") + 1] == "2"
+    assert alone[alone.index("--resume") + 1] == str(folder) and "--checkpoint" not in alone
+    spread = resume_hint(ctx, folder, 1, machines=2)
+    assert spread.startswith("torchrun <the same options> -m bsde.cli solve hjb ") and "--nproc" not in spread
+    assert f"--resume {shlex.quote(str(folder))}" in spread and "--seed 3" in spread and "holds the checkpoint" in spread
