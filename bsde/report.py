@@ -233,7 +233,7 @@ def markdown(data: dict[str, Any]) -> str:
                                f"{run['wall_s']:.2f} s"] for run in data["runs"]],
                              ("seed", "y0", "est. error", "rel. error", "final loss", "iterations", "wall")),
               "", "The estimated error is " + (data["runs"][0].get("error_basis") or "not available") + ".",
-              "", "The driver-free baseline e^(-rT) E g(X_T) is "
+              "", "The driver-free baseline E g(X_T) (times e^(-rT) where the driver is f = -r y) is "
               + (f"{baseline:.6g} ± {summary['baseline_stderr']:.2g}." if baseline is not None else "not finite.")
               + _zero_z_sentence(summary.get("zero_z_value"), summary.get("reference")),
               ""]

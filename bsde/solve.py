@@ -20,7 +20,7 @@ from bsde.errors import ArgumentError, BSDEError
 from bsde.memory import check_fits
 from bsde.probing import verify_flags
 from bsde.problem import Problem, as_problem
-from bsde.reference import ReferenceResult, cheap_method, describe, reference as run_reference
+from bsde.reference import ReferenceResult, cheap_method, describe, reference as run_reference, why_no_cheap_method
 from bsde.reference.result import finite_json
 from bsde.refit import refit_start
 from bsde.runtime import (available_cores, callers_threads, keep_freed_memory, processes_here, resolve_device,
@@ -93,6 +93,8 @@ class SolveResult:
     reference_ci95: list[float] | None = None
     #: a deterministic reference's own error estimate (the grid methods' half-resolution difference, a quadrature's)
     reference_error_estimate: float | None = None
+    #: why a solve asked for a reference in passing (auto_reference) has none, in words; None otherwise
+    no_reference: str | None = None
     #: the trained model (not in the JSON): u, grad, hessian, z, save
     solution: Solution | None = field(default=None, repr=False, compare=False)
 
@@ -333,11 +335,13 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     delta_stderr, gamma_stderr = solution.delta_stderr, solution.gamma_diag_stderr
     stderr_basis = solution.stderr_basis
     wall_s = time.perf_counter() - start
+    no_reference = None
     if reference is None and problem.reference.value is None and auto_reference:
         try:
             reference = cheap_reference(problem)
+            no_reference = why_no_cheap_method(problem) if reference is None else None
         except BSDEError as exc:
-            warn(f"no reference: the engine failed ({exc})")
+            warn(f"no reference: the engine failed ({exc})")  # said already: no_reference stays None
         except (ArithmeticError, ValueError, RuntimeError) as exc:  # a fault in the engine: the trained result stays
             warn(f"no reference: the engine failed unexpectedly ({type(exc).__name__}: {exc}; please report it)")
     if reference is not None:
@@ -366,4 +370,5 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         reference_ci95=list(reference.ci95) if reference is not None and reference.ci95 is not None else None,
         reference_error_estimate=(reference.error_bar if reference is not None and reference.error_bar_kind ==
                                   "error estimate" else None),
+        no_reference=no_reference,
     )

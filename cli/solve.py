@@ -62,6 +62,8 @@ def report(result: SolveResult) -> None:
         else:
             out.print(f"  abs. error {abs(result.y0 - result.reference):.3g}  (the reference is 0: no relative "
                       "error)", markup=False)
+    elif result.no_reference is not None:
+        out.print(f"  reference  none: {result.no_reference}", markup=False)
     if result.delta is not None:
         out.print(f"  delta      {vector_text(result.delta)}  (grad u at x0)", markup=False)
     if result.delta_stderr is not None:
@@ -72,7 +74,7 @@ def report(result: SolveResult) -> None:
         out.print(f"   +- s.e.   {vector_text(result.gamma_diag_stderr)}  ({result.greeks_stderr_basis})", markup=False)
     if result.baseline is not None:
         out.print(f"  baseline   {result.baseline:.6g} +- {result.baseline_stderr:.2g}  "
-                  "(driver-free e^(-rT) E g(X_T))", markup=False)
+                  "(driver-free E g(X_T), times e^(-rT) where f = -r y)", markup=False)
     if result.zero_z_value is not None:
         out.print(f"  Z = 0      {result.zero_z_value:.6g}  (what a solver that learned no Z returns)", markup=False)
     processes = f" x {result.processes} processes" if result.processes > 1 else ""

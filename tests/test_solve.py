@@ -95,3 +95,13 @@ def test_a_reference_engine_fault_is_a_warning_not_a_lost_solve(tiny, monkeypatc
     result = bsde.solve(problem, seed=0, threads=1, auto_reference=True)
     assert math.isfinite(result.y0) and result.reference is None
     assert any("engine failed unexpectedly (ValueError: math domain error" in text for text in result.warnings)
+
+
+def test_a_solve_without_a_quick_reference_says_why():
+    """default_risk off its published point: no reference in passing (multilevel Picard is not quick), and the
+    result says so, and which method `bsde reference` would run, instead of a silent gap (QA)."""
+    problem = bsde.load_problem("default_risk", {"equation.dim": 3, "solver.iterations": 5, "solver.batch_size": 8,
+                                                 "solver.valid_size": 8, "solver.time_steps": 4})
+    result = bsde.solve(problem, seed=0, threads=1, auto_reference=True, device="cpu")
+    assert result.reference is None and "bsde reference" in result.no_reference and "mlp" in result.no_reference
+    assert bsde.solve(problem, seed=0, threads=1, device="cpu").no_reference is None  # not asked for: no note

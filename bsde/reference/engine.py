@@ -160,6 +160,22 @@ def cheap_method(problem: Problem) -> str | None:
     return next((name for name in applicable_methods(problem) if METHODS[name].cheap), None)
 
 
+def why_no_cheap_method(problem: Problem) -> str | None:
+    """Why a solve computes no reference for ``problem`` in passing, in words (None where a cheap method applies)."""
+    applicable = applicable_methods(problem)
+    if any(METHODS[name].cheap for name in applicable):
+        return None
+    if applicable:
+        name = applicable[0]
+        return (f"none of the quick methods applies; `bsde reference` (with the same --set) runs {name} "
+                f"({METHODS[name].label}), which takes longer")
+    try:
+        resolve_method(problem)
+    except ProblemError as exc:
+        return str(exc)
+    return None
+
+
 def describe(result: ReferenceResult) -> str:
     """Where a value came from, e.g. "radial PDE solve (bsde.reference)" or "... , 16384 paths (bsde.reference)"."""
     label = METHODS[result.method].label if result.method in METHODS else result.method

@@ -49,3 +49,15 @@ def test_inapplicable_method_is_an_error_not_a_fallback():
 def test_unknown_method():
     with pytest.raises(ProblemError, match="unknown reference method 'bogus'"):
         reference(bsde.load_problem("hjb"), "bogus")
+
+
+@pytest.mark.parametrize("name, overrides, expected", [
+    ("hjb", {}, None),  # a cheap method applies: nothing to explain
+    ("default_risk", {"equation.dim": 5}, "runs mlp (multilevel Picard iteration), which takes longer"),
+    ("differing_rates", {"equation.dim": 5}, "no reference method applies to 'differing_rates'"),
+])
+def test_why_no_cheap_method(name, overrides, expected):
+    from bsde.reference import why_no_cheap_method
+
+    why = why_no_cheap_method(bsde.load_problem(name, overrides))
+    assert why is None if expected is None else expected in why
