@@ -274,6 +274,8 @@ class GBM(Process):
 
     def _check_uniform(self, dim: int | None) -> None:
         rho = self.correlation
+        if not -1.0 <= rho <= 1.0:  # whatever the dimension (at dim 1 the root would take sqrt(1 - rho))
+            raise ProblemError(f"correlation: {rho} is outside [-1, 1]")
         if dim is not None and dim > 1 and not (-1.0 / (dim - 1) < rho < 1.0):
             raise ProblemError(f"correlation: {rho} makes the {dim}x{dim} correlation matrix not positive definite "
                                f"(need -1/(dim-1) < correlation < 1)")

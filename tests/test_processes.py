@@ -217,3 +217,14 @@ def test_gbm_takes_numpy_arrays_as_it_takes_lists():
     listed = bsde.GBM(0.05, [0.2, 0.3], [[1.0, 0.4], [0.4, 1.0]], dividend=[0.0, 0.01])
     assert given == listed
     assert bsde.GBM(np.float64(0.05), np.float64(0.2), np.float64(0.3)) == bsde.GBM(0.05, 0.2, 0.3)
+
+
+@pytest.mark.parametrize("rho", [1.5, -1.5])
+def test_a_uniform_correlation_outside_minus_one_one_is_refused_in_one_dimension(rho):
+    """At dim 1 the positive-definite range check does not apply, and sqrt(1 - rho) raised a bare ValueError (QA)."""
+    with pytest.raises(ProblemError, match=r"correlation: .* is outside \[-1, 1\]"):
+        GBM(0.05, 0.2, rho).check_dim(1)
+    with pytest.raises(ProblemError, match="outside"):
+        bsde.load_problem("max_call", {"equation.dim": 1, "equation.correlation": rho})
+    x = GBM(0.05, 0.2, 1.0).transition(torch.ones(4, 1, **T64), 0.5, torch.ones(4, 1, **T64))  # at the ends: fine
+    assert torch.isfinite(x).all()
