@@ -368,8 +368,11 @@ class Expression:
         self._vector_nodes = compiler.vector
         self._values = tuple(compiler.constants)
         self._tensors: dict[Any, tuple[Any, ...]] = {}
+        mentioned = {n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name)}
         #: the variables the text uses (read off the syntax tree)
-        self.names = frozenset(n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name) and n.id in ROLES[role])
+        self.names = frozenset(mentioned & set(ROLES[role]))
+        #: the params the text uses
+        self.param_names = frozenset(mentioned & {name for name, _ in params})
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r}, role={self.role!r})"

@@ -17,6 +17,7 @@ driver's syntax tree. The equation is saved and shown as its YAML (the texts, no
 
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (ConfigDict, Discriminator, Field, Tag, field_validator, model_serializer,
@@ -114,6 +115,15 @@ _KEYS = {"kind": "kind", "dim": "dim", "total_time": "total_time", "x0": "x0", "
          "closed_form": "closed_form"}
 
 
+def _check_params(params: Any) -> None:
+    """A mapping of names to numbers or lists of numbers; true and false are not numbers (as everywhere)."""
+    if not isinstance(params, dict):
+        raise ValueError(f"params: expected a mapping of names to numbers (or lists of dim numbers), got {params!r}"[:160])
+    for name, item in params.items():
+        if isinstance(item, bool) or isinstance(item, list) and any(isinstance(v, bool) for v in item):
+            raise ValueError(f"params.{name}: expected a number or a list of dim numbers, got {item!r}"[:160])
+
+
 class Custom(CustomEquation):
     """A :class:`CustomEquation` read from YAML: params, a process spec and the texts of g and f."""
 
@@ -144,6 +154,7 @@ class Custom(CustomEquation):
                 if key in _DERIVED:
                     known = ", ".join(_KEYS.values())
                     raise ValueError(f"{key}: unknown key (known: {known})")
+            _check_params(data.get("params", {}))
             process = data.get("process")
             if "process" in data and not isinstance(process, (dict, _Spec)):
                 raise ValueError(f"process: expected a mapping with kind: {', '.join(_KINDS)}; got {process!r}"[:160])
@@ -167,9 +178,11 @@ class Custom(CustomEquation):
                 raise ValueError(f"params.{name}: {exc}") from None
             if isinstance(value, list):
                 given_values(value, self.dim, f"params.{name}")
-        compile = self._compiler()
+        compiled: list[Expression] = []
+        compile = self._compiler(compiled)
         process = self.process_spec.build(self.dim, compile)
         terminal, driver = compile("terminal", self.terminal_text, "terminal"), compile("driver", self.driver_text, "driver")
+        self._check_params_used(compiled)
         flags = DriverFlags(uses_y=driver.uses("y"), uses_z=driver.uses("z"), discount_rate=driver.discount_rate,
                             z_hessian=driver.z_hessian)
         for key, value in (("forward_process", process), ("terminal_fn", terminal), ("driver_fn", driver),
@@ -177,14 +190,30 @@ class Custom(CustomEquation):
             object.__setattr__(self, key, value)
         return CustomEquation._check_process(self)
 
-    def _compiler(self) -> Any:
+    def _compiler(self, compiled: list[Expression]) -> Any:
+        """compile(key, text, role): the expression (appended to ``compiled``), or a ValueError naming ``key``."""
         def compile(key: str, text: str, role: str) -> Expression:
             try:
-                return compile_expression(text, role, self.dim, self.params)
+                expression = compile_expression(text, role, self.dim, self.params)
             except ExpressionError as exc:
                 raise ValueError(f"{key}: {exc}") from None
+            compiled.append(expression)
+            return expression
 
         return compile
+
+    def _check_params_used(self, compiled: list[Expression]) -> None:
+        """A param that no expression names but that spells nearly the name of one that is used is an error: a
+        misspelt name (``--set equation.params.k=50`` for K adds a param k and leaves K as it was) must not be a
+        silent no-op. Other unused params pass (a driver overridden to a literal may leave its rate unused)."""
+        used = sorted(set().union(*(expression.param_names for expression in compiled)))
+        for name in self.params:
+            if name in used:
+                continue
+            close = difflib.get_close_matches(name, used, n=1) or [u for u in used if u.lower() == name.lower()]
+            if close:
+                raise ValueError(f"params.{name}: not used by the terminal, the driver or the process; did you "
+                                 f"mean '{close[0]}'?")
 
     @model_serializer(mode="wrap")
     def _as_yaml(self, handler: Any) -> dict[str, Any]:

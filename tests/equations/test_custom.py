@@ -178,3 +178,24 @@ def test_started_elsewhere_keeps_the_texts():
     assert moved.model_dump()["terminal"] == "relu(K - mean(x))" and moved.discount_rate == eq.discount_rate
     with pytest.raises(ValidationError, match="positive"):
         with_start(eq, [-1.0] * 5)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"equation.params.k": 50.0}, r"equation.params.k .*not used by the terminal, the driver or the process; did you "
+                                  r"mean 'K'\?"),
+    ({"equation.params.Kk": 50.0}, "did you mean 'K'"),
+    ({"equation.params.K": True}, r"equation.params.K .*expected a number or a list of dim numbers, got True"),
+    ({"equation.params": {"K": [True, 1.0, 1.0, 1.0, 1.0], "r": 0.05}}, "equation.params.K .*got \\[True"),
+    ({"equation.params": [1, 2]}, "equation.params .*expected a mapping of names to numbers"),
+])
+def test_misspelt_or_boolean_params_are_refused(overrides, message):
+    """A misspelt param through --set used to add an unused param and leave the real one as it was: the price
+    silently kept K = 100 (QA); true is not a number here either."""
+    with pytest.raises(bsde.ProblemError, match=message):
+        bsde.load_problem("basket_put", overrides)
+
+
+def test_an_unused_param_unlike_any_used_one_passes():
+    """A driver overridden to a literal leaves its rate unused: not an error (nothing was misspelt)."""
+    problem = bsde.load_problem("basket_put", {"equation.driver": "-0.01 * y", "equation.params.note": 3.0})
+    assert problem.equation.discount_rate == pytest.approx(0.01)
