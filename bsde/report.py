@@ -26,12 +26,11 @@ from bsde.io import OutputError, ensure_folder, write_bytes_atomic, write_json_a
 
 COLUMNS = ("problem", "dim", "seeds", "y0 mean ± std", "reference ± error", "method", "rel. error",
            "published", "rel. error vs published", "baseline", "Z = 0 value", "wall / solve", "device")
-REGENERATE = "bsde compare hjb allen_cahn max_call default_risk --seeds 3 --out results"
 #: the index's file name (no report may take its stem)
 INDEX = "README.md"
 #: the first line of every index bsde writes: a README.md without it is the user's and is never replaced
 MARKER = "<!-- written by bsde compare -->"
-#: the first line of the indexes bsde wrote before MARKER (recognised with the REGENERATE sentence)
+#: the first line of the indexes bsde wrote before MARKER (recognised with their 'Regenerate the committed table' sentence)
 LEGACY_TITLE = "# Deep BSDE against reference values"
 #: the kinds of file of one report
 SUFFIXES = (".json", ".md", ".png")
@@ -304,8 +303,8 @@ def index_markdown(reports: list[dict[str, Any]]) -> str:
         "y0 is the mean ± standard deviation over seeds; the reference is ours (`bsde reference`, ± 95% CI "
         "half-width or the method's error estimate); relative errors are |mean y0 - ref| / |ref|.", "",
         markdown_table(rows), "",
-        "Each row was made by one of these commands (a row is rerun by its own command with `--out` this folder; "
-        f"the committed table by `{REGENERATE}`):", "",
+        "Each row was made by one of these commands (a row is rerun by its own command with `--out` this "
+        "folder):", "",
         *[f"- {line}" for line in made], "",
     ])
 
