@@ -50,7 +50,8 @@ def test_markdown_png_and_index(results):
     assert "bsde compare hjb --seeds 2" in report and "torch" in report and "CPU" in report
     assert (folder / "hjb.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     index = (folder / "README.md").read_text()
-    assert "[hjb](hjb.md)" in index and "bsde compare hjb allen_cahn max_call default_risk --seeds 3" in index
+    assert "[hjb](hjb.md)" in index and "bsde compare hjb --seeds 2" in index
+    assert "bsde compare hjb allen_cahn max_call default_risk" not in index  # the project's own command: not a user's
     assert "y0 mean" in result.stdout and "semi-analytic" in result.stdout  # the console table
 
 
