@@ -238,7 +238,8 @@ class Solution:
 
     # ------------------------------------------------------------------ at any x
     def _points(self, x: Any) -> torch.Tensor:
-        """x as an (n, d) tensor of the model's dtype and device; a (d,) point becomes (1, d)."""
+        """x as an (n, d) tensor of the model's dtype and device; a (d,) point becomes (1, d), a number the point
+        with every coordinate that number."""
         like = self.model.y0
         expected = f"points: expected real numbers in an (n, {self.equation.dim}) array, got {describe(x)}"
         try:
@@ -250,9 +251,10 @@ class Solution:
             raise ArgumentError(f"{expected} ({str(exc).splitlines()[0]})") from None
         if values is None:
             raise ArgumentError(f"{expected} (of {given.dtype})")
-        points = torch.as_tensor(values, dtype=like.dtype, device=like.device)
-        points = points.unsqueeze(0) if points.ndim == 1 else points
         d = self.equation.dim
+        points = torch.as_tensor(values, dtype=like.dtype, device=like.device)
+        points = points.expand(1, d) if points.ndim == 0 else points  # a number sets every coordinate (as --x)
+        points = points.unsqueeze(0) if points.ndim == 1 else points
         if points.ndim != 2 or points.shape[1] != d:
             raise ProblemError(f"points: expected an (n, {d}) array (or one point of {d} numbers), "
                                f"got shape {tuple(points.shape)}")

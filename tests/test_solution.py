@@ -56,6 +56,8 @@ def test_a_point_solve_answers_at_x0_only(point_result):
         point_result.u([101.0, 100.0])
     with pytest.raises(ProblemError, match=r"an \(n, 2\) array"):
         point_result.u([1.0, 2.0, 3.0])
+    # a number sets every coordinate, as bsde eval --x 100 does (QA: the API refused shape ())
+    assert point_result.u(100.0)[0] == point_result.y0 and np.allclose(point_result.grad(100), [point_result.delta])
 
 
 def test_z_at_steps(point_result):
