@@ -86,6 +86,18 @@ def sample(equation: Equation, settings: SolverSettings, batch: int, generator: 
     )
 
 
+def check_finite_terminal(terminal: torch.Tensor, x: torch.Tensor) -> None:
+    """A one-line ProblemError naming the terminal condition where g(X_T) (``terminal`` at the states ``x``) is
+    not finite on the validation paths: the problem, which no training can mend."""
+    bad = ~torch.isfinite(terminal.reshape(len(x), -1)).all(-1)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        where = x[first].tolist()
+        shown = where[:3] + (["..."] if len(where) > 3 else [])
+        raise ProblemError(f"terminal: g(X_T) is not finite on {int(bad.sum())} of {len(x)} validation paths "
+                           f"({terminal.reshape(len(x), -1)[first, 0].item()} at X_T = {shown}); rescale or guard it")
+
+
 def spread(terminal: torch.Tensor) -> float | None:
     """The standard deviation of g(X_T) over the validation paths; None where it is 0 or not finite."""
     std = terminal.std().item() if terminal.numel() > 1 else 0.0
@@ -146,6 +158,7 @@ class _Run:
         self.model.reset_parameters(generator, (0.0, 0.0) if from_baseline else settings.y0_init)
         self.valid = sample(equation, settings, settings.valid_size, generator, device, region=True)
         terminal = equation.terminal(self.valid.x[:, -1])
+        check_finite_terminal(terminal, self.valid.x[:, -1])
         std = spread(terminal)
         self.model.z_scale = settings.z_scale or output_scale(std, equation)
         if from_baseline:

@@ -57,12 +57,20 @@ def test_divergence_stops_with_iteration_and_last_good_y0(tiny: bsde.Problem) ->
 
 
 def test_a_non_finite_problem_is_not_blamed_on_the_learning_rate() -> None:
-    equation = {"kind": "custom", "dim": 2, "x0": 1.0, "terminal": "1 / (x[0] - x[0])",
-                "process": {"kind": "brownian", "sigma": 1.0}}
-    problem = bsde.problem_from_dict({"equation": equation,
-                                      "solver": {"iterations": 5, "batch_size": 8, "valid_size": 8, "time_steps": 4}})
-    with pytest.raises(bsde.TrainingError, match="at iteration 0, before any training step: the terminal condition"):
-        bsde.solve(problem, threads=1)
+    """A terminal condition that is not finite on the validation paths is the problem's: a ProblemError naming it
+    (exit 2 on the CLI), before training, as is a driver that is not finite (probed along the paths)."""
+    def problem(terminal: str, driver: str = "0") -> bsde.Problem:
+        equation = {"kind": "custom", "dim": 2, "x0": 1.0, "terminal": terminal, "driver": driver,
+                    "process": {"kind": "brownian", "sigma": 1.0}}
+        return bsde.problem_from_dict({"equation": equation, "solver": {"iterations": 5, "batch_size": 8,
+                                                                         "valid_size": 8, "time_steps": 4}})
+
+    with pytest.raises(bsde.ProblemError, match=r"terminal: g\(X_T\) is not finite on 8 of 8 validation paths"):
+        bsde.solve(problem("1 / (x[0] - x[0])"), threads=1)
+    with pytest.raises(bsde.ProblemError, match="not finite on [1-7] of 8"):  # some paths only: still the problem's
+        bsde.solve(problem("1 / relu(x[0] - 1)"), threads=1)
+    with pytest.raises(bsde.ProblemError, match="equation.driver of 'custom': not finite at points along its paths"):
+        bsde.solve(problem("x[0]", driver="1 / (x[0] - x[0])"), threads=1)
 
 
 def test_divergence_exits_1_on_the_cli() -> None:
