@@ -332,6 +332,10 @@ def _format_error(ctx: _Context, section: str, model: type[BaseModel], exc: Vali
             key = f"{section}.{field_name}"
             message = message.removeprefix(f"{field_name}: ")
         return ctx.error(key, message)
+    inner = message.split(":")[0]
+    if ":" in message and isinstance(err.get("input"), dict) and inner.split(".")[0].split("[")[0] in err["input"]:
+        # a check inside a mapping (the process's) that names its own key: that key, not the whole mapping again
+        return ctx.error(f"{key}.{inner}", message.removeprefix(f"{inner}: "))
     given = f" (got {_describe(err['input'])})" if "input" in err and err["type"] != "missing" else ""
     if err["type"] == "int_parsing" and _is_float_text(err.get("input")):  # YAML 1.1 reads 1e9 as text
         given += f"; write it with all its digits ({float(err['input']):.0f}), as an integer"

@@ -159,7 +159,7 @@ def test_fractions_of_the_run():
         ({"solver.hidden": [True, 2]}, "solver.hidden (from overrides): expected a number or a list of numbers"),
         ({"equation.lam": False}, "equation.lam (from overrides): expected a number, got False"),
         ({"equation.x0": [True] * 100}, "equation.x0 (from overrides): expected a number or a list of numbers"),
-        ({"solver.region": {"low": True, "high": 1}}, "low: expected a number or a list of numbers, got True"),
+        ({"solver.region": {"low": True, "high": 1}}, "solver.region.low (from overrides): expected a number or a list of numbers, got True"),
         ({"reference.value": True}, "reference.value (from overrides): expected a number, got True"),
     ],
 )
