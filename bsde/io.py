@@ -178,8 +178,10 @@ def torch_load_safely(path: Path, what: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged or foreign file
         text = str(exc).strip()
+        first = text.splitlines()[0] if text else ""
         reason = ("damaged, or holds more than tensors and plain values" if text.startswith("Weights only load failed")
-                  else text.splitlines()[0] if text else type(exc).__name__)
+                  else first if any(c.isalpha() for c in first)
+                  else f"damaged or not a torch file: {type(exc).__name__} {first}".rstrip())  # e.g. a bare number
         raise ProblemError(f"{path}: not a readable {what} ({reason})") from None
 
 

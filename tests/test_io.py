@@ -166,3 +166,20 @@ def test_a_device_or_pipe_is_never_replaced(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="is not a regular file"):
         write_text_atomic(fifo, "x")
     assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_a_damaged_torch_file_is_named_in_words_not_by_a_bare_number(tmp_path: Path, monkeypatch):
+    """torch can fail with a KeyError whose text is a number (a damaged record): 'not a readable checkpoint
+    (174812789)' told the user nothing (QA)."""
+    from bsde.io import torch_load_safely
+
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"x")
+
+    def damaged(*args, **kwargs):
+        raise KeyError(174812789)
+
+    monkeypatch.setattr(torch, "load", damaged)
+    with pytest.raises(ProblemError, match=r"not a readable checkpoint \(damaged or not a torch file: KeyError "
+                                           r"174812789\)"):
+        torch_load_safely(path, "checkpoint")
