@@ -171,8 +171,8 @@ def test_override_and_variable_roles(tmp_path):
     ({"terminal": ["x"]}, ("equation.terminal:", "expected an expression as text")),
     ({"terminl": "x[0]"}, ("equation.terminl:", "unknown key", "did you mean 'terminal'")),
     ({"closed_form": {"name": "geometric_basket_cal", "strike": 100}},
-     ("equation.closed_form: name:", "did you mean 'geometric_basket_call'")),
-    ({"closed_form": {"name": "geometric_basket_put", "strike": -1}}, ("equation.closed_form: strike:", ">= 0")),
+     ("equation.closed_form.name:", "did you mean 'geometric_basket_call'")),
+    ({"closed_form": {"name": "geometric_basket_put", "strike": -1}}, ("equation.closed_form.strike:", ">= 0")),
     ({"closed_form": {"name": "exchange_option"}}, ("equation.closed_form:", "needs dim = 2")),
     ({"terminal_fn": "x[0]"}, ("equation.terminal_fn:", "unknown key")),
 ])

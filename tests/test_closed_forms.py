@@ -166,4 +166,4 @@ def test_a_problem_file_declares_its_closed_form(tmp_path):
                                   "--method", "mc", "--paths", "4096", "--json", "--quiet"])
     assert checked.exit_code == 0 and json.loads(checked.stdout)["method"] == "mc"  # Monte Carlo to compare with
     typo = runner.invoke(app, ["show", str(path), "--set", "equation.closed_form.name=geometric_call"])
-    assert typo.exit_code == 2 and "equation.closed_form (from --set): name: unknown closed form" in typo.output
+    assert typo.exit_code == 2 and "equation.closed_form.name (from --set): unknown closed form" in typo.output
