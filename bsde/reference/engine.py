@@ -169,11 +169,17 @@ def why_no_cheap_method(problem: Problem) -> str | None:
         name = applicable[0]
         return (f"none of the quick methods applies; `bsde reference` (with the same --set) runs {name} "
                 f"({METHODS[name].label}), which takes longer")
-    try:
-        resolve_method(problem)
-    except ProblemError as exc:
-        return str(exc)
-    return None
+    return _none_applies(problem)
+
+
+def _none_applies(problem: Problem) -> str:
+    """Why no method applies to ``problem``: each method's own reason, and the file's published value if any."""
+    reasons = "; ".join(f"{name}: {why}" for name, entry in METHODS.items()
+                        if entry.reason and (why := entry.reason(problem.equation)))
+    published = (f"; the file's published value {problem.reference.value:g} is the only reference"
+                 if problem.reference.value is not None else "")
+    return (f"no reference method applies to '{problem.name}' ({problem.equation.kind})"
+            f"{': ' + reasons if reasons else ''}{published}")
 
 
 def describe(result: ReferenceResult) -> str:
@@ -247,12 +253,7 @@ def resolve_method(problem: Problem, method: str = "auto") -> str:
     applicable = applicable_methods(problem, declared=method in ("auto", "closed-form"))
     if method == "auto":
         if not applicable:
-            reasons = "; ".join(f"{name}: {why}" for name, entry in METHODS.items()
-                                if entry.reason and (why := entry.reason(problem.equation)))
-            published = (f"; the file's published value {problem.reference.value:g} is the only reference"
-                         if problem.reference.value is not None else "")
-            raise ProblemError(f"no reference method applies to '{problem.name}' ({problem.equation.kind})"
-                               f"{': ' + reasons if reasons else ''}{published}")
+            raise ProblemError(_none_applies(problem))
         return applicable[0]
     if method not in METHODS:
         raise ProblemError(f"unknown reference method '{method}' (known: auto, {', '.join(METHODS)})")
