@@ -89,13 +89,14 @@ def sample(equation: Equation, settings: SolverSettings, batch: int, generator: 
 def check_finite_terminal(terminal: torch.Tensor, x: torch.Tensor) -> None:
     """A one-line ProblemError naming the terminal condition where g(X_T) (``terminal`` at the states ``x``) is
     not finite on the validation paths: the problem, which no training can mend."""
-    bad = ~torch.isfinite(terminal.reshape(len(x), -1)).all(-1)
+    values = terminal.reshape(len(x), -1)
+    bad = ~torch.isfinite(values).all(-1)
     if bool(bad.any()):
         first = int(bad.nonzero()[0, 0])
         where = x[first].tolist()
         shown = where[:3] + (["..."] if len(where) > 3 else [])
         raise ProblemError(f"terminal: g(X_T) is not finite on {int(bad.sum())} of {len(x)} validation paths "
-                           f"({terminal.reshape(len(x), -1)[first, 0].item()} at X_T = {shown}); rescale or guard it")
+                           f"({values[first, 0].item()} at X_T = {shown}); rescale or guard it")
 
 
 def spread(terminal: torch.Tensor) -> float | None:

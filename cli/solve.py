@@ -102,7 +102,7 @@ def resume_hint(ctx: typer.Context, folder: Path, nproc: int, machines: int | No
         line = command_line(ctx, checkpoint=None, resume=folder, nproc=1).removeprefix("bsde ")
         return (f"torchrun <the same options> -m bsde.cli {line}   (process 0 on this machine, which holds the "
                 "checkpoint)")
-    return command_line(ctx, checkpoint=None, resume=folder, nproc=max(nproc, processes()))
+    return command_line(ctx, checkpoint=None, resume=folder, nproc=max(nproc, world()))
 
 
 def outputs(out_file: Path | None, plot: Path | None, save: Path | None, checkpoint: Path | None,
