@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from bsde.equations.base import Equation, RadialForm
+from bsde.equations.base import Equation, RadialForm, squared_norm
 from bsde.processes import BrownianMotion
 
 SIGMA = math.sqrt(2.0)
@@ -32,7 +32,7 @@ class AllenCahn(Equation):
         return y - y.pow(3)
 
     def terminal(self, x):
-        return 1.0 / (2.0 + 0.4 * x.square().sum(-1))
+        return 1.0 / (2.0 + 0.4 * squared_norm(x))
 
     @property
     def driver_uses_z(self) -> bool:

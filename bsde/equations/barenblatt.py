@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from bsde.equations.base import Equation, Vector, broadcast, given_values, time_like
+from bsde.equations.base import Equation, Vector, broadcast, given_values, squared_norm, time_like
 from bsde.processes import GBM
 
 
@@ -48,9 +48,9 @@ class BlackScholesBarenblatt(Equation):
         return -self.rate * (y - z.sum(-1) / self.sigma)
 
     def terminal(self, x):
-        return x.square().sum(-1)
+        return squared_norm(x)
 
     def exact_solution(self, t, x):
         growth = (self.rate + self.sigma ** 2) * (self.total_time - time_like(t, x))
-        return growth.exp() * x.square().sum(-1)
+        return growth.exp() * squared_norm(x)
 

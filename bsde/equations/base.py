@@ -167,6 +167,14 @@ def time_like(t: Any, x: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(t, dtype=x.dtype, device=x.device)
 
 
+def squared_norm(v: torch.Tensor) -> torch.Tensor:
+    """|v|^2 along the last axis, fused forward and backward (:mod:`bsde.squared_norm`): for drivers and
+    terminal conditions, in place of ``v.square().sum(-1)`` (5x the time over Z at d = 10,000)."""
+    from bsde.squared_norm import squared_norm as fused  # only evaluating an equation needs torch
+
+    return fused(v)
+
+
 @dataclass(frozen=True)
 class RadialForm:
     """u(t, x) = v(t, |x|) solves v_t + (sigma^2/2)(v_rr + (d-1)/r v_r) + f(v, sigma |v_r|) = 0.

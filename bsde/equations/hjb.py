@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from bsde.equations.base import Equation, RadialForm
+from bsde.equations.base import Equation, RadialForm, squared_norm
 from bsde.processes import BrownianMotion
 
 SIGMA = math.sqrt(2.0)
@@ -30,7 +30,7 @@ class HJB(Equation):
         return BrownianMotion(SIGMA)
 
     def driver(self, t, x, y, z):
-        return -0.5 * self.lam * z.square().sum(-1)
+        return -0.5 * self.lam * squared_norm(z)
 
     @property
     def driver_uses_y(self) -> bool:
@@ -54,7 +54,7 @@ class HJB(Equation):
         return self.lam if self.lam != 0 else None
 
     def terminal(self, x):
-        return ((1.0 + x.square().sum(-1)) / 2.0).log()
+        return ((1.0 + squared_norm(x)) / 2.0).log()
 
     def radial_form(self) -> RadialForm | None:
         import numpy as np

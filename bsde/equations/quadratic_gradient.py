@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bsde.equations.base import Equation, time_like
+from bsde.equations.base import Equation, squared_norm, time_like
 from bsde.processes import BrownianMotion
 
 
@@ -31,7 +31,7 @@ class QuadraticGradient(Equation):
 
     def _base(self, t, x):
         """b = T - t + |x|^2/d and |x|^2."""
-        square = x.square().sum(-1)
+        square = squared_norm(x)
         return self.total_time - time_like(t, x) + square / self.dim, square
 
     def driver(self, t, x, y, z):
@@ -43,10 +43,10 @@ class QuadraticGradient(Equation):
         u_t = -first
         laplacian = 2 * first + 4 * square / d ** 2 * second
         grad_square = 4 * first.square() * square / d ** 2
-        return z.square().sum(-1) - (u_t + 0.5 * laplacian + grad_square)
+        return squared_norm(z) - (u_t + 0.5 * laplacian + grad_square)
 
     def terminal(self, x):
-        return (x.square().sum(-1) / self.dim).pow(self.alpha).sin()
+        return (squared_norm(x) / self.dim).pow(self.alpha).sin()
 
     def exact_solution(self, t, x):
         return self._base(t, x)[0].pow(self.alpha).sin()
