@@ -6,8 +6,11 @@ independent Brownian increments that drive the BSDE's Z . dW term.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -30,16 +33,48 @@ Streams = torch.Generator | Sequence[torch.Generator]
 
 def standard_normals(shape: tuple[int, ...], generator: Streams, *, device: torch.device | str,
                      dtype: torch.dtype) -> torch.Tensor:
-    """N(0, 1) samples; with a sequence of generators, the k-th of its equal blocks of rows from the k-th."""
+    """N(0, 1) samples; with a sequence of generators, the k-th of its equal blocks of rows from the k-th.
+
+    On the CPU the blocks are drawn by up to torch's thread count of threads at once (torch's normal
+    sampler is serial): the same numbers, in about half the time on 2 cores.
+    """
     if isinstance(generator, torch.Generator):
         return torch.randn(shape, generator=generator, device=device, dtype=dtype)
     rows, rest = divmod(shape[0], len(generator))
     if rest:
         raise ValueError(f"{shape[0]} rows do not split into {len(generator)} equal blocks")
     out = torch.empty(shape, device=device, dtype=dtype)
-    for k, stream in enumerate(generator):
-        torch.randn((rows, *shape[1:]), generator=stream, device=device, dtype=dtype, out=out[k * rows:(k + 1) * rows])
+
+    def draw(blocks: range) -> None:
+        for k in blocks:
+            torch.randn((rows, *shape[1:]), generator=generator[k], device=device, dtype=dtype,
+                        out=out[k * rows:(k + 1) * rows])
+
+    workers = min(torch.get_num_threads(), len(generator)) if out.device.type == "cpu" else 1
+    if workers < 2 or out.numel() < PARALLEL_DRAW_FROM:
+        draw(range(len(generator)))
+        return out
+    groups = [range(len(generator))[w::workers] for w in range(workers)]
+    pending = [_draw_pool().submit(draw, group) for group in groups[1:]]
+    draw(groups[0])
+    for job in pending:
+        job.result()
     return out
+
+
+#: fewer numbers than this are drawn in one thread (a thread hand-off costs about as much as 10^4 draws)
+PARALLEL_DRAW_FROM = 1 << 15
+
+
+@functools.cache
+def _draw_pool() -> ThreadPoolExecutor:
+    """The threads that draw blocks of normals beside the caller's (one fewer than the cores); a forked child
+    makes its own (it inherits the pool but not its threads)."""
+    return ThreadPoolExecutor(max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="bsde-normals")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_draw_pool.cache_clear)
 
 
 def brownian_increments(

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bsde.processes import GBM, BrownianMotion
-from bsde.simulation import simulate_paths
+from bsde.runtime import using_threads
+from bsde.simulation import PARALLEL_DRAW_FROM, simulate_paths, standard_normals
 
 N = 100_000
 
@@ -65,3 +66,50 @@ def test_gbm_moments(rho):
 def test_bad_sizes_raise():
     with pytest.raises(ValueError, match="steps and batch"):
         simulate_paths(BrownianMotion(1.0), (0.0,), 1.0, 0, 4, generator=torch.Generator())
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_blocks_of_normals_do_not_depend_on_threads(threads):
+    """Each block from its own stream, whichever thread draws it: the same numbers as one block after another."""
+    shape = (8, 20, 300)
+    assert math.prod(shape) >= PARALLEL_DRAW_FROM  # so that more than one thread draws
+    streams = lambda: [torch.Generator().manual_seed(100 + k) for k in range(4)]  # noqa: E731
+    expected = torch.cat([torch.randn((2, 20, 300), generator=g, dtype=torch.float32) for g in streams()])
+    with using_threads(threads):
+        got = standard_normals(shape, streams(), device="cpu", dtype=torch.float32)
+    assert torch.equal(got, expected)
+    with pytest.raises(ValueError, match="equal blocks"):
+        standard_normals((7, 2), streams(), device="cpu", dtype=torch.float32)
+
+
+FORKED_DRAW = """
+import os, sys, torch
+from bsde.runtime import using_threads
+from bsde.simulation import standard_normals
+streams = lambda: [torch.Generator().manual_seed(k) for k in range(4)]
+with using_threads(2):
+    parent = standard_normals((8, 20, 300), streams(), device="cpu", dtype=torch.float32)  # the threads start
+    pid = os.fork()
+    if pid == 0:  # the child exits 0 only if it draws the same numbers
+        try:
+            os._exit(0 if torch.equal(standard_normals((8, 20, 300), streams(), device="cpu", dtype=torch.float32),
+                                      parent) else 1)
+        finally:
+            os._exit(2)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_blocks_of_normals_in_a_forked_child():
+    """A child forked after the drawing threads started gets threads of its own, not a pool that never answers
+    (in a fresh interpreter: forking this one, with every earlier test's threads, could hang on their locks)."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-c", FORKED_DRAW], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the forked child's draw did not finish in 120 s")
+    assert done.returncode == 0, done.stderr
