@@ -95,6 +95,27 @@ def uniform_correlation_root(dw: torch.Tensor, rho: float) -> torch.Tensor:
     return a * dw + c * dw.sum(-1, keepdim=True)
 
 
+#: from this many numbers per step (batch x dim) a path is summed step by step: one pass over the increments,
+#: where one cumsum into the path's strided rows costs three (a temporary, its copy, the start added)
+STEP_BY_STEP_FROM = 1 << 14
+
+
+def running_sum(start: torch.Tensor, increments: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """S (batch, steps+1, dim) with S_0 = start ((dim,) or (batch, dim)) and S_{n+1} = S_n + scale increments_n."""
+    import torch
+
+    batch, steps, dim = increments.shape
+    out = torch.empty(batch, steps + 1, dim, device=increments.device, dtype=increments.dtype)
+    out[:, 0] = start
+    if batch * dim >= STEP_BY_STEP_FROM:
+        for n in range(steps):
+            torch.add(out[:, n], increments[:, n], alpha=scale, out=out[:, n + 1])
+    else:
+        torch.cumsum(increments, dim=1, out=out[:, 1:])
+        torch.add(out[:, :1], out[:, 1:], alpha=scale, out=out[:, 1:])
+    return out
+
+
 def _times(dt: Any, x: torch.Tensor) -> tuple[Any, Any]:
     """(dt, sqrt dt) as tensors that broadcast against x (..., dim): a float, or a tensor shaped like x[..., 0]."""
     import torch
@@ -189,16 +210,7 @@ class BrownianMotion(Process):
 
     def states(self, x0, dw, dt, *, generator=None):
         """X_n = x0 + drift t_n + sigma W_{t_n}."""
-        import torch
-
-        x = torch.empty(dw.shape[0], dw.shape[1] + 1, dw.shape[2], device=dw.device, dtype=dw.dtype)
-        x[:, 0] = x0
-        torch.cumsum(dw, dim=1, out=x[:, 1:])
-        torch.add(x0.unsqueeze(-2), x[:, 1:], alpha=self.sigma, out=x[:, 1:])  # x0 (dim,) or one start per path
-        if self.drift:
-            steps = torch.arange(1, dw.shape[1] + 1, device=dw.device, dtype=dw.dtype).unsqueeze(-1)
-            x[:, 1:] += steps * (self.drift * dt)
-        return x
+        return running_sum(x0, dw * self.sigma + self.drift * dt) if self.drift else running_sum(x0, dw, self.sigma)
 
     def transition(self, x, dt, normals):
         dt, root_dt = _times(dt, x)
@@ -379,13 +391,8 @@ class GBM(Process):
         """Exact log-normal steps: log X_{n+1} = log X_n + (drift - q - vol^2/2) dt + vol (C^{1/2} dW_n)."""
         import torch
 
-        noise = self.correlated(dw) * self._tensor("vol", dw)
-        log_x = torch.empty(dw.shape[0], dw.shape[1] + 1, dw.shape[2], device=dw.device, dtype=dw.dtype)
-        log_x[:, 0] = torch.log(x0)
-        torch.cumsum(noise, dim=1, out=log_x[:, 1:])
-        steps = torch.arange(1, dw.shape[1] + 1, device=dw.device, dtype=dw.dtype).unsqueeze(-1)
-        log_x[:, 1:] += torch.log(x0).unsqueeze(-2) + steps * (self._tensor("log_drift", dw) * dt)
-        return log_x.exp_()
+        increments = torch.addcmul(self._tensor("log_drift", dw) * dt, self.correlated(dw), self._tensor("vol", dw))
+        return running_sum(torch.log(x0), increments).exp_()
 
     def transition(self, x, dt, normals):
         dt, root_dt = _times(dt, x)

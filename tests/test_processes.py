@@ -228,3 +228,17 @@ def test_a_uniform_correlation_outside_minus_one_one_is_refused_in_one_dimension
         bsde.load_problem("max_call", {"equation.dim": 1, "equation.correlation": rho})
     x = GBM(0.05, 0.2, 1.0).transition(torch.ones(4, 1, **T64), 0.5, torch.ones(4, 1, **T64))  # at the ends: fine
     assert torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("dim", [3, 400])  # below and above STEP_BY_STEP_FROM numbers per step (batch 64)
+@pytest.mark.parametrize("per_path_start", [False, True])
+def test_running_sum_both_ways(dim, per_path_start):
+    from bsde.processes import STEP_BY_STEP_FROM, running_sum
+
+    assert (64 * dim >= STEP_BY_STEP_FROM) == (dim == 400)
+    gen = torch.Generator().manual_seed(3)
+    increments = torch.randn(64, 5, dim, generator=gen, dtype=torch.float64)
+    start = torch.randn((64, dim) if per_path_start else (dim,), generator=gen, dtype=torch.float64)
+    got = running_sum(start, increments, 0.5)
+    expected = torch.cat([start.expand(64, dim).unsqueeze(1), start.unsqueeze(-2) + 0.5 * increments.cumsum(1)], dim=1)
+    torch.testing.assert_close(got, expected, rtol=1e-13, atol=1e-13)
