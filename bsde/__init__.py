@@ -77,6 +77,40 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
+
+class _CheckoutFinder:
+    """``bsde.cli`` and ``bsde.problems`` from a source checkout's ``cli/`` and ``problems/``.
+
+    An install maps those top-level folders into the package (pyproject's package-dir); Python run from the
+    checkout's root imports this folder instead of the install, and without this finder would find neither.
+    """
+
+    def __init__(self, folders: dict[str, str]):
+        self.folders = folders
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        folder = self.folders.get(fullname)
+        if folder is None:
+            return None
+        import importlib.util
+
+        return importlib.util.spec_from_file_location(fullname, os.path.join(folder, "__init__.py"),
+                                                      submodule_search_locations=[folder])
+
+
+def _checkout_folders() -> dict[str, str]:
+    """{'bsde.cli': <root>/cli, ...} where this package runs from a source checkout (else empty)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    if not os.path.isfile(os.path.join(root, "pyproject.toml")):
+        return {}
+    return {f"bsde.{name}": os.path.join(root, name) for name in ("cli", "problems")
+            if not os.path.isdir(os.path.join(here, name)) and os.path.isfile(os.path.join(root, name, "__init__.py"))}
+
+
+if _folders := _checkout_folders():
+    sys.meta_path.append(_CheckoutFinder(_folders))
+
 if TYPE_CHECKING:
     from bsde.equations import EQUATIONS, Equation
     from bsde.equations.functions import CustomEquation, custom_equation
