@@ -62,8 +62,9 @@ def standard_normals(shape: tuple[int, ...], generator: Streams, *, device: torc
     return out
 
 
-#: fewer numbers than this are drawn in one thread (a thread hand-off costs about as much as 10^4 draws)
-PARALLEL_DRAW_FROM = 1 << 15
+#: fewer numbers than this (about 2 ms of drawing) are drawn in one thread: after a parallel operation torch's
+#: OpenMP threads spin a while on the other cores, which a second drawing thread would have to share
+PARALLEL_DRAW_FROM = 1 << 19
 
 
 @functools.cache

@@ -71,10 +71,10 @@ def test_bad_sizes_raise():
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_blocks_of_normals_do_not_depend_on_threads(threads):
     """Each block from its own stream, whichever thread draws it: the same numbers as one block after another."""
-    shape = (8, 20, 300)
+    shape = (8, 20, 4000)
     assert math.prod(shape) >= PARALLEL_DRAW_FROM  # so that more than one thread draws
     streams = lambda: [torch.Generator().manual_seed(100 + k) for k in range(4)]  # noqa: E731
-    expected = torch.cat([torch.randn((2, 20, 300), generator=g, dtype=torch.float32) for g in streams()])
+    expected = torch.cat([torch.randn((2, 20, 4000), generator=g, dtype=torch.float32) for g in streams()])
     with using_threads(threads):
         got = standard_normals(shape, streams(), device="cpu", dtype=torch.float32)
     assert torch.equal(got, expected)
@@ -88,11 +88,11 @@ from bsde.runtime import using_threads
 from bsde.simulation import standard_normals
 streams = lambda: [torch.Generator().manual_seed(k) for k in range(4)]
 with using_threads(2):
-    parent = standard_normals((8, 20, 300), streams(), device="cpu", dtype=torch.float32)  # the threads start
+    parent = standard_normals((8, 20, 4000), streams(), device="cpu", dtype=torch.float32)  # the threads start
     pid = os.fork()
     if pid == 0:  # the child exits 0 only if it draws the same numbers
         try:
-            os._exit(0 if torch.equal(standard_normals((8, 20, 300), streams(), device="cpu", dtype=torch.float32),
+            os._exit(0 if torch.equal(standard_normals((8, 20, 4000), streams(), device="cpu", dtype=torch.float32),
                                       parent) else 1)
         finally:
             os._exit(2)
