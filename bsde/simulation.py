@@ -35,8 +35,8 @@ def standard_normals(shape: tuple[int, ...], generator: Streams, *, device: torc
                      dtype: torch.dtype) -> torch.Tensor:
     """N(0, 1) samples; with a sequence of generators, the k-th of its equal blocks of rows from the k-th.
 
-    On the CPU the blocks are drawn by up to torch's thread count of threads at once (torch's normal
-    sampler is serial): the same numbers, in about half the time on 2 cores.
+    On the CPU, from PARALLEL_DRAW_FROM numbers, the blocks are drawn by up to torch's thread count of threads
+    at once (torch's normal sampler is serial): the same numbers, in about half the time on 2 cores.
     """
     if isinstance(generator, torch.Generator):
         return torch.randn(shape, generator=generator, device=device, dtype=dtype)
