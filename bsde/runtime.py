@@ -57,42 +57,49 @@ def using_threads(threads: int | None = None) -> Iterator[int]:
 
 
 #: glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_kept_freed_memory = False
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+#: glibc's largest dynamic mmap threshold on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX)
+MMAP_THRESHOLD_MAX = 32 << 20
+#: how much of freed memory malloc keeps so far: 0 nothing set, 1 the heap's top, 2 blocks of any size too
+_kept_level = 0
 
 
-#: a run whose memory estimate (bsde.memory) is below this leaves malloc as it is: its blocks are under glibc's
-#: largest mmap threshold (32 MB), which keeps them on the heap anyway
+#: a run whose memory estimate (bsde.memory) is at least this also keeps freed blocks over MMAP_THRESHOLD_MAX on
+#: the heap (at d = 10,000: the paths, the activations, the first and last layers' gradients)
 KEEP_FREED_FROM = 256 << 20
 
 
 def keep_freed_memory(device: torch.device | str = "cpu", need: int | None = None) -> bool:
-    """For a run on the CPU (``device``) that needs ``need`` bytes (None: any), from KEEP_FREED_FROM on, make
-    glibc's malloc keep freed memory for reuse: no fresh mapping per large block, no trimming (elsewhere torch's
-    own caching allocator holds the tensors: nothing to do).
+    """For a run on the CPU (``device``) that needs ``need`` bytes (None: a large run), make glibc's malloc keep
+    freed memory for reuse; returns whether it took effect (False off the CPU or off glibc). Process-wide and
+    permanent, so the solver's iterations stop asking the kernel for pages that it zeroes on first touch.
 
-    By default every block over glibc's largest mmap threshold (32 MB: at d = 10,000 the paths, the
-    activations and the first and last layers' gradients) is a fresh mapping whose pages the kernel
-    zeroes on first touch, each iteration again: a third of an iteration at d = 10,000 on the 2-core
-    machine (float64 there: 0.72 -> 0.42 s per iteration). The price is a higher peak, as aligned blocks
-    fragment the heap (1.36x at d = 10,000; no higher at d = 1000). Process-wide and permanent;
-    returns whether it took effect (False off the CPU or off glibc).
+    Every run: blocks under MMAP_THRESHOLD_MAX come from the heap, and the heap's top is never trimmed. By
+    default glibc returned the top to the kernel as the step's tensors came and went: 100-500 fresh pages per
+    iteration at d = 100 (a few percent of it, within the noise of the 2-core machine).
+    From KEEP_FREED_FROM on, larger blocks too: by default each is a fresh mapping whose pages are zeroed each
+    iteration again, a third of an iteration at d = 10,000 (float64 there: 0.72 -> 0.42 s per iteration); the
+    price is a higher peak, as aligned blocks fragment the heap (1.36x at d = 10,000; no higher at d = 1000).
+    Below KEEP_FREED_FROM a caller's own large arrays stay mappings of their own, returned to the kernel when freed.
     """
-    global _kept_freed_memory
-    if _kept_freed_memory:
+    global _kept_level
+    level = 2 if need is None or need >= KEEP_FREED_FROM else 1
+    if _kept_level >= level:
         return True
-    if need is not None and need < KEEP_FREED_FROM:
-        return False
     if torch.device(device).type != "cpu" or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     import ctypes
 
     try:
         libc = ctypes.CDLL(None)
-        _kept_freed_memory = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+        settings = [(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX), (_M_TRIM_THRESHOLD, 2**31 - 1)]
+        ok = all(libc.mallopt(option, value) for option, value in
+                 settings + ([(_M_MMAP_MAX, 0)] if level == 2 else []))
     except (OSError, AttributeError):
         return False
-    return _kept_freed_memory
+    if ok:
+        _kept_level = level
+    return ok
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:

@@ -213,7 +213,7 @@ def solve(
     dev = resolve_device(device)
     problem = replace(problem, solver=problem.solver.for_device(dev.type))  # dtype: float32 on CUDA unless set
     need = check_fits(problem, distributed.process_device(dev))  # under torchrun on CUDA: this process's own GPU
-    keep_freed_memory(dev, need.total)  # large runs only: process-wide, for good
+    keep_freed_memory(dev, need.total)  # process-wide, for good
     group = distributed.group(dev)
     if group is not None:
         group.same_everywhere(problem.source, {"equation": problem.equation.model_dump(mode="python"),

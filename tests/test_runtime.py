@@ -106,7 +106,7 @@ def test_a_cuda_solve_is_float32_with_tf32_by_default(monkeypatch):
     assert explicit.dtype == "float64"
 
 
-HEAP_OF_A_LARGE_BLOCK = """
+HEAP_OF_BLOCKS = """
 import ctypes, sys, torch
 from bsde.runtime import keep_freed_memory
 class Mallinfo2(ctypes.Structure):
@@ -114,30 +114,35 @@ class Mallinfo2(ctypes.Structure):
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = Mallinfo2
-kept = {"keep": lambda: keep_freed_memory(), "default": lambda: keep_freed_memory("meta"),  # not a CPU run: no effect
-        "small": lambda: keep_freed_memory("cpu", 2**20)}[sys.argv[1]]()  # a small run: malloc left as it is
-block = torch.ones(16 * 2**20)  # 64 MB: over glibc's largest mmap threshold
-mapped = libc.mallinfo2().hblkhd  # bytes in blocks that are mappings of their own
-del block
-print(kept, mapped, libc.mallinfo2().fordblks)  # fordblks: free bytes the heap keeps for reuse
+kept = {"large": lambda: keep_freed_memory(), "default": lambda: keep_freed_memory("meta"),  # not a CPU run: no effect
+        "small": lambda: keep_freed_memory("cpu", 2**20)}[sys.argv[1]]()
+for size in (8 * 2**20, 64 * 2**20):  # under and over glibc's largest mmap threshold (32 MB)
+    block = torch.ones(size // 4)
+    mapped = libc.mallinfo2().hblkhd  # bytes in blocks that are mappings of their own
+    del block
+    print(kept, mapped, libc.mallinfo2().fordblks)  # fordblks: free bytes the heap keeps for reuse
 """
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc"
                     or tuple(map(int, platform.libc_ver()[1].split(".")[:2])) < (2, 33), reason="glibc 2.33+ only")
-def test_keep_freed_memory_puts_large_blocks_on_the_heap_and_keeps_them_when_freed():
-    """By default a 64 MB block is a mapping of its own, unmapped when freed (its pages zeroed afresh on the next
-    touch); kept, it comes from the heap, which keeps it when freed. Read from glibc's own counts (mallinfo2),
-    not page faults, which some kernels and sandboxes count differently."""
-    def heap(mode: str) -> tuple[str, int, int]:
-        out = subprocess.run([sys.executable, "-c", HEAP_OF_A_LARGE_BLOCK, mode], capture_output=True, text=True,
-                             check=True).stdout.split()
-        return out[0], int(out[1]), int(out[2])
+def test_keep_freed_memory_puts_blocks_on_the_heap_and_keeps_them_when_freed():
+    """By default an 8 MB and a 64 MB block are mappings of their own, unmapped when freed (their pages zeroed
+    afresh on the next touch). Any CPU run keeps the 8 MB one on the heap when freed; a large run the 64 MB one
+    too, while a small run leaves it a mapping. Read from glibc's own counts (mallinfo2), not page faults,
+    which some kernels and sandboxes count differently."""
+    def heap(mode: str) -> list[tuple[str, int, int]]:
+        out = subprocess.run([sys.executable, "-c", HEAP_OF_BLOCKS, mode], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+        return [(kept, int(mapped), int(free)) for kept, mapped, free in (line.split() for line in out)]
 
-    block = 64 * 2**20
-    kept, kept_mapped, kept_free = heap("keep")
-    other_device, default_mapped, _ = heap("default")
-    small_run, small_mapped, _ = heap("small")
-    assert kept == "True" and other_device == "False" and small_run == "False"
-    assert default_mapped >= block and small_mapped >= block  # the default: the block was a mapping of its own
-    assert kept_mapped < block and kept_free >= block, (kept_mapped, kept_free)
+    medium, large = 8 * 2**20, 64 * 2**20
+    (kept, large_mapped_8, large_free_8), (_, large_mapped_64, large_free_64) = heap("large")
+    (other_device, default_mapped_8, _), (_, default_mapped_64, _) = heap("default")
+    (small_run, small_mapped_8, small_free_8), (_, small_mapped_64, _) = heap("small")
+    assert kept == "True" and other_device == "False" and small_run == "True"
+    assert default_mapped_8 >= medium and default_mapped_64 >= large  # the default: mappings of their own
+    assert small_mapped_8 < medium and small_free_8 >= medium, (small_mapped_8, small_free_8)
+    assert small_mapped_64 >= large  # a small run leaves blocks over 32 MB as they were
+    assert large_mapped_8 < medium and large_free_8 >= medium, (large_mapped_8, large_free_8)
+    assert large_mapped_64 < large and large_free_64 >= large, (large_mapped_64, large_free_64)

@@ -26,7 +26,8 @@ from bsde.adam import Adam
 from bsde.model import DeepBSDE, terminal_loss
 from bsde.per_step import PerStepGradientNets
 from bsde.problem import Problem, load_problem, problem_from_dict
-from bsde.runtime import matmul_precision
+from bsde.memory import estimate
+from bsde.runtime import keep_freed_memory, matmul_precision
 from bsde.settings import SolverSettings
 from bsde.trainer import TrainHooks, sample, train
 
@@ -137,6 +138,7 @@ def time_training(problem: Problem, device: torch.device, *, warmup: int, blocks
         raise ValueError(f"warmup, blocks and block must be positive, got {warmup}, {blocks}, {block}")
     total = warmup + blocks * block
     settings_problem = with_solver(problem, iterations=total, log_every=total)
+    keep_freed_memory(device, estimate(settings_problem).total)  # as solve does
     spans: list[float] = []
     floors: list[float] = []
     opened: float | None = None

@@ -149,8 +149,8 @@ def scale_tables(report: BenchReport) -> list[TextTable]:
                    "plain paths (no steering by the learned control); the floor (as in the speed table) "
                    "alternates with the iterations; "
                    "peak RSS is the child's VmHWM (interpreter and torch included); estimate: bsde.memory. "
-                   "On CPU a child that needs 256 MB or more keeps freed memory for reuse, as solve does "
-                   "(bsde.runtime.keep_freed_memory)."]),
+                   "On CPU each child keeps freed memory for reuse as solve does (bsde.runtime.keep_freed_memory): "
+                   "blocks under 32 MB, and larger ones too in a child that needs 256 MB or more."]),
         TextTable("Growth with d", ["problem", "dtype", "dims", "time ~ d^a", "time ratio per 10x d", "memory ~ d^a",
                                     "params ~ d^a"], fits,
                   ["Exponents are least-squares slopes in log-log; memory is peak memory above the smallest case's."]),
