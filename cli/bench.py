@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from .common import (DeviceOption, JsonOption, ThreadsOption, command_line, emit_json, err, fail, guarded, out,
+from .common import (DeviceOption, JsonOption, ThreadsOption, command_line, emit_json, err, fail, guarded, out, path_value,
                      print_table)
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def bench(
         help="Run only these sections, comma-separated: startup, speed, loop, profile, accuracy, scale "
              "(default: all).", metavar="S,S,...")] = None,
     json_: JsonOption = False,
-    folder: Annotated[Path, typer.Option("--out", help="Folder for bench.json and bench.md (created if needed).",
+    folder: Annotated[Path, typer.Option("--out", parser=path_value, help="Folder for bench.json and bench.md (created if needed).",
                                          metavar="DIR")] = Path("results"),
 ) -> None:
     """Benchmark speed (vs the per-step loop and the TensorFlow peer), time to accuracy and scale in d.

@@ -43,6 +43,16 @@ def _seed(value: int) -> int:
     return value
 
 
+def path_value(text: str | Path) -> Path:
+    """A file or folder named on the command line; an empty name is an error (``Path('')`` reads as '.').
+    typer passes an option's default through too, as it is."""
+    if isinstance(text, Path):
+        return text
+    if not text.strip():
+        raise typer.BadParameter("an empty path: name a file or folder")
+    return Path(text)
+
+
 SeedOption = Annotated[int, typer.Option(callback=_seed, metavar="N",
                                          help="Random seed, 0 .. 2^62 - 1 (reproducible runs).")]
 ProblemArgument = Annotated[str, typer.Argument(help="Shipped problem name or path to a YAML file.", metavar="PROBLEM")]

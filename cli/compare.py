@@ -13,7 +13,7 @@ from bsde.errors import ProblemError
 from bsde.problem import shipped_problems
 
 from .common import (DeviceOption, JsonOption, NprocOption, SetOption, ThreadsOption, command_line, emit_json, err,
-                     guarded, launch_workers, load, print_log_entry, print_table, progress_lines,
+                     guarded, launch_workers, load, path_value, print_log_entry, print_table, progress_lines,
                      refuse_overwriting)
 from .reference import PathsOption
 
@@ -47,7 +47,7 @@ def compare(
     set_: SetOption = None,
     preset: Annotated[str | None, typer.Option(help="Named solver overlay from each problem's presets.")] = None,
     out_dir: Annotated[Path, typer.Option(
-        "--out", help="Folder for <problem>.json/.md/.png and README.md (created if missing; files bsde did "
+        "--out", parser=path_value, help="Folder for <problem>.json/.md/.png and README.md (created if missing; files bsde did "
         "not write there are never replaced).",
         metavar="DIR")] = Path("results"),
     fail_above: Annotated[float | None, typer.Option(

@@ -13,7 +13,7 @@ import yaml
 
 from bsde.errors import ProblemError
 
-from .common import JsonOption, emit_json, err, guarded, out, vector_text
+from .common import JsonOption, emit_json, err, guarded, out, path_value, vector_text
 
 
 class NumberLoader(yaml.SafeLoader):
@@ -81,12 +81,12 @@ def _point(values: list[Any], dim: int, where: str) -> list[float]:
 
 @guarded
 def eval_command(
-    folder: Annotated[Path, typer.Argument(help="A folder written by bsde solve ... --save DIR.", metavar="DIR")],
+    folder: Annotated[Path, typer.Argument(parser=path_value, help="A folder written by bsde solve ... --save DIR.", metavar="DIR")],
     x: Annotated[str | None, typer.Option(
         "--x", help="Points as YAML: \\[x1, ..., xd] for one, [[...], [...]] for many; a number sets every "
                     "coordinate. Default: the problem's x0.")] = None,
     points: Annotated[Path | None, typer.Option(
-        help="A text file of points, one per line (numbers separated by commas or blanks).",
+        parser=path_value, help="A text file of points, one per line (numbers separated by commas or blanks).",
         metavar="FILE")] = None,
     gamma: Annotated[bool, typer.Option("--gamma", help="Also give the diagonal of the Hessian.")] = False,
     json_: JsonOption = False,

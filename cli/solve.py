@@ -13,7 +13,7 @@ from bsde.errors import Interrupted, ProblemError
 
 from .common import (DeviceOption, JsonOption, ProblemArgument, SeedOption, SetOption, ThreadsOption, command_line,
                      emit_json, err, fail, guarded, launch_workers, lead_process, load, out, print_log_entry,
-                     progress_lines, refuse_overwriting, vector_text)
+                     path_value, progress_lines, refuse_overwriting, vector_text)
 from .signals import StopRequest, Stopped, stop_on_signals
 
 if TYPE_CHECKING:
@@ -150,23 +150,23 @@ def solve(
     no_reference: Annotated[bool, typer.Option(
         "--no-reference", help="Do not compute a reference with bsde.reference when the problem has none.")] = False,
     out_file: Annotated[Path | None, typer.Option(
-        "--out", help="Also write the JSON result (with history) to FILE, atomically; creates its folder. An "
+        "--out", parser=path_value, help="Also write the JSON result (with history) to FILE, atomically; creates its folder. An "
                       "existing FILE is replaced only if it is a solve's JSON result.",
         metavar="FILE")] = None,
     checkpoint: Annotated[Path | None, typer.Option(
-        help="Keep a resumable checkpoint in DIR (rewritten atomically).", metavar="DIR",
+        parser=path_value, help="Keep a resumable checkpoint in DIR (rewritten atomically).", metavar="DIR",
         rich_help_panel=RUN_PANEL)] = None,
     checkpoint_every: Annotated[int | None, typer.Option(
         min=1, help="Iterations between checkpoints (default: solver.log_every).", rich_help_panel=RUN_PANEL)] = None,
     resume: Annotated[Path | None, typer.Option(
-        help="Continue the run checkpointed in DIR (same problem, settings, seed, device); keeps "
+        parser=path_value, help="Continue the run checkpointed in DIR (same problem, settings, seed, device); keeps "
              "checkpointing there unless --checkpoint says otherwise.", metavar="DIR", rich_help_panel=RUN_PANEL)] = None,
     save: Annotated[Path | None, typer.Option(
-        help="Keep the trained solution in DIR (weights and resolved config) for `bsde eval DIR`; DIR must be new, "
+        parser=path_value, help="Keep the trained solution in DIR (weights and resolved config) for `bsde eval DIR`; DIR must be new, "
              "empty, or hold a solution bsde saved.",
         metavar="DIR")] = None,
     plot: Annotated[Path | None, typer.Option(
-        help="With solver.region: draw u along the box's diagonal against reference values at 5 points (PNG; an "
+        parser=path_value, help="With solver.region: draw u along the box's diagonal against reference values at 5 points (PNG; an "
              "existing FILE is replaced only if bsde drew it).",
         metavar="FILE")] = None,
     on_nan: Annotated[OnNaN, typer.Option(

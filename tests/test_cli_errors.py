@@ -254,3 +254,23 @@ def test_a_follower_process_says_its_error_where_a_person_reads_it(monkeypatch, 
     with pytest.raises(typer.Exit):
         fail("nodeb.yaml: no such problem file", 2)
     assert capfd.readouterr().err == "error (process 1): nodeb.yaml: no such problem file\n"
+
+
+# --------------------------------------------------------------------------- paths on the command line
+@pytest.mark.parametrize(("args", "option"), [
+    (["solve", "hjb", "--out", ""], "--out"),
+    (["solve", "hjb", "--save", " "], "--save"),
+    (["solve", "hjb", "--checkpoint", ""], "--checkpoint"),
+    (["solve", "hjb", "--resume", ""], "--resume"),
+    (["solve", "hjb", "--plot", ""], "--plot"),
+    (["compare", "hjb", "--out", ""], "--out"),
+    (["bench", "--quick", "--out", ""], "--out"),
+    (["eval", ""], "DIR"),
+    (["eval", "somewhere", "--points", ""], "--points"),
+])
+def test_an_empty_path_is_an_error_not_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          args: list[str], option: str) -> None:
+    """Path('') reads as '.': without the check `--out ''` would write reports into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    fails_cleanly(args, option, "an empty path")
+    assert list(tmp_path.iterdir()) == []  # nothing written
