@@ -164,6 +164,7 @@ def test_override_and_variable_roles(tmp_path):
     ({"process": {"kind": "diffusion", "sigma": "0.2 * x", "substeps": 0}}, ("equation.process.substeps:",)),
     ({"x0": -1.0}, ("equation.x0:", "positive")),
     ({"params": {"__class__": 1.0}}, ("equation.params.__class__:", "not a name")),
+    ({"params": {"a b": 1.0}}, ("equation.params: 'a b' is not a name",)),  # the whole key, not params.a
     ({"params": {"exp": 1.0}}, ("equation.params.exp:", "reserved")),
     ({"params": {"K": [1.0, 2.0]}}, ("equation.params.K:", "dim = 3")),
     ({"params": {"K": "abc"}}, ("equation.params.K",)),

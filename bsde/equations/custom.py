@@ -174,8 +174,8 @@ class Custom(CustomEquation):
         for name, value in self.params.items():
             try:
                 check_param_name(name)
-            except ExpressionError as exc:
-                raise ValueError(f"params.{name}: {exc}") from None
+            except ExpressionError as exc:  # a key that is no name at all ('a b') is blamed on params, not params.a
+                raise ValueError(f"params.{name}: {exc}" if name.isidentifier() else f"params: {exc}") from None
             if isinstance(value, list):
                 given_values(value, self.dim, f"params.{name}")
         compiled: list[Expression] = []
