@@ -140,6 +140,7 @@ class _Compiler:
         self.allowed = (*ROLES[role], "dim", *params)
         self.constants: list[Any] = []  # float or tuple of dim floats, made tensors at run time
         self.vector: dict[int, bool] = {}  # id(syntax node) -> whether its value is a vector
+        self.nodes: dict[int, _Node] = {}  # id(syntax node) -> its compiled piece
         self.depth = 0
 
     # -------------------------------------------------------------- errors
@@ -165,8 +166,10 @@ class _Compiler:
         if self.depth > MAX_DEPTH:
             raise ExpressionError(f"nested more than {MAX_DEPTH} levels deep")
         compiled = self._compile(node)
+        compiled = self.fused_squared_norm(node) or compiled
         self.depth -= 1
         self.vector[id(node)] = compiled.vector
+        self.nodes[id(node)] = compiled
         return compiled
 
     def _compile(self, node: ast.AST) -> _Node:
@@ -321,6 +324,50 @@ class _Compiler:
             return _Node(lambda env: apply(env.torch, a(env)), vector)
         apply = ELEMENTWISE[name][1]
         return _Node(lambda env: apply(env.torch, *(r(env) for r in runs)), vector)
+
+    def fused_squared_norm(self, node: ast.AST) -> _Node | None:
+        """|a|^2 as one operation (:mod:`bsde.squared_norm`: one pass backward, where ``(a ** 2).sum()`` makes
+        several over a (batch, steps, dim) Z) for ``sum(a ** 2)``, ``sum(a * a)``, ``dot(a, a)`` and ``norm(a) ** 2``
+        with a vector a, already compiled the plain way (None for anything else)."""
+        operand = _squared_norm_operand(node)
+        inner = self.nodes.get(id(operand)) if operand is not None else None
+        if inner is None or not inner.vector or inner.mask:
+            return None
+        run = inner.run
+        return _Node(lambda env: _squared_norm()(run(env)).unsqueeze(-1), False)
+
+
+def _squared_norm_operand(node: ast.AST) -> ast.AST | None:
+    """a, where ``node`` is sum(a ** 2), sum(a * a), dot(a, a) or norm(a) ** 2; None otherwise."""
+    if _call_of(node, "sum", 1):
+        (arg,) = node.args
+        if isinstance(arg, ast.BinOp) and ((isinstance(arg.op, ast.Pow) and _is_two(arg.right)) or (
+                isinstance(arg.op, ast.Mult) and ast.dump(arg.left) == ast.dump(arg.right))):
+            return arg.left
+    if _call_of(node, "dot", 2) and ast.dump(node.args[0]) == ast.dump(node.args[1]):
+        return node.args[0]
+    if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and _is_two(node.right)
+            and _call_of(node.left, "norm", 1)):
+        return node.left.args[0]
+    return None
+
+
+def _call_of(node: Any, name: str, arity: int) -> bool:
+    """Whether ``node`` is the call name(...) with ``arity`` positional arguments and no keywords."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+            and len(node.args) == arity and not node.keywords
+            and not any(isinstance(arg, ast.Starred) for arg in node.args))
+
+
+def _is_two(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and not isinstance(node.value, bool) and node.value == 2
+
+
+@functools.cache
+def _squared_norm() -> Callable[[Any], Any]:
+    from bsde.squared_norm import squared_norm  # torch only when an expression runs
+
+    return squared_norm
 
 
 def _fold(op: Callable[[float, float], Any], a: float, b: float) -> float | None:

@@ -59,6 +59,14 @@ CASES = [
     ("x[0] < 1", lambda x: (x[..., 0] < 1).astype(float)),
     ("dim * K + w[2] + w[-1]", lambda x: np.full(x.shape[:-1], 5 * 1.2 + 2.0 + 1.5)),
     ("prod(maximum(x, 1)) ** (1 / dim)", lambda x: np.maximum(x, 1).prod(-1) ** 0.2),
+    # |a|^2 written four ways (computed by bsde.squared_norm), and look-alikes that are not |a|^2
+    ("sum(x ** 2)", lambda x: (x * x).sum(-1)),
+    ("sum((x - w) * (x - w))", lambda x: ((x - W) ** 2).sum(-1)),
+    ("dot(x - 1, x - 1)", lambda x: ((x - 1) ** 2).sum(-1)),
+    ("norm(x) ** 2", lambda x: (x * x).sum(-1)),
+    ("sum(w ** 2) + x[0] ** 2", lambda x: W @ W + x[..., 0] ** 2),
+    ("sum((x > 1) * (x > 1))", lambda x: (x > 1).sum(-1).astype(float)),
+    ("sum(x ** 3) + sum(x * w) + norm(x) ** 3", lambda x: (x**3).sum(-1) + x @ W + np.sqrt((x * x).sum(-1)) ** 3),
 ]
 
 
@@ -92,6 +100,25 @@ def test_drift_and_sigma_are_vectors(role, text, vector, expected):
     out = compile_expression(text, role, DIM, PARAMS)(0.3, torch.tensor(x))
     assert out.shape == (6, DIM)
     np.testing.assert_allclose(out.numpy(), expected(0.3, x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("text", ["-0.5 * sum(z ** 2)", "-0.5 * sum(z * z)", "-0.5 * dot(z, z)", "-0.5 * norm(z) ** 2"])
+def test_squared_norms_of_z_are_fused(text):
+    """|z|^2 in a driver goes through bsde.squared_norm (one pass backward over a (batch, steps, dim) Z): the same
+    value and gradient as the op-by-op form, and the fused node in the graph."""
+    z = torch.randn(4, 3, DIM, dtype=torch.float64, requires_grad=True)
+    t, x, y = torch.zeros(4, 3), torch.zeros(4, 3, DIM), torch.zeros(4, 3)
+    out = driver(text)(t, x, y, z)
+    nodes, pending = set(), [out.grad_fn]
+    while pending:
+        node = pending.pop()
+        if node is not None and type(node).__name__ not in nodes:
+            nodes.add(type(node).__name__)
+            pending.extend(next_node for next_node, _ in node.next_functions)
+    assert "_SquaredNormBackward" in nodes, nodes
+    (grad,) = torch.autograd.grad(out.sum(), z)
+    torch.testing.assert_close(out, -0.5 * (z * z).sum(-1), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(grad, -z, rtol=1e-14, atol=1e-14)
 
 
 # ------------------------------------------------------------------------------ shapes, dtypes, devices
