@@ -12,6 +12,18 @@ class ProblemError(BSDEError, ValueError):
     """A problem file or override is invalid; the message names the file and the dotted key."""
 
 
+def file_of(source: str | None) -> str | None:
+    """The file a problem came from (its ``source``), None where it was built in Python ('<python>', '<memory>')."""
+    return source if source and not source.startswith("<") else None
+
+
+def in_file(error: ProblemError, source: str | None) -> ProblemError:
+    """``error`` about a key of the problem ('equation.terminal: ...') with the problem's file in front, where it
+    came from one; otherwise ``error`` itself."""
+    file = file_of(source)
+    return ProblemError(f"{file}: {error}") if file and str(error).startswith("equation.") else error
+
+
 class TrainingError(BSDEError, RuntimeError):
     """Training failed (for example a non-finite loss)."""
 

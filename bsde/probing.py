@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bsde.errors import ProblemError
+from bsde.errors import ProblemError, file_of
 
 if TYPE_CHECKING:
     import torch
@@ -104,8 +104,16 @@ def _shown(value: Any, i: int) -> str:
     return "[" + ", ".join(entries) + (", ...]" if row.numel() > 3 else "]")
 
 
-def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> DriverFlags:
-    """The flags of ``equation.driver`` found by evaluating it (see the module docstring)."""
+def blamed(equation: Equation, source: str | None = None) -> str:
+    """Whom an error about the driver names: the problem's file and key (``source``), or the equation's key and name."""
+    file = file_of(source)
+    name = getattr(equation, "name", None) or equation.kind
+    return f"{file}: equation.driver" if file else f"equation.driver of {name!r}"
+
+
+def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0, *, source: str | None = None) -> DriverFlags:
+    """The flags of ``equation.driver`` found by evaluating it (see the module docstring); ``source``: the file
+    that errors name."""
     import torch
 
     t, x, y, z = probe_points(equation, count, seed)
@@ -119,8 +127,8 @@ def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> Driv
     if not bool(torch.isfinite(base).all()):
         i = int((~torch.isfinite(base)).nonzero()[0, 0])
         point = ", ".join(f"{name} = {_shown(value, i)}" for name, value in (("t", t), ("x", x), ("y", y), ("z", z)))
-        raise ProblemError(f"equation.driver of {getattr(equation, 'name', None) or equation.kind!r}: not finite at "
-                           f"points along its paths: f = {float(base[i])} at {point}")
+        raise ProblemError(f"{blamed(equation, source)}: not finite at points along its paths: "
+                           f"f = {float(base[i])} at {point}")
     shifted_y = y + 1.0 + y.abs()
     uses_y = not _close(base, at(shifted_y, z)) or not _close(base, at(-y, z))
     other_z = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64,
@@ -175,13 +183,14 @@ def declared_flags(equation: Equation) -> DriverFlags:
                        equation.discount_rate if equation.driver_is_linear else None, equation.z_hessian)
 
 
-def verify_flags(equation: Equation) -> None:
+def verify_flags(equation: Equation, source: str | None = None) -> None:
     """ProblemError where a declared flag would change the answer: the driver uses y or z while the equation
-    says it does not, or is not the declared -r y, or not -(c/2)|z|^2 + linear with the declared c.
+    says it does not, or is not the declared -r y, or not -(c/2)|z|^2 + linear with the declared c; or where the
+    driver is not finite on the paths. ``source``: the problem's file, which the message names.
 
     A flag that only costs time (says y or z is used where it is not, or no Hessian where there is one) passes.
     """
-    declared, probed = declared_flags(equation), probe_driver(equation)
+    declared, probed = declared_flags(equation), probe_driver(equation, source=source)
     wrong = []
     if probed.uses_y and not declared.uses_y:
         wrong.append("driver_uses_y is False but the driver changes with y")
@@ -197,4 +206,5 @@ def verify_flags(equation: Equation) -> None:
         wrong.append(f"z_hessian says f = -(c/2)|z|^2 + linear with c = {declared.z_hessian:g}, but probing finds "
                      f"{found}")
     if wrong:
-        raise ProblemError(f"'{equation.kind}': {'; '.join(wrong)} (the flags decide how the solver treats f)")
+        raise ProblemError(f"{blamed(equation, source)}: {'; '.join(wrong)} (the flags decide how the solver treats "
+                           f"f)")

@@ -16,11 +16,12 @@ from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
 from bsde.control_bound import bound_side
 from bsde.equations.base import Equation
 from bsde.error_estimate import estimate
-from bsde.errors import ArgumentError, BSDEError
+from bsde.errors import ArgumentError, BSDEError, ProblemError, in_file
 from bsde.memory import check_fits
 from bsde.probing import verify_flags
 from bsde.problem import Problem, as_problem
-from bsde.reference import ReferenceResult, cheap_method, describe, reference as run_reference, why_no_cheap_method
+from bsde.reference import (ReferenceResult, cheap_method, check_declared_closed_form, describe,
+                            reference as run_reference, why_no_cheap_method)
 from bsde.reference.result import finite_json
 from bsde.refit import refit_start
 from bsde.runtime import (available_cores, callers_threads, keep_freed_memory, processes_here, resolve_device,
@@ -208,7 +209,8 @@ def solve(
         raise ArgumentError(f"reference: expected a ReferenceResult (bsde.reference(...)), got "
                             f"{arguments.describe(reference)}")
     problem = as_problem(problem, solver)
-    verify_flags(problem.equation)
+    verify_flags(problem.equation, problem.source)
+    check_declared_closed_form(problem)  # before training, as `bsde reference` would refuse it after
     used_threads = set_threads(threads)
     dev = resolve_device(device)
     problem = replace(problem, solver=problem.solver.for_device(dev.type))  # dtype: float32 on CUDA unless set
@@ -251,6 +253,8 @@ def solve(
         generator = torch.Generator(device=dev).manual_seed(seed)
         trained = train(problem.equation, settings, generator=generator, device=dev, on_log=on_log, hooks=hooks,
                         on_nan=on_nan, resume=state, group=group)
+    except ProblemError as exc:  # the trainer knows no files: name the problem's
+        raise in_file(exc, problem.source) from None
     finally:
         if writer is not None:
             writer.release()

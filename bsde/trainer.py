@@ -95,7 +95,7 @@ def check_finite_terminal(terminal: torch.Tensor, x: torch.Tensor) -> None:
         first = int(bad.nonzero()[0, 0])
         where = x[first].tolist()
         shown = where[:3] + (["..."] if len(where) > 3 else [])
-        raise ProblemError(f"terminal: g(X_T) is not finite on {int(bad.sum())} of {len(x)} validation paths "
+        raise ProblemError(f"equation.terminal: g(X_T) is not finite on {int(bad.sum())} of {len(x)} validation paths "
                            f"({values[first, 0].item()} at X_T = {shown}); rescale or guard it")
 
 

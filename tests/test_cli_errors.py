@@ -274,3 +274,21 @@ def test_an_empty_path_is_an_error_not_the_current_folder(tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)
     fails_cleanly(args, option, "an empty path")
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+# --------------------------------------------------------------------------- problems that are wrong where they run
+NOT_FINITE = "equation:\n  kind: custom\n  dim: 2\n  x0: 1.0\n  process: {kind: brownian, sigma: 1.0}\n"
+
+
+@pytest.mark.parametrize(("command", "lines", "key"), [
+    ("solve", 'terminal: "1 / (x[0] - x[0])"\n', "equation.terminal: g(X_T) is not finite"),
+    ("solve", 'terminal: "x[0]"\n  driver: "-0.05 * y + 1 / 0"\n', "equation.driver: not finite at points"),
+    ("reference", 'terminal: "x[0]"\n  driver: "-0.05 * y + log(-1)"\n', "equation.driver: not finite at points"),
+])
+def test_a_problem_not_finite_where_it_runs_names_its_file_and_key(tmp_path: Path, command: str, lines: str,
+                                                                   key: str) -> None:
+    """Found only when solving (the driver probed along the paths, g on the validation paths): still file and key."""
+    path = write(tmp_path, NOT_FINITE + "  " + lines)
+    extra = ["--set", "solver.iterations=2", "--threads", "1"] if command == "solve" else ["--threads", "1"]
+    line = fails_cleanly([command, path, *extra], f"{path}: {key}")
+    assert line.startswith(f"error: {path}: equation."), line

@@ -175,6 +175,10 @@ def test_override_and_variable_roles(tmp_path):
      ("equation.closed_form.name:", "did you mean 'geometric_basket_call'")),
     ({"closed_form": {"name": "geometric_basket_put", "strike": -1}}, ("equation.closed_form.strike:", ">= 0")),
     ({"closed_form": {"name": "exchange_option"}}, ("equation.closed_form:", "needs dim = 2")),
+    ({"closed_form": {"name": "geometric_basket_call", "strike": 100}, "process": {"kind": "brownian", "sigma": 1}},
+     ("equation.closed_form:", "geometric_basket_call needs a gbm process, not BrownianMotion")),
+    ({"closed_form": {"name": "geometric_basket_call", "strike": 100}, "driver": "-r * y + sum(z)"},
+     ("equation.closed_form:", "the driver must be -r y")),
     ({"terminal_fn": "x[0]"}, ("equation.terminal_fn:", "unknown key")),
 ])
 def test_bad_custom_problem(tmp_path, changes, expected):

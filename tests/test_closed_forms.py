@@ -8,7 +8,7 @@ import torch
 
 import bsde
 from bsde.closed_forms import (BlackScholesCall, BlackScholesPut, ExchangeOption, GeometricBasketCall,
-                               GeometricBasketPut, from_mapping, mismatch)
+                               GeometricBasketPut, from_mapping)
 from bsde.errors import ProblemError
 from bsde.reference.semi_analytic import black_scholes_call
 
@@ -92,10 +92,10 @@ def test_a_declaration_that_does_not_fit_is_refused():
                                      closed_form=BlackScholesCall(100.0))
     with pytest.raises(ProblemError, match="driver must be -r y"):
         bsde.reference(nonlinear)
-    diffusion = bsde.custom_equation(dim=1, x0=100.0, process=bsde.Diffusion(lambda t, x: 0.05 * x, lambda t, x: 0.2 * x),
-                                     terminal=lambda x: (x[..., 0] - 100).relu(), driver=discounted(RATE),
-                                     closed_form=BlackScholesCall(100.0))
-    assert "needs a GBM" in mismatch(diffusion)
+    with pytest.raises(ProblemError, match="closed_form: black_scholes_call needs a gbm process, not Diffusion"):
+        bsde.custom_equation(dim=1, x0=100.0, process=bsde.Diffusion(lambda t, x: 0.05 * x, lambda t, x: 0.2 * x),
+                             terminal=lambda x: (x[..., 0] - 100).relu(), driver=discounted(RATE),
+                             closed_form=BlackScholesCall(100.0))  # refused when built: no torch needed to tell
     with pytest.raises(ValueError, match="needs dim = 2"):
         basket(ExchangeOption(), lambda x: x[..., 0])
 
@@ -161,7 +161,12 @@ def test_a_problem_file_declares_its_closed_form(tmp_path):
     shown = runner.invoke(app, ["show", str(path)])
     assert "closed_form:\n    name: geometric_basket_call\n    strike: 100.0" in shown.stdout  # round trip
     wrong = runner.invoke(app, ["reference", str(path), "--set", "equation.closed_form.name=geometric_basket_put"])
-    assert wrong.exit_code == 2 and "the declared closed form cannot be used" in wrong.output
+    assert wrong.exit_code == 2 and f"{path}: equation.closed_form: cannot be used: the declared geometric_basket_put " \
+        "payoff" in wrong.output
+    solve = runner.invoke(app, ["solve", str(path), "--set", "equation.closed_form.name=geometric_basket_put",
+                                "--set", "solver.iterations=2", "--threads", "1", "--json"])
+    assert solve.exit_code == 2 and f"{path}: equation.closed_form: cannot be used" in solve.output  # before training
+    assert solve.stdout == ""
     checked = runner.invoke(app, ["reference", str(path), "--set", "equation.closed_form.name=geometric_basket_put",
                                   "--method", "mc", "--paths", "4096", "--json", "--quiet"])
     assert checked.exit_code == 0 and json.loads(checked.stdout)["method"] == "mc"  # Monte Carlo to compare with

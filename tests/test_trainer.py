@@ -65,7 +65,7 @@ def test_a_non_finite_problem_is_not_blamed_on_the_learning_rate() -> None:
         return bsde.problem_from_dict({"equation": equation, "solver": {"iterations": 5, "batch_size": 8,
                                                                          "valid_size": 8, "time_steps": 4}})
 
-    with pytest.raises(bsde.ProblemError, match=r"terminal: g\(X_T\) is not finite on 8 of 8 validation paths"):
+    with pytest.raises(bsde.ProblemError, match=r"^equation.terminal: g\(X_T\) is not finite on 8 of 8 validation paths"):
         bsde.solve(problem("1 / (x[0] - x[0])"), threads=1)
     with pytest.raises(bsde.ProblemError, match="not finite on [1-7] of 8"):  # some paths only: still the problem's
         bsde.solve(problem("1 / relu(x[0] - 1)"), threads=1)

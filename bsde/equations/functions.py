@@ -66,7 +66,19 @@ class CustomEquation(Equation):
                              f"got {self.x0}")
         if self.closed_form is not None:
             self.closed_form.check_dim(self.dim)
+            self._check_closed_form_fits()
         return self
+
+    def _check_closed_form_fits(self) -> None:
+        """What can be told of a declared closed form without evaluating anything (the payoff is compared with the
+        terminal condition before use, bsde.closed_forms.mismatch): it prices e^{-rT} E[payoff] under a GBM."""
+        from bsde.processes import GBM
+
+        name = self.closed_form.name
+        if not isinstance(self.forward_process, GBM):
+            raise ValueError(f"closed_form: {name} needs a gbm process, not {type(self.forward_process).__name__}")
+        if self.flags is not None and self.flags.discount_rate is None:
+            raise ValueError(f"closed_form: {name} prices e^{{-rT}} E[payoff]: the driver must be -r y")
 
     @field_serializer("forward_process")
     def _dump_process(self, value: Process) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from bsde import arguments
 from bsde.equations.base import Equation
 from bsde.equations.hjb import HJB
 from bsde.equations.pricing import MaxCall
-from bsde.errors import ArgumentError, ProblemError
+from bsde.errors import ArgumentError, ProblemError, file_of, in_file
 from bsde.probing import verify_flags
 from bsde.problem import Problem, as_problem
 from bsde.processes import GBM, BrownianMotion
@@ -148,11 +148,17 @@ def applicable_methods(problem: Problem, *, declared: bool = True) -> list[str]:
             declaration is an error, not a silent fallback).
     """
     eq = problem.equation
-    if declared and _declares_closed_form(eq):
-        why = _closed_form_mismatch(eq)
-        if why is not None:
-            raise ProblemError(f"{problem.name}: the declared closed form cannot be used: {why}")
+    if declared:
+        check_declared_closed_form(problem)
     return [name for name in PREFERENCE if (declared or name != "closed-form") and METHODS[name].applies(eq)]
+
+
+def check_declared_closed_form(problem: Problem) -> None:
+    """ProblemError naming the file and key where the problem declares a closed form that does not fit it (its
+    payoff differs from the terminal condition, say): a wrong declaration is an error, not a silent fallback."""
+    if _declares_closed_form(problem.equation) and (why := _closed_form_mismatch(problem.equation)) is not None:
+        error = ProblemError(f"equation.closed_form: cannot be used: {why}")
+        raise in_file(error, problem.source) if file_of(problem.source) else ProblemError(f"{problem.name}: {error}")
 
 
 def cheap_method(problem: Problem) -> str | None:
@@ -215,7 +221,7 @@ def reference(
     seed = arguments.seed(seed)
     paths = arguments.optional_integer("paths", paths, minimum=1)
     shards = arguments.optional_integer("shards", shards, minimum=1)
-    verify_flags(problem.equation)
+    verify_flags(problem.equation, problem.source)
     method = resolve_method(problem, method)
     if shards is None and group is not None:
         shards = group.size
