@@ -177,6 +177,26 @@ def _z_hessian(at: Any, y: Any, z: Any, seed: int) -> float | None:
     return float(f"{value:.10g}")  # without the last digits' rounding (the test asks agreement to 1e-6)
 
 
+def pure_quadratic(equation: Equation, count: int = POINTS, seed: int = 0) -> float | None:
+    """c where the driver is f = -(c/2)|z|^2 alone (no y, no term linear in z or free of z): its flags say
+    -(c/2)|z|^2 + linear, and at probe points f(z = 0) = 0 and f(-z) = f(z); else None. The case of the
+    Cole-Hopf transform (bsde.reference.cole_hopf)."""
+    import torch
+
+    c = equation.z_hessian
+    if c is None or equation.driver_uses_y:
+        return None
+    t, x, y, z = probe_points(equation, count, seed)
+
+    def at(z_: Any) -> torch.Tensor:
+        return torch.as_tensor(equation.driver(t, x, y, z_), dtype=torch.float64, device=DEVICE).expand(count)
+
+    base = at(z)
+    if not _close(at(torch.zeros_like(z)), torch.zeros_like(base)) or not _close(at(-z), base):
+        return None
+    return c
+
+
 def declared_flags(equation: Equation) -> DriverFlags:
     """The flags an equation declares (its properties)."""
     return DriverFlags(equation.driver_uses_y, equation.driver_uses_z,

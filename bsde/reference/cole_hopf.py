@@ -1,6 +1,8 @@
-"""Cole-Hopf transform: u_t + (sigma^2/2) Lap u - (lam/2)|sigma grad u|^2 = 0 is linear in w = e^{-lam u}.
+"""Cole-Hopf transform: u_t + b . grad u + (sigma^2/2) Lap u - (lam/2)|sigma grad u|^2 = 0 is linear in w = e^{-lam u}.
 
-u(0, x0) = -(1/lam) ln E exp(-lam g(x0 + sigma W_T));  for ``hjb`` sigma = sqrt 2, the driver -(lam/2)|Z|^2.
+u(0, x0) = -(1/lam) ln E exp(-lam g(x0 + b T + sigma W_T)): for ``hjb`` (sigma = sqrt 2, b = 0, the driver
+-(lam/2)|Z|^2), and for any equation on a Brownian motion whose driver is -(lam/2)|z|^2 alone (a custom one,
+say; :func:`bsde.probing.pure_quadratic`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from bsde.equations.base import Equation
 from bsde.equations.hjb import HJB
 from bsde.errors import ProblemError
+from bsde.processes import BrownianMotion
 from bsde.reference.result import ReferenceResult, ci95
 from bsde.reference.sampling import DEVICE, Progress, antithetic_moments, require_paths
 from bsde.reference.shards import shard_generator, sharded_moments
@@ -67,20 +71,36 @@ def cole_hopf_estimate(
     return -(math.log(mean) + shift[0]) / lam, sd_mean / (abs(lam) * mean)
 
 
-def cole_hopf(equation: HJB, *, paths: int = DEFAULT_PATHS, seed: int = 0, progress: Progress | None = None,
+def cole_hopf_lam(equation: Equation) -> float | None:
+    """lam where the Cole-Hopf formula gives u for ``equation`` (``hjb``; a Brownian motion with the driver
+    -(lam/2)|z|^2 alone), None where it does not apply."""
+    if isinstance(equation, HJB):
+        return equation.lam
+    if not isinstance(equation.process, BrownianMotion):
+        return None
+    from bsde.probing import pure_quadratic
+
+    return pure_quadratic(equation)
+
+
+def cole_hopf(equation: Equation, *, paths: int = DEFAULT_PATHS, seed: int = 0, progress: Progress | None = None,
               shards: int | None = None, group: Group | None = None) -> ReferenceResult:
-    """u(0, x0) for ``hjb`` by Monte Carlo of the Cole-Hopf formula, with a delta-method stderr
-    (in ``shards`` of their own streams, over the processes of ``group``, where given)."""
-    if not isinstance(equation, HJB):
-        raise ProblemError(f"cole-hopf applies to hjb only, not '{equation.kind}'")
+    """u(0, x0) by Monte Carlo of the Cole-Hopf formula (see the module docstring for where it applies), with a
+    delta-method stderr (in ``shards`` of their own streams, over the processes of ``group``, where given)."""
+    lam = cole_hopf_lam(equation)
+    if lam is None:
+        raise ProblemError(f"cole-hopf applies to a Brownian motion with the driver -(lam/2)|z|^2 alone (hjb); "
+                           f"'{equation.kind}' is not one")
     require_paths("cole-hopf", paths)
     began = time.perf_counter()
     generator = torch.Generator(device=DEVICE).manual_seed(seed)
     effective: list[float] = []
-    value, stderr = cole_hopf_estimate(equation.terminal, equation.x_start, equation.process.sigma,
-                                       equation.total_time, equation.lam, paths=paths, generator=generator,
-                                       progress=progress, shards=shards, seed=seed, group=group, effective=effective)
-    details = {"lam": equation.lam, "antithetic": True, **({"shards": shards} if shards else {}),
+    process, horizon = equation.process, equation.total_time
+    start = tuple(v + process.drift * horizon for v in equation.x_start)  # X_T = x0 + b T + sigma W_T
+    value, stderr = cole_hopf_estimate(equation.terminal, start, process.sigma, horizon, lam, paths=paths,
+                                       generator=generator, progress=progress, shards=shards, seed=seed, group=group,
+                                       effective=effective)
+    details = {"lam": lam, "antithetic": True, **({"shards": shards} if shards else {}),
                **({"effective_paths": effective[0]} if effective else {})}
     return ReferenceResult(value, stderr, ci95(value, stderr), "cole-hopf", 2 * (paths // 2),
                            time.perf_counter() - began, details)

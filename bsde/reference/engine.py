@@ -99,6 +99,12 @@ def _cole_hopf(eq: Equation, paths: int | None, seed: int, progress: Progress | 
     return cole_hopf(eq, seed=seed, progress=progress, **_paths(paths), **sharding)
 
 
+def _cole_hopf_applies(eq: Equation) -> bool:
+    from bsde.reference.cole_hopf import cole_hopf_lam
+
+    return cole_hopf_lam(eq) is not None
+
+
 def _monte_carlo(eq: Equation, paths: int | None, seed: int, progress: Progress | None, **sharding) -> ReferenceResult:
     from bsde.reference.monte_carlo import monte_carlo
 
@@ -126,8 +132,9 @@ METHODS: dict[str, Method] = {
                             True, _semi_analytic, "semi-analytic formula"),
     "radial": Method(lambda eq: eq.radial_form() is not None, True, _radial, "radial PDE solve"),
     "pde-1d": Method(_one_dimensional, True, _pde1d, "one-dimensional PDE solve"),
-    "cole-hopf": Method(lambda eq: isinstance(eq, HJB), True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula",
-                        sampled=True),
+    "cole-hopf": Method(_cole_hopf_applies, True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula",
+                        lambda eq: None if _cole_hopf_applies(eq) else "not a Brownian motion with the driver "
+                        "-(lam/2)|z|^2 alone", sampled=True),
     "mc": Method(lambda eq: eq.driver_is_linear, True, _monte_carlo, "Monte Carlo of e^{-rT} E g(X_T)",
                  lambda eq: None if eq.driver_is_linear else "the driver is not -r y", sampled=True),
     "mlp": Method(lambda eq: not eq.driver_uses_z and eq.process.exact, False, _mlp, "multilevel Picard iteration",

@@ -3,6 +3,7 @@ import torch
 
 import bsde
 from bsde.errors import ProblemError
+from bsde.reference import applicable_methods
 from bsde.reference.cole_hopf import cole_hopf, cole_hopf_estimate
 from bsde.reference.radial import radial
 
@@ -31,8 +32,37 @@ def test_seeded_and_reported():
 
 
 def test_rejects_other_problems():
-    with pytest.raises(ProblemError, match="hjb only"):
+    with pytest.raises(ProblemError, match="the driver -\\(lam/2\\)\\|z\\|\\^2 alone"):
         cole_hopf(bsde.load_problem("allen_cahn").equation)
+
+
+def custom_hjb(driver: str, drift: float = 0.0, x0: float = 0.5) -> bsde.Problem:
+    """The shipped hjb's equation written as a user would, at d = 10 (its g, sigma = sqrt 2, lam = 1)."""
+    return bsde.problem_from_dict({"equation": {
+        "kind": "custom", "dim": 10, "x0": x0, "params": {"lam": 1.0},
+        "process": {"kind": "brownian", "sigma": 2 ** 0.5, "drift": drift},
+        "terminal": "log(0.5 * (1 + sum(x ** 2)))", "driver": driver}})
+
+
+@pytest.mark.parametrize("driver", ["-lam / 2 * sum(z ** 2)", "-0.5 * dot(z, z)"])
+def test_a_users_quadratic_driver_gets_cole_hopf(driver):
+    """A custom -(lam/2)|z|^2 on a Brownian motion is the Cole-Hopf case: the engine picks it, and its interval holds
+    the shipped hjb's semi-analytic value (an independent quadrature); with a drift b, that value at x0 + b T."""
+    problem = custom_hjb(driver)
+    assert applicable_methods(problem) == ["cole-hopf"]
+    exact = bsde.reference(bsde.load_problem("hjb", {"equation.dim": 10, "equation.x0": 0.5})).value
+    mc = bsde.reference(problem, paths=1 << 18)
+    assert mc.method == "cole-hopf" and mc.ci95[0] < exact < mc.ci95[1], (mc.ci95, exact)
+    drifted = bsde.reference(custom_hjb(driver, drift=-0.2, x0=0.7), paths=1 << 18)
+    assert drifted.ci95[0] < exact < drifted.ci95[1], (drifted.ci95, exact)  # x0 + b T = 0.5
+
+
+@pytest.mark.parametrize("driver", ["-lam / 2 * sum(z ** 2) + 0.1 * sum(z)", "-lam / 2 * sum(z ** 2) + 0.01",
+                                    "-lam / 2 * sum(z ** 2) - 0.05 * y", "-lam / 2 * sum(z ** 2) + 0.1 * x[0]"])
+def test_cole_hopf_needs_the_quadratic_alone(driver):
+    """A term linear in z, a constant, y or x break the transform: no cole-hopf (the flags alone say -(c/2)|z|^2
+    + linear for the first, which is not enough)."""
+    assert "cole-hopf" not in applicable_methods(custom_hjb(driver))
 
 
 def test_degenerate_weights_carry_a_caveat():
