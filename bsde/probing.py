@@ -197,6 +197,38 @@ def pure_quadratic(equation: Equation, count: int = POINTS, seed: int = 0) -> fl
     return c
 
 
+def linear_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> tuple[float, tuple[float, ...]] | None:
+    """(r, m) where the driver is f = -r y + m . z with constants r and m (a vector) and uses z, found at probe
+    points (m by autograd: a driver torch cannot differentiate gives None); else None. The case of a Girsanov
+    change of drift (bsde.reference.girsanov)."""
+    import torch
+
+    if not equation.driver_uses_z:
+        return None
+    t, x, y, z = probe_points(equation, count, seed)
+
+    def at(y_: Any, z_: Any) -> torch.Tensor:
+        return torch.as_tensor(equation.driver(t, x, y_, z_), dtype=torch.float64, device=DEVICE).expand(count)
+
+    f_y = at(y, torch.zeros_like(z))
+    usable = y.abs() > 1e-6
+    if not bool(usable.any()) or not _close(at(torch.zeros_like(y), torch.zeros_like(z)), torch.zeros_like(y)):
+        return None
+    rate = float((-f_y[usable] / y[usable]).mean())
+    if not _close(f_y, -rate * y):
+        return None
+    leaf = z.clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(at(torch.zeros_like(y), leaf).sum(), leaf)
+    except RuntimeError:  # not differentiable by torch (or not a function of z there)
+        return None
+    m = grad[0]
+    if not _close(grad, m.expand_as(grad)) or not _close(at(y, z), -rate * y + z @ m):
+        return None
+    return float(f"{rate:.14g}") + 0.0, tuple(float(v) for v in m)
+
+
 def declared_flags(equation: Equation) -> DriverFlags:
     """The flags an equation declares (its properties)."""
     return DriverFlags(equation.driver_uses_y, equation.driver_uses_z,

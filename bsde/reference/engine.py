@@ -105,6 +105,18 @@ def _cole_hopf_applies(eq: Equation) -> bool:
     return cole_hopf_lam(eq) is not None
 
 
+def _girsanov(eq: Equation, paths: int | None, seed: int, progress: Progress | None, **sharding) -> ReferenceResult:
+    from bsde.reference.girsanov import girsanov
+
+    return girsanov(eq, seed=seed, progress=progress, **_paths(paths), **sharding)
+
+
+def _girsanov_applies(eq: Equation) -> bool:
+    from bsde.reference.girsanov import girsanov_drift
+
+    return girsanov_drift(eq) is not None
+
+
 def _monte_carlo(eq: Equation, paths: int | None, seed: int, progress: Progress | None, **sharding) -> ReferenceResult:
     from bsde.reference.monte_carlo import monte_carlo
 
@@ -135,6 +147,9 @@ METHODS: dict[str, Method] = {
     "cole-hopf": Method(_cole_hopf_applies, True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula",
                         lambda eq: None if _cole_hopf_applies(eq) else "not a Brownian motion with the driver "
                         "-(lam/2)|z|^2 alone", sampled=True),
+    "girsanov": Method(_girsanov_applies, True, _girsanov, "Monte Carlo under the drift its z-term adds (Girsanov)",
+                       lambda eq: None if _girsanov_applies(eq) else "not a Brownian motion with a driver -r y + m . z",
+                       sampled=True),
     "mc": Method(lambda eq: eq.driver_is_linear, True, _monte_carlo, "Monte Carlo of e^{-rT} E g(X_T)",
                  lambda eq: None if eq.driver_is_linear else "the driver is not -r y", sampled=True),
     "mlp": Method(lambda eq: not eq.driver_uses_z and eq.process.exact, False, _mlp, "multilevel Picard iteration",
@@ -143,7 +158,7 @@ METHODS: dict[str, Method] = {
 }
 
 #: for "auto": the first applicable, most accurate per unit of time
-PREFERENCE = ("exact", "closed-form", "semi-analytic", "radial", "pde-1d", "mc", "mlp", "cole-hopf")
+PREFERENCE = ("exact", "closed-form", "semi-analytic", "radial", "pde-1d", "mc", "girsanov", "mlp", "cole-hopf")
 
 
 def applicable_methods(problem: Problem, *, declared: bool = True) -> list[str]:
@@ -210,8 +225,8 @@ def reference(
 
     Args:
         method: "auto" (the preferred applicable method) or one of
-            "exact", "closed-form", "mc", "semi-analytic", "cole-hopf", "radial", "pde-1d", "mlp".
-        paths: Monte Carlo paths for "mc"/"cole-hopf", independent repeats for "mlp";
+            "exact", "closed-form", "mc", "girsanov", "semi-analytic", "cole-hopf", "radial", "pde-1d", "mlp".
+        paths: Monte Carlo paths for "mc"/"girsanov"/"cole-hopf", independent repeats for "mlp";
             unused by the deterministic "exact", "semi-analytic", "radial" and "pde-1d".
         seed: seeds the method's own torch.Generator.
         progress: optional callback(done, total).
