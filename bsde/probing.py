@@ -111,18 +111,23 @@ def blamed(equation: Equation, source: str | None = None) -> str:
     return f"{file}: equation.driver" if file else f"equation.driver of {name!r}"
 
 
+def _evaluator(equation: Equation, t: Any, x: Any) -> Any:
+    """at(y, z) = f(t, x, y, z) at the probe points (t, x), as a float64 vector of one value per point."""
+    import torch
+
+    def at(y: Any, z: Any) -> torch.Tensor:
+        return torch.as_tensor(equation.driver(t, x, y, z), dtype=torch.float64, device=DEVICE).expand(len(t))
+
+    return at
+
+
 def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0, *, source: str | None = None) -> DriverFlags:
     """The flags of ``equation.driver`` found by evaluating it (see the module docstring); ``source``: the file
     that errors name."""
     import torch
 
     t, x, y, z = probe_points(equation, count, seed)
-    f = equation.driver
-
-    def at(y_: Any, z_: Any) -> torch.Tensor:
-        value = torch.as_tensor(f(t, x, y_, z_), dtype=torch.float64, device=DEVICE)
-        return value.expand(count) if value.shape != (count,) else value
-
+    at = _evaluator(equation, t, x)
     base = at(y, z)
     if not bool(torch.isfinite(base).all()):
         i = int((~torch.isfinite(base)).nonzero()[0, 0])
@@ -187,12 +192,9 @@ def pure_quadratic(equation: Equation, count: int = POINTS, seed: int = 0) -> fl
     if c is None or equation.driver_uses_y:
         return None
     t, x, y, z = probe_points(equation, count, seed)
-
-    def at(z_: Any) -> torch.Tensor:
-        return torch.as_tensor(equation.driver(t, x, y, z_), dtype=torch.float64, device=DEVICE).expand(count)
-
-    base = at(z)
-    if not _close(at(torch.zeros_like(z)), torch.zeros_like(base)) or not _close(at(-z), base):
+    at = _evaluator(equation, t, x)
+    base = at(y, z)
+    if not _close(at(y, torch.zeros_like(z)), torch.zeros_like(base)) or not _close(at(y, -z), base):
         return None
     return c
 
@@ -206,16 +208,10 @@ def linear_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> tup
     if not equation.driver_uses_z:
         return None
     t, x, y, z = probe_points(equation, count, seed)
-
-    def at(y_: Any, z_: Any) -> torch.Tensor:
-        return torch.as_tensor(equation.driver(t, x, y_, z_), dtype=torch.float64, device=DEVICE).expand(count)
-
-    f_y = at(y, torch.zeros_like(z))
-    usable = y.abs() > 1e-6
-    if not bool(usable.any()) or not _close(at(torch.zeros_like(y), torch.zeros_like(z)), torch.zeros_like(y)):
-        return None
-    rate = float((-f_y[usable] / y[usable]).mean())
-    if not _close(f_y, -rate * y):
+    at = _evaluator(equation, t, x)
+    no_z = torch.zeros_like(z)
+    rate = _discount_rate(at, y, no_z, at(y, no_z), uses_z=False)  # f(y, 0) = -r y
+    if rate is None:
         return None
     leaf = z.clone().requires_grad_(True)
     try:
@@ -226,7 +222,7 @@ def linear_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> tup
     m = grad[0]
     if not _close(grad, m.expand_as(grad)) or not _close(at(y, z), -rate * y + z @ m):
         return None
-    return float(f"{rate:.14g}") + 0.0, tuple(float(v) for v in m)
+    return rate, tuple(float(v) for v in m)
 
 
 def declared_flags(equation: Equation) -> DriverFlags:
