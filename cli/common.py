@@ -96,7 +96,19 @@ def follow_lead() -> None:
 def load(problem: str, overrides: list[str] | None, preset: str | None = None) -> Problem:
     """A problem by name or path with a preset and then its --set overrides applied (--set wins)."""
     parsed = dict(parse_override(text) for text in overrides or [])
-    return load_problem(problem, parsed, preset=preset, overrides_from="--set")
+    loaded = load_problem(problem, parsed, preset=preset, overrides_from="--set")
+    shadowed = local_namesake(problem)
+    if shadowed is not None:
+        err.print(f"note: '{problem}' is the shipped problem; for the file {shadowed} here, give its path "
+                  f"(./{shadowed})", markup=False)
+    return loaded
+
+
+def local_namesake(problem: str) -> str | None:
+    """A file in the working folder that a shipped problem's bare name hides (``hjb`` -> ./hjb.yaml), or None."""
+    if problem not in shipped_problems():
+        return None
+    return next((name for name in (problem, f"{problem}.yaml", f"{problem}.yml") if Path(name).is_file()), None)
 
 
 def problem_file(problem: str) -> Path | None:

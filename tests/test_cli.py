@@ -28,6 +28,16 @@ def test_show_prints_resolved_yaml():
     assert "dim: 50" in result.stdout and "time_steps: 20" in result.stdout
 
 
+def test_a_local_file_named_like_a_shipped_problem_is_pointed_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hjb.yaml").write_text("equation:\n  kind: hjb\n  dim: 7\n")
+    result = runner.invoke(app, ["show", "hjb"])
+    assert result.exit_code == 0 and "dim: 100" in result.stdout  # the bare name stays the shipped problem
+    assert "note: 'hjb' is the shipped problem; for the file hjb.yaml here, give its path (./hjb.yaml)" in result.stderr
+    local = runner.invoke(app, ["show", "./hjb.yaml"])
+    assert local.exit_code == 0 and "dim: 7" in local.stdout and "note" not in local.stderr
+
+
 def test_solve_json_is_one_clean_object():
     result = runner.invoke(app, ["solve", "hjb", *TINY, "--seed", "3", "--json", "--device", "cpu", "--no-reference"])
     assert result.exit_code == 0, result.output
