@@ -29,8 +29,10 @@ def _wants_numbers(annotation: Any) -> bool:
     return annotation in (int, float) or any(_wants_numbers(a) for a in typing.get_args(annotation))
 
 
-def _takes_lists(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (list, tuple) or any(map(_takes_lists, typing.get_args(annotation)))
+def _list_depth(annotation: Any) -> int:
+    """How deeply ``annotation``'s branches nest lists: 0 (numbers), 1 (a list of numbers), 2 (a matrix)."""
+    inner = max(map(_list_depth, typing.get_args(annotation)), default=0)
+    return inner + 1 if typing.get_origin(annotation) in (list, tuple) else inner
 
 
 class NoBoolNumbers(BaseModel):
@@ -57,6 +59,7 @@ class NoBoolNumbers(BaseModel):
             for name, info in cls.model_fields.items():
                 key = info.alias or name
                 if key in data and _wants_numbers(info.annotation) and _refused(info.annotation, data[key]):
-                    what = "a number or a list of numbers" if _takes_lists(info.annotation) else "a number"
+                    what = ("a number", "a number or a list of numbers",
+                            "a number or a matrix (a list of rows of numbers)")[min(_list_depth(info.annotation), 2)]
                     raise ValueError(f"{key}: expected {what}, got {data[key]!r}")
         return data

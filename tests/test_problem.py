@@ -169,6 +169,12 @@ def test_bad_values_name_the_key(overrides, message):
     assert "\n" not in str(info.value) and "hjb.yaml" in str(info.value)
 
 
+def test_a_boolean_correlation_is_told_what_it_may_be():
+    with pytest.raises(ProblemError, match=re.escape("equation.correlation (from overrides): expected a number or a "
+                                                     "matrix (a list of rows of numbers), got False")):
+        bsde.load_problem("max_call", {"equation.correlation": False})
+
+
 def test_booleans_stay_booleans_and_numeric_text_stays_a_number():
     problem = bsde.load_problem("hjb", {"solver.tf32": False, "solver.learning_rate": "1e-3"})  # YAML 1.1: a string
     assert problem.solver.tf32 is False and problem.solver.learning_rate == 1e-3
