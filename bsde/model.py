@@ -140,11 +140,33 @@ class DeepBSDE(nn.Module):
         return y
 
 
-def terminal_z(equation: Equation, x_end: torch.Tensor) -> torch.Tensor:
-    """Z_N = sigma(X_N)^T grad g(X_N) (batch, dim), by autograd of the terminal condition."""
+#: a terminal that records no gradient must stay put when x moves by this fraction (a piecewise-constant payoff)
+UNRECORDED_STEP = 1e-6
+
+
+def terminal_gradient(equation: Equation, x: torch.Tensor) -> torch.Tensor:
+    """grad g(x) (batch, dim) by autograd; 0 for a payoff built of comparisons (``10 * (x[0] > K)``: piecewise
+    constant, so its gradient is 0 almost everywhere, and torch records none). A g that records no gradient but
+    changes with x (computed through numpy, say) is a ProblemError: its gradient is unknown, not 0."""
+    from bsde.errors import ProblemError
+
     with torch.enable_grad():
-        x = x_end.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(equation.terminal(x).sum(), x)
+        leaf = x.detach().requires_grad_(True)
+        g = equation.terminal(leaf)
+        if g.requires_grad:
+            (grad,) = torch.autograd.grad(g.sum(), leaf)
+            return grad
+    with torch.no_grad():
+        moved = equation.terminal(x.detach() * (1.0 + UNRECORDED_STEP) + UNRECORDED_STEP)
+        if not bool(((moved - g).abs() <= 1e-12 * (1.0 + g.abs())).float().mean() >= 0.99):
+            raise ProblemError("equation.terminal: torch records no gradient of g(x), yet g changes with x (is it "
+                               "computed outside torch, e.g. through numpy?); the solver needs grad g at X_T")
+    return torch.zeros_like(x)
+
+
+def terminal_z(equation: Equation, x_end: torch.Tensor) -> torch.Tensor:
+    """Z_N = sigma(X_N)^T grad g(X_N) (batch, dim), by autograd of the terminal condition (see terminal_gradient)."""
+    grad = terminal_gradient(equation, x_end)
     return equation.process.diffusion_transpose(x_end, grad, t=equation.total_time)
 
 

@@ -225,6 +225,30 @@ def linear_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> tup
     return rate, tuple(float(v) for v in m)
 
 
+def payoff_jumps(equation: Equation, count: int = 4096, seed: int = 0) -> bool:
+    """Whether g has a jump where X_T lands: at terminal states x and x + h (h a random step of 5% of |x_i| + 1),
+    g(x + h) - g(x) differs from the trapezoid (grad g(x) + grad g(x + h)) . h / 2 by more than a Lipschitz g
+    allows, 2 max |grad g| |h| (a kink passes; a digital's step, which autograd sees as gradient 0, does not)."""
+    import torch
+
+    from bsde.model import terminal_gradient
+    from bsde.simulation import simulate_paths
+
+    generator = torch.Generator().manual_seed(seed)
+    paths = simulate_paths(equation.process, equation.x_start, equation.total_time, 1, count, generator=generator,
+                           device=DEVICE, dtype=torch.float64)
+    x = paths.x[:, -1]
+    h = 0.05 * (x.abs() + 1.0) * torch.randn(x.shape, generator=generator, dtype=torch.float64, device=DEVICE)
+    with torch.no_grad():
+        rise = (equation.terminal(x + h) - equation.terminal(x)).to(torch.float64)
+    slopes = terminal_gradient(equation, x), terminal_gradient(equation, x + h)
+    trapezoid = 0.5 * ((slopes[0] + slopes[1]) * h).sum(-1)
+    bound = 2.0 * torch.maximum(*(s.norm(dim=-1) for s in slopes)) * h.norm(dim=-1)
+    gap = (rise - trapezoid).abs()
+    finite = torch.isfinite(gap) & torch.isfinite(bound)
+    return bool((gap[finite] > bound[finite] + SAME * (1.0 + rise[finite].abs())).any())
+
+
 def declared_flags(equation: Equation) -> DriverFlags:
     """The flags an equation declares (its properties)."""
     return DriverFlags(equation.driver_uses_y, equation.driver_uses_z,

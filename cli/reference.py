@@ -112,7 +112,7 @@ def reference_command(
 
 def _greeks(loaded: Problem, method: str, paths: int | None, seed: int, json_: bool, quiet: bool) -> None:
     """``bsde reference --greeks``: reference delta and gamma at x0 (bsde.reference.greeks)."""
-    from bsde.reference.greeks import greeks_method, reference_greeks
+    from bsde.reference.greeks import fallback_reason, greeks_method, reference_greeks
 
     name, fallback = greeks_method(loaded, method)  # bad input fails here, before any output
     eq = loaded.equation
@@ -120,7 +120,7 @@ def _greeks(loaded: Problem, method: str, paths: int | None, seed: int, json_: b
         how = f"central differences of {name} (fallback)" if fallback else name
         err.print(f"reference Greeks for {loaded.name} ({eq.kind}, dim {eq.dim}) by {how}", markup=False)
     if fallback:
-        err.print(f"warning: no direct Greeks for method '{name}': central differences with common random "
+        err.print(f"warning: {fallback_reason(loaded, name)}: central differences with common random "
                   f"numbers, {2 * eq.dim + 1} runs of it, no error bar", markup=False)
     result = reference_greeks(loaded, method, paths=paths, seed=seed,
                               progress=None if quiet else progress_lines("coordinates" if fallback else name))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import bsde
+from bsde.errors import ProblemError
 from bsde.model import DeepBSDE, terminal_z
 from bsde.simulation import simulate_paths
 from bsde.trainer import train
@@ -61,6 +62,25 @@ def test_terminal_z_of_a_call_is_vol_times_s_above_the_strike():
     s = torch.tensor([[80.0], [120.0], [150.0]], dtype=torch.float64)
     torch.testing.assert_close(terminal_z(problem.equation, s), torch.tensor([[0.0], [36.0], [45.0]],
                                                                                 dtype=torch.float64))
+
+
+def digital(terminal):
+    return bsde.custom_equation(dim=1, x0=100.0, process=bsde.GBM(drift=0.05, vol=0.2), terminal=terminal,
+                                driver=lambda t, x, y, z: -0.05 * y + 0.01 * z.sum(-1))
+
+
+def test_terminal_z_of_a_payoff_of_comparisons_is_zero():
+    """10 * (S > K) records no gradient in torch: its gradient is 0 almost everywhere, not an error."""
+    s = torch.tensor([[80.0], [120.0]], dtype=torch.float64)
+    z = terminal_z(digital(lambda x: 10.0 * (x[..., 0] > 105.0).to(x.dtype)), s)
+    torch.testing.assert_close(z, torch.zeros_like(s))
+
+
+def test_a_terminal_torch_cannot_differentiate_is_named():
+    """Through numpy g changes with x but records no gradient: unknown, not 0."""
+    through_numpy = digital(lambda x: torch.from_numpy(x.detach().numpy()[..., 0] ** 2))
+    with pytest.raises(ProblemError, match="equation.terminal: torch records no gradient of g"):
+        terminal_z(through_numpy, torch.tensor([[80.0], [120.0]], dtype=torch.float64))
 
 
 def test_trapezoid_uses_terminal_z_where_the_driver_needs_z():

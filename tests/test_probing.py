@@ -9,7 +9,7 @@ import pytest
 import bsde
 from bsde.equations import EQUATIONS, AllenCahn, HJB, MaxCall
 from bsde.errors import ProblemError
-from bsde.probing import DriverFlags, declared_flags, probe_driver, verify_flags
+from bsde.probing import DriverFlags, declared_flags, payoff_jumps, probe_driver, verify_flags
 
 
 def custom(driver, process=None, dim=3):
@@ -118,3 +118,18 @@ def test_a_driver_not_finite_names_the_key_and_a_point():
     with pytest.raises(ProblemError, match=r"^equation.driver of 'custom': not finite at points along its paths: "
                                            r"f = inf at t = 0, x = \[0\], y = "):
         probe_driver(eq)
+
+
+@pytest.mark.parametrize("terminal, jumps", [
+    ("where(x[0] > K, 1.0, 0.0)", True),  # a digital: gradient 0 wherever autograd looks
+    ("10 * (x[0] > K)", True),
+    ("where(x[0] > K, x[0], 0 * x[0])", True),  # asset-or-nothing: slope 1 and a jump of K
+    ("relu(x[0] - K)", False),  # a kink is no jump
+    ("relu(max(x) - K)", False),
+    ("exp(mean(log(x))) + sum(x ** 2) / 100", False),
+])
+def test_payoff_jumps(terminal, jumps):
+    problem = bsde.problem_from_dict({"equation": {
+        "kind": "custom", "dim": 2, "x0": 100.0, "params": {"K": 105.0, "r": 0.05}, "terminal": terminal,
+        "driver": "-r * y", "process": {"kind": "gbm", "drift": 0.05, "vol": 0.2, "correlation": 0.5}}})
+    assert payoff_jumps(problem.equation) is jumps

@@ -8,7 +8,8 @@
   gamma_ij = -e^{-rT} int phi(d_i) phi(d_j) prod_{k!=i,j} Phi(d_k) dm / (x_i s_i x_j s_j);
 - radial (u = v(|x|^2)): grad u = 2 v_s x, Hess u = 2 v_s I + 4 v_ss x x^T from the radial solve's profile at t = 0;
 - mc (f = -r y over a Brownian or GBM process, any correlation): pathwise delta and mixed likelihood-ratio gamma
-  over [0, T] with 95% intervals (:func:`bsde.greeks.transition_greeks`);
+  over [0, T] with 95% intervals (:func:`bsde.greeks.transition_greeks`), for a payoff without jumps (pathwise
+  derivatives miss a jump's part: a digital's delta would be 0; :func:`bsde.probing.payoff_jumps`);
 - any other value method (a declared closed form, Monte Carlo of Cole-Hopf, MLP, ...): central differences of its value with common random
   numbers (the same seed at every bump), flagged as a fallback: delta_i = (V(x0 + h e_i) - V(x0 - h e_i)) / 2h,
   gamma_ii = (V(x0 + h e_i) - 2 V(x0) + V(x0 - h e_i)) / h^2, with no error bar.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ from bsde import arguments
 from bsde.equations.base import Equation
 from bsde.equations.pricing import MaxCall
 from bsde.errors import ProblemError
+from bsde.probing import payoff_jumps
 from bsde.problem import Problem, as_problem
 from bsde.reference.engine import reference, resolve_method
 from bsde.reference.result import finite_json
@@ -198,6 +201,7 @@ def _monte_carlo(equation: Equation, full: bool, paths: int | None, seed: int) -
     import torch
 
     from bsde.greeks import transition_greeks
+    from bsde.model import terminal_gradient
     from bsde.reference.monte_carlo import monte_carlo
     from bsde.reference.sampling import DEVICE, require_paths
 
@@ -208,14 +212,7 @@ def _monte_carlo(equation: Equation, full: bool, paths: int | None, seed: int) -
     start = time.perf_counter()
     x0 = torch.tensor(equation.x_start, dtype=torch.float64, device=DEVICE)
 
-    def payoff_gradient(x: torch.Tensor) -> torch.Tensor:
-        """grad g, almost everywhere (the pathwise derivative of a Lipschitz payoff)."""
-        with torch.enable_grad():
-            leaf = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(equation.terminal(leaf).sum(), leaf)
-        return grad
-
-    found = transition_greeks(equation.process, x0, equation.total_time, payoff_gradient,
+    found = transition_greeks(equation.process, x0, equation.total_time, partial(terminal_gradient, equation),
                               discount=equation.discount_factor, pairs=paths // 2,
                               generator=torch.Generator(device=DEVICE).manual_seed(seed), full=full)
     value = monte_carlo(equation, paths=paths, seed=seed + 1).value
@@ -282,8 +279,15 @@ def greeks_method(problem: Problem, method: str = "auto") -> tuple[str, bool]:
     if name == "semi-analytic":
         return name, equation.dim > 1 and any(v <= 0 for v in equation.vols)
     if name == "mc":
-        return name, not monte_carlo_applies(equation)
+        return name, not monte_carlo_applies(equation) or payoff_jumps(equation)
     return name, name != "radial"
+
+
+def fallback_reason(problem: Problem, name: str) -> str:
+    """Why the Greeks of value method ``name`` are central differences (see greeks_method), in words."""
+    if name == "mc" and monte_carlo_applies(problem.equation):
+        return "the payoff jumps, which pathwise Greeks miss"
+    return f"no direct Greeks for method '{name}'"
 
 
 def reference_greeks(problem: Problem | Equation, method: str = "auto", *, paths: int | None = None,

@@ -10,8 +10,8 @@ from scipy import special
 
 import bsde
 from bsde.errors import ProblemError
-from bsde.reference.greeks import (at_point, black_scholes_greeks, central_differences, greeks_method,
-                                   max_call_greeks, radial_greeks, reference_greeks)
+from bsde.reference.greeks import (at_point, black_scholes_greeks, central_differences, fallback_reason,
+                                   greeks_method, max_call_greeks, radial_greeks, reference_greeks)
 from bsde.reference.radial import solve_radial
 from bsde.reference.semi_analytic import black_scholes_call, max_call_independent
 
@@ -117,6 +117,22 @@ def test_central_differences_of_a_deterministic_method_are_accurate():
     fallback = central_differences(problem, "semi-analytic", paths=None, seed=0)
     assert np.allclose(fallback.delta, exact.delta, rtol=1e-4)
     assert np.allclose(fallback.gamma_diag, exact.gamma_diag, rtol=1e-3)
+
+
+def test_a_digital_gets_central_differences_not_a_pathwise_zero():
+    """Pathwise derivatives miss a jump (a digital's delta would be 0 +- 0); against the closed form
+    e^{-rT} phi(d2) / (S vol sqrt T) of a cash-or-nothing call."""
+    spot, strike, rate, dividend, vol, total_time = 100.0, 110.0, 0.05, 0.01, 0.2, 1.0
+    problem = bsde.problem_from_dict({"equation": {
+        "kind": "custom", "dim": 1, "x0": spot, "total_time": total_time, "params": {"K": strike, "r": rate},
+        "terminal": "where(x[0] > K, 1.0, 0.0)", "driver": "-r * y",
+        "process": {"kind": "gbm", "drift": rate, "vol": vol, "dividend": dividend}}})
+    assert greeks_method(problem, "mc") == ("mc", True)
+    assert fallback_reason(problem, "mc") == "the payoff jumps, which pathwise Greeks miss"
+    found = reference_greeks(problem, "mc", paths=1 << 20, seed=0)
+    d2 = (math.log(spot / strike) + (rate - dividend - vol * vol / 2) * total_time) / (vol * math.sqrt(total_time))
+    exact = math.exp(-rate * total_time - d2 * d2 / 2) / math.sqrt(2 * math.pi) / (spot * vol * math.sqrt(total_time))
+    assert found.fallback and found.delta[0] == pytest.approx(exact, rel=0.03)  # 0.35% off at seed 0
 
 
 def test_methods_for_greeks():
