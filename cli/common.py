@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from bsde.arguments import SEED_LIMIT
+from bsde.equations.base import pricing_measure_note
 from bsde.errors import BSDEError, ProblemError, TrainingError
 from bsde.launcher import die_with_launcher
 from bsde.problem import Problem, load_problem, parse_override, shipped_problems
@@ -97,6 +98,9 @@ def load(problem: str, overrides: list[str] | None, preset: str | None = None) -
     """A problem by name or path with a preset and then its --set overrides applied (--set wins)."""
     parsed = dict(parse_override(text) for text in overrides or [])
     loaded = load_problem(problem, parsed, preset=preset, overrides_from="--set")
+    measure = pricing_measure_note(loaded.equation)
+    if measure is not None:
+        err.print(f"note: {problem}: {measure}", markup=False)
     shadowed = local_namesake(problem)
     if shadowed is not None:
         err.print(f"note: '{problem}' is the shipped problem; for the file {shadowed} here, give its path "

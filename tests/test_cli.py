@@ -38,6 +38,18 @@ def test_a_local_file_named_like_a_shipped_problem_is_pointed_out(tmp_path, monk
     assert local.exit_code == 0 and "dim: 7" in local.stdout and "note" not in local.stderr
 
 
+@pytest.mark.parametrize("drift, noted", [(0.08, True), (0.03, False)])
+def test_a_price_under_a_drift_other_than_the_rate_is_pointed_out(tmp_path, drift, noted):
+    problem = tmp_path / "call.yaml"
+    problem.write_text(yaml.safe_dump({"equation": {
+        "kind": "custom", "dim": 1, "x0": 100.0, "params": {"K": 90.0, "r": 0.03}, "terminal": "relu(x[0] - K)",
+        "driver": "-r * y", "process": {"kind": "gbm", "drift": drift, "vol": 0.3, "dividend": 0.03}}}))
+    result = runner.invoke(app, ["show", str(problem)])
+    assert result.exit_code == 0
+    note = "the process drifts at 0.08 but the driver discounts at r = 0.03: the value is e^(-rT) E g(X_T) under"
+    assert (note in result.stderr) is noted and ("note" in result.stderr) is noted
+
+
 def test_solve_json_is_one_clean_object():
     result = runner.invoke(app, ["solve", "hjb", *TINY, "--seed", "3", "--json", "--device", "cpu", "--no-reference"])
     assert result.exit_code == 0, result.output

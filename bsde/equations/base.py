@@ -175,6 +175,21 @@ def squared_norm(v: torch.Tensor) -> torch.Tensor:
     return fused(v)
 
 
+def pricing_measure_note(equation: Equation) -> str | None:
+    """A note where a price is not risk-neutral: the driver discounts at r (f = -r y) while the GBM drifts at
+    mu != r, so u = e^{-rT} E_mu g(X_T) (the PDE as written, but rarely the price meant); else None."""
+    from bsde.processes import GBM
+
+    process = equation.process
+    if not equation.driver_is_linear or not isinstance(process, GBM):
+        return None
+    rate = equation.discount_rate
+    if math.isclose(process.drift, rate, rel_tol=1e-12, abs_tol=1e-15):
+        return None
+    return (f"the process drifts at {process.drift:g} but the driver discounts at r = {rate:g}: the value is "
+            f"e^(-rT) E g(X_T) under that drift, not a risk-neutral price (for one, set the process's drift to r)")
+
+
 @dataclass(frozen=True)
 class RadialForm:
     """u(t, x) = v(t, |x|) solves v_t + (sigma^2/2)(v_rr + (d-1)/r v_r) + f(v, sigma |v_r|) = 0.
