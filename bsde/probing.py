@@ -5,6 +5,7 @@ uses y (or z) where changing y (or z) alone changes f; linear, f = -r y, where f
 use z and f / y is one constant r everywhere; z_hessian c where the second difference
 f(z + u) + f(z - u) - 2 f(z) = -c |u|^2 for every point and direction u (f = -(c/2)|z|^2 + linear in z).
 Probing proves a dependence it finds; it cannot prove the absence of one outside the points it tries.
+The terminal condition is probed once, for jumps that pathwise derivatives would miss (payoff_jumps).
 """
 
 from __future__ import annotations
