@@ -178,8 +178,6 @@ def squared_norm(v: torch.Tensor) -> torch.Tensor:
 def pricing_measure_note(equation: Equation) -> str | None:
     """A note where a price is not risk-neutral: the driver discounts at r (f = -r y) while the GBM drifts at
     mu != r, so u = e^{-rT} E_mu g(X_T) (the PDE as written, but rarely the price meant); else None."""
-    from bsde.processes import GBM
-
     process = equation.process
     if not equation.driver_is_linear or not isinstance(process, GBM):
         return None
