@@ -170,12 +170,9 @@ class Solution:
     @property
     def gamma_stderr(self) -> np.ndarray | None:
         """gamma's standard error, shaped as gamma: over a region the refit's jackknife (``standard_errors`` at x0;
-        None without a refit), at a point the Monte Carlo error of the first-step estimate; neither counts the
-        networks' bias."""
-        if self.is_region:
-            return self._errors_at_x0().hessian[0] if self.has_standard_errors else None
-        greeks = self._first_step_greeks()
-        return None if greeks is None else greeks.gamma_stderr.cpu().numpy().astype(float)
+        None without a refit; not the networks' bias). None for a point solve: its first step's Monte Carlo error
+        leaves out Z_1's network error, which a QA pass found 20-50 times larger, so it would mislead."""
+        return self._errors_at_x0().hessian[0] if self.has_standard_errors else None
 
     @property
     def gamma_diag_stderr(self) -> np.ndarray | None:
@@ -191,11 +188,7 @@ class Solution:
     @property
     def stderr_basis(self) -> str | None:
         """What delta's and gamma's standard errors count, in words (None where there are none)."""
-        if self.delta_stderr is not None:
-            return "the refit's jackknife (not the networks' bias)"
-        if self.gamma_diag_stderr is not None:
-            return "the first step's Monte Carlo only, not Z_1's error (which can be many times larger)"
-        return None
+        return "the refit's jackknife (not the networks' bias)" if self.has_standard_errors else None
 
     @property
     def has_standard_errors(self) -> bool:
@@ -221,7 +214,8 @@ class Solution:
             return ("none (a point solve's gamma needs 2 or more time steps, at most 10,000 dimensions and a "
                     "Brownian or GBM process)")
         exact = "exact for f = -r y" if self.equation.driver_is_linear else "O(dt) for this driver"
-        return f"first step: e^(-r dt) Hess E[u(t_1, X_1)] from Z_1, likelihood ratio ({exact})"
+        return (f"first step: e^(-r dt) Hess E[u(t_1, X_1)] from Z_1, likelihood ratio ({exact}); no error bar: "
+                "Z_1's network error, often tens of times the Monte Carlo error, is not measured")
 
     def _has_first_step(self) -> bool:
         return (self.model.time_steps >= 2 and self.equation.dim <= GAMMA_MAX_DIM

@@ -83,7 +83,7 @@ class SolveResult:
     gamma_diag: list[float | None] | None = None
     gamma_source: str = ""
     #: their standard errors where known (Solution.delta_stderr, gamma_diag_stderr): over a region the refit's
-    #: jackknife, for a point solve's first-step gamma its Monte Carlo error; neither counts the networks' bias
+    #: jackknife, which does not count the networks' bias; None for a point solve (see Solution.gamma_stderr)
     delta_stderr: list[float | None] | None = None
     gamma_diag_stderr: list[float | None] | None = None
     #: what those standard errors count (None where there are none): sampling only, never the networks' error

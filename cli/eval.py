@@ -117,9 +117,7 @@ def eval_command(
         # a region's refit left jackknife replicates: standard errors of the three (the paths' noise, not the bias)
         errors = solution.standard_errors(chosen) if solution.has_standard_errors else None
     error_diagonals = None if errors is None or diagonals is None else [diagonal_of(h).tolist() for h in errors.hessian]
-    if diagonals is not None and errors is None and solution.gamma_diag_stderr is not None:  # a point solve, at x0
-        error_diagonals = [solution.gamma_diag_stderr.tolist()] * len(chosen)
-    basis = solution.stderr_basis if errors is not None or error_diagonals is not None else None
+    basis = solution.stderr_basis if errors is not None else None
     outside = next((w for w in seen if issubclass(w.category, OutsideRegionWarning)), None)
     if outside is not None:
         err.print(f"warning: {outside.message}", markup=False)
