@@ -15,7 +15,7 @@ from bsde import arguments, distributed
 from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
 from bsde.control_bound import bound_side
 from bsde.equations.base import Equation
-from bsde.error_estimate import estimate
+from bsde.error_estimate import LinearValue, estimate, linear_value
 from bsde.errors import ArgumentError, BSDEError, ProblemError, in_file
 from bsde.memory import check_fits
 from bsde.probing import verify_flags
@@ -308,7 +308,9 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
                                        linear=problem.equation.driver_is_linear)
     if warning:
         warn(warning)
-    checked = estimate(model, fresh_paths, linear_value=(baseline.value, baseline.stderr) if finite else None,
+    linear = linear_value(problem.equation, LinearValue(baseline.value, baseline.stderr) if finite else None,
+                          seed=seed + 7)
+    checked = estimate(model, fresh_paths, linear=linear,
                        generator=check_generator, history=[(h.iteration, h.y0) for h in trained.history],
                        iterations=settings.iterations)
     if checked.bound is None and bound_side(problem.equation) is not None:  # a bound applies, but none came
