@@ -4,6 +4,8 @@
   mean m = mean_i(ln x_i + (mu - q_i - vol_i^2/2) T) and variance s^2 = T/d^2 sum_ij vol_i vol_j C_ij, so
   call = e^{-rT} (e^{m + s^2/2} Phi(d1) - K Phi(d1 - s)), d1 = (m - ln K + s^2) / s (Black-Scholes in G);
 - Black-Scholes call / put: the same with d = 1;
+- digital (cash-or-nothing) call / put: cash 1{x > K} / cash 1{x < K} on one asset, e^{-rT} cash Phi(+-d2),
+  d2 = (ln(x0 / K) + (mu - q - vol^2/2) T) / (vol sqrt T);
 - exchange option (Margrabe 1978): (x_1 - x_2)^+ with d = 2; F_i = x_i e^{(mu - q_i) T},
   s^2 = T (vol_1^2 + vol_2^2 - 2 C_12 vol_1 vol_2), value e^{-rT} (F_1 Phi(d1) - F_2 Phi(d1 - s)),
   d1 = (ln(F_1/F_2) + s^2/2) / s.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 if TYPE_CHECKING:
@@ -137,6 +139,45 @@ class BlackScholesPut(GeometricBasketPut):
 
 
 @dataclass(frozen=True)
+class DigitalCall(ClosedForm):
+    """cash 1{x > strike} on one asset (cash-or-nothing)."""
+
+    strike: float
+    cash: float = 1.0
+    name: ClassVar[str] = "digital_call"
+    needs_dim: ClassVar[int | None] = 1
+    call: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.strike, (int, float)) and math.isfinite(self.strike) and self.strike > 0):
+            raise ValueError(f"strike: expected a finite number > 0, got {self.strike!r}")
+        if not (isinstance(self.cash, (int, float)) and math.isfinite(self.cash)):
+            raise ValueError(f"cash: expected a finite number, got {self.cash!r}")
+
+    def payoff(self, x):
+        above = x[..., 0] > self.strike if self.call else x[..., 0] < self.strike
+        return self.cash * above.to(x.dtype)
+
+    def value(self, process, x0, total_time, rate):
+        (vol,), (dividend,) = process.vols(1), process.dividends(1)
+        drift = math.log(x0[0] / self.strike) + (process.drift - dividend - 0.5 * vol * vol) * total_time
+        spread = vol * math.sqrt(total_time)
+        if spread <= 0.0:
+            inside = drift > 0 if self.call else drift < 0
+            return math.exp(-rate * total_time) * self.cash * float(inside)
+        d2 = drift / spread
+        return math.exp(-rate * total_time) * self.cash * normal_cdf(d2 if self.call else -d2)
+
+
+@dataclass(frozen=True)
+class DigitalPut(DigitalCall):
+    """cash 1{x < strike} on one asset (cash-or-nothing)."""
+
+    name: ClassVar[str] = "digital_put"
+    call: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
 class ExchangeOption(ClosedForm):
     """(x_1 - x_2)^+: the right to exchange asset 2 for asset 1 (Margrabe)."""
 
@@ -157,7 +198,8 @@ class ExchangeOption(ClosedForm):
 
 CLOSED_FORMS: dict[str, type[ClosedForm]] = {
     cls.name: cls
-    for cls in (GeometricBasketCall, GeometricBasketPut, BlackScholesCall, BlackScholesPut, ExchangeOption)
+    for cls in (GeometricBasketCall, GeometricBasketPut, BlackScholesCall, BlackScholesPut, DigitalCall, DigitalPut,
+                ExchangeOption)
 }
 
 
@@ -181,9 +223,9 @@ def from_mapping(spec: Any) -> ClosedForm:
     for key in params:
         if key not in known:
             raise ValueError(f"{key}: unknown key for {name} (known: {', '.join(['name', *known])})")
-    for key in known:
-        if key not in params:
-            raise ValueError(f"{key}: missing (needed by {name})")
+    for field in fields(cls):
+        if field.name not in params and field.default is MISSING:
+            raise ValueError(f"{field.name}: missing (needed by {name})")
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in params.values()):
         raise ValueError(f"{name} takes numbers, got {params!r}")
     return cls(**{k: float(v) for k, v in params.items()})

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import bsde
-from bsde.closed_forms import (BlackScholesCall, BlackScholesPut, ExchangeOption, GeometricBasketCall,
-                               GeometricBasketPut, from_mapping)
+from bsde.closed_forms import (BlackScholesCall, BlackScholesPut, DigitalCall, DigitalPut, ExchangeOption,
+                               GeometricBasketCall, GeometricBasketPut, from_mapping)
 from bsde.errors import ProblemError
 from bsde.reference.semi_analytic import black_scholes_call
 
@@ -70,6 +70,28 @@ def test_one_asset_black_scholes_matches_the_other_implementation(strike, divide
     assert call - put == pytest.approx(100.0 * math.exp(-dividend * 2.0) - strike * math.exp(-RATE * 2.0), rel=1e-10)
 
 
+@pytest.mark.parametrize("strike, dividend, horizon", [(95.0, 0.0, 1.0), (110.0, 0.03, 2.0)])
+def test_a_digital_is_minus_the_strike_derivative_of_the_call(strike, dividend, horizon):
+    """cash-or-nothing = -dC/dK (the other Black-Scholes implementation, central differences); put + call = cash
+    e^{-rT}; the declared payoff matches a file's comparison terminal, and the reference engine takes it."""
+    process = bsde.GBM(RATE, 0.25, dividend=dividend)
+    h = 1e-4 * strike
+    slope = (black_scholes_call(100.0, strike - h, RATE, dividend, 0.25, horizon)
+             - black_scholes_call(100.0, strike + h, RATE, dividend, 0.25, horizon)) / (2 * h)
+    call = DigitalCall(strike, cash=10.0).value(process, (100.0,), horizon, RATE)
+    assert call == pytest.approx(10.0 * slope, rel=1e-6)
+    put = DigitalPut(strike, cash=10.0).value(process, (100.0,), horizon, RATE)
+    assert call + put == pytest.approx(10.0 * math.exp(-RATE * horizon), rel=1e-12)
+    problem = bsde.problem_from_dict({"equation": {
+        "kind": "custom", "dim": 1, "x0": 100.0, "total_time": horizon, "params": {"K": strike, "r": RATE},
+        "process": {"kind": "gbm", "drift": RATE, "vol": 0.25, "dividend": dividend},
+        "terminal": "10 * (x[0] > K)", "driver": "-r * y", "closed_form": {"name": "digital_call", "strike": strike,
+                                                                           "cash": 10}}})
+    found = bsde.reference(problem)
+    assert found.method == "closed-form" and found.value == pytest.approx(call, rel=1e-12)
+    assert from_mapping({"name": "digital_put", "strike": strike}) == DigitalPut(strike, 1.0)  # cash defaults to 1
+
+
 def test_margrabe_inside_the_monte_carlo_interval():
     process = bsde.GBM(0.03, [0.2, 0.35], [[1.0, 0.6], [0.6, 1.0]], dividend=[0.01, 0.02])
     eq = bsde.custom_equation(dim=2, x0=[100.0, 90.0], process=process, terminal=lambda x: (x[..., 0] - x[..., 1]).relu(),
@@ -106,6 +128,8 @@ def test_a_declaration_that_does_not_fit_is_refused():
     ({"name": "exchange_option", "strike": 1}, "strike: unknown key"),
     ({"name": "geometric_basket_call", "strike": "a"}, "takes numbers"),
     ({"name": "geometric_basket_call", "strike": -1}, "strike: expected a finite number >= 0"),
+    ({"name": "digital_call", "cash": 1}, "strike: missing"),
+    ({"name": "digital_call", "strike": 0}, "strike: expected a finite number > 0"),
     ("geometric_basket_call", "expected a mapping with a 'name'"),
 ])
 def test_from_mapping_errors_name_the_key(spec, message):
