@@ -70,7 +70,8 @@ def linear_value(equation, baseline: LinearValue | None, *, seed: int) -> Linear
     on a Brownian motion e^{-rT} E g(X_T) under the drift b + sigma m, on as many paths as the baseline; else None."""
     if equation.driver_is_linear:
         return baseline
-    from bsde.reference.girsanov import girsanov, girsanov_drift
+    from bsde.girsanov import girsanov_drift
+    from bsde.reference.girsanov import girsanov
     from bsde.trivial import baseline_paths
 
     if girsanov_drift(equation) is None:

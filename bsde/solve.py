@@ -28,7 +28,7 @@ from bsde.runtime import (available_cores, callers_threads, keep_freed_memory, p
                           set_threads)
 from bsde.settings import SolverSettings
 from bsde.solution import Solution
-from bsde.trainer import LogEntry, OnNaN, TrainHooks, TrainResult, sample, train
+from bsde.trainer import LogEntry, OnNaN, TrainHooks, TrainResult, sample, train, training_equation
 from bsde.trivial import baseline_paths, driver_free_baseline, trivial_solution_warning, zero_z_value
 
 #: a warning when the estimated error exceeds this fraction of |y0|
@@ -96,6 +96,9 @@ class SolveResult:
     reference_error_estimate: float | None = None
     #: why a solve asked for a reference in passing (auto_reference) has none, in words; None otherwise
     no_reference: str | None = None
+    #: the measure training ran under where it is not the process's own, in words (a driver -r y + m . z trains
+    #: under the drift its z-term adds, bsde.trainer.training_equation; baseline and zero_z_value are then of it)
+    trained_under: str | None = None
     #: the trained model (not in the JSON): u, grad, hessian, z, save
     solution: Solution | None = field(default=None, repr=False, compare=False)
 
@@ -251,7 +254,8 @@ def solve(
         if (late := settings.schedule_warning()) is not None:
             warn(late)
         generator = torch.Generator(device=dev).manual_seed(seed)
-        trained = train(problem.equation, settings, generator=generator, device=dev, on_log=on_log, hooks=hooks,
+        trained = train(training_equation(problem.equation, settings), settings, generator=generator, device=dev,
+                        on_log=on_log, hooks=hooks,
                         on_nan=on_nan, resume=state, group=group)
     except ProblemError as exc:  # the trainer knows no files: name the problem's
         raise in_file(exc, problem.source) from None
@@ -284,41 +288,50 @@ def solve(
     return result
 
 
+#: the error basis of a solve that trained on its linear twin (bsde.trainer.training_equation)
+TWIN_MEASURE = "the drift its z-term adds (Girsanov), with the driver -r y (solver.measure: plain turns it off)"
+TWIN_BASIS = "Monte Carlo value of the linear problem, under the drift its z-term adds (Girsanov), where the solve trained"
+
+
 def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int, start: float, used_threads: int,
             warn: Callable[[str], None], warnings: list[str], reference: ReferenceResult | None,
             auto_reference: bool, processes: int = 1) -> SolveResult:
-    """What follows training: the baseline, the error estimate (and bound), the reference, the result."""
+    """What follows training: the baseline, the error estimate (and bound), the reference, the result.
+
+    All but the reference read the equation training ran on (its linear twin, bsde.girsanov, where it had one)."""
     settings = problem.solver
-    baseline = driver_free_baseline(problem.equation, generator=torch.Generator(device=dev).manual_seed(seed + 1),
+    equation = trained.model.equation
+    baseline = driver_free_baseline(equation, generator=torch.Generator(device=dev).manual_seed(seed + 1),
                                     device=dev, dtype=settings.torch_dtype, steps=settings.time_steps)
     model = trained.model.eval()
     refitted = None
     if settings.refits:  # least squares for the start values, the step networks frozen (bsde.refit)
-        refitted = finite_json(asdict(refit_start(model, problem.equation, settings,
+        refitted = finite_json(asdict(refit_start(model, equation, settings,
                                       generator=torch.Generator(device=dev).manual_seed(seed + 4))))
     y0_bsde = model.y_start.item()
     final_loss = trained.history[-1].loss
     finite = math.isfinite(baseline.value) and math.isfinite(baseline.stderr)
     check_generator = torch.Generator(device=dev).manual_seed(seed + 2)
-    checks = check_paths(problem.equation.dim, settings.time_steps)
-    fresh_paths = functools.partial(sample, problem.equation, settings, checks, check_generator, dev)
-    zero_z_paths = sample(problem.equation, settings, checks, torch.Generator(device=dev).manual_seed(seed + 6), dev)
-    zero_z = zero_z_value(model, problem.equation, zero_z_paths, baseline) if finite else None
+    checks = check_paths(equation.dim, settings.time_steps)
+    fresh_paths = functools.partial(sample, equation, settings, checks, check_generator, dev)
+    zero_z_paths = sample(equation, settings, checks, torch.Generator(device=dev).manual_seed(seed + 6), dev)
+    zero_z = zero_z_value(model, equation, zero_z_paths, baseline) if finite else None
     warning = trivial_solution_warning(y0_bsde, final_loss, baseline, zero_z=zero_z,
-                                       linear=problem.equation.driver_is_linear)
+                                       linear=equation.driver_is_linear)
     if warning:
         warn(warning)
-    linear = linear_value(problem.equation, LinearValue(baseline.value, baseline.stderr) if finite else None,
-                          seed=seed + 7)
+    twin = equation is not problem.equation
+    linear = linear_value(equation, (LinearValue(baseline.value, baseline.stderr, TWIN_BASIS) if twin else
+                                     LinearValue(baseline.value, baseline.stderr)) if finite else None, seed=seed + 7)
     checked = estimate(model, fresh_paths, linear=linear,
                        generator=check_generator, history=[(h.iteration, h.y0) for h in trained.history],
                        iterations=settings.iterations)
-    if checked.bound is None and bound_side(problem.equation) is not None:  # a bound applies, but none came
+    if checked.bound is None and bound_side(equation) is not None:  # a bound applies, but none came
         warn("no control bound for y0: the learned control overflows on fresh paths (the run diverged without a "
              f"NaN; lower solver.learning_rate); the error estimate falls back to {checked.basis}")
-    if finite and not problem.equation.process.exact:  # the paths' own Euler error, which no basis above sees
-        halved = driver_free_baseline(problem.equation, generator=torch.Generator(device=dev).manual_seed(seed + 5),
-                                      paths=baseline_paths(problem.equation.dim) // 4, device=dev,
+    if finite and not equation.process.exact:  # the paths' own Euler error, which no basis above sees
+        halved = driver_free_baseline(equation, generator=torch.Generator(device=dev).manual_seed(seed + 5),
+                                      paths=baseline_paths(equation.dim) // 4, device=dev,
                                       dtype=settings.torch_dtype, steps=2 * settings.time_steps)  # 1/2 the cost
         euler = 2 * abs(baseline.value - halved.value) + 2 * math.hypot(baseline.stderr, halved.stderr)
         checked = replace(checked, error=checked.error + euler,
@@ -364,6 +377,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         bound_stderr=bound.stderr if bound else None, bound_side=bound.side if bound else None,
         z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
         baseline_stderr=baseline.stderr if finite else None, zero_z_value=zero_z, reference=ref_value,
+        trained_under=TWIN_MEASURE if twin else None,
         reference_source=ref_source, reference_stderr=ref_stderr, rel_error=rel_error, iterations=settings.iterations,
         time_steps=settings.time_steps, batch_size=settings.batch_size, wall_s=wall_s, train_s=trained.train_s,
         iterations_per_s=settings.iterations / trained.train_s if trained.train_s > 0 else 0.0,

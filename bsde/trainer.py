@@ -130,6 +130,17 @@ def steers(equation: Equation, settings: SolverSettings) -> bool:
     return settings.measure == "controlled" or (settings.measure == "auto" and equation.controllable)
 
 
+def training_equation(equation: Equation, settings: SolverSettings) -> Equation:
+    """What training runs on: with ``solver.measure`` 'auto', a driver -r y + m . z on a Brownian motion or a GBM
+    trains as its linear twin (:func:`bsde.girsanov.linear_twin`: the same u and Z under the drift the z-term adds,
+    where y0 no longer errs to first order in Z's error); otherwise the equation itself."""
+    if settings.measure != "auto" or not equation.driver_uses_z:
+        return equation
+    from bsde.girsanov import linear_twin
+
+    return linear_twin(equation) or equation
+
+
 def evaluate(model: DeepBSDE, paths: Paths) -> float:
     """Validation loss with the networks in inference mode (running batch-norm statistics)."""
     model.eval()

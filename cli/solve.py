@@ -72,9 +72,12 @@ def report(result: SolveResult) -> None:
         out.print(f"  gamma_ii   {vector_text(result.gamma_diag)}  ({result.gamma_source})", markup=False)
     if result.gamma_diag_stderr is not None:
         out.print(f"   +- s.e.   {vector_text(result.gamma_diag_stderr)}  ({result.greeks_stderr_basis})", markup=False)
+    if result.trained_under is not None:
+        out.print(f"  trained    under {result.trained_under}", markup=False)
     if result.baseline is not None:
+        under = " under that drift" if result.trained_under is not None else ""
         out.print(f"  baseline   {result.baseline:.6g} +- {result.baseline_stderr:.2g}  "
-                  "(driver-free E g(X_T), times e^(-rT) where f = -r y)", markup=False)
+                  f"(driver-free E g(X_T){under}, times e^(-rT) where f = -r y)", markup=False)
     if result.zero_z_value is not None:
         out.print(f"  Z = 0      {result.zero_z_value:.6g}  (what a solver that learned no Z returns)", markup=False)
     processes = f" x {result.processes} processes" if result.processes > 1 else ""

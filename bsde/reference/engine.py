@@ -112,7 +112,7 @@ def _girsanov(eq: Equation, paths: int | None, seed: int, progress: Progress | N
 
 
 def _girsanov_applies(eq: Equation) -> bool:
-    from bsde.reference.girsanov import girsanov_drift
+    from bsde.girsanov import girsanov_drift
 
     return girsanov_drift(eq) is not None
 

@@ -1,10 +1,8 @@
-"""Girsanov: a driver linear in z with a constant vector, f = -r y + m . z, shifts the process's drift.
+"""Girsanov: f = -r y + m . z (constant r and m) on a Brownian motion or a GBM: u(0, x0) = e^{-rT} E g(X_T) under
+the drift b + sigma m (:mod:`bsde.girsanov`), by Feynman-Kac.
 
-u_t + b . grad u + (1/2) tr(sigma sigma^T Hess u) - r u + m . (sigma^T grad u) = 0 is the pricing equation of X
-with the drift b + sigma m, so by Feynman-Kac u(0, x0) = e^{-rT} E g(X_T) under that drift: for a Brownian motion
-X_T = x0 + (b + sigma m) T + sigma W_T, for a GBM (sigma(x) = diag(vol x) C^{1/2}) each asset's drift gains
-vol_i (C^{1/2} m)_i. Both are the process's exact transition from a shifted start (x0 + sigma m T; x0 e^{vol
-(C^{1/2} m) T}). Antithetic pairs.
+X_T is the process's exact transition from a shifted start (x0 + sigma m T; for a GBM x0 e^{vol (C^{1/2} m) T}),
+which needs no scalar drift for a shift that differs between coordinates. Antithetic pairs.
 """
 
 from __future__ import annotations
@@ -17,7 +15,8 @@ import torch
 
 from bsde.equations.base import Equation
 from bsde.errors import ProblemError
-from bsde.processes import GBM, BrownianMotion
+from bsde.girsanov import drift_shift, girsanov_drift
+from bsde.processes import BrownianMotion
 from bsde.reference.cole_hopf import DEFAULT_PATHS
 from bsde.reference.result import ReferenceResult, ci95
 from bsde.reference.sampling import DEVICE, Progress, antithetic_moments, require_paths
@@ -27,25 +26,11 @@ if TYPE_CHECKING:
     from bsde.distributed import Group
 
 
-def girsanov_drift(equation: Equation) -> tuple[float, tuple[float, ...]] | None:
-    """(r, m) where the Girsanov shift gives u for ``equation`` (a Brownian motion or a GBM, f = -r y + m . z using
-    z), None where it does not apply."""
-    if not isinstance(equation.process, (BrownianMotion, GBM)):
-        return None
-    from bsde.probing import linear_driver
-
-    return linear_driver(equation)
-
-
 def shifted_start(equation: Equation, m: tuple[float, ...]) -> torch.Tensor:
     """The start from which the process's own transition over T lands where X_T lands under the drift b + sigma m."""
-    process, horizon = equation.process, equation.total_time
     x0 = torch.tensor(equation.x_start, dtype=torch.float64, device=DEVICE)
-    shift = torch.tensor(m, dtype=torch.float64, device=DEVICE)
-    if isinstance(process, BrownianMotion):
-        return x0 + process.sigma * shift * horizon
-    vol = torch.tensor(process.vols(equation.dim), dtype=torch.float64, device=DEVICE)
-    return x0 * (vol * process.correlated(shift.unsqueeze(0))[0] * horizon).exp()  # C^{1/2} symmetric
+    moved = torch.tensor(drift_shift(equation, m), dtype=torch.float64, device=DEVICE) * equation.total_time
+    return x0 + moved if isinstance(equation.process, BrownianMotion) else x0 * moved.exp()
 
 
 def girsanov(equation: Equation, *, paths: int = DEFAULT_PATHS, seed: int = 0, progress: Progress | None = None,

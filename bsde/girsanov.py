@@ -1,0 +1,66 @@
+"""The Girsanov shift: f = -r y + m . z (constant r and m) on a Brownian motion or a GBM moves the drift by sigma m.
+
+u_t + b . grad u + (1/2) tr(sigma sigma^T Hess u) - r u + m . (sigma^T grad u) = 0 is the pricing equation, with the
+driver -r y, of the same process drifting at b + sigma m: for a Brownian motion each coordinate gains sigma m_i, for a
+GBM (sigma(x) = diag(vol x) C^{1/2}) asset i's rate gains vol_i (C^{1/2} m)_i. The reference samples X_T under that
+drift (:mod:`bsde.reference.girsanov`); the solver trains on that linear twin (:func:`linear_twin`): the same u and
+Z = sigma^T grad u, but y0 no longer errs to first order in Z's error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from bsde.processes import GBM, BrownianMotion
+
+if TYPE_CHECKING:
+    from bsde.equations.base import Equation
+    from bsde.processes import Process
+
+
+def girsanov_drift(equation: Equation) -> tuple[float, tuple[float, ...]] | None:
+    """(r, m) where f = -r y + m . z uses z on a Brownian motion or a GBM, found by probing; else None."""
+    if not isinstance(equation.process, (BrownianMotion, GBM)):
+        return None
+    from bsde.probing import linear_driver
+
+    return linear_driver(equation)
+
+
+def drift_shift(equation: Equation, m: tuple[float, ...]) -> tuple[float, ...]:
+    """What the z-term adds to each coordinate's drift: sigma m_i (Brownian, additive), vol_i (C^{1/2} m)_i (GBM, a
+    rate)."""
+    process = equation.process
+    if isinstance(process, BrownianMotion):
+        return tuple(process.sigma * v for v in m)
+    import torch
+
+    rooted = process.correlated(torch.tensor([m], dtype=torch.float64))[0]  # C^{1/2} m (the root is symmetric)
+    return tuple(v * float(c) for v, c in zip(process.vols(equation.dim), rooted))
+
+
+def shifted_process(equation: Equation, m: tuple[float, ...]) -> Process | None:
+    """The process drifting as under the z-term: a GBM with its dividends lowered by the shift, a Brownian motion with
+    its drift raised by it where the shift is the same in every coordinate (None otherwise: a scalar drift)."""
+    shift, process = drift_shift(equation, m), equation.process
+    if isinstance(process, GBM):
+        return replace(process, dividend=tuple(q - s for q, s in zip(process.dividends(equation.dim), shift)))
+    if len(set(shift)) == 1:
+        return replace(process, drift=process.drift + shift[0])
+    return None
+
+
+def linear_twin(equation: Equation) -> Equation | None:
+    """The equation with the driver -r y on the shifted process (the same u), where the shift applies; else None."""
+    found = girsanov_drift(equation)
+    process = None if found is None else shifted_process(equation, found[1])
+    if process is None:
+        return None
+    from bsde.equations.functions import custom_equation
+    from bsde.probing import DriverFlags
+
+    rate = found[0]
+    return custom_equation(dim=equation.dim, x0=list(equation.x_start), process=process, terminal=equation.terminal,
+                           driver=(lambda t, x, y, z: -rate * y) if rate else None, total_time=equation.total_time,
+                           name=equation.name, flags=DriverFlags(uses_y=bool(rate), uses_z=False, discount_rate=rate))
