@@ -171,7 +171,7 @@ def trivial_solution_warning(y0: float, final_loss: float, baseline: Baseline, *
         what = (f"the driver-free baseline {trivial:.6g}" if zero_z is None else
                 f"the value a solver with Z = 0 returns ({trivial:.6g}; E g(X_T) = {baseline.value:.6g})")
         return (
-            f"y0 = {y0:.6g} is within a hair of {what} and the loss ({final_loss:.3g}) stays near "
+            f"the trained Y_0 (y0_bsde = {y0:.6g}) is within a hair of {what} and the loss ({final_loss:.3g}) stays near "
             f"Var g(X_T) ({baseline.payoff_var:.3g}): the networks may not have learned Z (trivial solution); "
             "try more iterations or another learning rate"
         )

@@ -1,6 +1,6 @@
 """``python -m bsde.cli``: the same as the ``bsde`` command."""
 
-from .app import main
+from . import main
 
 if __name__ == "__main__":
     main()

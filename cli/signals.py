@@ -6,11 +6,39 @@ A signal that no iteration will see any more (one after training, or a second Ct
 
 from __future__ import annotations
 
+import os
 import signal
 from contextlib import contextmanager
+from types import FrameType
 from typing import Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def importing(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs inside an import (a frame of importlib's bootstrap on its stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C: KeyboardInterrupt, as Python's own handler, but inside an import an immediate exit 130 with one line.
+    A KeyboardInterrupt there leaves the module half-imported, and importlib may swallow it: a QA pass saw a
+    Ctrl-C in a solve's first second ignored (the run went on to exit 0), numpy broken later (AttributeError after
+    training), and aborts from C++ (pybind11). Nothing is written during an import, so nothing is lost."""
+    if importing(frame):
+        os.write(2, f"error: interrupted by {signal.Signals(signum).name}\n".encode())
+        os._exit(128 + signum)
+    signal.default_int_handler(signum, frame)
+
+
+def interrupt_outside_imports() -> None:
+    """Install :func:`_interrupt` for SIGINT (the ``bsde`` command's first step; commands may install their own)."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the caller chose another
+        signal.signal(signal.SIGINT, _interrupt)
 
 
 class Stopped(BaseException):
@@ -41,11 +69,15 @@ class StopRequest:
     def __call__(self) -> bool:
         return self.signum is not None
 
-    def handle(self, signum: int, _frame: object) -> None:
+    def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.raised:
             return
         if not self.training or (self.signum is not None and signum == signal.SIGINT):
             self.raised = True  # after training, or a second Ctrl-C: stop without waiting for an iteration
+            if importing(frame):  # raised there it may be swallowed (see _interrupt): end now, in one line
+                when = "after training" if not self.training else "a second time, during training"
+                os.write(2, f"error: interrupted by {signal.Signals(signum).name} {when}\n".encode())
+                os._exit(128 + signum)
             raise Stopped(signum, after_training=not self.training)
         if self.signum is None:  # the first signal names the stop (torchrun may follow up with SIGTERM)
             self.signum = signum

@@ -85,3 +85,39 @@ def test_signal_after_training_ends_the_command(tmp_path: Path) -> None:
     [line] = stderr.splitlines()
     assert line.startswith("error: interrupted by SIGTERM after training") and f"--resume {folder}" in line
     assert stdout == "" and not result.exists()
+
+
+def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter whose Ctrl-C has the default disposition (as at a terminal)."""
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def test_ctrl_c_inside_an_import_ends_the_command_in_one_line(tmp_path: Path) -> None:
+    """QA: a Ctrl-C in a solve's first second, while torch and numpy were importing, was swallowed (exit 0 with a
+    result), left numpy half-imported (an AttributeError after training) or aborted in C++. Now: one line, 130."""
+    (tmp_path / "slow_module.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\n"
+                                             "time.sleep(5)\n")
+    code = "from bsde.cli.signals import interrupt_outside_imports; interrupt_outside_imports(); import slow_module; " \
+           "print('went on')"
+    run = _run_python(code, tmp_path)
+    assert run.returncode == 130 and run.stderr == "error: interrupted by SIGINT\n" and run.stdout == "", run
+    # outside an import Ctrl-C is Python's KeyboardInterrupt, which the commands turn into their own line
+    outside = _run_python("from bsde.cli.signals import interrupt_outside_imports; interrupt_outside_imports(); "
+                          "import signal\ntry:\n    signal.raise_signal(signal.SIGINT)\nexcept KeyboardInterrupt:\n"
+                          "    print('caught')", tmp_path)
+    assert outside.returncode == 0 and outside.stdout == "caught\n", outside
+
+
+def test_the_bsde_command_installs_the_handler_before_its_imports() -> None:
+    """The entry point (bsde.cli:main) runs before typer, torch or numpy load; python -m bsde.cli is the same."""
+    import bsde.cli
+
+    assert "bsde.cli:main" in (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    code = "import sys, bsde.cli; print(sorted(m for m in ('typer', 'torch', 'numpy') if m in sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout == "[]\n", run
+    assert callable(bsde.cli.main)
+    version = subprocess.run([sys.executable, "-m", "bsde.cli", "--version"], capture_output=True, text=True,
+                             timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("bsde "), version
