@@ -262,7 +262,8 @@ def _reference(problem: Problem, paths: int | None, on_reference: Callable[[str]
 def _solve(problem: Problem, seed: int, ours: ReferenceResult | None, device: str, threads: int | None,
            on_log: Callable[[int, LogEntry], None] | None, on_warning: Callable[[str], None] | None) -> SolveResult:
     log = None if on_log is None else (lambda entry: on_log(seed, entry))
-    return solve(problem, seed=seed, device=device, threads=threads, on_log=log, on_warning=on_warning,
+    warn = None if on_warning is None else (lambda text: on_warning(f"{problem.name}, seed {seed}: {text}"))
+    return solve(problem, seed=seed, device=device, threads=threads, on_log=log, on_warning=warn,
                  reference=ours, auto_reference=False)
 
 

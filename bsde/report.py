@@ -200,6 +200,18 @@ def _reference_section(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _error_bases(runs: list[dict[str, Any]]) -> list[str]:
+    """How each run's error was estimated: one sentence where the seeds agree, else one line per seed (a control
+    bound's value and paths differ between seeds); then the runs' warnings, each with its seed."""
+    bases = [run.get("error_basis") or "not available" for run in runs]
+    lines = ([f"The estimated error is {bases[0]}."] if len(set(bases)) == 1 else
+             ["The estimated error, by seed:", "", *(f"- seed {run['seed']}: {basis}" for run, basis in zip(runs, bases))])
+    warned = [(run["seed"], text) for run in runs for text in run.get("warnings") or []]
+    if warned:
+        lines += ["", "Warnings:", "", *(f"- seed {seed}: {text}" for seed, text in warned)]
+    return lines
+
+
 def _environment_section(env: dict[str, Any]) -> list[str]:
     return [
         "## How this was made", "",
@@ -231,7 +243,7 @@ def markdown(data: dict[str, Any]) -> str:
                                _pct(run["rel_error"]), f"{run['final_loss']:.4g}", str(run["iterations"]),
                                f"{run['wall_s']:.2f} s"] for run in data["runs"]],
                              ("seed", "y0", "est. error", "rel. error", "final loss", "iterations", "wall")),
-              "", "The estimated error is " + (data["runs"][0].get("error_basis") or "not available") + ".",
+              "", *_error_bases(data["runs"]),
               "", "The driver-free baseline E g(X_T) (times e^(-rT) where the driver is f = -r y) is "
               + (f"{baseline:.6g} ± {summary['baseline_stderr']:.2g}." if baseline is not None else "not finite.")
               + _zero_z_sentence(summary.get("zero_z_value"), summary.get("reference")),

@@ -290,15 +290,16 @@ def progress_lines(label: str, step: float = 0.1) -> Callable[[int, int], None]:
     return progress
 
 
-def command_line(ctx: typer.Context, **changes: Any) -> str:
+def command_line(ctx: typer.Context, *, keep: tuple[str, ...] = (), **changes: Any) -> str:
     """The running command as a shell line: 'bsde <command> ARGS' with every option not at its default.
 
     Rebuilt from what the parser read, so it is the same whichever way the command was started
     (console script, ``python -m bsde.cli`` or a test runner). ``changes`` replace parameters by
-    their Python names (``checkpoint=None, resume=folder`` turns a run into the command that resumes it).
+    their Python names (``checkpoint=None, resume=folder`` turns a run into the command that resumes it);
+    the options named in ``keep`` are written even at their default.
     The one builder of the lines that ``solve`` (resume hint), ``bench`` and ``compare`` print or record.
     """
-    unknown = set(changes) - {param.name for param in ctx.command.params}
+    unknown = (set(changes) | set(keep)) - {param.name for param in ctx.command.params}
     if unknown:
         raise ValueError(f"command_line: {ctx.info_name} has no parameter {sorted(unknown)}")
     params = {**ctx.params, **changes}
@@ -309,7 +310,8 @@ def command_line(ctx: typer.Context, **changes: Any) -> str:
         if param.param_type_name == "argument":
             words += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None]
             continue
-        if value is None or value == param.default or value == () or value == [] or param.name is None:
+        if value is None or value == () or value == [] or param.name is None or (
+                value == param.default and param.name not in keep):
             continue
         flag = next((opt for opt in param.opts if opt.startswith("--")), param.opts[0])
         if getattr(param, "is_flag", False):

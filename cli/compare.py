@@ -104,7 +104,12 @@ def compare(
     report_by_problem = {id(problem): report for problem, report in zip(loaded, report_of)}
     # each report records its problem's source: a rerun finds its own report by it
     source_of = dict(zip(report_of, sources))
-    command = command_line(ctx, nproc=max(nproc, distributed.world()))  # a worker records the K that started it
+    # a worker records the K that started it; the threads and seeds always, since they decide the digits
+    from bsde.runtime import available_cores, processes_here
+
+    used_threads = threads if threads is not None else max(1, available_cores() // processes_here())
+    command = command_line(ctx, nproc=max(nproc, distributed.world()), threads=used_threads,
+                           keep=("threads", "seeds"))
     summaries = []
     total = {"iterations": 0}  # of the problem being solved, for the progress lines
 
@@ -118,7 +123,12 @@ def compare(
     def done(result: Comparison) -> None:
         report = next(next_report)
         data = named(result.to_dict(), report, source_of.get(report))
+        earlier = out_dir / f"{report}.json"
+        replaced = earlier.exists()
         written = write_reports(data, out_dir)
+        if replaced:  # a rerun of the same problem file: its earlier report (other settings, maybe) is gone
+            err.print(f"note: replaced the earlier report {earlier} (and its .md and .png) with this run's",
+                      markup=False)
         if not quiet:
             err.print(f"  wrote {', '.join(str(path) for path in written)}", markup=False)
         summaries.append(data["summary"])

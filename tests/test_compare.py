@@ -41,6 +41,31 @@ def test_json_report_holds_every_run(results):
         assert env[key] not in (None, "")
     assert env["threads"] == 1 and env["seeds"] == [0, 1]
     assert env["command"].startswith("bsde compare hjb --seeds 2 --set equation.dim=2")
+    assert "--threads 1" in env["command"]  # what decides the digits is in the command that reruns the row (QA)
+
+
+def test_the_command_records_default_seeds_and_threads_and_a_rerun_says_it_replaced(tmp_path):
+    """QA: a row recorded without --threads (2 by default there) did not rerun to its digits elsewhere, --seeds was
+    dropped at its default, and a rerun with other settings replaced the report silently."""
+    args = ["compare", "hjb", *[a for a in TINY if a not in ("--threads", "1")], "--out", str(tmp_path)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    from bsde.runtime import available_cores
+
+    command = json.loads((tmp_path / "hjb.json").read_text())["environment"]["command"]
+    assert "--seeds 3" in command and f"--threads {available_cores()}" in command, command
+    again = runner.invoke(app, [*args, "--seeds", "1"])
+    assert again.exit_code == 0 and f"note: replaced the earlier report {tmp_path / 'hjb.json'}" in again.stderr
+
+
+def test_the_markdown_gives_each_seed_its_error_basis_and_warnings_where_they_differ():
+    from bsde.report import _error_bases
+
+    same = [{"seed": 0, "error_basis": "b"}, {"seed": 1, "error_basis": "b"}]
+    assert _error_bases(same) == ["The estimated error is b."]
+    differ = [{"seed": 0, "error_basis": "bound 2.1681", "warnings": ["w0"]}, {"seed": 1, "error_basis": "bound 2.17"}]
+    lines = _error_bases(differ)
+    assert "- seed 0: bound 2.1681" in lines and "- seed 1: bound 2.17" in lines and "- seed 0: w0" in lines
 
 
 def test_markdown_png_and_index(results):
