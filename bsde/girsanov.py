@@ -61,6 +61,7 @@ def linear_twin(equation: Equation) -> Equation | None:
     from bsde.probing import DriverFlags
 
     rate = found[0]
+    flags = DriverFlags(uses_y=bool(rate), uses_z=False, discount_rate=rate)
     return custom_equation(dim=equation.dim, x0=list(equation.x_start), process=process, terminal=equation.terminal,
                            driver=(lambda t, x, y, z: -rate * y) if rate else None, total_time=equation.total_time,
-                           name=equation.name, flags=DriverFlags(uses_y=bool(rate), uses_z=False, discount_rate=rate))
+                           name=getattr(equation, "name", equation.kind), flags=flags)  # a shipped kind has no name

@@ -67,3 +67,16 @@ def test_a_price_under_the_real_drift_with_the_market_price_of_risk_is_black_sch
     result = bsde.solve(problem, seed=0, threads=2)
     assert result.trained_under is not None and abs(result.y0 - call) < 0.005 * call, (result.y0, call)
     assert abs(result.y0 - call) <= result.error_estimate
+
+
+def test_the_shipped_barenblatt_has_a_risk_neutral_twin():
+    """f = -r (y - sum(z) / sigma) on dX = sigma diag(X) dW: m = r / sigma in every coordinate, so each asset drifts
+    at sigma m = r (its dividend -r), and the twin's value is e^{-rT} E |X_T|^2 = e^{(r + sigma^2) T} |x0|^2."""
+    problem = bsde.load_problem("black_scholes_barenblatt", {"equation.dim": 5})
+    twin = linear_twin(problem.equation)
+    rate = problem.equation.rate
+    assert twin.kind == "custom" and twin.name == "black_scholes_barenblatt" and twin.driver_is_linear
+    assert np.allclose(twin.process.dividends(5), -rate, rtol=1e-12) and twin.discount_rate == pytest.approx(rate)
+    exact = bsde.reference(problem, "exact").value
+    low, high = bsde.reference(twin, "mc", paths=1 << 16, seed=0).ci95
+    assert low < exact < high, (low, exact, high)
