@@ -3,11 +3,12 @@
 Three bases, the first that applies:
 
 - linear driver (f = -r y): the answer is e^{-rT} E g(X_T), whose Monte Carlo value (the baseline)
-  is at hand: error = |y0 - baseline| + 2 stderr. The same for f = -r y + m . z on a Brownian motion, with
-  X_T drawn under the drift b + sigma m (Girsanov, :mod:`bsde.reference.girsanov`). There y0 errs to first
-  order in Z's error, and the Richardson basis below covered it only 0.5-1.5x (sum(x^2) at d = 10, m = 0.5,
-  sigma = 0.4: y0 0.37-0.40% low, Euler or trapezoid); a Monte Carlo value of the answer needs no model of
-  where the error comes from.
+  is at hand: error = |y0 - baseline| + 2 stderr. The same for f = -r y + m . z on a Brownian motion or a GBM:
+  the solve trains on its linear twin (:mod:`bsde.girsanov`), whose baseline is that value, or else (measure
+  plain, an uneven m on a Brownian motion) X_T is drawn under the drift b + sigma m (Girsanov,
+  :mod:`bsde.reference.girsanov`). Under the plain measure y0 errs to first order in Z's error, and the
+  Richardson basis below covered it only 0.97-1.5x (sum(x^2) at d = 10, m = 0.5, sigma = 0.4: y0 0.37-0.40%
+  low, Euler or trapezoid); a Monte Carlo value of the answer needs no model of where the error comes from.
 - driver quadratic in z (HJB): the learned control samples the exponential (Cole-Hopf) representation
   u0 = -(1/c) ln E_Q exp(-c S) of :mod:`bsde.control_bound`, exact up to Monte Carlo error whatever the
   error of Z; that value is reported (the deep BSDE y0, first order in the error of Z, is kept beside
@@ -67,7 +68,8 @@ class LinearValue:
 
 def linear_value(equation, baseline: LinearValue | None, *, seed: int) -> LinearValue | None:
     """u(0, x0) by Monte Carlo where the driver is linear: the discounted baseline for f = -r y; for f = -r y + m . z
-    on a Brownian motion e^{-rT} E g(X_T) under the drift b + sigma m, on as many paths as the baseline; else None."""
+    on a Brownian motion or a GBM e^{-rT} E g(X_T) under the drift b + sigma m, on as many paths as the baseline;
+    else None."""
     if equation.driver_is_linear:
         return baseline
     from bsde.girsanov import girsanov_drift
