@@ -31,10 +31,15 @@ def processes_here() -> int:
     return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
+def thread_count(threads: int | None = None) -> int:
+    """The CPU threads a run takes: ``threads`` (checked), else the available cores shared out among the processes
+    torchrun started on this machine."""
+    return max(1, available_cores() // processes_here()) if threads is None else integer("threads", threads, minimum=1)
+
+
 def set_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op CPU threads deliberately (default: the available cores, shared out among the
-    processes torchrun started on this machine); returns it."""
-    count = max(1, available_cores() // processes_here()) if threads is None else integer("threads", threads, minimum=1)
+    """Set torch's intra-op CPU threads deliberately (:func:`thread_count`); returns it."""
+    count = thread_count(threads)
     torch.set_num_threads(count)
     return count
 

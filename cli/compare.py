@@ -105,10 +105,9 @@ def compare(
     # each report records its problem's source: a rerun finds its own report by it
     source_of = dict(zip(report_of, sources))
     # a worker records the K that started it; the threads and seeds always, since they decide the digits
-    from bsde.runtime import available_cores, processes_here
+    from bsde.runtime import thread_count
 
-    used_threads = threads if threads is not None else max(1, available_cores() // processes_here())
-    command = command_line(ctx, nproc=max(nproc, distributed.world()), threads=used_threads,
+    command = command_line(ctx, nproc=max(nproc, distributed.world()), threads=thread_count(threads),
                            keep=("threads", "seeds"))
     summaries = []
     total = {"iterations": 0}  # of the problem being solved, for the progress lines
