@@ -24,14 +24,20 @@ def importing(frame: FrameType | None) -> bool:
     return False
 
 
+def exit_in_one_line(signum: int, when: str = "") -> None:
+    """End the process now: ``error: interrupted by SIGNAL[ when]`` on stderr, exit 128 + signum (no clean-up to
+    run, and nothing Python-level that an import could swallow)."""
+    os.write(2, f"error: interrupted by {signal.Signals(signum).name}{' ' + when if when else ''}\n".encode())
+    os._exit(128 + signum)
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     """Ctrl-C: KeyboardInterrupt, as Python's own handler, but inside an import an immediate exit 130 with one line.
     A KeyboardInterrupt there leaves the module half-imported, and importlib may swallow it: a QA pass saw a
     Ctrl-C in a solve's first second ignored (the run went on to exit 0), numpy broken later (AttributeError after
     training), and aborts from C++ (pybind11). Nothing is written during an import, so nothing is lost."""
     if importing(frame):
-        os.write(2, f"error: interrupted by {signal.Signals(signum).name}\n".encode())
-        os._exit(128 + signum)
+        exit_in_one_line(signum)
     signal.default_int_handler(signum, frame)
 
 
@@ -75,9 +81,7 @@ class StopRequest:
         if not self.training or (self.signum is not None and signum == signal.SIGINT):
             self.raised = True  # after training, or a second Ctrl-C: stop without waiting for an iteration
             if importing(frame):  # raised there it may be swallowed (see _interrupt): end now, in one line
-                when = "after training" if not self.training else "a second time, during training"
-                os.write(2, f"error: interrupted by {signal.Signals(signum).name} {when}\n".encode())
-                os._exit(128 + signum)
+                exit_in_one_line(signum, "after training" if not self.training else "a second time, during training")
             raise Stopped(signum, after_training=not self.training)
         if self.signum is None:  # the first signal names the stop (torchrun may follow up with SIGTERM)
             self.signum = signum
