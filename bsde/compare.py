@@ -64,9 +64,9 @@ class Comparison:
         return statistics.fmean(self.y0s)
 
     @property
-    def y0_std(self) -> float:
-        """Sample standard deviation over seeds (0 for a single seed)."""
-        return statistics.stdev(self.y0s) if len(self.runs) > 1 else 0.0
+    def y0_std(self) -> float | None:
+        """Sample standard deviation over seeds (None for a single seed: no spread is measured)."""
+        return statistics.stdev(self.y0s) if len(self.runs) > 1 else None
 
     @property
     def basis(self) -> str | None:

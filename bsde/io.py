@@ -189,6 +189,8 @@ def check_replaceable(path: Path, ours: Callable[[Path], bool], what: str) -> Pa
     """Refuse (:class:`OutputError`) an existing ``path`` that ``ours`` does not recognise as ``what`` bsde wrote:
     a rerun replaces its own output, never someone else's file (a link is judged by what it points to)."""
     path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, expected a file path")
     if (path.exists() or path.is_symlink()) and not (path.is_file() and ours(path)):
         raise OutputError(f"{path}: exists and is not {what} written by bsde; not replacing it: move it away, "
                           "or give another path")
@@ -228,15 +230,22 @@ def is_bsde_png(path: Path) -> bool:
 
 
 def check_writable(path: Path) -> Path:
-    """Fail now, not after a long run, when ``path`` cannot be written (creates its folder)."""
+    """Fail now, not after a long run, when ``path`` cannot be written: its folder is made and a file tried
+    there, then the folders made for the try go again (a run stopped before it writes leaves no empty folder)."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder, expected a file path")
-    folder = ensure_folder(path.parent)
-    try:  # try it: permission bits do not tell the whole story (root, read-only mounts)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
-    except OSError as exc:
-        raise _cannot_write(path, exc, f" into {folder}") from None
-    os.close(fd)
-    os.unlink(probe)
+    missing = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]  # deepest first
+    try:
+        folder = ensure_folder(path.parent)
+        try:  # try it: permission bits do not tell the whole story (root, read-only mounts)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
+        except OSError as exc:
+            raise _cannot_write(path, exc, f" into {folder}") from None
+        os.close(fd)
+        os.unlink(probe)
+    finally:
+        for made in missing:
+            with contextlib.suppress(OSError):  # not empty any more (another writer), or never made
+                made.rmdir()
     return path

@@ -66,7 +66,9 @@ class SolveResult:
     iterations: int
     time_steps: int
     batch_size: int
+    #: this process's time, from load to result (a resumed run: since its resume)
     wall_s: float
+    #: training time of the whole run, the parts before any resume included (so it may exceed wall_s)
     train_s: float
     iterations_per_s: float
     final_loss: float

@@ -37,6 +37,13 @@ def _source(problem: str, out_dir: Path) -> str:
     return os.path.relpath(Path(problem).expanduser().resolve(), out_dir.expanduser().resolve())
 
 
+def _tolerance(value: float | None) -> float | None:
+    """--fail-above: a number >= 0 (NaN would compare false with every error, so nothing could fail)."""
+    if value is not None and not value >= 0.0:
+        raise typer.BadParameter(f"expected a number >= 0, got {value:g}")
+    return value
+
+
 @guarded
 def compare(
     ctx: typer.Context,
@@ -51,7 +58,7 @@ def compare(
         "not write there are never replaced).",
         metavar="DIR")] = Path("results"),
     fail_above: Annotated[float | None, typer.Option(
-        min=0.0, help="Exit 1 (after writing the reports) when a relative error of mean y0 is above TOL.",
+        callback=_tolerance, help="Exit 1 (after writing the reports) when a relative error of mean y0 is above TOL.",
         metavar="TOL")] = None,
     device: DeviceOption = "auto",
     threads: ThreadsOption = None,

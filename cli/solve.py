@@ -123,7 +123,7 @@ def outputs(out_file: Path | None, plot: Path | None, save: Path | None, checkpo
 def _stopped_now(exc: Stopped, folder: Path | None, hint: str) -> None:
     """A signal that no iteration would see: one line, exit 130 / 143."""
     when = "after training" if exc.after_training else "a second time, during training"
-    kept = f"; the checkpoint in {folder} is kept, resume with: {hint}" if folder is not None else ""
+    kept = f"; the checkpoint in {shlex.quote(str(folder))} is kept, resume with: {hint}" if folder is not None else ""
     fail(f"interrupted by {exc.name} {when}{kept}", exc.exit_code)
 
 
@@ -132,7 +132,7 @@ def _stopped(stop: StopRequest, exc: Interrupted, folder: Path | None, hint: str
     if folder is None:
         err.print("no checkpoint was written (use --checkpoint DIR to make a run resumable)", markup=False)
     else:
-        err.print(f"checkpoint written to {folder}; resume with:\n  {hint}", markup=False)
+        err.print(f"checkpoint written to {shlex.quote(str(folder))}; resume with:\n  {hint}", markup=False)
     raise typer.Exit(stop.exit_code)
 
 

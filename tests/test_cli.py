@@ -154,6 +154,7 @@ def test_resume_hint_is_the_command_line_with_resume(tmp_path, monkeypatch):
             "-q", "--no-reference", "--checkpoint", str(folder), "--on-nan", "rollback"]
     stopped = runner.invoke(app, args)
     assert stopped.exit_code == 130, stopped.output
+    assert f"checkpoint written to {shlex.quote(str(folder))};" in stopped.stderr  # quoted as in the hint
     hint = stopped.stderr.split("resume with:")[1].strip()
     words = shlex.split(hint)
     assert words[:3] == ["bsde", "solve", "hjb"] and "--checkpoint" not in words

@@ -43,7 +43,8 @@ def one_line_error(args: list[str], *expected: str, code: int = 2) -> str:
     (["solve", "hjb", "--seed", "-1"], ("'--seed'", "bsde solve --help")),  # before any output or work
     (["reference", "hjb", "--seed", str(2**62)], ("'--seed'",)),
     (["compare", "hjb", "--seeds", "0"], ("'--seeds'", "bsde compare --help")),
-    (["compare", "hjb", "--fail-above", "-1"], ("'--fail-above'",)),
+    (["compare", "hjb", "--fail-above", "-1"], ("'--fail-above'", "a number >= 0, got -1")),
+    (["compare", "hjb", "--fail-above", "nan"], ("'--fail-above'", "got nan")),  # else nothing could fail
     (["reference", "hjb", "--method", "nosuch"], ("'--method'", "'nosuch' is not one of")),
     (["reference", "hjb", "--paths", "0"], ("'--paths'", "bsde reference --help")),
     (["solve"], ("Missing argument",)),

@@ -87,6 +87,7 @@ def test_fail_above_exits_1_after_writing_and_index_lists_both(results):
     assert result.exit_code == 1, result.output
     data = json.loads(result.stdout)
     assert data["failed"] == ["allen_cahn"] and data["problems"][0]["rel_error"] > 1e-12
+    assert data["problems"][0]["y0_std"] is None  # one seed: no spread measured (not a spread of 0)
     assert "check failed: allen_cahn" in result.stderr
     assert (folder / "allen_cahn.json").exists() and (folder / "allen_cahn.png").exists()
     index = (folder / "README.md").read_text()

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from bsde.errors import ProblemError
-from bsde.io import (OutputError, _host, _writer_tag, atomic_write, check_writable, temporary_files,
-                     torch_load_safely, torch_save_atomic, write_json_atomic, write_text_atomic)
+from bsde.io import (OutputError, _host, _writer_tag, atomic_write, check_replaceable, check_writable,
+                     temporary_files, torch_load_safely, torch_save_atomic, write_json_atomic, write_text_atomic)
 
 
 def test_replaces_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -88,7 +88,14 @@ def test_unwritable_targets(tmp_path: Path) -> None:
         check_writable(tmp_path / "file" / "r.json")
     with pytest.raises(OutputError, match="is a folder"):
         write_text_atomic(tmp_path, "x")
-    assert check_writable(tmp_path / "new" / "r.json").parent.is_dir()
+    assert check_writable(tmp_path / "new" / "deeper" / "r.json") == tmp_path / "new" / "deeper" / "r.json"
+    assert not (tmp_path / "new").exists()  # made for the try, then removed: a stopped run leaves no empty folder
+
+
+def test_a_folder_given_for_a_file_is_named_a_folder(tmp_path: Path) -> None:
+    """--out DIR (an existing folder) says so, rather than that DIR is not a result bsde wrote."""
+    with pytest.raises(OutputError, match="is a folder, expected a file path"):
+        check_replaceable(tmp_path, lambda path: True, "a solve's JSON result")
 
 
 @pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
