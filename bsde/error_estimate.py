@@ -5,7 +5,7 @@ Three bases, the first that applies:
 - linear driver (f = -r y): the answer is e^{-rT} E g(X_T), whose Monte Carlo value (the baseline)
   is at hand: error = |y0 - baseline| + 2 stderr. The same for f = -r y + m . z on a Brownian motion or a GBM:
   the solve trains on its linear twin (:mod:`bsde.girsanov`), whose baseline is that value, or else (measure
-  plain, an uneven m on a Brownian motion) X_T is drawn under the drift b + sigma m (Girsanov,
+  plain) X_T is drawn under the drift b + sigma m (Girsanov,
   :mod:`bsde.reference.girsanov`). Under the plain measure y0 errs to first order in Z's error, and the
   Richardson basis below covered it only 0.97-1.5x (sum(x^2) at d = 10, m = 0.5, sigma = 0.4: y0 0.37-0.40%
   low, Euler or trapezoid); a Monte Carlo value of the answer needs no model of where the error comes from.

@@ -40,23 +40,22 @@ def drift_shift(equation: Equation, m: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(v * float(c) for v, c in zip(process.vols(equation.dim), rooted))
 
 
-def shifted_process(equation: Equation, m: tuple[float, ...]) -> Process | None:
+def shifted_process(equation: Equation, m: tuple[float, ...]) -> Process:
     """The process drifting as under the z-term: a GBM with its dividends lowered by the shift, a Brownian motion with
-    its drift raised by it where the shift is the same in every coordinate (None otherwise: a scalar drift)."""
+    its drift raised by it (one number where the new drift is the same in every coordinate)."""
     shift, process = drift_shift(equation, m), equation.process
     if isinstance(process, GBM):
         return replace(process, dividend=tuple(q - s for q, s in zip(process.dividends(equation.dim), shift)))
-    if len(set(shift)) == 1:
-        return replace(process, drift=process.drift + shift[0])
-    return None
+    drift = tuple(b + s for b, s in zip(process.drifts(equation.dim), shift))
+    return replace(process, drift=drift[0] if len(set(drift)) == 1 else drift)
 
 
 def linear_twin(equation: Equation) -> Equation | None:
     """The equation with the driver -r y on the shifted process (the same u), where the shift applies; else None."""
     found = girsanov_drift(equation)
-    process = None if found is None else shifted_process(equation, found[1])
-    if process is None:
+    if found is None:
         return None
+    process = shifted_process(equation, found[1])
     from bsde.equations.functions import custom_equation
     from bsde.probing import DriverFlags
 

@@ -184,37 +184,67 @@ class Process:
 
 @dataclass(frozen=True)
 class BrownianMotion(Process):
-    """X_t = x0 + drift t + sigma W_t (constant scalar diffusion)."""
+    """X_t = x0 + drift t + sigma W_t (constant scalar diffusion; ``drift`` a number or one per coordinate)."""
 
     sigma: float
-    drift: float = 0.0
+    drift: Any = 0.0
+    _tensors: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     exact: ClassVar[bool] = True
     steerable: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigma", _finite(self.sigma, "sigma"))
-        object.__setattr__(self, "drift", _finite(self.drift, "drift"))
+        drift = _numbers(self.drift, "drift")
+        object.__setattr__(self, "drift", drift[0] if len(drift) == 1 else drift)
         if self.sigma <= 0:
             raise ProblemError(f"sigma: must be positive, got {self.sigma!r}")
 
+    @property
+    def dim(self) -> int | None:
+        return len(self.drift) if isinstance(self.drift, tuple) else None
+
+    def check_dim(self, dim: int) -> None:
+        if isinstance(self.drift, tuple) and len(self.drift) != dim:
+            raise ProblemError(f"drift: expected a number or a list of dim = {dim} numbers, got a list of "
+                               f"{len(self.drift)}")
+
+    def drifts(self, dim: int) -> tuple[float, ...]:
+        """b_i for i < dim."""
+        return self.drift if isinstance(self.drift, tuple) else (self.drift,) * dim
+
     def describe(self) -> dict[str, Any]:
-        return {"kind": "brownian", "sigma": self.sigma, "drift": self.drift}
+        drift = list(self.drift) if isinstance(self.drift, tuple) else self.drift
+        return {"kind": "brownian", "sigma": self.sigma, "drift": drift}
+
+    def _drift(self, like: torch.Tensor) -> Any:
+        """The drift as a number, or (one per coordinate) a tensor of like's dtype and device (cached)."""
+        if not isinstance(self.drift, tuple):
+            return self.drift
+        import torch
+
+        key = (like.dtype, like.device)
+        cached = self._tensors.get(key)
+        if cached is None:
+            cached = self._tensors[key] = torch.tensor(self.drift, dtype=like.dtype, device=like.device)
+        return cached
 
     def step(self, t, x, dt, dw, control=None):
         import torch
 
         noise = dw if control is None else torch.add(dw, control, alpha=dt)
         moved = torch.add(x, noise, alpha=self.sigma)
-        return moved + self.drift * dt if self.drift else moved
+        return moved + self._drift(x) * dt if self.drift else moved
 
     def states(self, x0, dw, dt, *, generator=None):
         """X_n = x0 + drift t_n + sigma W_{t_n}."""
-        return running_sum(x0, dw * self.sigma + self.drift * dt) if self.drift else running_sum(x0, dw, self.sigma)
+        if self.drift:
+            return running_sum(x0, dw * self.sigma + self._drift(dw) * dt)
+        return running_sum(x0, dw, self.sigma)
 
     def transition(self, x, dt, normals):
         dt, root_dt = _times(dt, x)
-        return x + self.drift * dt + self.sigma * root_dt * normals
+        return x + self._drift(x) * dt + self.sigma * root_dt * normals
 
     def diffusion_transpose(self, x, v, t=None):
         return self.sigma * v

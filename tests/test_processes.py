@@ -58,8 +58,8 @@ def test_exact_transition_and_states_and_steps_agree():
     gen = torch.Generator().manual_seed(3)
     dw = torch.randn(5, 6, 3, generator=gen, **T64) * 0.1
     x0 = torch.tensor([1.0, 2.0, 3.0], **T64)
-    for process in (BrownianMotion(0.7, drift=0.3), GBM(0.05, (0.1, 0.2, 0.3), C3, (0.0, 0.01, 0.0)),
-                    GBM(0.05, 0.2, 0.4)):
+    for process in (BrownianMotion(0.7, drift=0.3), BrownianMotion(0.7, drift=(0.3, -0.1, 0.0)),
+                    GBM(0.05, (0.1, 0.2, 0.3), C3, (0.0, 0.01, 0.0)), GBM(0.05, 0.2, 0.4)):
         states = process.states(x0, dw, 0.01)
         x = x0.expand(5, 3)
         for n in range(6):
@@ -92,7 +92,7 @@ def test_controlled_step_is_the_step_with_shifted_increments():
     gen = torch.Generator().manual_seed(5)
     x, dw, b = 1 + torch.rand(4, 3, generator=gen, **T64), torch.randn(4, 3, generator=gen, **T64), \
         torch.randn(4, 3, generator=gen, **T64)
-    for process in (BrownianMotion(2.0, 0.1), GBM(0.05, 0.2, C3)):
+    for process in (BrownianMotion(2.0, 0.1), BrownianMotion(2.0, [0.1, 0.0, -0.3]), GBM(0.05, 0.2, C3)):
         torch.testing.assert_close(process.step(0.0, x, 0.1, dw, control=b), process.step(0.0, x, 0.1, dw + 0.1 * b))
 
 
@@ -197,6 +197,8 @@ def test_dimension_checks_name_the_field():
         GBM(0.0, 0.2, C3).check_dim(4)
     with pytest.raises(ValueError, match="vol: expected a number or a list of dim = 4"):
         GBM(0.0, (0.1, 0.2)).check_dim(4)
+    with pytest.raises(ValueError, match="drift: expected a number or a list of dim = 4"):
+        BrownianMotion(0.3, (0.1, 0.2)).check_dim(4)
     with pytest.raises(ValueError, match="substeps"):
         Diffusion(lambda t, x: 0, lambda t, x: 1, substeps=0)
 
@@ -242,3 +244,14 @@ def test_running_sum_both_ways(dim, per_path_start):
     got = running_sum(start, increments, 0.5)
     expected = torch.cat([start.expand(64, dim).unsqueeze(1), start.unsqueeze(-2) + 0.5 * increments.cumsum(1)], dim=1)
     torch.testing.assert_close(got, expected, rtol=1e-13, atol=1e-13)
+
+
+def test_a_brownian_drift_per_coordinate_moves_each_coordinate_by_its_own():
+    """X_T = x0 + b T + sigma W_T: the exact transition's mean is x0 + b_i T (to 4 standard errors)."""
+    process = BrownianMotion(0.5, drift=[0.2, -0.4, 0.0])
+    assert process.dim == 3 and process.describe()["drift"] == [0.2, -0.4, 0.0]
+    assert BrownianMotion(0.5, drift=[0.2]).drift == 0.2 and BrownianMotion(0.5, 0.2).drifts(2) == (0.2, 0.2)
+    normals = torch.randn(1 << 16, 3, generator=torch.Generator().manual_seed(0), **T64)
+    x = process.transition(torch.ones(3, **T64), 2.0, normals)
+    expected = torch.tensor([1.0 + 0.4, 1.0 - 0.8, 1.0], **T64)
+    assert ((x.mean(0) - expected).abs() < 4 * 0.5 * 2.0 ** 0.5 / 2 ** 8).all()

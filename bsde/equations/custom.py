@@ -73,14 +73,15 @@ class GBMSpec(_Spec):
 
 
 class BrownianSpec(_Spec):
-    """X_t = x0 + drift t + sigma W_t."""
+    """X_t = x0 + drift t + sigma W_t (the drift a number or one per coordinate)."""
 
     kind: Literal["brownian"] = "brownian"
     sigma: float = Field(gt=0, description="diffusion coefficient (a number)")
-    drift: float = Field(0.0, description="constant drift")
+    drift: Number = Field(0.0, description="constant drift: a number or a list of dim numbers")
 
     def build(self, dim: int, compile: Any) -> BrownianMotion:
-        return BrownianMotion(self.sigma, self.drift)
+        drift = given_values(self.drift, dim, "process.drift")
+        return BrownianMotion(self.sigma, drift if isinstance(self.drift, list) else drift[0])
 
 
 class DiffusionSpec(_Spec):

@@ -96,7 +96,7 @@ def cole_hopf(equation: Equation, *, paths: int = DEFAULT_PATHS, seed: int = 0, 
     generator = torch.Generator(device=DEVICE).manual_seed(seed)
     effective: list[float] = []
     process, horizon = equation.process, equation.total_time
-    start = tuple(v + process.drift * horizon for v in equation.x_start)  # X_T = x0 + b T + sigma W_T
+    start = tuple(v + b * horizon for v, b in zip(equation.x_start, process.drifts(equation.dim)))  # x0 + b T + sigma W_T
     value, stderr = cole_hopf_estimate(equation.terminal, start, process.sigma, horizon, lam, paths=paths,
                                        generator=generator, progress=progress, shards=shards, seed=seed, group=group,
                                        effective=effective)

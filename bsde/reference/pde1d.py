@@ -55,7 +55,7 @@ class _Problem:
             self.a, self.b, self.c = process.drift - dividend - 0.5 * vol * vol, 0.5 * vol * vol, vol
             centre = math.log(equation.x_start[0])
         else:
-            self.a, self.b, self.c = process.drift, 0.5 * process.sigma ** 2, process.sigma
+            self.a, self.b, self.c = process.drifts(1)[0], 0.5 * process.sigma ** 2, process.sigma
             centre = equation.x_start[0]
         half = abs(self.a) * horizon + TAIL_SIGMAS * self.c * math.sqrt(horizon)
         self.centre_index = points // 2

@@ -126,6 +126,11 @@ def test_diffusion_process_moves_as_written():
 def test_brownian_with_drift():
     eq = custom({"dim": 2, "process": {"kind": "brownian", "sigma": 0.5, "drift": 1.0}, "terminal": "x[0]"}).equation
     assert eq.process == BrownianMotion(0.5, 1.0)
+    per_coordinate = {"kind": "brownian", "sigma": 0.5, "drift": [1.0, -1.0]}
+    eq = custom({"dim": 2, "process": per_coordinate, "terminal": "x[0]"}).equation
+    assert eq.process.drift == (1.0, -1.0) and eq.model_dump()["process"]["drift"] == [1.0, -1.0]
+    with pytest.raises(bsde.ProblemError, match="process.drift: expected a number or a list of dim = 3 numbers"):
+        custom({"dim": 3, "process": per_coordinate, "terminal": "x[0]"})
 
 
 SMALL = {"solver.iterations": 3, "solver.time_steps": 4, "solver.batch_size": 8, "solver.valid_size": 8}
