@@ -94,11 +94,17 @@ def follow_lead() -> None:
         out.file = err.file = sys.stdout = sink
 
 
-def load(problem: str, overrides: list[str] | None, preset: str | None = None) -> Problem:
-    """A problem by name or path with a preset and then its --set overrides applied (--set wins)."""
+def load(problem: str, overrides: list[str] | None, preset: str | None = None, *, probe: bool = True) -> Problem:
+    """A problem by name or path with a preset and then its --set overrides applied (--set wins). ``probe``: look
+    at a driver's z-term for the pricing-measure note (evaluating the driver imports torch: not for ``show``)."""
     parsed = dict(parse_override(text) for text in overrides or [])
     loaded = load_problem(problem, parsed, preset=preset, overrides_from="--set")
-    measure = pricing_measure_note(loaded.equation)
+    linear = None
+    if probe and loaded.equation.driver_uses_z:
+        from bsde.girsanov import girsanov_drift
+
+        linear = girsanov_drift(loaded.equation)
+    measure = pricing_measure_note(loaded.equation, linear)
     if measure is not None:
         err.print(f"note: {problem}: {measure}", markup=False)
     shadowed = local_namesake(problem)

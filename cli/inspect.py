@@ -39,5 +39,5 @@ def show(
     preset: Annotated[str | None, typer.Option(help="Apply a named solver preset.")] = None,
 ) -> None:
     """Print the fully resolved configuration as YAML (its presets listed at the end)."""
-    loaded = load(problem, set_, preset)
+    loaded = load(problem, set_, preset, probe=False)
     out.print(yaml.safe_dump(loaded.to_dict(), sort_keys=False), end="", markup=False)

@@ -50,6 +50,23 @@ def test_a_price_under_a_drift_other_than_the_rate_is_pointed_out(tmp_path, drif
     assert (note in result.stderr) is noted and ("note" in result.stderr) is noted
 
 
+@pytest.mark.parametrize("theta, noted", [(0.36, True), (0.36 / 1.4**0.5, False)])
+def test_a_market_price_of_risk_that_misses_the_correlation_is_pointed_out(tmp_path, theta, noted):
+    """-r y - theta sum(z) on 3 assets (mu 0.12, r 0.03, vol 0.25, rho 0.2): the z-term adds vol (C^{1/2} m)_i
+    = -vol theta sqrt(1 + 2 rho) to each rate, so theta = (mu - r) / vol = 0.36 leaves a drift of 0.12 - 0.09 sqrt(1.4)
+    = 0.01351, and theta / sqrt(1.4) prices risk-neutrally (C^{1/2} 1 = sqrt(1 - rho + 3 rho) 1)."""
+    problem = tmp_path / "basket.yaml"
+    problem.write_text(yaml.safe_dump({"equation": {
+        "kind": "custom", "dim": 3, "x0": 100.0, "params": {"r": 0.03, "theta": theta}, "terminal": "relu(mean(x) - 100)",
+        "driver": "-r * y - theta * sum(z)", "process": {"kind": "gbm", "drift": 0.12, "vol": 0.25, "correlation": 0.2}}}))
+    result = runner.invoke(app, ["reference", str(problem), "--paths", "1000", "--json"])
+    assert result.exit_code == 0, result.output
+    note = "the assets drift at 0.01351 but the driver discounts at r = 0.03"
+    assert (note in result.stderr) is noted and ("note" in result.stderr) is noted
+    shown = runner.invoke(app, ["show", str(problem)])  # show evaluates no driver (no torch): no such note
+    assert shown.exit_code == 0 and "note" not in shown.stderr
+
+
 def test_solve_json_is_one_clean_object():
     result = runner.invoke(app, ["solve", "hjb", *TINY, "--seed", "3", "--json", "--device", "cpu", "--no-reference"])
     assert result.exit_code == 0, result.output

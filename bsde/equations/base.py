@@ -175,17 +175,35 @@ def squared_norm(v: torch.Tensor) -> torch.Tensor:
     return fused(v)
 
 
-def pricing_measure_note(equation: Equation) -> str | None:
-    """A note where a price is not risk-neutral: the driver discounts at r (f = -r y) while the GBM drifts at
-    mu != r, so u = e^{-rT} E_mu g(X_T) (the PDE as written, but rarely the price meant); else None."""
+def pricing_measure_note(equation: Equation, linear: tuple[float, tuple[float, ...]] | None = None) -> str | None:
+    """A note where a price is not risk-neutral: the driver discounts at r while a GBM's assets drift at other rates,
+    so u = e^{-rT} E g(X_T) under that drift (the PDE as written, but rarely the price meant); else None.
+
+    For f = -r y the rate is the drift mu. With ``linear`` = (r, m) for f = -r y + m . z (found by probing the
+    driver, :func:`bsde.girsanov.girsanov_drift`, which needs torch) asset i drifts at mu + vol_i (C^{1/2} m)_i.
+    """
     process = equation.process
-    if not equation.driver_is_linear or not isinstance(process, GBM):
+    if not isinstance(process, GBM):
         return None
-    rate = equation.discount_rate
-    if math.isclose(process.drift, rate, rel_tol=1e-12, abs_tol=1e-15):
+    if linear is None:
+        if not equation.driver_is_linear:
+            return None
+        rate = equation.discount_rate
+        if math.isclose(process.drift, rate, rel_tol=1e-12, abs_tol=1e-15):
+            return None
+        return (f"the process drifts at {process.drift:g} but the driver discounts at r = {rate:g}: the value is "
+                f"e^(-rT) E g(X_T) under that drift, not a risk-neutral price (for one, set the process's drift to r)")
+    from bsde.girsanov import drift_shift
+
+    rate, m = linear
+    rates = [process.drift + shift for shift in drift_shift(equation, m)]
+    if all(math.isclose(value, rate, rel_tol=1e-9, abs_tol=1e-12) for value in rates):
         return None
-    return (f"the process drifts at {process.drift:g} but the driver discounts at r = {rate:g}: the value is "
-            f"e^(-rT) E g(X_T) under that drift, not a risk-neutral price (for one, set the process's drift to r)")
+    shown = f"{rates[0]:.4g}" if max(rates) - min(rates) <= 1e-12 * max(map(abs, rates)) else "[" + ", ".join(f"{v:.4g}" for v in rates[:4]) + (
+        ", ...]" if len(rates) > 4 else "]")
+    return (f"with the driver's z-term m . z the assets drift at {shown} but the driver discounts at r = {rate:g}: "
+            f"the value is e^(-rT) E g(X_T) under that drift, not a risk-neutral price (for one, m = C^(-1/2) (r - mu) "
+            f"/ vol; with a correlation, not (r - mu) / vol)")
 
 
 @dataclass(frozen=True)
