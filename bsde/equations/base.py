@@ -197,7 +197,7 @@ def pricing_measure_note(equation: Equation, linear: tuple[float, tuple[float, .
 
     rate, m = linear
     rates = [process.drift + shift for shift in drift_shift(equation, m)]
-    if all(math.isclose(value, rate, rel_tol=1e-9, abs_tol=1e-12) for value in rates):
+    if all(math.isclose(value, rate, abs_tol=1e-6) for value in rates):  # a rounded m (6 digits) is r to 1e-7
         return None
     shown = f"{rates[0]:.4g}" if max(rates) - min(rates) <= 1e-12 * max(map(abs, rates)) else "[" + ", ".join(f"{v:.4g}" for v in rates[:4]) + (
         ", ...]" if len(rates) > 4 else "]")
