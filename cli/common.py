@@ -20,6 +20,7 @@ from bsde.equations.base import pricing_measure_note
 from bsde.errors import BSDEError, ProblemError, TrainingError
 from bsde.launcher import die_with_launcher
 from bsde.problem import Problem, load_problem, parse_override, shipped_problems
+from bsde.processes import GBM
 
 if TYPE_CHECKING:
     from bsde.trainer import LogEntry
@@ -95,23 +96,34 @@ def follow_lead() -> None:
 
 
 def load(problem: str, overrides: list[str] | None, preset: str | None = None, *, probe: bool = True) -> Problem:
-    """A problem by name or path with a preset and then its --set overrides applied (--set wins). ``probe``: look
-    at a driver's z-term for the pricing-measure note (evaluating the driver imports torch: not for ``show``)."""
+    """A problem by name or path with a preset and then its --set overrides applied (--set wins). ``probe``: also
+    the pricing-measure note of a z-term (:func:`note_z_term`; not for ``show``, nor before a memory check)."""
     parsed = dict(parse_override(text) for text in overrides or [])
     loaded = load_problem(problem, parsed, preset=preset, overrides_from="--set")
-    linear = None
-    if probe and loaded.equation.driver_uses_z:
-        from bsde.girsanov import girsanov_drift
-
-        linear = girsanov_drift(loaded.equation)
-    measure = pricing_measure_note(loaded.equation, linear)
+    measure = pricing_measure_note(loaded.equation)
     if measure is not None:
         err.print(f"note: {problem}: {measure}", markup=False)
+    if probe:
+        note_z_term(problem, loaded)
     shadowed = local_namesake(problem)
     if shadowed is not None:
         err.print(f"note: '{problem}' is the shipped problem; for the file {shadowed} here, give its path "
                   f"(./{shadowed})", markup=False)
     return loaded
+
+
+def note_z_term(problem: str, loaded: Problem) -> None:
+    """The pricing-measure note of a driver -r y + m . z on a GBM, whose z-term moves the assets' rates: found by
+    probing the driver (torch, and memory in proportion to dim: after a memory check)."""
+    equation = loaded.equation
+    if not (equation.driver_uses_z and isinstance(equation.process, GBM)):
+        return
+    from bsde.girsanov import girsanov_drift
+
+    linear = girsanov_drift(equation)
+    measure = None if linear is None else pricing_measure_note(equation, linear)
+    if measure is not None:
+        err.print(f"note: {problem}: {measure}", markup=False)
 
 
 def local_namesake(problem: str) -> str | None:

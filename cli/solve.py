@@ -12,8 +12,8 @@ import typer
 from bsde.errors import Interrupted, ProblemError
 
 from .common import (DeviceOption, JsonOption, ProblemArgument, SeedOption, SetOption, ThreadsOption, command_line,
-                     emit_json, err, fail, guarded, launch_workers, lead_process, load, out, print_log_entry,
-                     path_value, progress_lines, refuse_overwriting, vector_text)
+                     emit_json, err, fail, guarded, launch_workers, lead_process, load, note_z_term, out,
+                     print_log_entry, path_value, progress_lines, refuse_overwriting, vector_text)
 from .signals import StopRequest, Stopped, stop_on_signals
 
 if TYPE_CHECKING:
@@ -194,10 +194,11 @@ def solve(
     from bsde.runtime import resolve_device
     from bsde.solve import solve as solve_problem
 
-    loaded = load(problem, set_, preset)
+    loaded = load(problem, set_, preset, probe=False)
     dev = resolve_device(device)  # bad device or too big: fail before any output or work
     if nproc <= 1 or dev.type != "cuda":  # a launcher of CUDA workers keeps off the GPUs (a memory check makes a
         check_fits(loaded, process_device(dev))  # CUDA context, for the whole run): each worker checks its own GPU
+    note_z_term(problem, loaded)
     folder = checkpoint if checkpoint is not None else resume
     if checkpoint_every is not None and folder is None:
         raise ProblemError(f"--checkpoint-every {checkpoint_every}: needs --checkpoint DIR (or --resume DIR)")

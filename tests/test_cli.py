@@ -65,6 +65,8 @@ def test_a_market_price_of_risk_that_misses_the_correlation_is_pointed_out(tmp_p
     assert (note in result.stderr) is noted and ("note" in result.stderr) is noted
     shown = runner.invoke(app, ["show", str(problem)])  # show evaluates no driver (no torch): no such note
     assert shown.exit_code == 0 and "note" not in shown.stderr
+    solved = runner.invoke(app, ["solve", str(problem), *TINY, "--no-reference", "-q", "--threads", "1"])
+    assert solved.exit_code == 0 and (note in solved.stderr) is noted, solved.output
 
 
 def test_solve_json_is_one_clean_object():
