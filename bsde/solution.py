@@ -115,11 +115,14 @@ class OutsideRegionWarning(UserWarning):
 class Solution:
     """The trained model of one solve with the problem it solves (see the module docstring)."""
 
-    def __init__(self, model: DeepBSDE, problem: Problem, *, seed: int = 0, u0: float | None = None):
+    def __init__(self, model: DeepBSDE, problem: Problem, *, seed: int = 0, u0: float | None = None,
+                 warnings: list[str] | None = None):
         self.model = model.eval()
         self.problem = problem
         self.equation = problem.equation
         self.seed = seed
+        #: what the solve warned of (the list SolveResult.warnings; saved and loaded with the solution)
+        self.warnings = warnings if warnings is not None else []
         self._u0 = u0
         self._first_step = None
         self._x0_errors = None
@@ -271,14 +274,19 @@ class Solution:
         return self._count_outside(self._points(x))
 
     def _count_outside(self, points: torch.Tensor) -> int:
+        return len(self._rows_outside(points))
+
+    def _rows_outside(self, points: torch.Tensor) -> list[int]:
         region = self.problem.solver.region
-        return 0 if region is None else sum(not region.contains(p) for p in points.tolist())
+        return [] if region is None else [i for i, p in enumerate(points.tolist()) if not region.contains(p)]
 
     def _extrapolating(self, points: torch.Tensor) -> None:
-        if self.is_region and (count := self._count_outside(points)):
+        if self.is_region and (rows := self._rows_outside(points)):
             region = self.problem.solver.region
-            warnings.warn(f"{count} of {points.shape[0]} points lie outside the trained box [{region.low}, "
-                          f"{region.high}] (extrapolated)", OutsideRegionWarning, stacklevel=3)
+            shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+            warnings.warn(f"{len(rows)} of {points.shape[0]} points lie outside the trained box [{region.low}, "
+                          f"{region.high}] (extrapolated): row{'s' if len(rows) > 1 else ''} {shown}",
+                          OutsideRegionWarning, stacklevel=3)
 
     def u(self, x: Any) -> np.ndarray:
         """u(0, x) for points x (n, d) -> (n,): the network over a region (at x0 too; an OutsideRegionWarning
@@ -374,7 +382,7 @@ class Solution:
             "seed": self.seed, "u0": self._u0, "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "scales": {"z_scale": float(self.model.z_scale), "y_offset": float(self.model.y_offset),
                        "y_scale": float(self.model.y_scale)},
-            "summary": summary,
+            "summary": summary, "warnings": [str(text) for text in self.warnings],
         }
         torch_save_atomic(folder / SOLUTION_FILE, payload)
         write_text_atomic(folder / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
@@ -421,8 +429,9 @@ class Solution:
         scales = data.get("scales", {})
         model.z_scale = float(scales.get("z_scale", 1.0))
         model.y_offset, model.y_scale = float(scales.get("y_offset", 0.0)), float(scales.get("y_scale", 1.0))
-        u0 = data.get("u0")
-        return cls(model, problem, seed=int(data.get("seed", 0)), u0=None if u0 is None else float(u0))
+        u0, said = data.get("u0"), data.get("warnings", [])
+        said = [str(text) for text in said] if isinstance(said, list) else []
+        return cls(model, problem, seed=int(data.get("seed", 0)), u0=None if u0 is None else float(u0), warnings=said)
 
 
 def _plain(value: Any, where: str) -> Any:

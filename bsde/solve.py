@@ -286,7 +286,8 @@ def solve(
         return replace(result, solution=kept[0])
     if state is not None:  # the lead's model (the refit may have changed it), on this process's device
         trained.model.load_state_dict(state)
-        result = replace(result, solution=Solution(trained.model, problem, seed=seed, u0=result.y0))
+        result = replace(result, solution=Solution(trained.model, problem, seed=seed, u0=result.y0,
+                                                   warnings=result.warnings))
     return result
 
 
@@ -346,7 +347,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     elif error > WARN_ERROR * abs(y0):
         warn(f"the estimated error of y0 ({error:.3g}, {checked.basis}) exceeds {WARN_ERROR:.0%} of |y0|; "
              "more time steps or iterations may help")
-    solution = Solution(model, problem, seed=seed, u0=y0)
+    solution = Solution(model, problem, seed=seed, u0=y0, warnings=warnings)  # the same list: later warnings too
     if solution.is_region and (gap := abs(float(solution.u([solution.x0])[0]) - y0)) > max(
             WARN_ERROR * abs(y0), 2 * (error or 0.0)):  # y0 is not read off the network (HJB: V at x0)
         warn(f"over the region, the network's u(0, x0) is {gap / abs(y0):.1%} from y0 = {y0:.6g} ({checked.basis}): "

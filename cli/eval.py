@@ -118,6 +118,8 @@ def eval_command(
         errors = solution.standard_errors(chosen) if solution.has_standard_errors else None
     error_diagonals = None if errors is None or diagonals is None else [diagonal_of(h).tolist() for h in errors.hessian]
     basis = solution.stderr_basis if errors is not None else None
+    for text in solution.warnings:  # what the solve said of this solution holds whenever it is evaluated
+        err.print(f"warning: (from the solve) {text}", markup=False)
     outside = next((w for w in seen if issubclass(w.category, OutsideRegionWarning)), None)
     if outside is not None:
         err.print(f"warning: {outside.message}", markup=False)
@@ -129,12 +131,13 @@ def eval_command(
                 "u": values.tolist(), "delta": deltas.tolist()}
         if diagonals is not None:
             data["gamma_diag"], data["gamma_source"] = diagonals, solution.gamma_source
-        if errors is not None:
-            data["u_stderr"], data["delta_stderr"] = errors.u.tolist(), errors.grad.tolist()
-        if error_diagonals is not None:
+        # the same keys with or without standard errors (null where none, as solve --json has them)
+        data["u_stderr"] = errors.u.tolist() if errors is not None else None
+        data["delta_stderr"] = errors.grad.tolist() if errors is not None else None
+        if diagonals is not None:
             data["gamma_diag_stderr"] = error_diagonals
-        if basis is not None:
-            data["greeks_stderr_basis"] = basis
+        data["greeks_stderr_basis"] = basis
+        data["solve_warnings"] = solution.warnings
         emit_json(finite_json(data))
         return
     kind = f"region {region.low}..{region.high}" if region is not None else "point solve"

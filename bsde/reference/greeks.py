@@ -149,7 +149,7 @@ def _semi_analytic(equation: Equation, full: bool) -> GreeksResult:
         args = (equation.strike, equation.rate, float(dividends[0]), float(vols[0]), equation.total_time)
         delta, gamma = black_scholes_greeks(float(spots[0]), *args)
         value = black_scholes_call(float(spots[0]), *args)
-        return GreeksResult("closed-form", value, [delta], [gamma], [[gamma]], None, None, [0.0], [0.0],
+        return GreeksResult("semi-analytic", value, [delta], [gamma], [[gamma]], None, None, [0.0], [0.0],
                             "exact", False, None, time.perf_counter() - start,
                             {"formula": "Black-Scholes call: e^{-qT} Phi(d1), e^{-qT} phi(d1) / (S vol sqrt T)"})
     delta, gamma, error = max_call_greeks(spots, vols, equation.strike, equation.rate, dividends,

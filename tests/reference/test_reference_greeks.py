@@ -29,7 +29,8 @@ def test_black_scholes_greeks_are_derivatives_of_the_price(spot, strike, dividen
 def test_one_asset_max_call_takes_the_closed_form():
     result = reference_greeks(bsde.load_problem("max_call", {"equation.dim": 1}))
     d1 = 0.35  # (ln 1 + 0.05 + 0.02) / 0.2
-    assert result.method == "closed-form" and not result.fallback
+    assert result.method == "semi-analytic" and not result.fallback  # the method named, as the CLI announces it
+    assert result.details["formula"].startswith("Black-Scholes call")
     assert result.delta[0] == pytest.approx(special.ndtr(d1), rel=1e-12)
     assert result.gamma_diag[0] == pytest.approx(math.exp(-d1 * d1 / 2) / math.sqrt(2 * math.pi) / 20.0, rel=1e-12)
     assert result.value == pytest.approx(10.450583572185565, rel=1e-12)
