@@ -217,7 +217,8 @@ class Solution:
             return ("none (a point solve's gamma needs 2 or more time steps, at most 10,000 dimensions and a "
                     "Brownian or GBM process)")
         exact = "exact for f = -r y" if self.equation.driver_is_linear else "O(dt) for this driver"
-        return (f"first step: e^(-r dt) Hess E[u(t_1, X_1)] from Z_1, likelihood ratio ({exact}); no error bar: "
+        discount = "e^(-r dt) " if self.equation.discount_rate else ""  # r = 0 where f is not -r y
+        return (f"first step: {discount}Hess E[u(t_1, X_1)] from Z_1, likelihood ratio ({exact}); no error bar: "
                 "Z_1's network error, often tens of times the Monte Carlo error, is not measured")
 
     def _has_first_step(self) -> bool:
@@ -239,6 +240,8 @@ class Solution:
         with every coordinate that number."""
         like = self.model.y0
         expected = f"points: expected real numbers in an (n, {self.equation.dim}) array, got {describe(x)}"
+        if x is None:  # np.asarray(None) is an object array that reads as nan
+            raise ArgumentError(expected)
         try:
             given = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
             text = given.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in given.ravel())
@@ -253,7 +256,7 @@ class Solution:
         points = points.expand(1, d) if points.ndim == 0 else points  # a number sets every coordinate (as --x)
         points = points.unsqueeze(0) if points.ndim == 1 else points
         if points.ndim != 2 or points.shape[1] != d:
-            raise ProblemError(f"points: expected an (n, {d}) array (or one point of {d} numbers), "
+            raise ProblemError(f"points: expected an (n, {d}) array (or one point of {d} number{'s' if d > 1 else ''}), "
                                f"got shape {tuple(points.shape)}")
         if not bool(torch.isfinite(points).all()):
             raise ProblemError("points: every coordinate must be a finite number")

@@ -130,7 +130,8 @@ def _greeks(loaded: Problem, method: str, paths: int | None, seed: int, json_: b
     out.print(f"{loaded.name} ({eq.kind}, dim {eq.dim}): Greeks at x0 by {result.method}"
               + (" (FALLBACK: central differences, common random numbers)" if result.fallback else ""), markup=False)
     if result.value is not None:
-        out.print(f"  value     {result.value:.8g}", markup=False)
+        spread = f" +- {result.value_stderr:.2g} (standard error)" if result.value_stderr is not None else ""
+        out.print(f"  value     {result.value:.8g}{spread}", markup=False)
     bar = {"95% CI half-width": "95% CI"}.get(result.error_kind, result.error_kind)
     out.print(f"  {'i':>4}  {'delta':>12}  {'+-':>9}  {'gamma_ii':>12}  {'+-':>9}   ({bar})", markup=False)
     shown = range(eq.dim) if eq.dim <= 10 else [0, 1, 2, eq.dim - 1]

@@ -99,6 +99,8 @@ def test_solution_names_bad_points_and_steps(tmp_path):
         result.u("abc")
     with pytest.raises(ArgumentError, match="^points: expected real numbers"):
         result.u([[1.0, 2.0], [1.0]])
+    with pytest.raises(ArgumentError, match="^points: expected real numbers .*, got NoneType None$"):
+        result.u(None)  # not 'every coordinate must be a finite number' (QA)
     for not_real in (np.array([[100.0 + 1j]]), np.array([[True]]), torch.tensor([[True]]), [["100"]],
                      np.array([["100"]], dtype=object)):
         with pytest.raises(ArgumentError,

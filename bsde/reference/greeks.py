@@ -67,6 +67,8 @@ class GreeksResult:
     paths: int | None
     wall_s: float
     details: dict[str, Any] = field(default_factory=dict)
+    #: the value's standard error, where it is sampled (mc: the same paths and seed as ``bsde reference``)
+    value_stderr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the fields plus 95% intervals where the method gives standard errors."""
@@ -215,14 +217,16 @@ def _monte_carlo(equation: Equation, full: bool, paths: int | None, seed: int) -
     found = transition_greeks(equation.process, x0, equation.total_time, partial(terminal_gradient, equation),
                               discount=equation.discount_factor, pairs=paths // 2,
                               generator=torch.Generator(device=DEVICE).manual_seed(seed), full=full)
-    value = monte_carlo(equation, paths=paths, seed=seed + 1).value
+    valued = monte_carlo(equation, paths=paths, seed=seed)  # bsde reference's value, to the digit
     delta_err, diag_err = found.delta_stderr.tolist(), found.gamma_diag_stderr.tolist()
-    return GreeksResult("mc", value, found.delta.tolist(), found.gamma_diag.tolist(),
+    return GreeksResult("mc", valued.value, found.delta.tolist(), found.gamma_diag.tolist(),
                         found.gamma.tolist() if full else None, delta_err, diag_err,
                         [Z95 * e for e in delta_err], [Z95 * e for e in diag_err], "95% CI half-width", False,
                         2 * found.pairs, time.perf_counter() - start,
                         {"delta": "pathwise: e^{-rT} E[w o grad g(X_T)], w = X_T / x0",
-                         "gamma": "likelihood ratio on the pathwise delta (mixed), antithetic pairs"})
+                         "gamma": "likelihood ratio on the pathwise delta (mixed), antithetic pairs",
+                         "value": "Monte Carlo, the paths of bsde reference --method mc with the same seed"},
+                        value_stderr=valued.stderr)
 
 
 # ---------------------------------------------------------------------------- fallback

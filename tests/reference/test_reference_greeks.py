@@ -73,6 +73,9 @@ def test_monte_carlo_greeks_agree_with_the_semi_analytic_ones():
         assert mc.delta_stderr[i] < 0.01 * exact.delta[i]
     data = mc.to_dict()
     assert data["delta_ci95"][0][0] < mc.delta[0] < data["delta_ci95"][0][1]
+    # the value is bsde reference's with the same seed and paths, with its standard error (QA: another sample, bare)
+    alone = bsde.reference(problem, "mc", paths=1 << 17, seed=3)
+    assert (mc.value, mc.value_stderr) == (alone.value, alone.stderr) and abs(mc.value - exact.value) < 4 * alone.stderr
 
 
 def test_correlated_assets_go_to_monte_carlo():
