@@ -262,9 +262,10 @@ def _write(result: SolveResult, problem: Problem, *, save: Path | None, plot: Pa
         result.solution.save(save, {"y0": result.y0, "delta": result.delta, "gamma_diag": result.gamma_diag})
         err.print(f"saved the solution to {save} (bsde eval {shlex.quote(str(save))} --x ...)", markup=False)
     if plot is not None:
-        from bsde.region_plot import diagonal_checks, plot_region
+        from bsde.region_plot import PLOT_FRACTIONS, diagonal_checks, plot_region
 
-        checks = diagonal_checks(result.solution, problem, progress=None if quiet else progress_lines("references"))
+        checks = diagonal_checks(result.solution, problem, PLOT_FRACTIONS,
+                                 progress=None if quiet else progress_lines("references"))
         plot_region(result.solution, problem, checks, plot)
         err.print(f"plot written to {plot}", markup=False)
     data = result.to_dict()

@@ -182,6 +182,17 @@ def test_plot_draws_the_diagonal(tmp_path: Path):
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_plot_checks_the_corners_too(tmp_path: Path, monkeypatch):
+    """QA: the faces are where a region's u is worst, and the plot checked 0.1-0.9 of the diagonal only."""
+    import bsde.region_plot as module
+
+    seen = []
+    monkeypatch.setattr(module, "plot_region", lambda solution, problem, checks, path: seen.append(checks))
+    assert runner.invoke(app, ["solve", *CALL, *REGION, "--plot", str(tmp_path / "u.png")]).exit_code == 0
+    assert [check.fraction for check in seen[0]] == [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
+    assert seen[0][0].point == [80.0] and seen[0][-1].point == [120.0] and seen[0][0].reference is not None
+
+
 def test_reference_greeks_json_and_the_flagged_fallback():
     result = runner.invoke(app, ["reference", "max_call", "--set", "equation.dim=2", "--greeks", "--json"])
     assert result.exit_code == 0, result.output
