@@ -66,6 +66,10 @@ class LinearValue:
     basis: str = "Monte Carlo value of the linear problem"
 
 
+#: the basis of a linear-in-z driver's value: X_T drawn under the drift the z-term adds
+GIRSANOV_BASIS = "Monte Carlo value of the linear problem, under the drift its z-term adds (Girsanov)"
+
+
 def linear_value(equation, baseline: LinearValue | None, *, seed: int) -> LinearValue | None:
     """u(0, x0) by Monte Carlo where the driver is linear: the discounted baseline for f = -r y; for f = -r y + m . z
     on a Brownian motion or a GBM e^{-rT} E g(X_T) under the drift b + sigma m, on as many paths as the baseline;
@@ -81,8 +85,7 @@ def linear_value(equation, baseline: LinearValue | None, *, seed: int) -> Linear
     found = girsanov(equation, paths=baseline_paths(equation.dim), seed=seed)
     if not math.isfinite(found.value + found.stderr):
         return None
-    return LinearValue(found.value, found.stderr, "Monte Carlo value of the linear problem, under the drift its "
-                                                  "z-term adds (Girsanov)")
+    return LinearValue(found.value, found.stderr, GIRSANOV_BASIS)
 
 
 def from_linear(y0: float, linear: LinearValue) -> ErrorEstimate:

@@ -15,7 +15,7 @@ from bsde import arguments, distributed
 from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
 from bsde.control_bound import bound_side
 from bsde.equations.base import Equation
-from bsde.error_estimate import LinearValue, estimate, linear_value
+from bsde.error_estimate import GIRSANOV_BASIS, LinearValue, estimate, linear_value
 from bsde.errors import ArgumentError, BSDEError, ProblemError, in_file
 from bsde.memory import check_fits
 from bsde.probing import verify_flags
@@ -293,7 +293,7 @@ def solve(
 
 #: the error basis of a solve that trained on its linear twin (bsde.trainer.training_equation)
 TWIN_MEASURE = "the drift its z-term adds (Girsanov), with the driver -r y (solver.measure: plain turns it off)"
-TWIN_BASIS = "Monte Carlo value of the linear problem, under the drift its z-term adds (Girsanov), where the solve trained"
+TWIN_BASIS = f"{GIRSANOV_BASIS}, where the solve trained"
 
 
 def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int, start: float, used_threads: int,
