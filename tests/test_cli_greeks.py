@@ -98,7 +98,7 @@ def test_eval_reads_a_file_of_points(saved_region: Path, tmp_path: Path):
     lines = [line for line in outside.stderr.splitlines() if not line.startswith("warning: (from the solve)")]
     assert outside.exit_code == 0 and len(lines) == 1  # one line, not Python's warning format
     assert lines[0].startswith("warning: 3 of 4 points lie outside the trained box")
-    assert lines[0].endswith("(extrapolated): rows 0, 2, 3")  # which ones
+    assert lines[0].endswith("(extrapolated): rows 0, 2, 3, counting from 0")  # which ones
 
 
 @pytest.mark.parametrize("args,text", [

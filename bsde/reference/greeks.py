@@ -67,7 +67,7 @@ class GreeksResult:
     paths: int | None
     wall_s: float
     details: dict[str, Any] = field(default_factory=dict)
-    #: the value's standard error, where it is sampled (mc: the same paths and seed as ``bsde reference``)
+    #: the value's standard error, where it is sampled (the same paths and seed as ``bsde reference``)
     value_stderr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -246,7 +246,8 @@ def central_differences(problem: Problem, method: str, *, paths: int | None, see
     def value(point: list[float]) -> float:
         return reference(at_point(problem, point), method, paths=paths, seed=seed).value
 
-    centre = value(x0)
+    at_x0 = reference(problem, method, paths=paths, seed=seed)  # the value itself, with its error bar where it has one
+    centre = at_x0.value
     delta, diagonal = [], []
     for i, h in enumerate(bumps):
         up, down = list(x0), list(x0)
@@ -261,7 +262,8 @@ def central_differences(problem: Problem, method: str, *, paths: int | None, see
                         paths, time.perf_counter() - start,
                         {"of": method, "bump": f"{BUMP} * max(|x0_i|, 1)", "bumps": bumps,
                          "random_numbers": "common (the same seed at every point)",
-                         "note": "fallback: no error bar; the bias is O(h^2), the noise of the value method divided by h"})
+                         "note": "fallback: no error bar; the bias is O(h^2), the noise of the value method divided by h"},
+                        value_stderr=at_x0.stderr)
 
 
 def monte_carlo_applies(equation: Equation) -> bool:
