@@ -283,10 +283,7 @@ class Solution:
 
     def outside(self, x: Any) -> int:
         """How many of the points x (n, d) lie outside the box a region solve was trained on (0 for a point solve)."""
-        return self._count_outside(self._points(x))
-
-    def _count_outside(self, points: torch.Tensor) -> int:
-        return len(self._rows_outside(points))
+        return len(self._rows_outside(self._points(x)))
 
     def _rows_outside(self, points: torch.Tensor) -> list[int]:
         region = self.problem.solver.region

@@ -199,8 +199,8 @@ def pricing_measure_note(equation: Equation, linear: tuple[float, tuple[float, .
     rates = [process.drift + shift for shift in drift_shift(equation, m)]
     if all(math.isclose(value, rate, abs_tol=1e-6) for value in rates):  # a rounded m (6 digits) is r to 1e-7
         return None
-    shown = f"{rates[0]:.4g}" if max(rates) - min(rates) <= 1e-12 * max(map(abs, rates)) else "[" + ", ".join(f"{v:.4g}" for v in rates[:4]) + (
-        ", ...]" if len(rates) > 4 else "]")
+    texts = [f"{value:.4g}" for value in rates]
+    shown = texts[0] if len(set(texts)) == 1 else "[" + ", ".join(texts[:4]) + (", ...]" if len(texts) > 4 else "]")
     return (f"with the driver's z-term m . z the assets drift at {shown} but the driver discounts at r = {rate:g}: "
             f"the value is e^(-rT) E g(X_T) under that drift, not a risk-neutral price (for one, m = C^(-1/2) (r - mu) "
             f"/ vol; with a correlation, not (r - mu) / vol)")

@@ -80,8 +80,7 @@ class BrownianSpec(_Spec):
     drift: Number = Field(0.0, description="constant drift: a number or a list of dim numbers")
 
     def build(self, dim: int, compile: Any) -> BrownianMotion:
-        drift = given_values(self.drift, dim, "process.drift")
-        return BrownianMotion(self.sigma, drift if isinstance(self.drift, list) else drift[0])
+        return BrownianMotion(self.sigma, given_values(self.drift, dim, "process.drift"))  # one number: a number
 
 
 class DiffusionSpec(_Spec):

@@ -33,7 +33,7 @@ from bsde.errors import ProblemError
 from bsde.probing import payoff_jumps
 from bsde.problem import Problem, as_problem
 from bsde.reference.engine import reference, resolve_method
-from bsde.reference.result import finite_json
+from bsde.reference.result import ReferenceResult, finite_json
 from bsde.reference.sampling import Progress
 from bsde.region import with_start
 
@@ -243,17 +243,17 @@ def central_differences(problem: Problem, method: str, *, paths: int | None, see
     d = len(x0)
     bumps = [BUMP * max(abs(v), 1.0) for v in x0]
 
-    def value(point: list[float]) -> float:
-        return reference(at_point(problem, point), method, paths=paths, seed=seed).value
+    def value(point: list[float]) -> ReferenceResult:
+        return reference(at_point(problem, point), method, paths=paths, seed=seed)
 
-    at_x0 = reference(problem, method, paths=paths, seed=seed)  # the value itself, with its error bar where it has one
+    at_x0 = value(x0)  # the value itself, with its error bar where it has one
     centre = at_x0.value
     delta, diagonal = [], []
     for i, h in enumerate(bumps):
         up, down = list(x0), list(x0)
         up[i] += h
         down[i] -= h
-        high, low = value(up), value(down)
+        high, low = value(up).value, value(down).value
         delta.append((high - low) / (2 * h))
         diagonal.append((high - 2 * centre + low) / (h * h))
         if progress is not None:
