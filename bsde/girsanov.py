@@ -1,10 +1,11 @@
-"""The Girsanov shift: f = -r y + m . z (constant r and m) on a Brownian motion or a GBM moves the drift by sigma m.
+"""The Girsanov shift: f = -r y + m . z + k(t, x) (constant r and m) on a Brownian motion or a GBM moves the drift by
+sigma m.
 
-u_t + b . grad u + (1/2) tr(sigma sigma^T Hess u) - r u + m . (sigma^T grad u) = 0 is the pricing equation, with the
-driver -r y, of the same process drifting at b + sigma m: for a Brownian motion each coordinate gains sigma m_i, for a
-GBM (sigma(x) = diag(vol x) C^{1/2}) asset i's rate gains vol_i (C^{1/2} m)_i. The reference samples X_T under that
-drift (:mod:`bsde.reference.girsanov`); the solver trains on that linear twin (:func:`linear_twin`): the same u and
-Z = sigma^T grad u, but y0 no longer errs to first order in Z's error.
+u_t + b . grad u + (1/2) tr(sigma sigma^T Hess u) - r u + m . (sigma^T grad u) + k = 0 is the pricing equation, with
+the driver -r y + k(t, x), of the same process drifting at b + sigma m: for a Brownian motion each coordinate gains
+sigma m_i, for a GBM (sigma(x) = diag(vol x) C^{1/2}) asset i's rate gains vol_i (C^{1/2} m)_i. The reference samples
+X under that drift (:mod:`bsde.reference.girsanov`); the solver trains on that twin (:func:`linear_twin`, the driver
+f(t, x, y, 0)): the same u and Z = sigma^T grad u, but y0 no longer errs to first order in Z's error.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from bsde.processes import GBM, BrownianMotion
 
 if TYPE_CHECKING:
     from bsde.equations.base import Equation
+    from bsde.probing import LinearInZ
     from bsde.processes import Process
 
 
-def girsanov_drift(equation: Equation) -> tuple[float, tuple[float, ...]] | None:
-    """(r, m) where f = -r y + m . z uses z on a Brownian motion or a GBM, found by probing; else None."""
+def girsanov_drift(equation: Equation) -> LinearInZ | None:
+    """(r, m, source, source_uses_x) where f = -r y + m . z + k(t, x) uses z on a Brownian motion or a GBM, found by
+    probing (:func:`bsde.probing.linear_driver`); else None."""
     if not isinstance(equation.process, (BrownianMotion, GBM)):
         return None
     from bsde.probing import linear_driver
@@ -51,16 +54,24 @@ def shifted_process(equation: Equation, m: tuple[float, ...]) -> Process:
 
 
 def linear_twin(equation: Equation) -> Equation | None:
-    """The equation with the driver -r y on the shifted process (the same u), where the shift applies; else None."""
+    """The equation with the driver f(t, x, y, 0) = -r y + k(t, x) on the shifted process (the same u), where the
+    shift applies; else None."""
     found = girsanov_drift(equation)
     if found is None:
         return None
-    process = shifted_process(equation, found[1])
+    process = shifted_process(equation, found.m)
     from bsde.equations.functions import custom_equation
     from bsde.probing import DriverFlags
 
-    rate = found[0]
-    flags = DriverFlags(uses_y=bool(rate), uses_z=False, discount_rate=rate)
+    rate, original = found.rate, equation.driver
+    if found.source:
+        def driver(t, x, y, z):  # f(t, x, y, 0): the source stays, the z-term went into the drift
+            return original(t, x, y, z.new_zeros(z.shape))
+
+        flags = DriverFlags(uses_y=bool(rate), uses_z=False)
+    else:
+        driver = (lambda t, x, y, z: -rate * y) if rate else None
+        flags = DriverFlags(uses_y=bool(rate), uses_z=False, discount_rate=rate)
     return custom_equation(dim=equation.dim, x0=list(equation.x_start), process=process, terminal=equation.terminal,
-                           driver=(lambda t, x, y, z: -rate * y) if rate else None, total_time=equation.total_time,
+                           driver=driver, total_time=equation.total_time,
                            name=getattr(equation, "name", equation.kind), flags=flags)  # a shipped kind has no name

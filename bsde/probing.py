@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bsde.errors import ProblemError, file_of
 
@@ -200,30 +200,48 @@ def pure_quadratic(equation: Equation, count: int = POINTS, seed: int = 0) -> fl
     return c
 
 
-def linear_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> tuple[float, tuple[float, ...]] | None:
-    """(r, m) where the driver is f = -r y + m . z with constants r and m (a vector) and uses z, found at probe
-    points (m by autograd: a driver torch cannot differentiate gives None); else None. The case of a Girsanov
-    change of drift (bsde.reference.girsanov)."""
+class LinearInZ(NamedTuple):
+    """f = -rate y + m . z + k(t, x): constants ``rate`` and ``m``; ``source``: whether the source k = f(t, x, 0, 0)
+    is nonzero at some probe point; ``source_uses_x``: whether it changes with x there (else k = k(t))."""
+
+    rate: float
+    m: tuple[float, ...]
+    source: bool = False
+    source_uses_x: bool = False
+
+
+def linear_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> LinearInZ | None:
+    """f = -r y + m . z + k(t, x) with constants r and m (a vector), a source k of t and x alone (0 included), where
+    the driver uses z, found at probe points (m by autograd: a driver torch cannot differentiate gives None); else
+    None. The case of a Girsanov change of drift (bsde.reference.girsanov)."""
     import torch
 
     if not equation.driver_uses_z:
         return None
     t, x, y, z = probe_points(equation, count, seed)
     at = _evaluator(equation, t, x)
-    no_z = torch.zeros_like(z)
-    rate = _discount_rate(at, y, no_z, at(y, no_z), uses_z=False)  # f(y, 0) = -r y
+    no_y, no_z = torch.zeros_like(y), torch.zeros_like(z)
+    source = at(no_y, no_z)
+
+    def unsourced(y_: Any, z_: Any) -> torch.Tensor:
+        return at(y_, z_) - source
+
+    rate = _discount_rate(unsourced, y, no_z, unsourced(y, no_z), uses_z=False)  # f(y, 0) - k = -r y
     if rate is None:
         return None
     leaf = z.clone().requires_grad_(True)
     try:
         with torch.enable_grad():
-            (grad,) = torch.autograd.grad(at(torch.zeros_like(y), leaf).sum(), leaf)
+            (grad,) = torch.autograd.grad(at(no_y, leaf).sum(), leaf)
     except RuntimeError:  # not differentiable by torch (or not a function of z there)
         return None
     m = grad[0]
-    if not _close(grad, m.expand_as(grad)) or not _close(at(y, z), -rate * y + z @ m):
+    if not _close(grad, m.expand_as(grad)) or not _close(at(y, z), source - rate * y + z @ m):
         return None
-    return rate, tuple(float(v) for v in m)
+    sourced = not _close(source, torch.zeros_like(source))
+    shuffled = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 3))]
+    uses_x = sourced and not _close(source, _evaluator(equation, t, shuffled)(no_y, no_z))
+    return LinearInZ(rate, tuple(float(v) for v in m), sourced, uses_x)
 
 
 def payoff_jumps(equation: Equation, count: int = 4096, seed: int = 0) -> bool:

@@ -291,8 +291,10 @@ def solve(
     return result
 
 
-#: the error basis of a solve that trained on its linear twin (bsde.trainer.training_equation)
+#: the measure of a solve that trained on its linear twin (bsde.trainer.training_equation), and its error basis
 TWIN_MEASURE = "the drift its z-term adds (Girsanov), with the driver -r y (solver.measure: plain turns it off)"
+SOURCED_TWIN_MEASURE = ("the drift its z-term adds (Girsanov), with the driver f(t, x, y, 0) = -r y + k(t, x) "
+                        "(solver.measure: plain turns it off)")
 TWIN_BASIS = f"{GIRSANOV_BASIS}, where the solve trained"
 
 
@@ -324,8 +326,12 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     if warning:
         warn(warning)
     twin = equation is not problem.equation
-    linear = linear_value(equation, (LinearValue(baseline.value, baseline.stderr, TWIN_BASIS) if twin else
-                                     LinearValue(baseline.value, baseline.stderr)) if finite else None, seed=seed + 7)
+    if equation.driver_is_linear:  # f = -r y, or the linear twin of -r y + m . z: the baseline is the answer
+        linear = (LinearValue(baseline.value, baseline.stderr, TWIN_BASIS if twin else LinearValue.basis)
+                  if finite else None)
+    else:  # -r y + m . z + k(t, x) (a twin with a source, or measure plain): Girsanov with the source's integral
+        linear = linear_value(problem.equation, None, seed=seed + 7)
+        linear = replace(linear, basis=TWIN_BASIS) if twin and linear is not None else linear
     checked = estimate(model, fresh_paths, linear=linear,
                        generator=check_generator, history=[(h.iteration, h.y0) for h in trained.history],
                        iterations=settings.iterations)
@@ -380,7 +386,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         bound_stderr=bound.stderr if bound else None, bound_side=bound.side if bound else None,
         z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
         baseline_stderr=baseline.stderr if finite else None, zero_z_value=zero_z, reference=ref_value,
-        trained_under=TWIN_MEASURE if twin else None,
+        trained_under=(TWIN_MEASURE if equation.driver_is_linear else SOURCED_TWIN_MEASURE) if twin else None,
         reference_source=ref_source, reference_stderr=ref_stderr, rel_error=rel_error, iterations=settings.iterations,
         time_steps=settings.time_steps, batch_size=settings.batch_size, wall_s=wall_s, train_s=trained.train_s,
         iterations_per_s=settings.iterations / trained.train_s if trained.train_s > 0 else 0.0,

@@ -40,7 +40,8 @@ def test_regression_check_fails_above_its_tolerance_and_writes_the_reports(tmp_p
 
 
 def test_the_example_problem_files_pose_the_values_they_state():
-    """girsanov_brownian.yaml: 16 exactly; basket_call_real_drift.yaml: the risk-neutral basket price (its theta
+    """girsanov_brownian.yaml: 16 exactly; girsanov_source.yaml: 3.373629 (its comment's formula);
+    basket_call_real_drift.yaml: the risk-neutral basket price (its theta
     moves every rate to r, so no pricing-measure note), by its Girsanov reference against plain Monte Carlo of the
     risk-neutral problem on other paths."""
     import bsde
@@ -49,6 +50,8 @@ def test_the_example_problem_files_pose_the_values_they_state():
 
     brownian = bsde.reference(bsde.load_problem(str(EXAMPLES / "girsanov_brownian.yaml")), paths=1 << 16)
     assert abs(brownian.value - 16.0) < 4 * brownian.stderr
+    source = bsde.reference(bsde.load_problem(str(EXAMPLES / "girsanov_source.yaml")), paths=1 << 16)
+    assert source.method == "girsanov" and abs(source.value - 3.373629) < 4 * source.stderr
     basket = bsde.load_problem(str(EXAMPLES / "basket_call_real_drift.yaml"))
     assert pricing_measure_note(basket.equation, girsanov_drift(basket.equation)) is None
     neutral = bsde.load_problem(str(EXAMPLES / "basket_call_real_drift.yaml"),

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 import bsde
 from bsde.equations import EQUATIONS, AllenCahn, HJB, MaxCall
 from bsde.errors import ProblemError
-from bsde.probing import DriverFlags, declared_flags, payoff_jumps, probe_driver, verify_flags
+from bsde.probing import (DriverFlags, LinearInZ, declared_flags, linear_driver, payoff_jumps, probe_driver,
+                          verify_flags)
 
 
 def custom(driver, process=None, dim=3):
@@ -32,6 +34,26 @@ def custom(driver, process=None, dim=3):
 ])
 def test_probed_flags(driver, expected):
     assert custom(driver).driver_flags == expected
+
+
+@pytest.mark.parametrize("driver, expected", [
+    (lambda t, x, y, z: 0.3 * z.sum(-1) - 0.05 * y, LinearInZ(0.05, (0.3, 0.3, 0.3), False, False)),
+    (lambda t, x, y, z: z @ torch.tensor([0.1, -0.2, 0.4], dtype=z.dtype) + 0.7, LinearInZ(0.0, (0.1, -0.2, 0.4),
+                                                                                          True, False)),
+    (lambda t, x, y, z: 0.3 * z.sum(-1) - 0.05 * y + t * t, LinearInZ(0.05, (0.3, 0.3, 0.3), True, False)),
+    (lambda t, x, y, z: 0.3 * z.sum(-1) + x[..., 1].sin(), LinearInZ(0.0, (0.3, 0.3, 0.3), True, True)),
+    (lambda t, x, y, z: 0.3 * z.sum(-1) - 0.05 * t * y, None),          # the rate changes with t
+    (lambda t, x, y, z: 0.3 * z.sum(-1) * (1 + x[..., 0]), None),        # m changes with x
+    (lambda t, x, y, z: 0.3 * z.norm(dim=-1) + 0.1, None),               # not linear in z
+    (lambda t, x, y, z: 0.1 - 0.05 * y, None),                           # no z
+])
+def test_linear_driver_finds_rate_coefficients_and_source(driver, expected):
+    """f = -r y + m . z + k(t, x): r and m constants, k's presence and whether it changes with x."""
+    found = linear_driver(custom(driver))
+    assert (found is None) == (expected is None)
+    if expected is not None:
+        assert found.rate == pytest.approx(expected.rate, abs=1e-12) and found.m == pytest.approx(expected.m)
+        assert (found.source, found.source_uses_x) == (expected.source, expected.source_uses_x)
 
 
 def test_flags_given_skip_probing_but_are_checked_before_a_solve():

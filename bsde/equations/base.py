@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -175,12 +175,13 @@ def squared_norm(v: torch.Tensor) -> torch.Tensor:
     return fused(v)
 
 
-def pricing_measure_note(equation: Equation, linear: tuple[float, tuple[float, ...]] | None = None) -> str | None:
+def pricing_measure_note(equation: Equation, linear: Sequence[Any] | None = None) -> str | None:
     """A note where a price is not risk-neutral: the driver discounts at r while a GBM's assets drift at other rates,
     so u = e^{-rT} E g(X_T) under that drift (the PDE as written, but rarely the price meant); else None.
 
-    For f = -r y the rate is the drift mu. With ``linear`` = (r, m) for f = -r y + m . z (found by probing the
-    driver, :func:`bsde.girsanov.girsanov_drift`, which needs torch) asset i drifts at mu + vol_i (C^{1/2} m)_i.
+    For f = -r y the rate is the drift mu. With ``linear`` = (r, m, ...) for f = -r y + m . z + k(t, x) (found by
+    probing the driver, :func:`bsde.girsanov.girsanov_drift`, which needs torch) asset i drifts at
+    mu + vol_i (C^{1/2} m)_i.
     """
     process = equation.process
     if not isinstance(process, GBM):
@@ -195,7 +196,7 @@ def pricing_measure_note(equation: Equation, linear: tuple[float, tuple[float, .
                 f"e^(-rT) E g(X_T) under that drift, not a risk-neutral price (for one, set the process's drift to r)")
     from bsde.girsanov import drift_shift
 
-    rate, m = linear
+    rate, m = linear[0], linear[1]
     rates = [process.drift + shift for shift in drift_shift(equation, m)]
     if all(math.isclose(value, rate, abs_tol=1e-6) for value in rates):  # a rounded m (6 digits) is r to 1e-7
         return None

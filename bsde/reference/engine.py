@@ -149,7 +149,7 @@ METHODS: dict[str, Method] = {
                         "-(lam/2)|z|^2 alone", sampled=True),
     "girsanov": Method(_girsanov_applies, True, _girsanov, "Monte Carlo under the drift its z-term adds (Girsanov)",
                        lambda eq: None if _girsanov_applies(eq) else
-                       "not a Brownian motion or GBM with a driver -r y + m . z",
+                       "not a Brownian motion or GBM with a driver -r y + m . z + k(t, x)",
                        sampled=True),
     "mc": Method(lambda eq: eq.driver_is_linear, True, _monte_carlo, "Monte Carlo of e^{-rT} E g(X_T)",
                  lambda eq: None if eq.driver_is_linear else "the driver is not -r y", sampled=True),

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.integrate import quad
 from scipy.stats import norm
 
 import bsde
@@ -39,13 +40,52 @@ def test_the_interval_holds_the_closed_form(driver, params, drift, expected):
 
 @pytest.mark.parametrize(("driver", "process"), [
     ("m * sum(z) * x[0]", None),                                   # the coefficient of z depends on x
-    ("m * sum(z) + 0.1", None),                                    # a constant term
+    ("-r * t * y + m * sum(z)", None),                             # a rate that changes with t
     ("m * sum(z) - r * y * y", None),                              # not linear in y
     ("m * norm(z)", None),                                         # not linear in z
     ("m * sum(z)", {"kind": "diffusion", "drift": "0.05 * x", "sigma": "0.2 * x"}),  # no exact transition
 ])
 def test_other_drivers_are_not_girsanov(driver, process):
     assert "girsanov" not in applicable_methods(problem(driver, process))
+
+
+def source_integral(m: list[float], r: float, a: float, sigma: float = 0.4) -> float:
+    """int_0^1 e^{-rs} a E|X_s|^2 ds under the drift sigma m (x0 = 1): E|X_s|^2 = sum_i (1 + sigma m_i s)^2 + d sigma^2 s."""
+    return quad(lambda s: math.exp(-r * s) * a * (sum((1 + sigma * v * s) ** 2 for v in m) + len(m) * sigma**2 * s),
+                0.0, 1.0)[0]
+
+
+C = [0.1 * i - 0.4 for i in range(10)]
+
+
+@pytest.mark.parametrize(("driver", "params", "expected", "sampled"), [
+    ("-r * y + m * sum(z) + 0.3", {"m": 0.5, "r": 0.05}, exact([0.5] * 10, r=0.05) + 0.3 * (1 - math.exp(-0.05)) / 0.05,
+     False),
+    ("m * sum(z) + 3 * t ** 2", {"m": 0.5}, exact([0.5] * 10) + 1.0, False),     # int_0^1 3 s^2 ds
+    ("dot(c, z) - r * y + a * sum(x ** 2)", {"c": C, "r": 0.02, "a": 0.2},
+     exact(C, r=0.02) + source_integral(C, 0.02, 0.2), True),
+])
+def test_a_source_term_adds_its_discounted_time_integral(driver, params, expected, sampled):
+    """f = -r y + m . z + k(t, x): u = E[e^{-rT} g(X_T) + int_0^T e^{-rs} k(s, X_s) ds] under the drift b + sigma m,
+    k of t alone integrated at x0, k of x along the paths (the integral by scipy's quad here)."""
+    p = problem(driver, params=params)
+    assert applicable_methods(p)[0] == "girsanov"
+    result = bsde.reference(p, paths=1 << 18, seed=1)
+    assert result.ci95[0] < expected < result.ci95[1], (result.ci95, expected)
+    assert result.details["source"] == ("sampled along the paths" if sampled else "of t alone, at x0")
+    assert result.details["quadrature_allowance"] < 1e-9  # polynomial in t: Gauss-Legendre is exact
+    no_source = bsde.reference(problem(driver.rsplit(" + ", 1)[0], params=params), paths=1 << 18, seed=1)
+    assert abs(result.value - no_source.value - (expected - exact(C if "c" in params else [0.5] * 10,
+                                                                    r=params.get("r", 0.0)))) < 0.01
+
+
+def test_a_source_far_from_smooth_in_t_widens_the_interval_by_its_quadrature_change():
+    """A step of 5 at t = 0.37: Gauss-Legendre misses it by 0.17 on 16 nodes; the change from 8 nodes covers it."""
+    result = bsde.reference(problem("m * sum(z) + where(t < 0.37, 5, 0)", params={"m": 0.5}), paths=1 << 16, seed=1)
+    expected = exact([0.5] * 10) + 5 * 0.37
+    assert abs(result.value - expected) > 10 * result.stderr  # the quadrature's error, not the sampling's
+    assert result.ci95[0] < expected < result.ci95[1]
+    assert result.details["quadrature_allowance"] > abs(result.value - expected)
 
 
 def test_without_z_it_is_plain_monte_carlo_and_girsanov_says_why():
