@@ -1,12 +1,12 @@
-"""The Girsanov shift: f = -r y + m . z + k(t, x) (constant r and m) on a Brownian motion or a GBM moves the drift by
-sigma m.
+"""The Girsanov shift: a driver f = h(t, x, y) + m . z (constant m) on a Brownian motion or a GBM moves the drift
+by sigma m.
 
-u_t + b . grad u + (1/2) tr(sigma sigma^T Hess u) - r u + m . (sigma^T grad u) + k = 0 is the pricing equation, with
-the driver -r y + k(t, x), of the same process drifting at b + sigma m: for a Brownian motion each coordinate gains
-sigma m_i, for a GBM (sigma(x) = diag(vol x) C^{1/2}) asset i's rate gains vol_i (C^{1/2} m)_i. The reference samples
-X under that drift (:mod:`bsde.reference.girsanov`); the solver trains on that twin (:func:`linear_twin`, the driver
-f(t, x, y, 0)): the same u and Z = sigma^T grad u, but y0 no longer errs to first order in Z's error.
-"""
+u_t + b . grad u + (1/2) tr(sigma sigma^T Hess u) + h(t, x, u) + m . (sigma^T grad u) = 0 is the same PDE with the
+driver h = f(t, x, y, 0) and the process drifting at b + sigma m: for a Brownian motion each coordinate gains
+sigma m_i, for a GBM (sigma(x) = diag(vol x) C^{1/2}) asset i's rate gains vol_i (C^{1/2} m)_i. The solver trains on
+that twin (:func:`linear_twin`): the same u and Z = sigma^T grad u, but the driver has no z, so y0 no longer errs to
+first order in Z's error through it. Where h = -r y + k(t, x) (constant r) Feynman-Kac gives the value, which the
+reference samples under that drift (:mod:`bsde.reference.girsanov`)."""
 
 from __future__ import annotations
 
@@ -54,24 +54,28 @@ def shifted_process(equation: Equation, m: tuple[float, ...]) -> Process:
 
 
 def linear_twin(equation: Equation) -> Equation | None:
-    """The equation with the driver f(t, x, y, 0) = -r y + k(t, x) on the shifted process (the same u), where the
-    shift applies; else None."""
-    found = girsanov_drift(equation)
-    if found is None:
+    """The equation with the driver f(t, x, y, 0) on the shifted process (the same u), where f = f(t, x, y, 0) + m . z
+    with a constant m on a Brownian motion or a GBM; else None. For f = -r y + m . z that driver is -r y (linear)."""
+    if not isinstance(equation.process, (BrownianMotion, GBM)):
         return None
-    process = shifted_process(equation, found.m)
+    from bsde.probing import DriverFlags, linear_driver, z_drift_coefficients
+
+    m = z_drift_coefficients(equation)
+    if m is None:
+        return None
+    process = shifted_process(equation, m)
     from bsde.equations.functions import custom_equation
-    from bsde.probing import DriverFlags
 
-    rate, original = found.rate, equation.driver
-    if found.source:
-        def driver(t, x, y, z):  # f(t, x, y, 0): the source stays, the z-term went into the drift
-            return original(t, x, y, z.new_zeros(z.shape))
-
-        flags = DriverFlags(uses_y=bool(rate), uses_z=False)
-    else:
+    found, original = linear_driver(equation), equation.driver
+    if found is not None and not found.source:  # f = -r y + m . z
+        rate = found.rate
         driver = (lambda t, x, y, z: -rate * y) if rate else None
         flags = DriverFlags(uses_y=bool(rate), uses_z=False, discount_rate=rate)
+    else:
+        def driver(t, x, y, z):  # f(t, x, y, 0): all but the z-term, which went into the drift
+            return original(t, x, y, z.new_zeros(z.shape))
+
+        flags = DriverFlags(uses_y=equation.driver_uses_y, uses_z=False)
     return custom_equation(dim=equation.dim, x0=list(equation.x_start), process=process, terminal=equation.terminal,
                            driver=driver, total_time=equation.total_time,
                            name=getattr(equation, "name", equation.kind), flags=flags)  # a shipped kind has no name

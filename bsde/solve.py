@@ -98,8 +98,8 @@ class SolveResult:
     reference_error_estimate: float | None = None
     #: why a solve asked for a reference in passing (auto_reference) has none, in words; None otherwise
     no_reference: str | None = None
-    #: the measure training ran under where it is not the process's own, in words (a driver -r y + m . z trains
-    #: under the drift its z-term adds, bsde.trainer.training_equation; baseline and zero_z_value are then of it)
+    #: the measure training ran under where it is not the process's own, in words (a driver f(t, x, y, 0) + m . z
+    #: trains under the drift its z-term adds, bsde.trainer.training_equation; baseline and zero_z_value are then of it)
     trained_under: str | None = None
     #: the trained model (not in the JSON): u, grad, hessian, z, save
     solution: Solution | None = field(default=None, repr=False, compare=False)
@@ -293,7 +293,7 @@ def solve(
 
 #: the measure of a solve that trained on its linear twin (bsde.trainer.training_equation), and its error basis
 TWIN_MEASURE = "the drift its z-term adds (Girsanov), with the driver -r y (solver.measure: plain turns it off)"
-SOURCED_TWIN_MEASURE = ("the drift its z-term adds (Girsanov), with the driver f(t, x, y, 0) = -r y + k(t, x) "
+GENERAL_TWIN_MEASURE = ("the drift its z-term m . z adds (Girsanov), with the driver f(t, x, y, 0) "
                         "(solver.measure: plain turns it off)")
 TWIN_BASIS = f"{GIRSANOV_BASIS}, where the solve trained"
 
@@ -329,8 +329,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     if equation.driver_is_linear:  # f = -r y, or the linear twin of -r y + m . z: the baseline is the answer
         linear = (LinearValue(baseline.value, baseline.stderr, TWIN_BASIS if twin else LinearValue.basis)
                   if finite else None)
-    else:  # -r y + m . z + k(t, x) (a twin with a source, or measure plain): Girsanov with the source's integral
-        linear = linear_value(problem.equation, None, seed=seed + 7)
+    else:  # -r y + m . z + k(t, x) (a twin with a source, or measure plain): Girsanov with the source's integral;
+        linear = linear_value(problem.equation, None, seed=seed + 7)  # None for other drivers (Richardson below)
         linear = replace(linear, basis=TWIN_BASIS) if twin and linear is not None else linear
     checked = estimate(model, fresh_paths, linear=linear,
                        generator=check_generator, history=[(h.iteration, h.y0) for h in trained.history],
@@ -386,7 +386,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         bound_stderr=bound.stderr if bound else None, bound_side=bound.side if bound else None,
         z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
         baseline_stderr=baseline.stderr if finite else None, zero_z_value=zero_z, reference=ref_value,
-        trained_under=(TWIN_MEASURE if equation.driver_is_linear else SOURCED_TWIN_MEASURE) if twin else None,
+        trained_under=(TWIN_MEASURE if equation.driver_is_linear else GENERAL_TWIN_MEASURE) if twin else None,
         reference_source=ref_source, reference_stderr=ref_stderr, rel_error=rel_error, iterations=settings.iterations,
         time_steps=settings.time_steps, batch_size=settings.batch_size, wall_s=wall_s, train_s=trained.train_s,
         iterations_per_s=settings.iterations / trained.train_s if trained.train_s > 0 else 0.0,

@@ -131,9 +131,10 @@ def steers(equation: Equation, settings: SolverSettings) -> bool:
 
 
 def training_equation(equation: Equation, settings: SolverSettings) -> Equation:
-    """What training runs on: with ``solver.measure`` 'auto', a driver -r y + m . z on a Brownian motion or a GBM
-    trains as its linear twin (:func:`bsde.girsanov.linear_twin`: the same u and Z under the drift the z-term adds,
-    where y0 no longer errs to first order in Z's error); otherwise the equation itself."""
+    """What training runs on: with ``solver.measure`` 'auto', a driver f(t, x, y, 0) + m . z (constant m; -r y + m . z
+    for one) on a Brownian motion or a GBM trains as its linear twin (:func:`bsde.girsanov.linear_twin`: the same u
+    and Z under the drift the z-term adds, where y0 no longer errs to first order in Z's error through the driver);
+    otherwise the equation itself."""
     if settings.measure != "auto" or not equation.driver_uses_z:
         return equation
     from bsde.girsanov import linear_twin

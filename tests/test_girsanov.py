@@ -55,6 +55,38 @@ def test_a_source_term_stays_in_the_twins_driver():
     assert torch.allclose(twin.driver(t, x, y, z), -0.05 * y + t * x.sum(-1))
 
 
+def test_any_driver_with_a_constant_z_term_has_a_twin_without_it():
+    """f = -r t y + c . z and f = y - y^3 + c . z: the twin drifts by sigma c, its driver is f(t, x, y, 0)."""
+    import torch
+
+    process, params = {"kind": "brownian", "sigma": 0.4}, {"c": [0.1, 0.2, 0.3], "r": 0.05}
+    t, x, y = 0.3, torch.randn(5, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    z = torch.randn(5, 3, dtype=torch.float64)
+    for driver, expected in (("-r * t * y + dot(c, z)", -0.05 * t * y), ("y - y ** 3 + dot(c, z)", y - y ** 3)):
+        twin = linear_twin(custom(driver, process, params).equation)
+        assert twin.process.drift == pytest.approx((0.04, 0.08, 0.12)) and not twin.driver_uses_z
+        assert twin.driver_uses_y and not twin.driver_is_linear
+        assert torch.allclose(twin.driver(t, x, y, z), expected)
+
+
+def test_a_twin_nonlinear_in_y_is_closer_than_the_plain_measure():
+    """f = y/2 - y^3/5 + 0.6 z on dX = 0.1 dt + 0.6 dW, g = 1 / (1 + x^2), x0 = 0.3, T = 0.7, 400 iterations, against
+    the 1-d PDE solve: plain 0.22% off (seeds 0, 1; its Richardson estimate covered 0.95x and 1.35x), twin 0.02% and
+    0.08%."""
+    def problem(measure: str):
+        return bsde.problem_from_dict({"equation": {
+            "kind": "custom", "dim": 1, "x0": 0.3, "total_time": 0.7, "params": {"c": 0.6},
+            "process": {"kind": "brownian", "sigma": 0.6, "drift": 0.1}, "terminal": "1 / (1 + sum(x ** 2))",
+            "driver": "0.5 * y - 0.2 * y ** 3 + c * sum(z)"}, "solver": {"iterations": 400, "measure": measure}})
+
+    exact = bsde.reference(problem("plain"), "pde-1d")
+    assert exact.details["error_estimate"] < 1e-4
+    twin, plain = bsde.solve(problem("auto"), seed=0, threads=2), bsde.solve(problem("plain"), seed=0, threads=2)
+    assert "f(t, x, y, 0)" in twin.trained_under and plain.trained_under is None
+    assert abs(twin.y0 - exact.value) <= twin.error_estimate and abs(twin.y0 - exact.value) < 0.001 * exact.value
+    assert abs(plain.y0 - exact.value) > 4 * abs(twin.y0 - exact.value)
+
+
 def test_training_on_the_twin_removes_the_first_order_error_of_y0():
     """f = c . z with c_i from 0.3 to 0.7, sigma 0.4, g = |x|^2 at d = 10, 300 iterations: under the process's own
     drift y0 was 3.8-4.0% off, on the twin (drift sigma c_i in coordinate i) 0.03% (seeds 0, 1). Truth by hand:
@@ -81,7 +113,8 @@ def test_a_twin_with_a_source_keeps_y0_as_close_as_without():
     e^{-rT} E|X_T|^2 + a int_0^T e^{-rs} E|X_s|^2 ds, E|X_s|^2 = sum_i (x0_i + (b_i + sigma c_i) s)^2 + d sigma^2 s."""
     from scipy.integrate import quad
 
-    x0, b, c, sigma, horizon, r, a = np.array([0.5, -0.2, 1.0]), [0.1, -0.2, 0.05], [0.3, -0.5, 0.8], 0.6, 0.7, 0.05, 0.4
+    x0, b, c = np.array([0.5, -0.2, 1.0]), [0.1, -0.2, 0.05], [0.3, -0.5, 0.8]
+    sigma, horizon, r, a = 0.6, 0.7, 0.05, 0.4
 
     def second_moment(s: float) -> float:
         return float(np.sum((x0 + (np.array(b) + sigma * np.array(c)) * s) ** 2) + 3 * sigma**2 * s)
@@ -96,7 +129,7 @@ def test_a_twin_with_a_source_keeps_y0_as_close_as_without():
             "driver": "-r * y + dot(c, z) + a * sum(x ** 2)"}, "solver": {"iterations": 400, "measure": measure}})
 
     twin, plain = bsde.solve(problem("auto"), seed=0, threads=2), bsde.solve(problem("plain"), seed=0, threads=2)
-    assert "k(t, x)" in twin.trained_under and "Girsanov" in twin.error_basis and plain.trained_under is None
+    assert "f(t, x, y, 0)" in twin.trained_under and "Girsanov" in twin.error_basis and plain.trained_under is None
     assert abs(twin.y0 - exact) <= twin.error_estimate and abs(twin.y0 - exact) < 0.002 * exact
     assert abs(plain.y0 - exact) > 4 * abs(twin.y0 - exact)
     assert "Girsanov" in plain.error_basis and abs(plain.y0 - exact) <= plain.error_estimate  # the source counted

@@ -11,7 +11,7 @@ import bsde
 from bsde.equations import EQUATIONS, AllenCahn, HJB, MaxCall
 from bsde.errors import ProblemError
 from bsde.probing import (DriverFlags, LinearInZ, declared_flags, linear_driver, payoff_jumps, probe_driver,
-                          verify_flags)
+                          verify_flags, z_drift_coefficients)
 
 
 def custom(driver, process=None, dim=3):
@@ -54,6 +54,20 @@ def test_linear_driver_finds_rate_coefficients_and_source(driver, expected):
     if expected is not None:
         assert found.rate == pytest.approx(expected.rate, abs=1e-12) and found.m == pytest.approx(expected.m)
         assert (found.source, found.source_uses_x) == (expected.source, expected.source_uses_x)
+
+
+@pytest.mark.parametrize("driver, expected", [
+    (lambda t, x, y, z: 0.3 * z.sum(-1) - 0.05 * t * y, (0.3, 0.3, 0.3)),          # any f(t, x, y, 0)
+    (lambda t, x, y, z: y - y ** 3 + z @ torch.tensor([0.1, -0.2, 0.4], dtype=z.dtype) + x.sum(-1).cos(),
+     (0.1, -0.2, 0.4)),
+    (lambda t, x, y, z: 0.3 * z.sum(-1) * (1 + t), None),                          # m changes with t
+    (lambda t, x, y, z: y * z.sum(-1), None),                                      # m changes with y
+    (lambda t, x, y, z: -0.5 * z.square().sum(-1) + z.sum(-1), None),              # not linear in z
+])
+def test_z_drift_coefficients_need_only_a_constant_m(driver, expected):
+    """f = f(t, x, y, 0) + m . z with a constant m, whatever f(t, x, y, 0) is."""
+    found = z_drift_coefficients(custom(driver))
+    assert found == (None if expected is None else pytest.approx(expected))
 
 
 def test_flags_given_skip_probing_but_are_checked_before_a_solve():
