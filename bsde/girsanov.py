@@ -60,13 +60,14 @@ def linear_twin(equation: Equation) -> Equation | None:
         return None
     from bsde.probing import DriverFlags, linear_driver, z_drift_coefficients
 
-    m = z_drift_coefficients(equation)
+    found = linear_driver(equation)  # -r y + m . z + k(t, x); else any f(t, x, y, 0) + m . z
+    m = found.m if found is not None else z_drift_coefficients(equation)
     if m is None:
         return None
     process = shifted_process(equation, m)
     from bsde.equations.functions import custom_equation
 
-    found, original = linear_driver(equation), equation.driver
+    original = equation.driver
     if found is not None and not found.source:  # f = -r y + m . z
         rate = found.rate
         driver = (lambda t, x, y, z: -rate * y) if rate else None

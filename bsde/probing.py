@@ -210,16 +210,10 @@ class LinearInZ(NamedTuple):
     source_uses_x: bool = False
 
 
-def z_drift_coefficients(equation: Equation, count: int = POINTS, seed: int = 0) -> tuple[float, ...] | None:
-    """m where f(t, x, y, z) = f(t, x, y, 0) + m . z with a constant vector m and the driver uses z, found at probe
-    points (m by autograd: a driver torch cannot differentiate gives None); else None. What the z-term turns into
-    under a Girsanov change of drift (bsde.girsanov), whatever f does with t, x and y."""
+def _z_coefficients(at: Any, y: Any, z: Any) -> Any:
+    """m (dim,) where at(y, z) - at(y, 0) = m . z with one m at every probe point (m by autograd), else None."""
     import torch
 
-    if not equation.driver_uses_z:
-        return None
-    t, x, y, z = probe_points(equation, count, seed)
-    at = _evaluator(equation, t, x)
     leaf = z.clone().requires_grad_(True)
     try:
         with torch.enable_grad():
@@ -229,20 +223,33 @@ def z_drift_coefficients(equation: Equation, count: int = POINTS, seed: int = 0)
     m = grad[0]
     if not _close(grad, m.expand_as(grad)) or not _close(at(y, z) - at(y, torch.zeros_like(z)), z @ m):
         return None
-    return tuple(float(v) for v in m)
+    return m
+
+
+def z_drift_coefficients(equation: Equation, count: int = POINTS, seed: int = 0) -> tuple[float, ...] | None:
+    """m where f(t, x, y, z) = f(t, x, y, 0) + m . z with a constant vector m and the driver uses z, found at probe
+    points (m by autograd: a driver torch cannot differentiate gives None); else None. What the z-term turns into
+    under a Girsanov change of drift (bsde.girsanov), whatever f does with t, x and y."""
+    if not equation.driver_uses_z:
+        return None
+    t, x, y, z = probe_points(equation, count, seed)
+    m = _z_coefficients(_evaluator(equation, t, x), y, z)
+    return None if m is None else tuple(float(v) for v in m)
 
 
 def linear_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> LinearInZ | None:
-    """f = -r y + m . z + k(t, x) with constants r and m (a vector, :func:`z_drift_coefficients`), a source k of t
-    and x alone (0 included), where the driver uses z, found at probe points; else None. The case of a Girsanov
-    change of drift with a Feynman-Kac value (bsde.reference.girsanov)."""
+    """f = -r y + m . z + k(t, x) with constants r and m (a vector, as :func:`z_drift_coefficients` finds it), a
+    source k of t and x alone (0 included), where the driver uses z, found at probe points; else None. The case of a
+    Girsanov change of drift with a Feynman-Kac value (bsde.reference.girsanov)."""
     import torch
 
-    m = z_drift_coefficients(equation, count, seed)
-    if m is None:
+    if not equation.driver_uses_z:
         return None
     t, x, y, z = probe_points(equation, count, seed)
     at = _evaluator(equation, t, x)
+    m = _z_coefficients(at, y, z)
+    if m is None:
+        return None
     no_y, no_z = torch.zeros_like(y), torch.zeros_like(z)
     source = at(no_y, no_z)
 
@@ -250,13 +257,12 @@ def linear_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> Lin
         return at(y_, z_) - source
 
     rate = _discount_rate(unsourced, y, no_z, unsourced(y, no_z), uses_z=False)  # f(y, 0) - k = -r y
-    coefficients = torch.tensor(m, dtype=torch.float64, device=DEVICE)
-    if rate is None or not _close(at(y, z), source - rate * y + z @ coefficients):
+    if rate is None or not _close(at(y, z), source - rate * y + z @ m):
         return None
     sourced = not _close(source, torch.zeros_like(source))
     shuffled = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 3))]
     uses_x = sourced and not _close(source, _evaluator(equation, t, shuffled)(no_y, no_z))
-    return LinearInZ(rate, m, sourced, uses_x)
+    return LinearInZ(rate, tuple(float(v) for v in m), sourced, uses_x)
 
 
 def payoff_jumps(equation: Equation, count: int = 4096, seed: int = 0) -> bool:
