@@ -33,6 +33,9 @@ class Adam:
         self.steps = 0
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        #: per parameter, the order of its axes that is contiguous in memory (None: as it is); the update runs
+        #: on those views (the same elements), as torch's fused kernel copies a non-contiguous tensor in and out
+        self._orders = [_memory_order(p) for p in self.params]
         # the fused kernel reads each parameter's step count from a float32 tensor (torch.optim's layout): here
         # views of one tensor, all equal to the step being taken, so that one fill sets them
         self._counts = torch.zeros(len(self.params), dtype=torch.float32, device=self.params[0].device)
@@ -83,9 +86,19 @@ class Adam:
     @torch.no_grad()
     def _update(self, indices: list[int], steps: int) -> None:
         """Step ``steps`` of the parameters ``indices``."""
-        params, exp_avg, exp_avg_sq = ([values[i] for i in indices] for values in (self.params, self.exp_avg,
-                                                                                   self.exp_avg_sq))
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        def in_order(i: int, tensor: torch.Tensor) -> torch.Tensor:
+            return tensor if self._orders[i] is None else tensor.permute(self._orders[i])
+
+        params, exp_avg, exp_avg_sq, grads = [], [], [], []
+        for i in indices:
+            p = self.params[i]
+            # a gradient laid out unlike its parameter (one set by hand; autograd's follow the parameter's layout)
+            # is copied into the parameter's layout: the fused kernel would apply it to the wrong elements
+            g = torch.zeros_like(p) if p.grad is None else p.grad
+            g = g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
+            for values, tensor in ((params, p), (exp_avg, self.exp_avg[i]), (exp_avg_sq, self.exp_avg_sq[i]),
+                                   (grads, g)):
+                values.append(in_order(i, tensor))
         if self.fused:
             self._counts.fill_(steps)
             counts = [self._step_counts[i] for i in indices]
@@ -114,3 +127,12 @@ class Adam:
         with torch.no_grad():
             for target, source in zip([*self.exp_avg, *self.exp_avg_sq], [*state["exp_avg"], *state["exp_avg_sq"]]):
                 target.copy_(source)
+
+
+def _memory_order(tensor: torch.Tensor) -> tuple[int, ...] | None:
+    """The order of ``tensor``'s axes in which it is contiguous (a transposed view of a contiguous tensor: the
+    reverse transpose); None where it is contiguous already or no order is (a tensor with gaps)."""
+    if tensor.is_contiguous():
+        return None
+    order = tuple(sorted(range(tensor.ndim), key=lambda axis: -tensor.stride(axis)))
+    return order if tensor.permute(order).is_contiguous() else None

@@ -106,12 +106,65 @@ class StackedBatchNorm(nn.Module):
                                 torch.backends.cudnn.enabled)
 
 
+#: a stacked layer whose input is more than this many times as wide as its output keeps its weights in the
+#: transposed layout (see StackedLinear): the first layer from d = 221 on, at the default width d + 10
+WIDE_INPUT = 2
+
+
+class _WideInputMatmul(torch.autograd.Function):
+    """h (S, B, in) @ W (S, in, out) for a W laid out as (S, out, in) in memory, whose gradient h^T g is computed
+    as (g^T h)^T: in W's own layout, where autograd's h^T g comes out (S, in, out) and is then copied over."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(h, weight)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        h, weight = ctx.saved_tensors
+        grad_h = torch.bmm(grad, weight.transpose(1, 2)) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.bmm(grad.transpose(1, 2), h).transpose(1, 2) if ctx.needs_input_grad[1] else None
+        return grad_h, grad_weight
+
+
+class _WideInputMatmulForwardMode(_WideInputMatmul):
+    """The same with forward-mode derivatives (torch.func.jvp), which torch.compile cannot trace (it would break
+    the compiled graph there): the eager one."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+
+    @staticmethod
+    def jvp(ctx, h_tangent, weight_tangent) -> torch.Tensor:
+        h, weight = ctx.saved_tensors
+        terms = [torch.bmm(a, b) for a, b in ((h_tangent, weight), (h, weight_tangent))
+                 if a is not None and b is not None]
+        return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
 class StackedLinear(nn.Module):
-    """h (B, S, in) -> h[:, s] @ W_s  (B, S, out); no bias (a batch norm follows)."""
+    """h (B, S, in) -> h[:, s] @ W_s  (B, S, out); no bias (a batch norm follows).
+
+    W is (S, in, out). Where in > WIDE_INPUT out (the first layer at large d), W is a transposed view of an
+    (S, out, in) tensor: the CPU's batched matmuls at those shapes, h @ W forward and the weight gradient
+    backward (by _WideInputMatmul), both run about 1.3x faster than with the (S, in, out) layout (d = 1000-10,000,
+    float64, 2 cores). Its values, shape, state_dict and checkpoints are the same either way.
+    """
 
     def __init__(self, steps: int, fan_in: int, fan_out: int, *, dtype: torch.dtype, device=None):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(steps, fan_in, fan_out, dtype=dtype, device=device))
+        self.wide_input = fan_in > WIDE_INPUT * fan_out
+        kw = {"dtype": dtype, "device": device}
+        self.weight = nn.Parameter(torch.empty(steps, fan_out, fan_in, **kw).transpose(1, 2) if self.wide_input
+                                   else torch.empty(steps, fan_in, fan_out, **kw))
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Glorot uniform, as Keras' Dense default."""
@@ -121,6 +174,9 @@ class StackedLinear(nn.Module):
             self.weight.copy_(uniform(self.weight.shape, -bound, bound, generator, self.weight))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.wide_input and torch.is_grad_enabled() and self.weight.requires_grad:
+            matmul = _WideInputMatmul if torch.compiler.is_compiling() else _WideInputMatmulForwardMode
+            return matmul.apply(h.transpose(0, 1), self.weight).transpose(0, 1)
         return torch.bmm(h.transpose(0, 1), self.weight).transpose(0, 1)
 
 

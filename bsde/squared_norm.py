@@ -20,14 +20,22 @@ class _SquaredNorm(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        (v,) = inputs
-        ctx.save_for_backward(v)
-        ctx.save_for_forward(v)
+        ctx.save_for_backward(*inputs)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (v,) = ctx.saved_tensors
         return v * (2 * grad).unsqueeze(-1)  # differentiable again: second derivatives work
+
+
+class _SquaredNormForwardMode(_SquaredNorm):
+    """The same with forward-mode derivatives, which torch.compile cannot trace (it would break the compiled graph
+    there): the eager one."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
 
     @staticmethod
     def jvp(ctx, tangent: torch.Tensor) -> torch.Tensor:
@@ -38,5 +46,5 @@ class _SquaredNorm(torch.autograd.Function):
 def squared_norm(v: torch.Tensor) -> torch.Tensor:
     """|v|^2 = sum_i v_i^2 along the last axis (..., dim) -> (...)."""
     if torch.is_grad_enabled() and v.requires_grad:
-        return _SquaredNorm.apply(v)
+        return (_SquaredNorm if torch.compiler.is_compiling() else _SquaredNormForwardMode).apply(v)
     return torch.linalg.vector_norm(v, dim=-1).square()

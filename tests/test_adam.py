@@ -73,6 +73,28 @@ def test_updates_during_backward_take_the_same_trajectory(fused):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_parameter_laid_out_transposed_takes_the_same_update(fused):
+    """A transposed view as the parameter (the networks' wide first layer), its gradient set by autograd in the
+    same layout or by hand in another: the update is the contiguous parameter's."""
+    if fused and not fused_adam("cpu"):
+        pytest.skip("this torch has no fused Adam on CPU")
+    values = torch.randn(3, 7, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    target = torch.randn(3, 7, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    plain = torch.nn.Parameter(values.clone())
+    transposed = torch.nn.Parameter(values.transpose(1, 2).contiguous().transpose(1, 2))
+    optimizers = [Adam([p], lr=0.1, fused=fused) for p in (plain, transposed)]
+    for step in range(4):
+        for p, optimizer in zip((plain, transposed), optimizers):
+            optimizer.zero_grad()
+            ((p - target) ** 3).sum().backward()
+            if step == 3 and p is transposed:  # by hand, contiguous: unlike the parameter
+                p.grad = p.grad.contiguous()
+            optimizer.step()
+    assert transposed.stride() == (35, 1, 7) and not torch.equal(plain.detach(), values)
+    torch.testing.assert_close(transposed.detach(), plain.detach(), rtol=0, atol=1e-15)
+
+
 def test_state_dict_resumes_the_same_trajectory():
     whole, _ = _run(lambda p: Adam(p, lr=0.05), 12)
     params, frozen, loss = _problem()

@@ -162,9 +162,11 @@ def test_scale_fit_reads_growth_per_decade():
     assert growth.parameter_exponent == pytest.approx(1.0)
 
 
-def test_floor_does_the_matmul_work_of_an_iteration():
+@pytest.mark.parametrize(("dim", "hidden"), [(6, [7, 5]), (20, [9, 4])])
+def test_floor_does_the_matmul_work_of_an_iteration(dim, hidden):
     """torch's FLOP counter (independent of network_flops) sees the same matmul FLOPs in a training step's forward
-    and backward as in the floor, and both are network_flops."""
+    and backward as in the floor, and both are network_flops (the second case's layers 20 -> 9 and 9 -> 4 are wide:
+    their weights are stored transposed, bsde.networks)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from bsde.bench.cases import matmul_floor, network_flops
@@ -172,8 +174,8 @@ def test_floor_does_the_matmul_work_of_an_iteration():
     from bsde.problem import load_problem
     from bsde.trainer import sample
 
-    problem = load_problem("hjb", {"equation.dim": 6, "solver.time_steps": 4, "solver.batch_size": 8,
-                                   "solver.hidden": [7, 5], "solver.dtype": "float64"})
+    problem = load_problem("hjb", {"equation.dim": dim, "solver.time_steps": 4, "solver.batch_size": 8,
+                                   "solver.hidden": hidden, "solver.dtype": "float64"})
     equation, settings = problem.equation, problem.solver
     cpu = torch.device("cpu")
     model = DeepBSDE(equation, settings.time_steps, settings.widths(equation.dim), dtype=torch.float64)
@@ -186,6 +188,8 @@ def test_floor_does_the_matmul_work_of_an_iteration():
         counts = counter.get_flop_counts()["Global"]
         return sum(n for op, n in counts.items() if "mm" in str(op) or "matmul" in str(op))
 
+    assert [linear.wide_input for linear in model.nets.linears] == [dim > 2 * w for w in hidden[:1]] + [
+        a > 2 * b for a, b in zip(hidden, hidden[1:])] + [False]
     iteration = matmul_flops(lambda: terminal_loss(model(paths.x, paths.dw, paths.dt),
                                                    equation.terminal(paths.x[:, -1])).backward())
     assert iteration == matmul_flops(matmul_floor(problem, cpu)) == network_flops(problem)

@@ -136,15 +136,17 @@ def test_stop_keeps_the_first_signal():
 def test_two_processes_reproduce_one(tmp_path: Path):
     """bsde solve --nproc 2 (torchrun, gloo): the same losses and y0 as one process, one JSON, one log. Run in a
     folder holding a bsde/ of its own (a checkout): the workers import the installed package, as the launcher
-    does (`python -m` put the folder first on their path: "No module named bsde.cli", QA)."""
+    does (`python -m` put the folder first on their path: "No module named bsde.cli", QA). The first layer, 24 -> 6,
+    keeps its weights transposed (bsde.networks): DDP's gradient buckets follow that layout."""
     if sys.version_info >= (3, 11):  # PYTHONSAFEPATH (and -P) came with 3.11
         (tmp_path / "bsde").mkdir()
         (tmp_path / "bsde" / "__init__.py").write_text("raise ImportError('the decoy in the current folder')\n")
-    done = bsde_cli("solve", *ARGS, "--json", "--nproc", "2", "--out", "two.json", cwd=tmp_path,
+    wide = {"equation.dim": 24, "solver.hidden": [6, 6]}
+    done = bsde_cli("solve", *ARGS, *tiny_args(**wide), "--json", "--nproc", "2", "--out", "two.json", cwd=tmp_path,
                     safe_path=sys.version_info >= (3, 11))
     assert done.returncode == 0, done.stderr
     many = json.loads(done.stdout)  # exactly one JSON object: only the lead prints
-    one = one_process()
+    one = one_process(**wide)
     assert many["processes"] == 2 and many["batch_size"] == TINY["solver.batch_size"]
     assert_same_history(one.history, many["history"])
     assert many["y0"] == pytest.approx(one.y0, rel=1e-9)  # the lead's bound on the same model

@@ -115,7 +115,7 @@ def test_squared_norms_of_z_are_fused(text):
         if node is not None and type(node).__name__ not in nodes:
             nodes.add(type(node).__name__)
             pending.extend(next_node for next_node, _ in node.next_functions)
-    assert "_SquaredNormBackward" in nodes, nodes
+    assert any(name.startswith("_SquaredNorm") for name in nodes), nodes
     (grad,) = torch.autograd.grad(out.sum(), z)
     torch.testing.assert_close(out, -0.5 * (z * z).sum(-1), rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(grad, -z, rtol=1e-14, atol=1e-14)

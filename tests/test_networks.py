@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from bsde.networks import StackedGradientNets
+import bsde
+import bsde.networks
+from bsde.networks import StackedGradientNets, StackedLinear
 from bsde.per_step import PerStepGradientNets
 
 
@@ -14,9 +16,10 @@ def randomise(stacked: StackedGradientNets, generator: torch.Generator) -> None:
             p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype))
 
 
-@pytest.mark.parametrize("hidden", [[7, 9], [5], [6, 6, 6]])
-def test_stacked_equals_per_step_loop(hidden, generator):
-    steps, dim, batch = 4, 3, 16
+@pytest.mark.parametrize(("hidden", "dim"), [([7, 9], 3), ([5], 3), ([6, 6, 6], 3), ([4, 4], 9)])
+def test_stacked_equals_per_step_loop(hidden, dim, generator):
+    """(The last case's first layer, 9 -> 4, is wide: its weights are stored transposed.)"""
+    steps, batch = 4, 16
     stacked = StackedGradientNets(steps, dim, hidden, dtype=torch.float64)
     stacked.reset_parameters(generator)
     randomise(stacked, generator)
@@ -138,3 +141,56 @@ def test_folded_step_is_the_step_network_in_inference_mode():
             single = nets.folded(step, scale=2.5, dtype=torch.float32)(x.float())
             assert single.dtype == torch.float32
             assert torch.allclose(single.double(), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_wide_input_layer_stores_its_weights_transposed(generator):
+    """in > 2 out: W (S, in, out) is a view of an (S, out, in) tensor; forward, both gradients and their second
+    derivatives are those of the plain batched matmul, and W's gradient comes in W's own layout (no copy)."""
+    wide = StackedLinear(3, 9, 4, dtype=torch.float64)
+    wide.reset_parameters(generator)
+    assert wide.wide_input and wide.weight.shape == (3, 9, 4) and wide.weight.transpose(1, 2).is_contiguous()
+    assert not StackedLinear(3, 8, 4, dtype=torch.float64).wide_input  # in = 2 out: as before
+    plain = wide.weight.detach().contiguous().requires_grad_(True)
+    h = torch.randn(5, 3, 9, generator=generator, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(5, 3, 4, generator=generator, dtype=torch.float64)
+    out = wide(h)
+    expected = torch.bmm(h.transpose(0, 1), plain).transpose(0, 1)
+    torch.testing.assert_close(out, expected, rtol=1e-14, atol=1e-14)
+    grads = torch.autograd.grad((out * g).sum(), (h, wide.weight))
+    expected_grads = torch.autograd.grad((expected * g).sum(), (h, plain))
+    for a, b in zip(grads, expected_grads):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+    assert grads[1].stride() == wide.weight.stride()
+    weight = wide.weight.detach().requires_grad_(True)
+    matmul = bsde.networks._WideInputMatmul.apply
+    assert torch.autograd.gradgradcheck(matmul, (h.transpose(0, 1)[:2, :3], weight[:2]))
+
+
+def test_a_wide_input_layer_has_forward_mode_derivatives(generator):
+    """torch.func.jvp through the layer (the refit's second-order term takes them of the networks)."""
+    wide = StackedLinear(2, 7, 3, dtype=torch.float64)
+    wide.reset_parameters(generator)
+    h, tangent = (torch.randn(4, 2, 7, generator=generator, dtype=torch.float64) for _ in range(2))
+    _, along = torch.func.jvp(wide, (h,), (tangent,))
+    torch.testing.assert_close(along, wide(tangent), rtol=1e-14, atol=1e-14)  # linear in h
+
+
+def test_a_wide_first_layer_trains_as_the_plain_layout(monkeypatch):
+    """Training with the first layer's weights transposed (dim 24, widths 6: 24 -> 6 is wide) takes the plain
+    layout's steps to rounding: the Adam moments and updates follow each parameter's layout."""
+    settings = {"equation.dim": 24, "solver.hidden": [6, 6], "solver.time_steps": 4, "solver.batch_size": 16,
+                "solver.valid_size": 16, "solver.iterations": 40, "solver.log_every": 10}
+    wide = bsde.solve(bsde.load_problem("hjb", settings), seed=2, device="cpu")
+    assert wide.solution.model.nets.linears[0].wide_input
+    monkeypatch.setattr(bsde.networks, "WIDE_INPUT", 10**9)
+    plain = bsde.solve(bsde.load_problem("hjb", settings), seed=2, device="cpu")
+    assert not plain.solution.model.nets.linears[0].wide_input
+    for a, b in zip(wide.history, plain.history):
+        assert a.loss == pytest.approx(b.loss, rel=1e-9) and a.y0 == pytest.approx(b.y0, rel=1e-9)
+    assert wide.history[-1].y0 != wide.history[0].y0
+    torch.testing.assert_close(wide.solution.model.nets.linears[0].weight, plain.solution.model.nets.linears[0].weight,
+                               rtol=1e-8, atol=1e-10)
+    # and the state dicts load into each other (checkpoints of either layout)
+    plain.solution.model.load_state_dict(wide.solution.model.state_dict())
+    torch.testing.assert_close(plain.solution.model.nets.linears[0].weight, wide.solution.model.nets.linears[0].weight,
+                               rtol=0, atol=0)

@@ -24,6 +24,7 @@ import torch
 
 from bsde.adam import Adam
 from bsde.model import DeepBSDE, terminal_loss
+from bsde.networks import WIDE_INPUT
 from bsde.per_step import PerStepGradientNets
 from bsde.problem import Problem, load_problem, problem_from_dict
 from bsde.memory import estimate
@@ -186,26 +187,32 @@ def matmul_floor(problem: Problem, device: torch.device) -> Callable[[], None]:
 
     Forward (S, B, w_l) @ (S, w_l, w_(l+1)) for every layer; backward the weight gradients
     (S, w_l, B) @ (S, B, w_(l+1)) and the input gradients (S, B, w_(l+1)) @ (S, w_(l+1), w_l) of
-    every layer but the first: the :func:`network_flops` of an iteration, on contiguous operands
-    (the layout most favourable to the matmul library). An iteration cannot run faster than this.
+    every layer but the first: the :func:`network_flops` of an iteration, on contiguous operands. A layer
+    whose input is wide (bsde.networks.StackedLinear) has its weight and weight gradient in the transposed
+    layout, as the networks do, where the matmul library runs about 1.3x faster: (S, B, w_l) @ (S, w_(l+1), w_l)^T
+    and (S, w_(l+1), B) @ (S, B, w_l). An iteration cannot run faster than this.
     """
     settings = problem.solver.for_device(device.type)
     widths = network_widths(problem)
     steps, batch = max(settings.time_steps - 1, 1), settings.batch_size
     generator = torch.Generator(device=device).manual_seed(0)
     kw = {"generator": generator, "dtype": settings.torch_dtype, "device": device}
-    weights = [torch.randn(steps, a, b, **kw) / math.sqrt(a) for a, b in zip(widths, widths[1:])]
+    wide = [a > WIDE_INPUT * b for a, b in zip(widths, widths[1:])]
+    weights = [torch.randn(steps, b, a, **kw).transpose(1, 2) / math.sqrt(a) if transposed
+               else torch.randn(steps, a, b, **kw) / math.sqrt(a) for a, b, transposed in zip(widths, widths[1:], wide)]
     inputs = [torch.randn(steps, batch, a, **kw) for a in widths[:-1]]
     output_grads = [torch.randn(steps, batch, b, **kw) for b in widths[1:]]
-    inputs_t = [x.transpose(1, 2).contiguous() for x in inputs]
+    # the weight gradient's two factors, contiguous, in the order that gives the weight's layout
+    weight_grad_factors = [(g.transpose(1, 2).contiguous(), x) if transposed else (x.transpose(1, 2).contiguous(), g)
+                           for x, g, transposed in zip(inputs, output_grads, wide)]
     weights_t = [w.transpose(1, 2).contiguous() for w in weights]
 
     def work() -> None:  # in the training step's matmul precision (TF32 for float32 on CUDA by default)
         with torch.no_grad(), matmul_precision(settings, device):
             for x, w in zip(inputs, weights):
                 torch.bmm(x, w)
-            for layer, (x_t, w_t, g) in enumerate(zip(inputs_t, weights_t, output_grads)):
-                torch.bmm(x_t, g)
+            for layer, ((a, b), w_t, g) in enumerate(zip(weight_grad_factors, weights_t, output_grads)):
+                torch.bmm(a, b)
                 if layer > 0:
                     torch.bmm(g, w_t)
 
