@@ -50,8 +50,12 @@ def _close(a: torch.Tensor, b: torch.Tensor, rel: float = SAME) -> bool:
     return bool(((a - b).abs() <= rel * scale).all())
 
 
-def probe_points(equation: Equation, count: int = POINTS, seed: int = 0) -> tuple[Any, Any, Any, Any]:
-    """(t (n,), x (n, dim), y (n,), z (n, dim)) in float64: states along simulated paths at random grid times."""
+def probe_points(equation: Equation, count: int = POINTS, seed: int = 0, *,
+                 grid_times: bool = False) -> tuple[Any, Any, Any, Any]:
+    """(t (n,), x (n, dim), y (n,), z (n, dim)) in float64: t uniform in [0, T] (the first at 0, the last at T), x the
+    state of a simulated path at the grid time k T / 4 nearest t. Off the grid, so that a driver whose t-dependence
+    vanishes at grid times (a source sin(8 pi t)^2, a bump between them) still shows it (QA: such a source was
+    dropped). ``grid_times``: t = that grid time (the points of ``signature``, which checkpoints store)."""
     import torch
 
     from bsde.simulation import simulate_paths
@@ -61,8 +65,12 @@ def probe_points(equation: Equation, count: int = POINTS, seed: int = 0) -> tupl
     paths = simulate_paths(equation.process, equation.x_start, equation.total_time, steps, count,
                            generator=generator, device=DEVICE, dtype=torch.float64)
     index = torch.randint(0, steps + 1, (count,), generator=generator, device=DEVICE)
-    x = paths.x[torch.arange(count, device=DEVICE), index]
     t = index.to(torch.float64) * paths.dt
+    if not grid_times:
+        t = torch.rand(count, generator=generator, dtype=torch.float64, device=DEVICE) * equation.total_time
+        t[0], t[-1] = 0.0, equation.total_time
+        index = (t / paths.dt).round().long().clamp(0, steps)
+    x = paths.x[torch.arange(count, device=DEVICE), index]
     g = equation.terminal(x).to(torch.float64)
     scale = 1.0 + float(g.abs().mean()) if bool(torch.isfinite(g).all()) else 1.0
     y = g.nan_to_num(0.0, 0.0, 0.0) + scale * torch.randn(count, generator=generator, dtype=torch.float64,
@@ -74,10 +82,11 @@ def probe_points(equation: Equation, count: int = POINTS, seed: int = 0) -> tupl
 def signature(equation: Equation, count: int = 16) -> dict[str, list[float]]:
     """Values that identify an equation's functions: per probe point, the mean of X (the process), g(X) and
     f(t, X, y, Z) at y spread over [-2, 2] (not around g: a change of g alone is not one of f). Two equations
-    whose dumps agree (two Python functions of the same name) differ here."""
+    whose dumps agree (two Python functions of the same name) differ here. At grid times (probe_points'
+    ``grid_times``), as checkpoints written by earlier versions have them."""
     import torch
 
-    t, x, _, z = probe_points(equation, count)
+    t, x, _, z = probe_points(equation, count, grid_times=True)
     y = torch.linspace(-2.0, 2.0, count, dtype=torch.float64, device=DEVICE)
     with torch.no_grad():
         values = {"process": x.mean(-1), "terminal": equation.terminal(x), "driver": equation.driver(t, x, y, z)}

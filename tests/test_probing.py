@@ -70,6 +70,24 @@ def test_z_drift_coefficients_need_only_a_constant_m(driver, expected):
     assert found == (None if expected is None else pytest.approx(expected))
 
 
+def bump(t):
+    """0 at the grid times k T / 4 of T = 1, 2 at t = 0.6 (a hat of half-width 0.1)."""
+    return 20 * torch.relu(0.1 - (torch.as_tensor(t, dtype=torch.float64) - 0.6).abs())
+
+
+def test_what_changes_between_grid_times_is_seen():
+    """The probe times are not the grid k T / 4, where these drivers look like -r y + m . z (QA: their source was
+    dropped, the rate and m read as constants, the x-dependence missed; the twin and reference were 9-10% off)."""
+    c = torch.tensor([0.3, -0.5, 0.8], dtype=torch.float64)
+    periodic = linear_driver(custom(lambda t, x, y, z: -0.05 * y + z @ c.to(z.dtype) + torch.sin(8 * math.pi * torch.as_tensor(t, dtype=torch.float64)) ** 2))
+    assert periodic is not None and periodic.source and not periodic.source_uses_x
+    between = linear_driver(custom(lambda t, x, y, z: z @ c.to(z.dtype) + 0.2 + bump(t) * x.square().sum(-1)))
+    assert between is not None and between.source and between.source_uses_x
+    assert custom(lambda t, x, y, z: -(0.03 + bump(t)) * y).driver_flags.discount_rate is None  # not a constant r
+    assert linear_driver(custom(lambda t, x, y, z: (1 + bump(t)) * (z @ c.to(z.dtype)))) is None
+    assert z_drift_coefficients(custom(lambda t, x, y, z: (1 + bump(t)) * (z @ c.to(z.dtype)))) is None
+
+
 def test_flags_given_skip_probing_but_are_checked_before_a_solve():
     eq = bsde.custom_equation(dim=2, x0=1.0, process=bsde.BrownianMotion(1.0), terminal=lambda x: x.sum(-1),
                               driver=lambda t, x, y, z: y, flags=DriverFlags(uses_y=False, uses_z=False))
