@@ -60,7 +60,7 @@ class SolveResult:
     #: the y0 a solver stuck at Z = 0 returns (bsde.trivial.zero_z_value), None where it could not be had
     zero_z_value: float | None
     reference: float | None
-    reference_source: str
+    reference_source: str | None
     reference_stderr: float | None
     rel_error: float | None
     iterations: int
@@ -291,8 +291,12 @@ def solve(
     return result
 
 
+#: a final loss above this many times Var g(X_T) (which Z = 0 already gets near) means training went astray
+ASTRAY_LOSS = 10.0
+
+
 #: the measure of a solve that trained on its linear twin (bsde.trainer.training_equation), and its error basis
-TWIN_MEASURE = "the drift its z-term adds (Girsanov), with the driver -r y (solver.measure: plain turns it off)"
+TWIN_MEASURE = "the drift its z-term adds (Girsanov), with the driver {driver} (solver.measure: plain turns it off)"
 GENERAL_TWIN_MEASURE = ("the drift its z-term m . z adds (Girsanov), with the driver f(t, x, y, 0) "
                         "(solver.measure: plain turns it off)")
 TWIN_BASIS = f"{GIRSANOV_BASIS}, where the solve trained"
@@ -346,13 +350,18 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         checked = replace(checked, error=checked.error + euler,
                           basis=f"{checked.basis}; plus the paths' Euler error (driver-free value on half the step)")
     y0, error = checked.y0, checked.error if math.isfinite(checked.error) else None
+    astray = None  # what to do where the final loss says training went astray (QA: -0.5 y^3 from the baseline)
+    if finite and baseline.payoff_var > 0 and not final_loss <= ASTRAY_LOSS * baseline.payoff_var:
+        astray = (f"the final loss, {final_loss:.3g}, is {final_loss / baseline.payoff_var:.3g}x Var g(X_T): training "
+                  "went astray, where a start nearer u0 helps (solver.y0_init: [low, high]"
+                  + ("" if zero_z is None else f"; the Z = 0 value is {zero_z:.6g}") + ")")
     if error is None:
         if checked.applies:  # an estimate that applies, yet gave no number: an overflow
-            warn(f"no error estimate for y0 ({checked.basis} gave {checked.error}): y0 = {y0:.6g} is unchecked; a "
-                 "terminal condition near the float range overflows (rescale it)")
+            warn(f"no error estimate for y0 ({checked.basis} gave {checked.error}): y0 = {y0:.6g} is unchecked; "
+                 + (astray or "a terminal condition near the float range overflows (rescale it)"))
     elif error > WARN_ERROR * abs(y0):
         warn(f"the estimated error of y0 ({error:.3g}, {checked.basis}) exceeds {WARN_ERROR:.0%} of |y0|; "
-             "more time steps or iterations may help")
+             + (astray or "more time steps or iterations may help"))
     solution = Solution(model, problem, seed=seed, u0=y0, warnings=warnings)  # the same list: later warnings too
     if solution.is_region and (gap := abs(float(solution.u([solution.x0])[0]) - y0)) > max(
             WARN_ERROR * abs(y0), 2 * (error or 0.0)):  # y0 is not read off the network (HJB: V at x0)
@@ -377,7 +386,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         if reference.caveat is not None:
             warn(f"the reference: {reference.caveat}")
     else:
-        ref_value, ref_source, ref_stderr = problem.reference.value, problem.reference.source, problem.reference.stderr
+        ref_value, ref_stderr = problem.reference.value, problem.reference.stderr
+        ref_source = (problem.reference.source or None) if ref_value is not None else None  # no reference: null
     rel_error = None if ref_value in (None, 0) else abs(y0 - ref_value) / abs(ref_value)
     bound = checked.bound
     return SolveResult(
@@ -386,7 +396,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         bound_stderr=bound.stderr if bound else None, bound_side=bound.side if bound else None,
         z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
         baseline_stderr=baseline.stderr if finite else None, zero_z_value=zero_z, reference=ref_value,
-        trained_under=(TWIN_MEASURE if equation.driver_is_linear else GENERAL_TWIN_MEASURE) if twin else None,
+        trained_under=(TWIN_MEASURE.format(driver=f"-{equation.discount_rate:g} y" if equation.discount_rate else "0")
+                       if equation.driver_is_linear else GENERAL_TWIN_MEASURE) if twin else None,
         reference_source=ref_source, reference_stderr=ref_stderr, rel_error=rel_error, iterations=settings.iterations,
         time_steps=settings.time_steps, batch_size=settings.batch_size, wall_s=wall_s, train_s=trained.train_s,
         iterations_per_s=settings.iterations / trained.train_s if trained.train_s > 0 else 0.0,

@@ -54,6 +54,11 @@ def test_the_example_problem_files_pose_the_values_they_state():
     assert source.method == "girsanov" and abs(source.value - 3.373629) < 4 * source.stderr
     basket = bsde.load_problem(str(EXAMPLES / "basket_call_real_drift.yaml"))
     assert pricing_measure_note(basket.equation, girsanov_drift(basket.equation)) is None
+    for dividend, says in ((0.0, "the assets drift at 0.12 "), (0.02, "the assets return (drift plus dividend yield) "
+                                                                      "0.12 ")):  # theta 0: the real measure (QA)
+        real_measure = bsde.load_problem(str(EXAMPLES / "basket_call_real_drift.yaml"),
+                                         {"equation.params.theta": 0.0, "equation.process.dividend": dividend})
+        assert says in pricing_measure_note(real_measure.equation, girsanov_drift(real_measure.equation))
     neutral = bsde.load_problem(str(EXAMPLES / "basket_call_real_drift.yaml"),
                                 {"equation.driver": "-r * y", "equation.process.drift": 0.03})
     real, plain = bsde.reference(basket, paths=1 << 16), bsde.reference(neutral, "mc", paths=1 << 16, seed=1)

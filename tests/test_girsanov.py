@@ -100,6 +100,7 @@ def test_training_on_the_twin_removes_the_first_order_error_of_y0():
 
     twin, plain = bsde.solve(problem("auto"), seed=0, threads=2), bsde.solve(problem("plain"), seed=0, threads=2)
     assert twin.trained_under is not None and "Girsanov" in twin.error_basis and plain.trained_under is None
+    assert "with the driver 0 " in twin.trained_under  # r = 0 (QA: it said "-r y")
     assert abs(twin.y0 - exact) <= twin.error_estimate and abs(twin.y0 - exact) < 0.002 * exact
     assert abs(plain.y0 - exact) > 10 * abs(twin.y0 - exact)
     # single deltas of a point solve scatter (up to 0.17 off here), their mean does not
@@ -144,7 +145,7 @@ def test_a_price_under_the_real_drift_with_the_market_price_of_risk_is_black_sch
     d1 = (r + vol * vol / 2) / vol
     call = math.erfc(-d1 / math.sqrt(2)) / 2 - math.exp(-r) * math.erfc(-(d1 - vol) / math.sqrt(2)) / 2
     result = bsde.solve(problem, seed=0, threads=2)
-    assert result.trained_under is not None and abs(result.y0 - call) < 0.005 * call, (result.y0, call)
+    assert "with the driver -0.03 y " in result.trained_under and abs(result.y0 - call) < 0.005 * call, (result.y0, call)
     assert abs(result.y0 - call) <= result.error_estimate
 
 

@@ -1,6 +1,7 @@
 """One solve: what follows training (warnings, the error estimate, the bound), the result and its flags."""
 
 import math
+import re
 
 import torch
 
@@ -104,4 +105,24 @@ def test_a_solve_without_a_quick_reference_says_why():
                                                  "solver.valid_size": 8, "solver.time_steps": 4})
     result = bsde.solve(problem, seed=0, threads=1, auto_reference=True, device="cpu")
     assert result.reference is None and "bsde reference" in result.no_reference and "mlp" in result.no_reference
+    assert result.reference_source is None  # not "" (QA)
     assert bsde.solve(problem, seed=0, threads=1, device="cpu").no_reference is None  # not asked for: no note
+
+
+def test_a_run_gone_astray_says_to_start_y0_nearer():
+    """-0.5 y^3 + ... from the driver-free start: Y blows up along the march (loss 1e66 at the start, 4e13 after
+    300 iterations; QA). The warning names solver.y0_init and the Z = 0 value, not more iterations."""
+    a, c, b, sigma = 0.5, 0.4, 0.1, 0.5
+    problem = bsde.problem_from_dict({"equation": {
+        "kind": "custom", "dim": 1, "x0": 0.3, "total_time": 1.0,
+        "params": {"a": a, "c": c, "K1": 1 - sigma**2 * a**2 / 2, "ba": (b + sigma * c) * a},
+        "process": {"kind": "brownian", "sigma": sigma, "drift": b}, "terminal": "cos(a * x[0])",
+        "driver": "-0.5 * y ** 3 + c * sum(z) - exp(t - 1) * cos(a * x[0]) * K1 + ba * exp(t - 1) * sin(a * x[0])"
+                  " + 0.5 * (exp(t - 1) * cos(a * x[0])) ** 3"},
+        "solver": {"iterations": 30, "log_every": 10, "measure": "plain"}})
+    result = bsde.solve(problem, seed=0, threads=1, device="cpu")
+    astray = [w for w in result.warnings if "went astray" in w]
+    assert len(astray) == 1 and "solver.y0_init" in astray[0], result.warnings
+    suggested = float(re.search(r"the Z = 0 value is ([0-9.]+)", astray[0]).group(1))
+    exact = math.exp(-1) * math.cos(a * 0.3)  # u = e^{t - T} cos(a x), made to solve this PDE (QA, checked by sympy)
+    assert abs(suggested - exact) < 0.05 * exact and abs(result.y0 - exact) > 0.5 * exact

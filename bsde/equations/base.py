@@ -202,7 +202,9 @@ def pricing_measure_note(equation: Equation, linear: Sequence[Any] | None = None
         return None
     texts = [f"{value:.4g}" for value in rates]
     shown = texts[0] if len(set(texts)) == 1 else "[" + ", ".join(texts[:4]) + (", ...]" if len(texts) > 4 else "]")
-    return (f"with the driver's z-term m . z the assets drift at {shown} but the driver discounts at r = {rate:g}: "
+    drift = ("drift at" if not any(process.dividends(equation.dim)) else
+             "return (drift plus dividend yield)")  # what a risk-neutral measure sets to r
+    return (f"with the driver's z-term m . z the assets {drift} {shown} but the driver discounts at r = {rate:g}: "
             f"the value is e^(-rT) E g(X_T) under that drift, not a risk-neutral price (for one, m = C^(-1/2) (r - mu) "
             f"/ vol; with a correlation, not (r - mu) / vol)")
 

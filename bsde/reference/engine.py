@@ -143,7 +143,9 @@ METHODS: dict[str, Method] = {
     "semi-analytic": Method(lambda eq: isinstance(eq, MaxCall) and eq.process.independent or isinstance(eq, HJB),
                             True, _semi_analytic, "semi-analytic formula"),
     "radial": Method(lambda eq: eq.radial_form() is not None, True, _radial, "radial PDE solve"),
-    "pde-1d": Method(_one_dimensional, True, _pde1d, "one-dimensional PDE solve"),
+    "pde-1d": Method(_one_dimensional, True, _pde1d, "one-dimensional PDE solve",
+                     lambda eq: None if _one_dimensional(eq) else f"dim is {eq.dim}, not 1" if eq.dim != 1 else
+                     "not a Brownian motion or GBM with a nonzero volatility"),
     "cole-hopf": Method(_cole_hopf_applies, True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula",
                         lambda eq: None if _cole_hopf_applies(eq) else "not a Brownian motion with the driver "
                         "-(lam/2)|z|^2 alone", sampled=True),

@@ -27,7 +27,7 @@ def chunk_rows(dim: int) -> int:
 def require_paths(method: str, paths: int) -> None:
     """Monte Carlo needs at least two antithetic pairs."""
     if paths < 4:
-        raise ProblemError(f"{method} needs at least 4 paths, got {paths}")
+        raise ProblemError(f"paths: {method} needs at least 4 (two antithetic pairs), got {paths}")
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ def test_applies_in_one_dimension_only():
     assert "pde-1d" not in applicable_methods(bsde.load_problem("differing_rates"))
     with pytest.raises(ProblemError, match="pde-1d applies to dim = 1"):
         pde1d(DifferingRates(dim=2))
+    with pytest.raises(ProblemError, match=r"method 'pde-1d' does not apply .*\(dim is 100, not 1\)"):  # says why (QA)
+        bsde.reference(bsde.load_problem("differing_rates"), "pde-1d")
 
 
 def test_engine_runs_it_for_one_dimensional_problems():

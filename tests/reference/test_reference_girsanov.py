@@ -135,3 +135,8 @@ def test_on_a_correlated_gbm_each_asset_drifts_by_vol_times_the_root_of_c_times_
     assert applicable_methods(p)[0] == "girsanov"
     result = bsde.reference(p, paths=1 << 18, seed=2)
     assert result.method == "girsanov" and result.ci95[0] < expected < result.ci95[1], (result.ci95, expected)
+
+
+def test_too_few_paths_names_the_option():
+    with pytest.raises(ProblemError, match=r"^paths: girsanov needs at least 4 \(two antithetic pairs\), got 3$"):
+        bsde.reference(problem("m * sum(z)"), paths=3)
