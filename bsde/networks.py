@@ -111,6 +111,11 @@ class StackedBatchNorm(nn.Module):
 WIDE_INPUT = 2
 
 
+def wide_input(fan_in: int, fan_out: int) -> bool:
+    """Whether a stacked layer fan_in -> fan_out keeps its weights transposed: fan_in > WIDE_INPUT fan_out."""
+    return fan_in > WIDE_INPUT * fan_out
+
+
 class _WideInputMatmul(torch.autograd.Function):
     """h (S, B, in) @ W (S, in, out) for a W laid out as (S, out, in) in memory, whose gradient h^T g is computed
     as (g^T h)^T: in W's own layout, where autograd's h^T g comes out (S, in, out) and is then copied over."""
@@ -161,7 +166,7 @@ class StackedLinear(nn.Module):
 
     def __init__(self, steps: int, fan_in: int, fan_out: int, *, dtype: torch.dtype, device=None):
         super().__init__()
-        self.wide_input = fan_in > WIDE_INPUT * fan_out
+        self.wide_input = wide_input(fan_in, fan_out)
         kw = {"dtype": dtype, "device": device}
         self.weight = nn.Parameter(torch.empty(steps, fan_out, fan_in, **kw).transpose(1, 2) if self.wide_input
                                    else torch.empty(steps, fan_in, fan_out, **kw))

@@ -64,6 +64,7 @@ def probe_points(equation: Equation, count: int = POINTS, seed: int = 0, *,
     steps = 4
     paths = simulate_paths(equation.process, equation.x_start, equation.total_time, steps, count,
                            generator=generator, device=DEVICE, dtype=torch.float64)
+    # drawn in both cases, so that the draws after it (t off the grid, y, z) are the same stream either way
     index = torch.randint(0, steps + 1, (count,), generator=generator, device=DEVICE)
     t = index.to(torch.float64) * paths.dt
     if not grid_times:

@@ -24,7 +24,7 @@ import torch
 
 from bsde.adam import Adam
 from bsde.model import DeepBSDE, terminal_loss
-from bsde.networks import WIDE_INPUT
+from bsde.networks import wide_input
 from bsde.per_step import PerStepGradientNets
 from bsde.problem import Problem, load_problem, problem_from_dict
 from bsde.memory import estimate
@@ -197,7 +197,7 @@ def matmul_floor(problem: Problem, device: torch.device) -> Callable[[], None]:
     steps, batch = max(settings.time_steps - 1, 1), settings.batch_size
     generator = torch.Generator(device=device).manual_seed(0)
     kw = {"generator": generator, "dtype": settings.torch_dtype, "device": device}
-    wide = [a > WIDE_INPUT * b for a, b in zip(widths, widths[1:])]
+    wide = [wide_input(a, b) for a, b in zip(widths, widths[1:])]
     weights = [torch.randn(steps, b, a, **kw).transpose(1, 2) / math.sqrt(a) if transposed
                else torch.randn(steps, a, b, **kw) / math.sqrt(a) for a, b, transposed in zip(widths, widths[1:], wide)]
     inputs = [torch.randn(steps, batch, a, **kw) for a in widths[:-1]]
