@@ -87,12 +87,18 @@ class DeepBSDE(nn.Module):
         """Z_0 = z_scale * z0 (the parameter lives in the same O(1) units as the networks' output)."""
         return self.z_scale * self.z0
 
-    def forward(self, x: torch.Tensor, dw: torch.Tensor, dt: float, controlled: bool | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, dw: torch.Tensor, dt: float, controlled: bool | None = None,
+                z_end: torch.Tensor | None = None) -> torch.Tensor:
         """Y_N (batch,) from paths X (batch, N+1, dim) and increments dW (batch, N, dim); ``controlled``: the
         paths' measure (default ``self.controlled``; torch 2.3's compile misses a change of that attribute, so
-        the trainer's compiled loss passes it)."""
+        the trainer's compiled loss passes it); ``z_end``: see :meth:`march` (the compiled loss gets it from
+        outside: autograd of g inside would break the compiled graph)."""
         return self.march(x, dw, dt, self.z_start.expand(x.shape[0], -1), later=self.later_gradients(x),
-                          controlled=controlled)
+                          controlled=controlled, z_end=z_end)
+
+    def needs_z_end(self) -> bool:
+        """Whether :meth:`march` uses Z_N = sigma^T grad g(X_N) (the trapezoid scheme of a driver that uses z)."""
+        return self.scheme == "trapezoid" and self.equation.driver_uses_z
 
     def _driver(self, t, x: torch.Tensor, z: torch.Tensor, controlled: bool) -> torch.Tensor:
         """f(t, x, z) of a driver without y; under the controlled measure (drift sigma b) f(z) - b . z."""

@@ -106,9 +106,11 @@ class RegionBSDE(DeepBSDE):
         """Z_n for n = 0..N-1 (batch, N, dim), Z_0 at each path's own start."""
         return torch.cat([self.start(x[:, 0])[1].unsqueeze(1), self.later_gradients(x)], dim=1)
 
-    def forward(self, x: torch.Tensor, dw: torch.Tensor, dt: float, controlled: bool | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, dw: torch.Tensor, dt: float, controlled: bool | None = None,
+                z_end: torch.Tensor | None = None) -> torch.Tensor:
         y_start, z0 = self.start(x[:, 0])
-        return self.march(x, dw, dt, z0, y_start=y_start, later=self.later_gradients(x), controlled=controlled)
+        return self.march(x, dw, dt, z0, y_start=y_start, later=self.later_gradients(x), controlled=controlled,
+                          z_end=z_end)
 
     def z_at(self, n: int, x: torch.Tensor, batch_stats: bool = False) -> torch.Tensor:
         if n == 0:

@@ -23,7 +23,7 @@ from bsde.compiled import compiled
 from bsde.distributed import Group, ShardStreams
 from bsde.equations.base import Equation
 from bsde.errors import Interrupted, ProblemError, TrainingError
-from bsde.model import DeepBSDE, terminal_loss
+from bsde.model import DeepBSDE, terminal_loss, terminal_z
 from bsde.region import draw_starts
 from bsde.region_model import make_model
 from bsde.runtime import fused_adam, matmul_precision
@@ -201,9 +201,10 @@ class _Run:
         if group is None:  # the step networks' weights are updated during the backward (none, before an all-reduce)
             self.optimizer.update_during_backward()
         model = self.model
-        # the measure is an argument, which torch.compile guards on (torch 2.3's missed a change of model.controlled)
-        self.loss = compiled(lambda x, dw, dt, controlled: terminal_loss(forward(x, dw, dt, controlled=controlled),
-                                                                         equation.terminal(x[:, -1])), settings.compile)
+        # the measure is an argument, which torch.compile guards on (torch 2.3's missed a change of model.controlled);
+        # so is Z_N (see step)
+        self.loss = compiled(lambda x, dw, dt, controlled, z_end: terminal_loss(
+            forward(x, dw, dt, controlled=controlled, z_end=z_end), equation.terminal(x[:, -1])), settings.compile)
         self.states = compiled(model.controlled_states, settings.compile)
         self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
         self.history: list[LogEntry] = []
@@ -267,7 +268,9 @@ class _Run:
         paths = steered(self.model, sample(equation, self.settings, self.streams.rows, self.streams.generators, device,
                                            region=True), self.states)
         with matmul_precision(self.settings, device):
-            loss = self.loss(paths.x, paths.dw, paths.dt, self.model.controlled)
+            # Z_N = sigma^T grad g(X_N) outside the loss: autograd of g inside a compiled function breaks its graph
+            z_end = terminal_z(equation, paths.x[:, -1]) if self.model.needs_z_end() else None
+            loss = self.loss(paths.x, paths.dw, paths.dt, self.model.controlled, z_end)
             self.optimizer.zero_grad()
             if self.group is None:
                 if not self.check_every_step or torch.isfinite(loss):

@@ -23,9 +23,15 @@ needs_inductor = pytest.mark.skipif("not inductor_works()", reason="torch.compil
 
 
 def _same_history(changes):
+    """...and each compiled function is one graph: no graph break (the terminal Z_N = sigma^T grad g(X_N), by
+    autograd, broke the loss's graph into 7 pieces until the trainer computed it outside)."""
+    from torch._dynamo.utils import counters
+
     settings = {**TINY, "solver.iterations": 30, "solver.log_every": 5, **changes}
     eager = bsde.solve(bsde.load_problem("hjb", settings), seed=4, device="cpu")
+    counters.clear()
     fast = bsde.solve(bsde.load_problem("hjb", {**settings, "solver.compile": True}), seed=4, device="cpu")
+    assert not counters["graph_break"], list(counters["graph_break"])
     assert [h.iteration for h in fast.history] == [h.iteration for h in eager.history]
     for a, b in zip(fast.history, eager.history):  # float64: rounding only
         assert a.loss == pytest.approx(b.loss, rel=1e-9) and a.y0 == pytest.approx(b.y0, rel=1e-9)
