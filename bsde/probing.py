@@ -83,24 +83,37 @@ def probe_points(equation: Equation, count: int = POINTS, seed: int = 0, *,
 def signature(equation: Equation, count: int = 16) -> dict[str, list[float]]:
     """Values that identify an equation's functions: per probe point, the mean of X (the process), g(X) and
     f(t, X, y, Z) at y spread over [-2, 2] (not around g: a change of g alone is not one of f). Two equations
-    whose dumps agree (two Python functions of the same name) differ here. At grid times (probe_points'
-    ``grid_times``), as checkpoints written by earlier versions have them."""
+    whose dumps agree (two Python functions of the same name) differ here. The first three at grid times
+    (probe_points' ``grid_times``), as checkpoints written by earlier versions have them; ``driver_between``
+    is f at times off the grid (a change of f between grid times: a source sin(8 pi t)^2, a bump)."""
     import torch
 
-    t, x, _, z = probe_points(equation, count, grid_times=True)
     y = torch.linspace(-2.0, 2.0, count, dtype=torch.float64, device=DEVICE)
+    t, x, _, z = probe_points(equation, count, grid_times=True)
+    t_off, x_off, _, z_off = probe_points(equation, count)
     with torch.no_grad():
-        values = {"process": x.mean(-1), "terminal": equation.terminal(x), "driver": equation.driver(t, x, y, z)}
+        values = {"process": x.mean(-1), "terminal": equation.terminal(x), "driver": equation.driver(t, x, y, z),
+                  "driver_between": equation.driver(t_off, x_off, y, z_off)}
     return {part: value.to(torch.float64).reshape(-1).tolist() for part, value in values.items()}
 
 
+#: a signature's parts and what a difference in each says (``driver_between``: absent from checkpoints written
+#: before it was added, which are compared on the rest)
+SIGNATURE_PARTS = {"process": "process", "terminal": "terminal", "driver": "driver",
+                   "driver_between": "driver (between the grid times k T / 4)"}
+
+
 def same_signature(saved: dict[str, list[float]], now: dict[str, list[float]]) -> list[str]:
-    """The parts (process, terminal, driver) whose values differ beyond rounding (NaN matches NaN)."""
+    """What differs beyond rounding (NaN matches NaN): the parts' names from SIGNATURE_PARTS, the driver once."""
     def same(a: list[float] | None, b: list[float] | None) -> bool:
         return a is not None and b is not None and len(a) == len(b) and all(
             (math.isnan(u) and math.isnan(v)) or math.isclose(u, v, rel_tol=SAME, abs_tol=SAME) for u, v in zip(a, b))
 
-    return [part for part in ("process", "terminal", "driver") if not same(saved.get(part), now.get(part))]
+    differing = [part for part in SIGNATURE_PARTS if (part != "driver_between" or part in saved)
+                 and not same(saved.get(part), now.get(part))]
+    if "driver" in differing and "driver_between" in differing:
+        differing.remove("driver_between")
+    return [SIGNATURE_PARTS[part] for part in differing]
 
 
 def _shown(value: Any, i: int) -> str:

@@ -18,6 +18,7 @@ import bsde
 from bsde.checkpoint import CHECKPOINT_FILE, differences, read_checkpoint, run_config
 from bsde.cli.app import app
 from bsde.errors import Interrupted
+from bsde.probing import same_signature
 
 from conftest import TINY, tiny_args
 
@@ -100,6 +101,34 @@ def test_resume_refuses_a_checkpoint_of_another_python_function(tmp_path: Path) 
     with pytest.raises(bsde.ProblemError, match="equation: its driver gives other values"):
         bsde.solve(other_rate, solver=solver, seed=1, threads=1, resume=tmp_path)
     assert bsde.solve(option(put.terminal_fn), solver=solver, seed=1, threads=1, resume=tmp_path).history
+
+
+def test_resume_refuses_a_driver_changed_between_the_grid_times(tmp_path: Path) -> None:
+    """sin(4 pi t)^2 is 0 at every grid time k T / 4 (T = 1): only the signature's off-grid times see it."""
+    market = bsde.GBM(drift=0.05, vol=0.25)
+
+    def option(driver):
+        return bsde.custom_equation(dim=1, x0=100.0, process=market, terminal=lambda x: (100.0 - x[..., 0]).relu(),
+                                    driver=driver)
+
+    solver = {"iterations": 20, "log_every": 5, "batch_size": 8, "valid_size": 8, "time_steps": 4}
+    with pytest.raises(Interrupted):
+        bsde.solve(option(lambda t, x, y, z: -0.05 * y), solver=solver, seed=1, threads=1, checkpoint=tmp_path,
+                   stop_requested=stop_after(10))
+    sourced = option(lambda t, x, y, z: -0.05 * y + torch.sin(4 * torch.pi * torch.as_tensor(t)) ** 2)
+    with pytest.raises(bsde.ProblemError, match=r"equation: its driver \(between the grid times k T / 4\) gives other "
+                                                r"values than the checkpoint's$"):
+        bsde.solve(sourced, solver=solver, seed=1, threads=1, resume=tmp_path)
+
+
+def test_a_checkpoint_without_the_off_grid_driver_values_is_compared_on_the_rest() -> None:
+    """Checkpoints written before the signature had ``driver_between`` still resume; a change there is still seen."""
+    saved = {"process": [1.0], "terminal": [2.0], "driver": [3.0]}
+    assert same_signature(saved, {**saved, "driver_between": [4.0]}) == []
+    assert same_signature({**saved, "driver_between": [4.0]}, {**saved, "driver_between": [5.0]}) == [
+        "driver (between the grid times k T / 4)"]
+    assert same_signature({**saved, "driver_between": [4.0]}, {**saved, "driver": [0.0], "driver_between": [5.0]}) == [
+        "driver"]  # named once
 
 
 def test_cli_refuses_checkpoint_of_another_config(tmp_path: Path) -> None:
