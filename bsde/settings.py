@@ -80,9 +80,11 @@ class SolverSettings(_Strict):
         "values}; default {fractions: [0.5, 0.8], values: [0.02, 0.005, 0.001]} (the shipped problems' schedule)"
     )
     hidden: list[int] | None = Field(None, description="hidden layer widths; default twice min(dim, 100) + 10")
-    y0_init: tuple[float, float] | Literal["baseline"] = Field(
+    y0_init: tuple[float, float] | Literal["baseline", "zero_z"] = Field(
         "baseline", description="range of the uniform initial guess of y0, or 'baseline': start at the "
-        "driver-free value e^{-rT} mean g(X_T) on the validation paths and learn y0 in units of the std of g(X_T)"
+        "driver-free value e^{-rT} mean g(X_T) on the validation paths and learn y0 in units of the std of g(X_T) "
+        "(for a driver that uses y, at the Z = 0 value where the march from there blows up), or 'zero_z': start at "
+        "the Z = 0 value (the y0 whose march with Z = 0 ends nearest g(X_T) on the validation paths), same units"
     )
     z_scale: float | None = Field(
         None, gt=0, description="factor on the networks' output Z; default sqrt(Var g(X_T) / (T dim)), the "
@@ -136,10 +138,10 @@ class SolverSettings(_Strict):
     @field_validator("y0_init", mode="before")
     @classmethod
     def _pair(cls, value: object) -> object:
-        if value == "baseline":
+        if value in ("baseline", "zero_z"):
             return value
         if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise ValueError("expected [low, high], two numbers, or 'baseline'")
+            raise ValueError("expected [low, high], two numbers, 'baseline' or 'zero_z'")
         return value
 
     @model_validator(mode="after")
@@ -148,7 +150,7 @@ class SolverSettings(_Strict):
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.hidden is not None and any(w < 1 for w in self.hidden):
             raise ValueError(f"hidden: layer widths must be positive, got {self.hidden}")
-        if self.y0_init != "baseline" and self.y0_init[0] > self.y0_init[1]:
+        if not isinstance(self.y0_init, str) and self.y0_init[0] > self.y0_init[1]:
             raise ValueError(f"y0_init must be [low, high] with low <= high, got {list(self.y0_init)}")
         if self.shards is not None and self.batch_size % self.shards:
             raise ValueError(f"shards ({self.shards}) must divide batch_size ({self.batch_size})")

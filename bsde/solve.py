@@ -29,7 +29,8 @@ from bsde.runtime import (available_cores, callers_threads, keep_freed_memory, p
 from bsde.settings import SolverSettings
 from bsde.solution import Solution
 from bsde.trainer import LogEntry, OnNaN, TrainHooks, TrainResult, sample, train, training_equation
-from bsde.trivial import baseline_paths, driver_free_baseline, trivial_solution_warning, zero_z_value
+from bsde.trivial import (ASTRAY_LOSS, baseline_paths, driver_free_baseline, trivial_solution_warning,
+                          zero_z_value)
 
 #: a warning when the estimated error exceeds this fraction of |y0|
 WARN_ERROR = 0.01
@@ -291,10 +292,6 @@ def solve(
     return result
 
 
-#: a final loss above this many times Var g(X_T) (which Z = 0 already gets near) means training went astray
-ASTRAY_LOSS = 10.0
-
-
 #: the measure of a solve that trained on its linear twin (bsde.trainer.training_equation), and its error basis
 TWIN_MEASURE = "the drift its z-term adds (Girsanov), with the driver {driver} (solver.measure: plain turns it off)"
 GENERAL_TWIN_MEASURE = ("the drift its z-term m . z adds (Girsanov), with the driver f(t, x, y, 0) "
@@ -353,7 +350,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     astray = None  # what to do where the final loss says training went astray (QA: -0.5 y^3 from the baseline)
     if finite and baseline.payoff_var > 0 and not final_loss <= ASTRAY_LOSS * baseline.payoff_var:
         astray = (f"the final loss, {final_loss:.3g}, is {final_loss / baseline.payoff_var:.3g}x Var g(X_T): training "
-                  "went astray, where a start nearer u0 helps (solver.y0_init: [low, high]"
+                  "went astray, where a start nearer u0 helps (solver.y0_init: [low, high] or zero_z"
                   + ("" if zero_z is None else f"; the Z = 0 value is {zero_z:.6g}") + ")")
     if error is None:
         if checked.applies:  # an estimate that applies, yet gave no number: an overflow

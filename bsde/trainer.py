@@ -29,6 +29,7 @@ from bsde.region_model import make_model
 from bsde.runtime import fused_adam, matmul_precision
 from bsde.settings import SolverSettings
 from bsde.simulation import Paths, simulate_paths
+from bsde.trivial import ASTRAY_LOSS, zero_z_start
 
 OnNaN = Literal["stop", "rollback"]
 MAX_ROLLBACKS = 5
@@ -161,13 +162,13 @@ class _Run:
     """The mutable state of one training run and the operations on it."""
 
     def __init__(self, equation: Equation, settings: SolverSettings, generator: torch.Generator,
-                 device: torch.device, group: Group | None = None):
+                 device: torch.device, group: Group | None = None, on_warning: Callable[[str], None] | None = None):
         self.settings, self.generator, self.group = settings, generator, group
         self.model = make_model(equation, settings, device=device)
         #: from this iteration on the paths are steered by the learned control (never, for a plain measure)
         self.control_start = (math.ceil(settings.control_from * settings.iterations) if steers(equation, settings)
                               else settings.iterations + 1)
-        from_baseline = settings.y0_init == "baseline"
+        from_baseline = settings.y0_init in ("baseline", "zero_z")
         self.model.reset_parameters(generator, (0.0, 0.0) if from_baseline else settings.y0_init)
         self.valid = sample(equation, settings, settings.valid_size, generator, device, region=True)
         terminal = equation.terminal(self.valid.x[:, -1])
@@ -182,6 +183,8 @@ class _Run:
             self.model.y_scale = discount * std if std is not None else 1.0
             with torch.no_grad():
                 self.model.y0.zero_()
+            if equation.driver_uses_y:
+                self._start_at_zero_z(equation, terminal, settings.y0_init == "zero_z", on_warning)
         if group is not None and settings.compile:
             raise ProblemError("solver.compile: not in a data-parallel run (--nproc K, torchrun); set solver.compile=false")
         shards = settings.shard_count()
@@ -209,6 +212,25 @@ class _Run:
         self.iteration, self.lr_scale, self.rollbacks = 0, 1.0, 0
         self.history: list[LogEntry] = []
         self.start = time.perf_counter()
+
+    def _start_at_zero_z(self, equation: Equation, terminal: torch.Tensor, always: bool,
+                         on_warning: Callable[[str], None] | None) -> None:
+        """Y_0 from the Z = 0 value (bsde.trivial.zero_z_start) where asked (``always``), or where the march from
+        the driver-free value blows up: a validation loss over ASTRAY_LOSS E g(X_T)^2 (QA: -0.5 y^3, loss 1e209,
+        never recovered; from the Z = 0 value it trained to 0.13% of u0)."""
+        if not always:
+            loss, scale = evaluate(self.model, self.valid), float(terminal.to(torch.float64).square().mean())
+            if loss <= ASTRAY_LOSS * scale:
+                return
+        start = zero_z_start(self.model, equation, self.valid, terminal)
+        if start is None:
+            return
+        if not always and on_warning is not None:
+            on_warning(f"y0 starts at the Z = 0 value {start:.6g}, not at the driver-free value "
+                       f"{self.model.y_offset:.6g}: from there the march of Y with Z = 0 blows up (validation loss "
+                       f"{loss:.3g}, {loss / scale if scale > 0 else math.inf:.3g}x E g(X_T)^2); solver.y0_init: "
+                       "zero_z starts there always, [low, high] sets a range")
+        self.model.y_offset = start
 
     def state(self) -> TrainState:
         """A deep copy of everything the rest of the run depends on."""
@@ -301,7 +323,7 @@ def train(
     """
     hooks = hooks or TrainHooks()
     settings = settings.for_device(device.type)
-    run = _Run(equation, settings, generator, device, group)
+    run = _Run(equation, settings, generator, device, group, hooks.on_warning)
     if resume is not None:
         run.restore(resume)
     check_every_step = run.check_every_step

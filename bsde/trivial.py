@@ -26,6 +26,10 @@ GROWTH, GROWTHS = 4.0, 40
 CLIP = 1e300
 #: Gauss-Newton steps at most, and the relative step of the central differences of Y_N in y
 GAUSS_NEWTON_STEPS, FD_STEP = 8, 1e-4
+#: a final loss above this many times Var g(X_T) (which Z = 0 already gets near) means training went astray; a
+#: start whose loss is above this many times E g(X_T)^2 has a march that blows up (y0_init: baseline then starts
+#: at the Z = 0 value instead)
+ASTRAY_LOSS = 10.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,14 @@ def zero_z_value(model, equation: Equation, paths: Paths, baseline: Baseline) ->
         return _zero_z_value(model, equation, paths, baseline)
     except Exception:  # noqa: BLE001 - a diagnostic: whatever goes wrong, the solve keeps its result
         return None
+
+
+def zero_z_start(model, equation: Equation, paths: Paths, terminal: torch.Tensor) -> float | None:
+    """The Z = 0 value on ``paths`` (the validation paths, whose g(X_T) is ``terminal``) as a start for y0; None
+    where it cannot be had."""
+    g = terminal.to(torch.float64)
+    baseline = Baseline(equation.discount_factor * float(g.mean()), 0.0, float(g.var()) if g.numel() > 1 else 0.0)
+    return zero_z_value(model, equation, paths, baseline)
 
 
 def _zero_z_value(model, equation: Equation, paths: Paths, baseline: Baseline) -> float | None:
