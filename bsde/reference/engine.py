@@ -129,6 +129,16 @@ def _mlp(eq: Equation, paths: int | None, seed: int, progress: Progress | None, 
     return mlp(eq, seed=seed, progress=progress, **({} if paths is None else {"repeats": paths}), **sharding)
 
 
+def _mlp_reason(eq: Equation) -> str | None:
+    """Why MLP does not apply (None where it does): on the Girsanov twin where the driver's z-term is m . z."""
+    from bsde.reference.mlp import mlp_equation
+
+    sampled = mlp_equation(eq)
+    if sampled is None:
+        return "the driver uses z, and not as m . z with a constant m on a Brownian motion or GBM"
+    return None if sampled.process.exact else "the process has no exact transition"
+
+
 def _one_dimensional(eq: Equation) -> bool:
     """dim = 1 with a Brownian or geometric process (what the 1-d PDE solve writes as a PDE)."""
     process = eq.process
@@ -155,9 +165,8 @@ METHODS: dict[str, Method] = {
                        sampled=True),
     "mc": Method(lambda eq: eq.driver_is_linear, True, _monte_carlo, "Monte Carlo of e^{-rT} E g(X_T)",
                  lambda eq: None if eq.driver_is_linear else "the driver is not -r y", sampled=True),
-    "mlp": Method(lambda eq: not eq.driver_uses_z and eq.process.exact, False, _mlp, "multilevel Picard iteration",
-                  lambda eq: "the driver uses z" if eq.driver_uses_z else
-                  None if eq.process.exact else "the process has no exact transition", sampled=True),
+    "mlp": Method(lambda eq: _mlp_reason(eq) is None, False, _mlp, "multilevel Picard iteration", _mlp_reason,
+                  sampled=True),
 }
 
 #: for "auto": the first applicable, most accurate per unit of time

@@ -84,6 +84,21 @@ class _Picard:
         return out
 
 
+#: how the samples were drawn where the driver's z-term went into the drift
+TWIN_MEASURE = "the drift its z-term m . z adds (Girsanov), with the driver f(t, x, y, 0)"
+
+
+def mlp_equation(equation: Equation) -> Equation | None:
+    """The equation MLP samples: ``equation`` where its driver has no z, else its Girsanov twin (bsde.girsanov:
+    the driver f(t, x, y, 0) on the process drifting by sigma m, the same u) where the z-term is m . z with a
+    constant m on a Brownian motion or a GBM; None otherwise."""
+    if not equation.driver_uses_z:
+        return equation
+    from bsde.girsanov import linear_twin
+
+    return linear_twin(equation)
+
+
 def mlp(
     equation: Equation, *, level: int = DEFAULT_LEVEL, samples: int | None = None,
     repeats: int = DEFAULT_REPEATS, seed: int = 0, progress: Progress | None = None,
@@ -96,10 +111,14 @@ def mlp(
     4, 5, 6).
 
     With ``shards`` the repeats come in that many shards of their own streams (over the processes of
-    ``group``, where given), gathered in shard order.
+    ``group``, where given), gathered in shard order. A driver f(t, x, y, 0) + m . z (constant m) on a Brownian
+    motion or a GBM is sampled as its Girsanov twin (:func:`mlp_equation`): the same u, a driver without z.
     """
-    if equation.driver_uses_z:
-        raise ProblemError(f"mlp needs a driver without z; '{equation.kind}' uses z")
+    original, twin = equation, mlp_equation(equation)
+    if twin is None and equation.driver_uses_z:
+        raise ProblemError(f"mlp needs a driver without z, or f(t, x, y, 0) + m . z with a constant m on a Brownian "
+                           f"motion or a GBM (its Girsanov twin); '{equation.kind}' has neither")
+    equation = twin or equation
     if not equation.process.exact:
         raise ProblemError(f"mlp needs a process with an exact transition; '{equation.kind}' has none")
     if level < 1 or repeats < 2:
@@ -119,6 +138,7 @@ def mlp(
         truncation = abs(value - statistics.fmean(lower)) + 2 * statistics.stdev(lower) / math.sqrt(len(lower))
     half_width = student_t975(repeats - 1) * stderr + (truncation or 0.0)
     details = {"level": level, "samples": level if samples is None else samples, "repeats": repeats, "runs": runs,
+               **({"measure": TWIN_MEASURE} if twin is not None and twin is not original else {}),
                "truncation_allowance": truncation, "lower_level_runs": lower,
                "ci95": "value +- (t_{0.975, repeats - 1} stderr + |U_n - U_{n-1}| + 2 stderr(U_{n-1}))",
                **({"shards": shards} if shards else {})}
