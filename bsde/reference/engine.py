@@ -226,7 +226,8 @@ def describe(result: ReferenceResult) -> str:
     """Where a value came from, e.g. "radial PDE solve (bsde.reference)" or "... , 16384 paths (bsde.reference)"."""
     label = METHODS[result.method].label if result.method in METHODS else result.method
     paths = f", {result.paths} paths" if result.paths else ""
-    return f"{label}{paths} (bsde.reference)"
+    measure = f" under {result.details['measure']}" if result.details.get("measure") else ""
+    return f"{label}{measure}{paths} (bsde.reference)"
 
 
 def reference(

@@ -4,6 +4,7 @@ import pytest
 
 import bsde
 from bsde.errors import ProblemError
+from bsde.reference.engine import describe
 from bsde.reference.mlp import mlp
 from bsde.reference.radial import radial
 from bsde.reference.semi_analytic import black_scholes_call
@@ -74,3 +75,4 @@ def test_a_z_term_m_dot_z_is_sampled_as_the_girsanov_twin():
     low, high = result.ci95
     assert low <= exact <= high and high - low < 0.3 * exact
     assert result.details["measure"].startswith("the drift its z-term m . z adds (Girsanov)")
+    assert describe(result).startswith("multilevel Picard iteration under the drift its z-term m . z adds")
