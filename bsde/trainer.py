@@ -217,7 +217,7 @@ class _Run:
                          on_warning: Callable[[str], None] | None) -> None:
         """Y_0 from the Z = 0 value (bsde.trivial.zero_z_start) where asked (``always``), or where the march from
         the driver-free value blows up: a validation loss over ASTRAY_LOSS E g(X_T)^2 (QA: -0.5 y^3, loss 1e209,
-        never recovered; from the Z = 0 value it trained to 0.13% of u0)."""
+        never recovered; from the Z = 0 value it trained to 0.075% of u0 in 300 iterations)."""
         if not always:
             loss, scale = evaluate(self.model, self.valid), float(terminal.to(torch.float64).square().mean())
             if loss <= ASTRAY_LOSS * scale:
