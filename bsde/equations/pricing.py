@@ -124,5 +124,15 @@ class DefaultRisk(Equation):
         return x.amin(-1)
 
     @property
+    def driver_is_linear(self) -> bool:
+        """With gamma_h = gamma_l, Q is constant and f = -((1 - delta) gamma + R) y (QA: warned of a trivial
+        solution there, and refused the `mc` reference)."""
+        return self.gamma_h == self.gamma_l
+
+    @property
+    def discount_rate(self) -> float:
+        return (1.0 - self.delta) * self.gamma_h + self.rate if self.driver_is_linear else 0.0
+
+    @property
     def driver_uses_z(self) -> bool:
         return False

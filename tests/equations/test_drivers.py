@@ -50,6 +50,19 @@ def test_default_risk_intensity_and_driver():
     assert eq.terminal(torch.tensor([[3.0, 1.0]], **T64)).item() == 1.0
 
 
+def test_default_risk_with_one_intensity_is_linear_pricing():
+    """gamma_h = gamma_l: f = -((1 - delta) gamma + R) y, so u0 = e^{-r T} E g(X_T); at d = 1 g = X_T and that is
+    x0 e^{(mu - r) T} in closed form, which the `mc` reference (now applicable) holds (QA: a false trivial-solution
+    warning, `mc` refused)."""
+    eq = DefaultRisk(dim=1, x0=60.0, gamma_l=0.2)
+    rate = (1 - eq.delta) * 0.2 + eq.rate
+    assert eq.driver_is_linear and eq.discount_rate == pytest.approx(rate)
+    assert not DefaultRisk(dim=1).driver_is_linear and DefaultRisk(dim=1).discount_rate == 0.0
+    result = bsde.reference(eq, method="mc", seed=0)
+    low, high = result.ci95
+    assert low <= 60.0 * math.exp((eq.mu - rate) * eq.total_time) <= high
+
+
 def _residual_brownian(eq, u, t, x):
     """u_t + (sigma^2 / 2) Lap u + f(t, x, u, sigma grad u) at (t, x), by autograd."""
     t = t.clone().requires_grad_(True)
