@@ -65,7 +65,9 @@ def report(result: SolveResult) -> None:
     elif result.no_reference is not None:
         out.print(f"  reference  none: {result.no_reference}", markup=False)
     if result.delta is not None:
-        out.print(f"  delta      {vector_text(result.delta)}  (grad u at x0)", markup=False)
+        unchecked = ("; no error bar: from the trained Z_0, which can be off where y0 is right (`bsde reference "
+                     "... --greeks` checks it)") if result.delta_stderr is None else ""
+        out.print(f"  delta      {vector_text(result.delta)}  (grad u at x0{unchecked})", markup=False)
     if result.delta_stderr is not None:
         out.print(f"   +- s.e.   {vector_text(result.delta_stderr)}  ({result.greeks_stderr_basis})", markup=False)
     if result.gamma_diag is not None:
@@ -79,7 +81,11 @@ def report(result: SolveResult) -> None:
         out.print(f"  baseline   {result.baseline:.6g} +- {result.baseline_stderr:.2g}  "
                   f"(driver-free E g(X_T){under}, times e^(-rT) where f = -r y)", markup=False)
     if result.zero_z_value is not None:
-        out.print(f"  Z = 0      {result.zero_z_value:.6g}  (what a solver that learned no Z returns)", markup=False)
+        apart = ""
+        if result.reference is not None and result.reference != 0:  # QA: a reference on the Z = 0 value proves little
+            apart = f"; {100 * abs(result.zero_z_value - result.reference) / abs(result.reference):.3g}% from the reference"
+        out.print(f"  Z = 0      {result.zero_z_value:.6g}  (what a solver that learned no Z returns{apart})",
+                  markup=False)
     processes = f" x {result.processes} processes" if result.processes > 1 else ""
     out.print(f"  {result.iterations} iterations in {result.train_s:.1f} s ({result.iterations_per_s:.0f} it/s), "
               f"wall {result.wall_s:.1f} s on {result.device}, {result.dtype}, {result.threads} "
