@@ -283,11 +283,19 @@ class Solution:
 
     def outside(self, x: Any) -> int:
         """How many of the points x (n, d) lie outside the box a region solve was trained on (0 for a point solve)."""
-        return len(self._rows_outside(self._points(x)))
+        return sum(self.outside_flags(x))
+
+    def outside_flags(self, x: Any) -> list[bool]:
+        """Per point of x (n, d): whether it lies outside the box a region solve was trained on (False for a point
+        solve, which has no box)."""
+        return self._flags_outside(self._points(x))
+
+    def _flags_outside(self, points: torch.Tensor) -> list[bool]:
+        region = self.problem.solver.region
+        return [region is not None and not region.contains(p) for p in points.tolist()]
 
     def _rows_outside(self, points: torch.Tensor) -> list[int]:
-        region = self.problem.solver.region
-        return [] if region is None else [i for i, p in enumerate(points.tolist()) if not region.contains(p)]
+        return [i for i, outside in enumerate(self._flags_outside(points)) if outside]
 
     def _extrapolating(self, points: torch.Tensor) -> None:
         if self.is_region and (rows := self._rows_outside(points)):

@@ -131,7 +131,7 @@ def eval_command(
                 "u": values.tolist(), "delta": deltas.tolist(),
                 # per point: outside the trained box (extrapolated; the warning goes to stderr, which a JSON reader
                 # may drop)
-                "outside": [region is not None and not region.contains(point) for point in chosen]}
+                "outside": solution.outside_flags(chosen)}
         if diagonals is not None:
             data["gamma_diag"], data["gamma_source"] = diagonals, solution.gamma_source
         # the same keys with or without standard errors (null where none, as solve --json has them)
