@@ -124,7 +124,7 @@ class DeepBSDE(nn.Module):
         noise_first, noise_later = (first * dw[:, 0]).sum(-1), (later * dw[:, 1:]).sum(-1)  # Z_n . dW_n
         # Z_N for the trapezoid's last node (it only matters where f depends on z)
         if z_end is None and trapezoid:
-            z_end = terminal_z(equation, x[:, -1]) if equation.driver_uses_z else first
+            z_end = terminal_z(equation, x[:, -1]) if self.needs_z_end() else first
         if not equation.driver_uses_y:  # no recursion needed: sum the driver over all steps at once
             times = torch.arange(1, steps, device=x.device, dtype=x.dtype) * dt
             f_first = self._driver(0.0, x[:, 0], first, controlled)

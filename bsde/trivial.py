@@ -92,8 +92,7 @@ def _zero_z_value(model, equation: Equation, paths: Paths, baseline: Baseline) -
     x, dw = paths.x, paths.dw
     zeros = x.new_zeros(x.shape[0], dw.shape[1], x.shape[-1])
     # the trapezoid's last node takes sigma^T grad g (no network): once, not in every march
-    z_end = (terminal_z(equation, x[:, -1]) if equation.driver_uses_z and model.scheme == "trapezoid"
-             else zeros[:, 0])
+    z_end = terminal_z(equation, x[:, -1]) if model.needs_z_end() else zeros[:, 0]
     scale = math.sqrt(baseline.payoff_var) if math.isfinite(baseline.payoff_var) else 0.0
     with torch.no_grad():
         g = equation.terminal(x[:, -1]).to(torch.float64)

@@ -114,11 +114,11 @@ def mlp(
     ``group``, where given), gathered in shard order. A driver f(t, x, y, 0) + m . z (constant m) on a Brownian
     motion or a GBM is sampled as its Girsanov twin (:func:`mlp_equation`): the same u, a driver without z.
     """
-    original, twin = equation, mlp_equation(equation)
-    if twin is None and equation.driver_uses_z:
+    sampled = mlp_equation(equation)
+    if sampled is None:
         raise ProblemError(f"mlp needs a driver without z, or f(t, x, y, 0) + m . z with a constant m on a Brownian "
                            f"motion or a GBM (its Girsanov twin); '{equation.kind}' has neither")
-    equation = twin or equation
+    twin, equation = sampled is not equation, sampled
     if not equation.process.exact:
         raise ProblemError(f"mlp needs a process with an exact transition; '{equation.kind}' has none")
     if level < 1 or repeats < 2:
@@ -138,7 +138,7 @@ def mlp(
         truncation = abs(value - statistics.fmean(lower)) + 2 * statistics.stdev(lower) / math.sqrt(len(lower))
     half_width = student_t975(repeats - 1) * stderr + (truncation or 0.0)
     details = {"level": level, "samples": level if samples is None else samples, "repeats": repeats, "runs": runs,
-               **({"measure": TWIN_MEASURE} if twin is not None and twin is not original else {}),
+               **({"measure": TWIN_MEASURE} if twin else {}),
                "truncation_allowance": truncation, "lower_level_runs": lower,
                "ci95": "value +- (t_{0.975, repeats - 1} stderr + |U_n - U_{n-1}| + 2 stderr(U_{n-1}))",
                **({"shards": shards} if shards else {})}
