@@ -356,6 +356,11 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         if checked.applies:  # an estimate that applies, yet gave no number: an overflow
             warn(f"no error estimate for y0 ({checked.basis} gave {checked.error}): y0 = {y0:.6g} is unchecked; "
                  + (astray or "a terminal condition near the float range overflows (rescale it)"))
+    elif checked.unconverged is not None:
+        warn(f"y0 = {y0:.6g} has not converged: on fresh paths the loss's minimum for the trained Z lies "
+             f"{checked.unconverged:.3g} from it, beyond what the adjoint-weighted residual allows, and the estimated "
+             f"error of y0 ({error:.3g}, {100 * error / abs(y0):.2g}% of |y0|) counts it; "
+             + (astray or "more iterations (or a larger learning rate) will move y0"))
     elif error > WARN_ERROR * abs(y0):
         warn(f"the estimated error of y0 ({error:.3g}, {checked.basis}) exceeds {WARN_ERROR:.0%} of |y0|; "
              + (astray or "more time steps or iterations may help"))

@@ -164,6 +164,20 @@ def test_overflowing_adjoint_weights_fall_back_to_the_mean_residual(monkeypatch)
     assert f.tolist() == [0.5] * 4 and not f_y.any() and not f_z.any()
 
 
+def test_a_driver_autograd_cannot_follow_is_said_to_get_the_mean_residual():
+    """A driver detached from autograd (as one computed in numpy is) gets Gamma = 1: the basis says that the mean
+    residual counts, not "adjoint-weighted" (QA); the same driver left to autograd keeps the adjoint weights."""
+    def solved(driver) -> bsde.SolveResult:
+        equation = bsde.custom_equation(dim=1, x0=0.7, total_time=0.5, process=bsde.BrownianMotion(1.0),
+                                        terminal=lambda x: torch.cos(x[..., 0]), driver=driver)
+        return bsde.solve(equation, solver={"iterations": 100, "time_steps": 10}, seed=0, threads=1)
+
+    detached = solved(lambda t, x, y, z: torch.sin(y.detach()) + 0.1 * z.detach().sum(-1))
+    assert "autograd cannot follow the driver" in detached.error_basis and detached.error_estimate > 0
+    followed = solved(lambda t, x, y, z: torch.sin(y) + 0.1 * z.sum(-1))
+    assert "adjoint-weighted residual" in followed.error_basis and "autograd" not in followed.error_basis
+
+
 def test_burgers_estimate_counts_the_networks_bias():
     """Burgers at d = 2, T = 2, x0 = 0.3 (off the published point, where f = (y - 1) sum(z) matters): y0 lands
     4.5% above the exact 1/(1 + e^-0.3). Richardson and the optimisation noise say 0.004 of it (6.8x too small,
@@ -186,6 +200,40 @@ def test_an_accurate_burgers_solve_is_not_flagged():
     result = bsde.solve(problem, seed=0, threads=2)
     assert abs(result.y0 - truth) <= result.error_estimate < 0.01 * abs(result.y0), (result.y0, result.error_estimate)
     assert not any("estimated error" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("settings", [{"solver.iterations": 20},
+                                      {"solver.iterations": 100, "solver.learning_rate": 1e-7}])
+def test_an_unconverged_solve_counts_its_distance_to_the_minimum(settings):
+    """Burgers at d = 5 (u0 = 1/(1 + e^-1)), stopped after 20 iterations or barely moved by a learning rate of 1e-7:
+    y0 is 0.9-1.2% off, while the adjoint-weighted residual, linearised around the untrained Z, said 0.06-0.2% (its
+    estimate was 2-3.5x too small, QA). The mean residual sees how far y0 is from the loss's minimum: the estimate
+    covers the error, and a warning says that training has not converged."""
+    problem = bsde.load_problem("burgers_type", {"equation.dim": 5, **settings})
+    truth = 1 / (1 + math.exp(-1.0))
+    result = bsde.solve(problem, seed=0, threads=2)
+    assert 0.005 < abs(result.y0 - truth) <= result.error_estimate < 2 * abs(result.y0 - truth), \
+        (result.y0, result.error_estimate)
+    assert "training has not converged" in result.error_basis
+    assert any("has not converged" in w for w in result.warnings)
+
+
+def test_the_mean_residual_replaces_the_adjoint_one_only_beyond_its_allowance(monkeypatch):
+    """The rule on its own: the mean residual counts where |plain| - 2 se > |adjoint| + 2 se, not merely where it is
+    larger (a converged run's two residuals are both noise, and either may be the larger)."""
+    from types import SimpleNamespace
+
+    from bsde import error_estimate
+
+    model = SimpleNamespace(time_steps=10, scheme="trapezoid", y_start=torch.tensor(1.0))
+    for plain, unconverged in [(0.0105, False), (0.013, True), (-0.013, True)]:
+        found = error_estimate.Residuals(shift=0.0, adjoint=0.001, adjoint_stderr=0.004, plain=plain,
+                                         plain_stderr=0.001)
+        monkeypatch.setattr(error_estimate, "residuals", lambda model, paths, found=found: found)
+        checked = error_estimate.from_time_step(model, lambda: None)
+        assert (checked.unconverged is not None) == unconverged, plain
+        assert checked.error == pytest.approx(abs(plain) + 0.002 if unconverged else 0.009)
+        assert ("training has not converged" in checked.basis) == unconverged
 
 
 @pytest.mark.slow
