@@ -11,6 +11,7 @@ checking problems (``bsde list``, ``bsde show``) never loads torch.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import types
@@ -49,8 +50,10 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bsde' has no attribute '{name}'")
+    if module is None:  # a submodule (bsde.processes), as after ``import bsde.processes``, whatever loaded before
+        if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module 'bsde' has no attribute '{name}'")
+        return importlib.import_module(f"{__name__}.{name}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -261,7 +261,8 @@ class _Compiler:
     def _Subscript(self, node: ast.Subscript) -> _Node:
         index = _integer(node.slice)
         if index is None:
-            raise ExpressionError(f"subscript {self.piece(node)}: the index must be a constant integer, e.g. x[0]")
+            raise ExpressionError(f"subscript {self.piece(node)}: the index must be a constant integer, e.g. x[0] "
+                                  "(x[-1] is the last; not dim or a param)")
         value = self.compile(node.value)
         if not value.vector:
             raise ExpressionError(f"subscript {self.piece(node)}: {self.piece(node.value)} is a number, "

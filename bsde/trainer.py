@@ -158,6 +158,26 @@ def _finite_parameters(model: DeepBSDE) -> bool:
     return bool(torch.stack([torch.isfinite(t).all() for t in model.state_dict().values()]).all())
 
 
+def start_fault(model: DeepBSDE, paths: Paths) -> str:
+    """Why the validation loss before training is not finite, in words: g(X_T) or the start values, or Y_N
+    overflowing where both are finite (QA: -y^3 + k(t, x), which the error had blamed on g or f)."""
+    with torch.no_grad():
+        terminal = model.equation.terminal(paths.x[:, -1])
+    if not bool(torch.isfinite(terminal).all()) or not _finite_parameters(model):
+        return "the terminal condition or the driver is not finite on the sampled paths (or the start values)"
+    model.eval()
+    with torch.no_grad():
+        end = model(paths.x, paths.dw, paths.dt)
+    model.train()
+    overflows = int((~torch.isfinite(end)).sum())
+    if overflows == 0:
+        return "the terminal condition or the driver is not finite on the sampled paths"
+    return (f"Y_N is not finite on {overflows} of {end.numel()} validation paths, where g(X_T) is: the march of Y "
+            "runs forward in time, and a driver that falls steeply in y blows it up (more solver.time_steps help "
+            "where the step is the cause, f_y dt below -2; a shorter total_time where the driver itself blows up "
+            "forward in time, as -y^3 does), or the driver is not finite at some state the march reaches")
+
+
 class _Run:
     """The mutable state of one training run and the operations on it."""
 
@@ -334,8 +354,8 @@ def train(
         advice = "lower solver.learning_rate" + (" or roll back (--on-nan rollback; on_nan=\"rollback\" in Python)"
                                                  if on_nan == "stop" else "")
         if run.iteration == 0:  # no step was taken: the problem, not the learning rate
-            raise TrainingError(f"non-finite {where} at iteration 0, before any training step: the terminal "
-                                "condition or the driver is not finite on the sampled paths (or the start values)")
+            raise TrainingError(f"non-finite {where} at iteration 0, before any training step: "
+                                + start_fault(run.model, run.valid))
         if on_nan == "stop" or good is None:
             raise TrainingError(f"non-finite {where} at iteration {run.iteration}{run.last_good()}; {advice}")
         if run.rollbacks >= MAX_ROLLBACKS:

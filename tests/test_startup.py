@@ -73,3 +73,12 @@ def test_unknown_attribute_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         bsde.nothing  # noqa: B018
+
+
+def test_submodules_are_attributes_on_a_fresh_import():
+    """``bsde.processes.BrownianMotion`` (as the README writes it) works right after ``import bsde``, before any
+    other name has loaded the submodule (QA: an AttributeError that depended on statement order)."""
+    done = fresh("import bsde\nprint(bsde.processes.BrownianMotion.__name__, bsde.probing.__name__, "
+                 "bsde.closed_forms.__name__)\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["BrownianMotion", "bsde.probing", "bsde.closed_forms"]

@@ -73,6 +73,19 @@ def test_a_non_finite_problem_is_not_blamed_on_the_learning_rate() -> None:
         bsde.solve(problem("x[0]", driver="1 / (x[0] - x[0])"), threads=1)
 
 
+def test_a_march_that_overflows_before_training_is_named() -> None:
+    """-y^3 + k(t, x) (QA; u = 1 + 0.5 sin(sum x) e^{t - T}, g and f finite everywhere): the march of Y with the
+    untrained Z overflows forward in time. The error said that g or f was not finite; it says that Y_N overflows
+    where g(X_T) is finite."""
+    equation = {"kind": "custom", "dim": 3, "total_time": 1.0, "x0": [0.2, -0.1, 0.4], "params": {"T": 1.0},
+                "process": {"kind": "brownian", "sigma": 0.5}, "terminal": "1 + 0.5*sin(sum(x))",
+                "driver": "-y**3 + (1 + 0.5*sin(sum(x))*exp(t - T))**3 - 0.3125*sin(sum(x))*exp(t - T)"}
+    problem = bsde.problem_from_dict({"equation": equation, "solver": {"iterations": 5}})
+    with pytest.raises(bsde.TrainingError, match=r"iteration 0, before any training step: Y_N is not finite on \d+ of "
+                                                 r"256 validation paths, where g\(X_T\) is"):
+        bsde.solve(problem, threads=1)
+
+
 def test_divergence_exits_1_on_the_cli() -> None:
     result = CliRunner().invoke(app, ["solve", "hjb", *tiny_args(**{"solver.learning_rate": 1e200}),
                                       "--device", "cpu", "-q"])

@@ -76,3 +76,21 @@ def test_a_z_term_m_dot_z_is_sampled_as_the_girsanov_twin():
     assert low <= exact <= high and high - low < 0.3 * exact
     assert result.details["measure"].startswith("the drift its z-term m . z adds (Girsanov)")
     assert describe(result).startswith("multilevel Picard iteration under the drift its z-term m . z adds")
+
+
+CUBIC = {"kind": "custom", "dim": 3, "total_time": 1.0, "x0": [0.2, -0.1, 0.4], "params": {"T": 1.0},
+         "process": {"kind": "brownian", "sigma": 0.5}, "terminal": "1 + 0.5*sin(sum(x))"}
+#: u = 1 + 0.5 sin(sum x) e^{t - T} (u0 = 1.0882) with a source; -c y^3 has f_y = -3 c u^2, near -3.6 c
+CUBIC_DRIVER = "-{c}*y**3 + {c}*(1 + 0.5*sin(sum(x))*exp(t - T))**3 - 0.3125*sin(sum(x))*exp(t - T)"
+
+
+def test_a_diverging_iteration_is_an_error_not_a_value(tmp_path):
+    """-y^3 with a source (QA): the Picard iteration diverges (level 4's runs near 1e5 against 11 one level down;
+    at level 5 it had returned 1.2e13 +- 4e13 as a reference, exit 0). It is an error now, and a milder -0.3 y^3
+    still gives an interval that holds u0 = 1.0882."""
+    mild = bsde.problem_from_dict({"equation": {**CUBIC, "driver": CUBIC_DRIVER.format(c=0.3)}}).equation
+    low, high = mlp(mild, level=4, seed=0).ci95
+    assert low <= 1.0882 <= high and high - low < 1.0
+    steep = bsde.problem_from_dict({"equation": {**CUBIC, "driver": CUBIC_DRIVER.format(c=1)}}).equation
+    with pytest.raises(ProblemError, match="diverges at level 4"):
+        mlp(steep, level=4, seed=0)
