@@ -172,10 +172,10 @@ def start_fault(model: DeepBSDE, paths: Paths) -> str:
     overflows = int((~torch.isfinite(end)).sum())
     if overflows == 0:
         return "the terminal condition or the driver is not finite on the sampled paths"
-    return (f"Y_N is not finite on {overflows} of {end.numel()} validation paths, where g(X_T) is: the march of Y "
-            "runs forward in time, and a driver that falls steeply in y blows it up (more solver.time_steps help "
-            "where the step is the cause, f_y dt below -2; a shorter total_time where the driver itself blows up "
-            "forward in time, as -y^3 does), or the driver is not finite at some state the march reaches")
+    return (f"Y_N is not finite on {overflows} of {end.numel()} validation paths, where g(X_T) is finite: the march "
+            "of Y runs forward in time, and a driver that falls steeply in y blows it up (more solver.time_steps "
+            "help where the step is the cause, f_y dt below -2; a shorter total_time where the driver itself blows "
+            "up forward in time, as -y^3 does), or the driver is not finite at some state the march reaches")
 
 
 class _Run:

@@ -137,7 +137,7 @@ def mlp(
     value = statistics.fmean(runs)
     stderr = statistics.stdev(runs) / math.sqrt(repeats)
     truncation = abs(value) if level == 1 else None  # U_0 = 0
-    if lower and all(map(math.isfinite, lower)):  # the change, plus two standard errors of the lower mean
+    if lower:  # the change, plus two standard errors of the lower mean (finite: divergence checked it)
         truncation = abs(value - statistics.fmean(lower)) + 2 * statistics.stdev(lower) / math.sqrt(len(lower))
     half_width = student_t975(repeats - 1) * stderr + (truncation or 0.0)
     details = {"level": level, "samples": level if samples is None else samples, "repeats": repeats, "runs": runs,
