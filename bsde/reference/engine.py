@@ -272,7 +272,9 @@ def _finite(problem: Problem, result: ReferenceResult) -> ReferenceResult:
     """``result`` if its value is a finite number; a NaN or infinite value is an error, not a result."""
     if not math.isfinite(result.value):
         raise ProblemError(f"{problem.name}: the {result.method} reference is {result.value}: the terminal "
-                           "condition or the driver is not finite at the sampled states")
+                           "condition or the driver is not finite at the sampled states"
+                           + (", or the Picard iteration diverges (a driver steep in y)" if result.method == "mlp"
+                              else ""))
     return result
 
 
