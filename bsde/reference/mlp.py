@@ -139,7 +139,7 @@ def mlp(
     value = statistics.fmean(runs)
     stderr = statistics.stdev(runs) / math.sqrt(repeats)
     truncation = abs(value) if level == 1 else None  # U_0 = 0
-    if lower:  # the change, plus two standard errors of the lower mean (finite: divergence checked it)
+    if lower:  # the change, plus two standard errors of the lower mean (finite: checked above)
         truncation = abs(value - statistics.fmean(lower)) + 2 * statistics.stdev(lower) / math.sqrt(len(lower))
     half_width = student_t975(repeats - 1) * stderr + (truncation or 0.0)
     details = {"level": level, "samples": level if samples is None else samples, "repeats": repeats, "runs": runs,
