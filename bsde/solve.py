@@ -29,7 +29,7 @@ from bsde.runtime import (available_cores, callers_threads, keep_freed_memory, p
 from bsde.settings import SolverSettings
 from bsde.solution import Solution
 from bsde.trainer import LogEntry, OnNaN, TrainHooks, TrainResult, sample, train, training_equation
-from bsde.trivial import (ASTRAY_LOSS, baseline_paths, driver_free_baseline, trivial_solution_warning,
+from bsde.trivial import (ASTRAY_LOSS, baseline_paths, driver_free_baseline, heavy_tail, trivial_solution_warning,
                           zero_z_value)
 
 #: a warning when the estimated error exceeds this fraction of |y0|
@@ -317,6 +317,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     y0_bsde = model.y_start.item()
     final_loss = trained.history[-1].loss
     finite = math.isfinite(baseline.value) and math.isfinite(baseline.stderr)
+    if tail := heavy_tail(baseline) if finite else None:
+        warn(tail)
     check_generator = torch.Generator(device=dev).manual_seed(seed + 2)
     checks = check_paths(equation.dim, settings.time_steps)
     fresh_paths = functools.partial(sample, equation, settings, checks, check_generator, dev)
@@ -363,7 +365,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
              + (astray or "more iterations (or a larger learning rate) will move y0"))
     elif error > WARN_ERROR * abs(y0):
         warn(f"the estimated error of y0 ({error:.3g}, {checked.basis}) exceeds {WARN_ERROR:.0%} of |y0|; "
-             + (astray or "more time steps or iterations may help"))
+             + (astray or ("g(X_T)'s tail is the likely cause (above)" if tail else
+                           "more time steps or iterations may help")))
     solution = Solution(model, problem, seed=seed, u0=y0, warnings=warnings)  # the same list: later warnings too
     # y0 is not read off the network (HJB: V at x0): a gap over twice y0's error estimate (1% of |y0| without one)
     # says the network is off by more than that (QA: 0.2%, 7.5x the estimate, went unsaid under a 1% threshold)

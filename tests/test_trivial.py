@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import bsde
-from bsde.trivial import Baseline, driver_free_baseline, trivial_solution_warning
+from bsde.trivial import HEAVY_TAIL_SHARE, Baseline, driver_free_baseline, heavy_tail, trivial_solution_warning
 
 from conftest import TINY
 
@@ -17,6 +17,31 @@ def test_baseline_is_discounted_expectation_of_g():
     base = driver_free_baseline(eq, paths=1 << 18, generator=torch.Generator().manual_seed(0), device="cpu")
     assert abs(base.value - 10.450584) < 5 * base.stderr
     assert base.payoff_var > 0
+
+
+def _pole(dim: int = 3):
+    """g = 1 / (x_1 - 0.5) at x0 = 0.5 on a Brownian motion: E|g(X_T)| is not finite (QA F8)."""
+    return bsde.problem_from_dict({"equation": {
+        "kind": "custom", "dim": dim, "x0": 0.5, "process": {"kind": "brownian", "sigma": 0.5},
+        "terminal": "1/(x[0]-0.5)", "driver": "-0.05*y"}, "solver": {"iterations": 30}})
+
+
+def test_a_payoff_without_a_finite_mean_has_a_heavy_tail():
+    """One path of 2^16 carries most of the sample variance of 1 / W_T; of a smooth payoff, a tiny share (about
+    2 ln(n) / n for a normal)."""
+    kw = {"paths": 1 << 16, "generator": torch.Generator().manual_seed(0), "device": "cpu"}
+    pole = driver_free_baseline(_pole().equation, **kw)
+    assert pole.tail_share > HEAVY_TAIL_SHARE and pole.paths == 1 << 16
+    assert "heavy tail" in heavy_tail(pole) and "rescale or guard the terminal condition" in heavy_tail(pole)
+    smooth = driver_free_baseline(bsde.load_problem("max_call", {"equation.dim": 1}).equation, **kw)
+    assert smooth.tail_share < 0.01 and heavy_tail(smooth) is None
+
+
+def test_a_heavy_tailed_payoff_is_warned_and_named_as_the_cause():
+    """QA F8: the pole's solve (y0 +- 18) advised more time steps or iterations, which cannot help."""
+    result = bsde.solve(_pole(), seed=0, threads=2)
+    assert any(w.startswith("g(X_T) has a heavy tail") for w in result.warnings), result.warnings
+    assert not any("more time steps or iterations may help" in w for w in result.warnings), result.warnings
 
 
 def test_trivial_solution_warning():
