@@ -190,29 +190,32 @@ def _next_z(model: DeepBSDE, paths: Paths) -> torch.Tensor:
     return model.nets(ahead, model.z_scale)
 
 
-def _richardson_shift(model: DeepBSDE, paths: Paths, z: torch.Tensor, terminal: torch.Tensor, fine: torch.Tensor
-                      ) -> tuple[float, float]:
-    """(D, slope): how far y0 moves when ``paths`` are marched with 2 dt (``terminal``: g(X_N); ``fine``: the
-    residuals Y_N - g at dt), and d mean(Y_N) / d y0."""
-    x, dw, dt = paths.x, paths.dw, paths.dt
+def _coarse_march(model: DeepBSDE, paths: Paths, z: torch.Tensor) -> torch.Tensor:
+    """Y_N (batch,) of ``paths`` marched with 2 dt (every other state, the increments summed in pairs) and the given
+    Z_0, Z_2 dt, ... (batch, N/2, dim)."""
+    x, dw = paths.x, paths.dw
     with torch.no_grad():
-        coarse = model.march(x[:, ::2], dw[:, 0::2] + dw[:, 1::2], 2 * dt, z[:, ::2], controlled=False) - terminal
+        return model.march(x[:, ::2], dw[:, 0::2] + dw[:, 1::2], 2 * paths.dt, z, controlled=False)
+
+
+def _richardson_shift(model: DeepBSDE, paths: Paths, z: torch.Tensor, terminal: torch.Tensor, fine: torch.Tensor,
+                      coarse: torch.Tensor) -> tuple[float, float]:
+    """(D, slope): how far y0 moves when ``paths`` are marched with 2 dt (``terminal``: g(X_N); ``fine``: the
+    residuals Y_N - g at dt; ``coarse``: Y_N at 2 dt with the trained Z_{2k}), and d mean(Y_N) / d y0."""
+    with torch.no_grad():
         h = 1e-4 * max(1.0, abs(model.y_start.item()))
-        bumped = model.march(x, dw, dt, z, y_start=model.y_start + h, controlled=False) - terminal
+        bumped = model.march(paths.x, paths.dw, paths.dt, z, y_start=model.y_start + h, controlled=False) - terminal
     slope = float((bumped - fine).mean()) / h
     slope = slope if math.isfinite(slope) and abs(slope) > 1e-12 else 1.0
-    return -float((coarse - fine).mean()) / slope, slope
+    return -float((coarse - terminal - fine).mean()) / slope, slope
 
 
-def _lag_difference(model: DeepBSDE, paths: Paths, z: torch.Tensor) -> torch.Tensor:
+def _lag_difference(model: DeepBSDE, paths: Paths, z: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
     """Y_N (batch,) of the 2 dt march with the Z that step learns, (Z_{2k} + E[Z_{2k+1} | X_{2k}]) / 2 (see _next_z),
-    less that with the trained Z_{2k}: the half-step lag's part of the Richardson shift, path by path."""
-    x, dw, dt = paths.x, paths.dw, paths.dt
-    coarse_x, coarse_dw = x[:, ::2], dw[:, 0::2] + dw[:, 1::2]
+    less ``coarse``, that with the trained Z_{2k}: the half-step lag's part of the Richardson shift, path by path."""
     with torch.no_grad():
         learned = 0.5 * (z[:, 0::2] + _next_z(model, paths)[:, 0::2])
-        return (model.march(coarse_x, coarse_dw, 2 * dt, learned, controlled=False)
-                - model.march(coarse_x, coarse_dw, 2 * dt, z[:, ::2], controlled=False))
+    return _coarse_march(model, paths, learned) - coarse
 
 
 def _mean_and_stderr(values: list[torch.Tensor]) -> tuple[float, float]:
@@ -248,7 +251,7 @@ def residuals(model: DeepBSDE, paths: Callable[[], Paths], batches: tuple[int, i
     weighted, plain, lags = [], [], []
     shift = slope = math.nan
     followed = True
-    lagging = model.equation.driver_uses_z and model.time_steps > 1
+    lagging = model.equation.driver_uses_z
     fewest, most = batches
     resolution = RESOLUTION * abs(model.y_start.item())
     for batch in range(most):
@@ -261,13 +264,14 @@ def residuals(model: DeepBSDE, paths: Callable[[], Paths], batches: tuple[int, i
             z = model.gradients(drawn.x)
             terminal = model.equation.terminal(drawn.x[:, -1])
             fine = model.march(drawn.x, drawn.dw, drawn.dt, z, controlled=False) - terminal
+        coarse = _coarse_march(model, drawn, z[:, ::2]) if batch == 0 or lagging else None
         if batch == 0:
-            shift, slope = _richardson_shift(model, drawn, z, terminal, fine)
+            shift, slope = _richardson_shift(model, drawn, z, terminal, fine, coarse)
             followed = autograd_follows(model.equation, model.y_start, drawn, z)
         weighted.append(adjoint_weights(model.equation, model.y_start, drawn, z) * fine)
         plain.append(fine)
         if lagging:
-            lags.append(_lag_difference(model, drawn, z))
+            lags.append(_lag_difference(model, drawn, z, coarse))
     plain_mean, plain_stderr = _mean_and_stderr(plain)
     lag, lag_stderr = _mean_and_stderr(lags) if lags else (0.0, 0.0)
     return Residuals(shift, *_mean_and_stderr(weighted), -plain_mean / slope, plain_stderr / abs(slope), followed,

@@ -317,7 +317,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     y0_bsde = model.y_start.item()
     final_loss = trained.history[-1].loss
     finite = math.isfinite(baseline.value) and math.isfinite(baseline.stderr)
-    if tail := heavy_tail(baseline) if finite else None:
+    tail = heavy_tail(baseline) if finite else None  # a payoff Monte Carlo cannot average: said once, named below
+    if tail:
         warn(tail)
     check_generator = torch.Generator(device=dev).manual_seed(seed + 2)
     checks = check_paths(equation.dim, settings.time_steps)
