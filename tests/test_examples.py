@@ -63,3 +63,23 @@ def test_the_example_problem_files_pose_the_values_they_state():
                                 {"equation.driver": "-r * y", "equation.process.drift": 0.03})
     real, plain = bsde.reference(basket, paths=1 << 16), bsde.reference(neutral, "mc", paths=1 << 16, seed=1)
     assert real.method == "girsanov" and abs(real.value - plain.value) < 4 * (real.stderr ** 2 + plain.stderr ** 2) ** 0.5
+
+
+def test_time_dependent_z_example_poses_the_solution_its_comment_states():
+    """time_dependent_z.yaml: u = (1 + t) e^{-mean(x)} makes u_t + (sigma^2 / 2) Laplace u + f(t, x, u, sigma grad u)
+    vanish (by autograd, at random points), and its reference value is u(0, x0)."""
+    import torch
+
+    import bsde
+
+    problem = bsde.load_problem(str(EXAMPLES / "time_dependent_z.yaml"))
+    equation, sigma = problem.equation, 0.2
+    t = torch.rand(64, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).mul(1.5).requires_grad_()
+    x = torch.randn(64, equation.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    u = (1 + t[:, 0]) * torch.exp(-x.mean(-1))
+    u_t, grad = torch.autograd.grad(u.sum(), (t, x), create_graph=True)
+    laplace = sum(torch.autograd.grad(grad[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(equation.dim))
+    residual = u_t[:, 0] + 0.5 * sigma**2 * laplace + equation.driver(t[:, 0], x, u, sigma * grad)
+    assert residual.abs().max().item() < 1e-12
+    x0 = torch.tensor(equation.x_start, dtype=torch.float64)
+    assert problem.reference.value == pytest.approx(torch.exp(-x0.mean()).item(), rel=1e-15)
