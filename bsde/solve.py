@@ -393,7 +393,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
             warn(f"no reference: the engine failed unexpectedly ({type(exc).__name__}: {exc}; please report it)")
     if reference is not None:
         ref_value, ref_source, ref_stderr = reference.value, describe(reference), reference.stderr
-        if reference.caveat is not None:
+        if reference.caveat is not None and not (tail and reference.heavy_tailed):  # the tail: said above
             warn(f"the reference: {reference.caveat}")
     else:
         ref_value, ref_stderr = problem.reference.value, problem.reference.stderr

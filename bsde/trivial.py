@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from bsde.equations.base import Equation
+from bsde.heavy_tail import heavy_tail_warning, largest_share
 from bsde.model import terminal_z
 from bsde.simulation import Paths, simulate_paths
 
@@ -72,26 +73,14 @@ def driver_free_baseline(equation: Equation, *, paths: int | None = None, genera
     mean = total / paths
     spread = max(total_sq / paths - mean * mean, 0.0) * paths  # sum of (g - mean)^2
     var = spread / max(paths - 1, 1)
-    share = max(high - mean, mean - low) ** 2 / spread if spread > 0 and math.isfinite(spread) else 0.0
     discount = equation.discount_factor
-    return Baseline(discount * mean, discount * math.sqrt(var / paths), var, min(share, 1.0), paths)
-
-
-#: one path carrying more than this share of the sample variance of g(X_T) marks a tail too heavy for Monte Carlo
-#: (over 2^16 paths, five seeds: a lognormal of log-spread 1 had its largest path at 1-2%, of log-spread 2 at 17-78%;
-#: 1 / W_T, whose mean is not finite, at 30-97%; a normal at 0.03%)
-HEAVY_TAIL_SHARE = 0.25
+    return Baseline(discount * mean, discount * math.sqrt(var / paths), var, largest_share(high, low, mean, spread),
+                    paths)
 
 
 def heavy_tail(baseline: Baseline) -> str | None:
-    """A warning where one sampled path carries over HEAVY_TAIL_SHARE of the sample variance of g(X_T) (QA: 1 / (x_1 -
-    0.5) at x0 = 0.5, whose mean is not finite, had 'more time steps or iterations may help'); None otherwise."""
-    if not baseline.tail_share > HEAVY_TAIL_SHARE:
-        return None
-    return (f"g(X_T) has a heavy tail: one of {baseline.paths} sampled paths carries {baseline.tail_share:.0%} of its "
-            "sample variance, so its mean or variance may not be finite (a pole of equation.terminal where the paths "
-            "go, or growth faster than their law decays); y0, its error estimate and Monte Carlo references are not "
-            "to be trusted then, and no solver setting mends that: rescale or guard the terminal condition")
+    """The heavy-tail warning (bsde.heavy_tail) for the baseline's sample of g(X_T); None for a light tail."""
+    return heavy_tail_warning(baseline.tail_share, baseline.paths)
 
 
 def zero_z_value(model, equation: Equation, paths: Paths, baseline: Baseline) -> float | None:

@@ -120,7 +120,7 @@ def euler_monte_carlo(equation: Equation, *, paths: int = EULER_PATHS, seed: int
     half_width = 1.96 * stderr + 2 * abs(bias)
     details = {"antithetic": True, "control": "none", "scheme": "euler-maruyama", "steps": steps,
                "discretisation_bias": abs(bias), "discretisation_allowance": 2 * abs(bias), "converged": converged,
-               "halving": halving,
+               "halving": halving, "tail_share": moments.tail_share(),
                "ci95": "value +- (1.96 stderr + 2 |P_N - P_{N/2}|)"}
     return ReferenceResult(value, stderr, (value - half_width, value + half_width), "mc", 2 * moments.n,
                            time.perf_counter() - start, details)
@@ -167,6 +167,7 @@ def monte_carlo(
         details["shards"] = shards
     value = float(weights @ main.mean) + (float(beta @ means) if strikes else 0.0)
     stderr = main.stderr(weights)
+    details["tail_share"] = main.tail_share()  # of the payoff (a heavy tail: ReferenceResult.caveat)
     if strikes:
         plain = math.sqrt(float(main.cov[0, 0]) / main.n)
         details.update(variance_reduction=(plain / stderr) ** 2 if stderr > 0 else math.inf, stderr_without=plain)

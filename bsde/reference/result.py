@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from bsde.errors import ProblemError
+from bsde.heavy_tail import HEAVY_TAIL_SHARE, heavy_tail_warning
 
 #: a sampled importance weight (cole-hopf's exp(-lam g)) with fewer effective paths makes no trustworthy interval
 #: (QA: lam 25 at d = 100 with 236 effective paths missed by 6.6 standard errors, and 5 of 10 seeds fell outside)
@@ -52,8 +53,18 @@ class ReferenceResult:
         return "error estimate" if self.error_bar is not None else "none"
 
     @property
+    def heavy_tailed(self) -> bool:
+        """Whether one sampled antithetic pair carries over HEAVY_TAIL_SHARE of the sample variance (``tail_share``
+        in ``details``, where the method records it): a mean Monte Carlo cannot be trusted with."""
+        share = self.details.get("tail_share")
+        return isinstance(share, float) and share > HEAVY_TAIL_SHARE
+
+    @property
     def caveat(self) -> str | None:
-        """What the value carries beyond its error bar, in words (an Euler Monte Carlo that did not settle)."""
+        """What the value carries beyond its error bar, in words (a heavy tail, an Euler Monte Carlo that did not
+        settle, degenerate weights)."""
+        if self.heavy_tailed:
+            return heavy_tail_warning(self.details["tail_share"], (self.paths or 0) // 2, "antithetic pairs")
         if self.details.get("converged") is False:
             return (f"the Euler Monte Carlo did not settle by {self.details.get('steps')} steps: its 95% interval "
                     "counts the last halving's change as bias")

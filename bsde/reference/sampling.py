@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from bsde.errors import ProblemError
+from bsde.heavy_tail import largest_share
 
 #: float64 elements held per chunk of normals (32 MiB)
 CHUNK_ELEMENTS = 1 << 22
@@ -32,11 +33,19 @@ def require_paths(method: str, paths: int) -> None:
 
 @dataclass(frozen=True)
 class Moments:
-    """Sample mean (k,) and covariance (k, k) of n i.i.d. vectors (here: antithetic pair averages)."""
+    """Sample mean (k,) and covariance (k, k) of n i.i.d. vectors (here: antithetic pair averages), with their
+    largest and smallest values (k,)."""
 
     n: int
     mean: torch.Tensor
     cov: torch.Tensor
+    high: torch.Tensor
+    low: torch.Tensor
+
+    def tail_share(self, column: int = 0) -> float:
+        """The largest share of the sample variance of ``column`` that one vector carries (bsde.heavy_tail)."""
+        return largest_share(float(self.high[column]), float(self.low[column]), float(self.mean[column]),
+                             float(self.cov[column, column]) * max(self.n - 1, 1))
 
     def stderr(self, weights: torch.Tensor) -> float:
         """Standard error of the mean of weights . v."""
@@ -58,7 +67,7 @@ def antithetic_moments(
     pairs = max(1, paths // 2)
     chunk = max(1, chunk_rows(dim * max(steps, 1)) // 2)
     shape = (steps, dim) if steps else (dim,)
-    total, cross, done = None, None, 0
+    total, cross, high, low, done = None, None, None, None, 0
     while done < pairs:
         n = min(chunk, pairs - done)
         normals = torch.randn(n, *shape, generator=generator, dtype=torch.float64, device=DEVICE)
@@ -66,6 +75,8 @@ def antithetic_moments(
         if offset is None:
             offset = values.mean(0)
         values = values - offset
+        top, bottom = values.amax(0), values.amin(0)
+        high, low = (top, bottom) if high is None else (torch.maximum(high, top), torch.minimum(low, bottom))
         total = values.sum(0) if total is None else total + values.sum(0)
         cross = values.T @ values if cross is None else cross + values.T @ values
         done += n
@@ -73,4 +84,4 @@ def antithetic_moments(
             progress(2 * done, 2 * pairs)
     mean = total / pairs
     cov = (cross - pairs * torch.outer(mean, mean)) / max(pairs - 1, 1)
-    return Moments(pairs, mean + offset, cov)
+    return Moments(pairs, mean + offset, cov, high + offset, low + offset)

@@ -5,7 +5,7 @@ shards; shard s draws from a generator seeded by ``stream_seed(seed, s)`` (:mod:
 so the estimate depends on S and the seed, never on how many processes compute the shards. Over
 processes (``group``) each computes its block of shards; the shards' moments are gathered and merged
 in shard order: n = sum n_s, mean = sum n_s m_s / n,
-(n - 1) C = sum (n_s - 1) C_s + sum n_s (m_s - mean)(m_s - mean)^T.
+(n - 1) C = sum (n_s - 1) C_s + sum n_s (m_s - mean)(m_s - mean)^T; the extremes are the shards' extremes.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def merge(parts: list[Moments]) -> Moments:
     mean = sum(part.n * part.mean for part in parts) / n
     scatter = sum((part.n - 1) * part.cov + part.n * torch.outer(part.mean - mean, part.mean - mean)
                   for part in parts)
-    return Moments(n, mean, scatter / max(n - 1, 1))
+    return Moments(n, mean, scatter / max(n - 1, 1), torch.stack([part.high for part in parts]).amax(0),
+                   torch.stack([part.low for part in parts]).amin(0))
 
 
 def each_shard(run: Callable[[int, int, torch.Generator], T], sizes: list[int], seed: int,

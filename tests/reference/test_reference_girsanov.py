@@ -36,6 +36,7 @@ def test_the_interval_holds_the_closed_form(driver, params, drift, expected):
     result = bsde.reference(p, paths=1 << 18, seed=1)
     assert result.method == "girsanov" and result.ci95[0] < expected < result.ci95[1], (result.ci95, expected)
     assert result.details["rate"] == pytest.approx(params.get("r", 0.0))
+    assert result.details["tail_share"] < 0.01 and result.caveat is None  # a light tail: about 2 ln(n) / n
 
 
 @pytest.mark.parametrize(("driver", "process"), [

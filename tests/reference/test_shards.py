@@ -34,6 +34,8 @@ def test_merged_moments_equal_one_pass_over_the_same_shards():
     assert merged.n == 3001
     torch.testing.assert_close(merged.mean, direct_mean, rtol=1e-13, atol=0)
     torch.testing.assert_close(merged.cov, direct_cov, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(merged.high, everything.amax(0), rtol=1e-15, atol=0)  # the extremes (heavy tails)
+    torch.testing.assert_close(merged.low, everything.amin(0), rtol=1e-15, atol=0)
 
 
 def test_merge_of_one_part_is_that_part():
