@@ -187,8 +187,9 @@ def _linearise(model: DeepBSDE, equation: Equation, settings: SolverSettings, pa
     return _Linearised(**joined, control=torch.cat([p.control for p in parts]) if use_control else None)
 
 
-def mirrored_first_step(equation: Equation, paths: Paths) -> Paths:
-    """The paths and their twins: the same increments but the first, which is mirrored (dW_0 -> -dW_0).
+def mirrored_first_step(equation: Equation, paths: Paths, generator: torch.Generator) -> Paths:
+    """The paths and their twins: the same increments but the first, which is mirrored (dW_0 -> -dW_0); a process
+    with sub-steps draws the twins' Brownian bridges within each step afresh from ``generator``.
 
     In a pair the residual's part that the later increments drive (the variance of g(X_T) that the step
     networks leave) is nearly the same, so it cancels where Z_0 is read off, in (R+ - R-) dW_0: a point solve's
@@ -196,7 +197,7 @@ def mirrored_first_step(equation: Equation, paths: Paths) -> Paths:
     """
     dw = paths.dw.clone()
     dw[:, 0] = -dw[:, 0]
-    twins = states_from_increments(equation.process, paths.x[:, 0], dw, paths.dt)
+    twins = states_from_increments(equation.process, paths.x[:, 0], dw, paths.dt, generator=generator)
     return Paths(torch.cat([paths.x, twins]), torch.cat([paths.dw, dw]), paths.dt)
 
 
@@ -213,7 +214,7 @@ def _linearised_chunks(model: DeepBSDE, equation: Equation, settings: SolverSett
         n = min(chunk, paths - done)
         data = sample(equation, settings, max(1, n // 2) if mirrored else n, generator, model.y0.device, region=True)
         if mirrored:
-            data = mirrored_first_step(equation, data)
+            data = mirrored_first_step(equation, data, generator)
             n = data.x.shape[0]
         x, dw, dt, x0 = data.x, data.dw, data.dt, data.x[:, 0]
         with torch.no_grad():

@@ -47,7 +47,7 @@ def report(result: SolveResult) -> None:
     out.print(f"  error est. {result.error_basis}", markup=False)
     if result.bound is not None:
         out.print(f"  {result.bound_side} bound {result.bound:.6g} +- {result.bound_stderr:.2g}  "
-                  f"(control of the learned Z; deep BSDE y0 {result.y0_bsde:.6g})", markup=False)
+                  f"({result.bound_source}; deep BSDE y0 {result.y0_bsde:.6g})", markup=False)
     if result.reference is not None:
         if result.reference_ci95 is not None:
             spread = f" +- {(result.reference_ci95[1] - result.reference_ci95[0]) / 2:.2g} (95% CI)"

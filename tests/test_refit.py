@@ -123,12 +123,24 @@ def test_mirrored_pairs_share_all_but_the_first_increment():
     """GBM: the twin's first log-return mirrors the path's about its mean, every later log-return is the same."""
     problem = bsde.load_problem("max_call", {"equation.dim": 3, "solver.time_steps": 4})
     paths = sample(problem.equation, problem.solver, 5, torch.Generator().manual_seed(0), "cpu")
-    both = mirrored_first_step(problem.equation, paths)
+    both = mirrored_first_step(problem.equation, paths, torch.Generator().manual_seed(1))
     assert both.x.shape == (10, 5, 3) and torch.equal(both.dw[5:, 0], -paths.dw[:, 0])
     returns = both.x.log().diff(dim=1)
     mean_first = (0.05 - 0.5 * 0.2**2) * paths.dt
     assert torch.allclose(returns[:5, 0] + returns[5:, 0], torch.full_like(returns[:5, 0], 2 * mean_first))
     assert torch.allclose(returns[:5, 1:], returns[5:, 1:]) and torch.equal(both.x[5:, 0], paths.x[:, 0])
+
+
+def test_a_point_refit_runs_on_a_diffusion_with_sub_steps():
+    """QA: the twins' states need the Brownian bridge within each step (substeps 2), which took a generator; the
+    point refit raised after training. Y = e^{-0.1 T} E|X_T|^2 = e^{-0.1} (|x0|^2 + 2 (0.4^2) T) exactly."""
+    problem = bsde.problem_from_dict({"equation": {
+        "kind": "custom", "dim": 2, "total_time": 1.0, "x0": [0.5, -0.5], "terminal": "sum(x ** 2)",
+        "driver": "-0.1 * y", "process": {"kind": "diffusion", "drift": "0", "sigma": "0.4", "substeps": 2}},
+        "solver": {"iterations": 50, "refit": True}})
+    result = bsde.solve(problem, seed=0, threads=1)
+    assert result.refit is not None
+    assert abs(result.y0 - math.exp(-0.1) * (0.5 + 2 * 0.16)) <= result.error_estimate
 
 
 def test_the_region_refit_takes_off_the_learned_controls_whole_excess_at_small_d():

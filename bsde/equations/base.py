@@ -148,6 +148,12 @@ class Equation(NoBoolNumbers):
         f quadratic in z (``z_hessian``), not using y, and a process whose steered steps are exact."""
         return bool(self.z_hessian) and not self.driver_uses_y and self.process.steerable
 
+    @property
+    def linear_pieces(self) -> list[tuple[float, float]] | None:
+        """[(r_k, c_k)] where f(t, x, y, z) = max_k (-r_k y - c_k sum(z)) (differing rates: one piece per rate), so
+        that every piece lies below f (bsde.regime_bound); None otherwise."""
+        return None
+
     def radial_form(self) -> RadialForm | None:
         """The problem reduced to r = |x - 0| when g and f depend on |x| and |z| only."""
         return None

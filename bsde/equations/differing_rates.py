@@ -54,6 +54,11 @@ class DifferingRates(Equation):
         spread = self.rate_borrow - self.rate_lend
         return -self.rate_lend * y - (self.mu - self.rate_lend) * stock + spread * (stock - y).clamp(min=0.0)
 
+    @property
+    def linear_pieces(self) -> list[tuple[float, float]]:
+        """f = max over R in (R^l, R^b) of -R y - (mu - R) sum(z) / sigma: lending and borrowing."""
+        return [(rate, (self.mu - rate) / self.sigma) for rate in (self.rate_lend, self.rate_borrow)]
+
     def terminal(self, x):
         top = x.amax(-1)
         return (top - self.strike_low).clamp(min=0.0) - 2.0 * (top - self.strike_high).clamp(min=0.0)
