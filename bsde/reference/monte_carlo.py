@@ -101,12 +101,16 @@ def _euler_columns(equation: Equation, steps: int):
 
 
 def euler_monte_carlo(equation: Equation, *, paths: int = EULER_PATHS, seed: int = 0,
-                      progress: Progress | None = None, max_steps: int = EULER_MAX_STEPS) -> ReferenceResult:
-    """e^{-rT} E[g(X_T)] by Euler-Maruyama with step halving (see the module docstring)."""
+                      progress: Progress | None = None, max_steps: int = EULER_MAX_STEPS,
+                      steps: int | None = None) -> ReferenceResult:
+    """e^{-rT} E[g(X_T)] by Euler-Maruyama with step halving (see the module docstring); with ``steps``, on that
+    many steps alone (central differences hold the level fixed at every bumped point: bsde.reference.greeks)."""
     require_paths("mc", paths)
     start = time.perf_counter()
     generator = torch.Generator(device=DEVICE).manual_seed(seed)
-    halving, steps = [], EULER_START_STEPS
+    if steps is not None:
+        max_steps = steps
+    halving, steps = [], EULER_START_STEPS if steps is None else steps
     while True:
         moments = antithetic_moments(_euler_columns(equation, steps), paths, equation.dim, generator=generator,
                                      progress=progress, steps=steps)

@@ -123,6 +123,21 @@ def test_central_differences_of_a_deterministic_method_are_accurate():
     assert np.allclose(fallback.gamma_diag, exact.gamma_diag, rtol=1e-3)
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_central_differences_of_an_euler_monte_carlo_hold_its_level(seed):
+    """QA: a GBM written as a diffusion (Euler Monte Carlo, step halving) got gamma 7.5x Black-Scholes' on seed 1
+    (levels 8, 16 at one bump, 8 at the others) and < 0 on seed 2; every point now runs the level x0 reached.
+    Against Black-Scholes (delta 0.51912, gamma 0.016152), within the 8 steps' Euler bias and the noise."""
+    problem = bsde.problem_from_dict({"equation": {
+        "kind": "custom", "dim": 1, "total_time": 0.75, "x0": 95.0, "params": {"K": 100.0, "r": 0.04},
+        "process": {"kind": "diffusion", "drift": "0.04 * x", "sigma": "0.3 * x"}, "terminal": "relu(x[0] - K)",
+        "driver": "-r * y"}})
+    delta, gamma = black_scholes_greeks(95.0, 100.0, 0.04, 0.0, 0.3, 0.75)
+    found = reference_greeks(problem, "mc", seed=seed)
+    assert found.fallback and "at every point" in found.details["euler_steps"]
+    assert found.delta[0] == pytest.approx(delta, rel=0.03) and found.gamma_diag[0] == pytest.approx(gamma, rel=0.1)
+
+
 def test_a_digital_gets_central_differences_not_a_pathwise_zero():
     """Pathwise derivatives miss a jump (a digital's delta would be 0 +- 0); against the closed form
     e^{-rT} phi(d2) / (S vol sqrt T) of a cash-or-nothing call."""
