@@ -175,7 +175,8 @@ def start_fault(model: DeepBSDE, paths: Paths) -> str:
     return (f"Y_N is not finite on {overflows} of {end.numel()} validation paths, where g(X_T) is finite: the march "
             "of Y runs forward in time, and a driver that falls steeply in y blows it up (more solver.time_steps "
             "help where the step is the cause, f_y dt below -2; a shorter total_time where the driver itself blows "
-            "up forward in time, as -y^3 does), or the driver is not finite at some state the march reaches")
+            "up forward in time, as -y^3 does; a start nearer u0, solver.y0_init: [low, high], where it blows up "
+            "only from y0's start), or the driver is not finite at some state the march reaches")
 
 
 class _Run:
@@ -244,12 +245,16 @@ class _Run:
                 return
         start = zero_z_start(self.model, equation, self.valid, terminal)
         if start is None:
+            if always and on_warning is not None:  # asked for, and not had: said, not skipped silently
+                on_warning("solver.y0_init: zero_z: the Z = 0 value could not be found (the march with Z = 0 is not "
+                           f"finite or not increasing in y0 wherever it was tried), so y0 starts at the driver-free "
+                           f"value {self.model.y_offset:.6g}; [low, high] sets a range")
             return
         if not always and on_warning is not None:
             on_warning(f"y0 starts at the Z = 0 value {start:.6g}, not at the driver-free value "
                        f"{self.model.y_offset:.6g}: from there the march of Y with Z = 0 blows up (validation loss "
-                       f"{loss:.3g}, {loss / scale if scale > 0 else math.inf:.3g}x E g(X_T)^2); solver.y0_init: "
-                       "zero_z starts there always, [low, high] sets a range")
+                       + (f"{loss:.3g}, {loss / scale if scale > 0 else math.inf:.3g}x E g(X_T)^2" if math.isfinite(loss)
+                          else "not finite") + "); solver.y0_init: zero_z starts there always, [low, high] sets a range")
         self.model.y_offset = start
 
     def state(self) -> TrainState:

@@ -151,23 +151,49 @@ def tolerance(dtype: torch.dtype) -> float:
     return 1e-5 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-12
 
 
+def _finite_start(gap: Callable[[float], float], start: float, scale: float) -> tuple[float, float]:
+    """(y, gap'(y)) at the first of ``start``, 0, start / 2, start / 4, ..., start -+ scale where the march is finite
+    and increasing (QA: a march with f = y - y^3 + k from E g = 1.38 overflowed, while u0 = 0.34 is finite)."""
+    candidates = [start, 0.0, *(start / 2**k for k in range(1, 6)), start - scale, start + scale, -start]
+    for y in candidates:
+        step = FD_STEP * max(abs(y), scale, 1e-8)
+        try:
+            slope = (gap(y + step) - gap(y - step)) / (2 * step)
+            if math.isfinite(slope) and slope > 0 and abs(gap(y)) < CLIP:
+                return y, slope
+        except ArithmeticError:
+            continue
+    raise ArithmeticError
+
+
 def _root(gap: Callable[[float], float], start: float, scale: float, precision: float) -> float:
     """The root of an increasing ``gap``: a Newton step from ``start``, then a bracket grown around it and
     Brent's method (a few marches: Y_N is nearly affine in y near the root)."""
     from scipy.optimize import brentq
 
-    step = FD_STEP * max(abs(start), scale, 1e-8)
-    slope = (gap(start + step) - gap(start - step)) / (2 * step)
-    if not (math.isfinite(slope) and slope > 0):
+    start, slope = _finite_start(gap, start, scale)
+    at_start = gap(start)
+    guess, found = start - at_start / slope, None
+    for _ in range(GROWTHS):  # the Newton step, halved back toward the start until it lowers |gap| (a march that
+        try:                  # overflows beyond it, as y - y^3 does, would otherwise send the bracket to 1e276)
+            found = gap(guess)
+            if abs(found) <= abs(at_start):
+                break
+        except ArithmeticError:
+            pass
+        guess, found = 0.5 * (start + guess), None
+    if found is None:
         raise ArithmeticError
-    guess = start - gap(start) / slope
-    found = gap(guess)
     if found == 0.0:
         return guess
     width, other, other_y = 2.0 * abs(found) / slope + precision * max(1.0, abs(guess)), found, guess
-    for _ in range(GROWTHS):  # step against the sign of the gap until it turns
+    for _ in range(GROWTHS):  # step against the sign of the gap until it turns (back off where the march overflows)
         other_y = guess - math.copysign(width, found)
-        other = gap(other_y)
+        try:
+            other = gap(other_y)
+        except ArithmeticError:
+            width /= 2 * GROWTH
+            continue
         if other == 0.0 or (other > 0) != (found > 0):
             break
         width *= GROWTH

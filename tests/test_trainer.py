@@ -76,8 +76,9 @@ def test_a_non_finite_problem_is_not_blamed_on_the_learning_rate() -> None:
 def test_a_march_that_overflows_before_training_is_named() -> None:
     """-y^3 + k(t, x) (QA; u = 1 + 0.5 sin(sum x) e^{t - T}, g and f finite everywhere): the march of Y with the
     untrained Z overflows forward in time. The error said that g or f was not finite; it says that Y_N overflows
-    where g(X_T) is finite."""
-    equation = {"kind": "custom", "dim": 3, "total_time": 1.0, "x0": [0.2, -0.1, 0.4], "params": {"T": 1.0},
+    where g(X_T) is finite. At T = 2: at the QA's T = 1 a start whose march stays finite now exists (the Z = 0
+    value, which the search now finds), and training runs."""
+    equation = {"kind": "custom", "dim": 3, "total_time": 2.0, "x0": [0.2, -0.1, 0.4], "params": {"T": 2.0},
                 "process": {"kind": "brownian", "sigma": 0.5}, "terminal": "1 + 0.5*sin(sum(x))",
                 "driver": "-y**3 + (1 + 0.5*sin(sum(x))*exp(t - T))**3 - 0.3125*sin(sum(x))*exp(t - T)"}
     problem = bsde.problem_from_dict({"equation": equation, "solver": {"iterations": 5}})

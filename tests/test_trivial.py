@@ -145,3 +145,17 @@ def test_a_fault_in_the_zero_z_value_does_not_lose_the_solve():
     solver = {"iterations": 5, "time_steps": 4, "batch_size": 8, "valid_size": 8, "scheme": "euler"}
     result = bsde.solve(equation, solver=solver, device="cpu", threads=1)
     assert math.isfinite(result.y0) and result.zero_z_value is not None
+
+
+def test_the_zero_z_start_is_found_where_the_march_from_e_g_overflows():
+    """QA: f = y - y^3 - k(t, x) with u = e^{t-1} cos(mean x) + t/2 (u0 = 0.3388394). The march with Z = 0 from E g = 1.39
+    overflows, and so did the Newton step from 0 (1e276), so the search gave up and the solve failed at iteration 0;
+    now the step is halved until it lowers the gap, the start is the Z = 0 value, and the solve finds u0."""
+    u = "exp(t-1)*cos(mean(x))"
+    problem = bsde.problem_from_dict({"equation": {
+        "kind": "custom", "dim": 3, "total_time": 1.0, "x0": [0.5, 1.0, -0.3],
+        "process": {"kind": "brownian", "sigma": 0.5}, "terminal": "cos(mean(x)) + 0.5",
+        "driver": f"y - y**3 - (23/24*{u} + 0.5 + {u} + 0.5*t - ({u} + 0.5*t)**3)"}, "solver": {"iterations": 200}})
+    result = bsde.solve(problem, seed=0, threads=1)
+    assert any(w.startswith("y0 starts at the Z = 0 value 0.35") and "not finite" in w for w in result.warnings)
+    assert abs(result.y0 - 0.3388394) <= result.error_estimate < 0.01
