@@ -15,7 +15,7 @@ from bsde import arguments, distributed
 from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
 from bsde.control_bound import ControlBound, bound_side
 from bsde.equations.base import Equation
-from bsde.error_estimate import GIRSANOV_BASIS, LinearValue, estimate, linear_value
+from bsde.error_estimate import GIRSANOV_BASIS, LinearValue, estimate, linear_value, paths_euler_error
 from bsde.errors import ArgumentError, BSDEError, ProblemError, in_file
 from bsde.memory import check_fits
 from bsde.probing import verify_flags
@@ -30,7 +30,7 @@ from bsde.runtime import (available_cores, callers_threads, keep_freed_memory, p
 from bsde.settings import SolverSettings
 from bsde.solution import Solution
 from bsde.trainer import LogEntry, OnNaN, TrainHooks, TrainResult, sample, train, training_equation
-from bsde.trivial import (ASTRAY_LOSS, baseline_paths, driver_free_baseline, heavy_tail, trivial_solution_warning,
+from bsde.trivial import (ASTRAY_LOSS, driver_free_baseline, heavy_tail, trivial_solution_warning,
                           zero_z_value)
 
 #: a warning when the estimated error exceeds this fraction of |y0|
@@ -355,12 +355,12 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         warn("no control bound for y0: the learned control overflows on fresh paths (the run diverged without a "
              f"NaN; lower solver.learning_rate); the error estimate falls back to {checked.basis}")
     if finite and not equation.process.exact:  # the paths' own Euler error, which no basis above sees
-        halved = driver_free_baseline(equation, generator=torch.Generator(device=dev).manual_seed(seed + 5),
-                                      paths=baseline_paths(equation.dim) // 4, device=dev,
-                                      dtype=settings.torch_dtype, steps=2 * settings.time_steps)  # 1/2 the cost
-        euler = 2 * abs(baseline.value - halved.value) + 2 * math.hypot(baseline.stderr, halved.stderr)
+        fine = functools.partial(sample, equation, settings.model_copy(update={"time_steps": 2 * settings.time_steps}),
+                                 checks, torch.Generator(device=dev).manual_seed(seed + 5), dev)
+        euler = paths_euler_error(model, fine)
         checked = replace(checked, error=checked.error + euler,
-                          basis=f"{checked.basis}; plus the paths' Euler error (driver-free value on half the step)")
+                          basis=f"{checked.basis}; plus the paths' Euler error (the Z = 0 march on paths of half the "
+                                "step, the same increments)")
     y0, error = checked.y0, checked.error if math.isfinite(checked.error) else None
     if checked.raised is not None:  # u is at least the bound: the march's y0 below it is wrong by at least the gap
         warn(f"the march's y0 ({checked.raised:.6g}) lies below a lower bound of u ({checked.bound.value:.6g} +- "
