@@ -67,6 +67,11 @@ class ControlBound:
     exponential_stderr: float
     effective_paths: float
 
+    @property
+    def source(self) -> str:
+        """What the bound is, in words."""
+        return "control of the learned Z"
+
 
 def bound_side(equation: Equation) -> Literal["upper", "lower"] | None:
     """'upper' for a driver concave in z, 'lower' for convex, None where the bound does not apply."""

@@ -32,6 +32,11 @@ class RegimeBound:
     piece: int
     side: Literal["lower"] = "lower"
 
+    @property
+    def source(self) -> str:
+        """What the bound is, in words."""
+        return f"the driver's linear piece {self.piece} held throughout, which lies below f"
+
 
 def regime_bound(equation: Equation, *, paths: int = REGIME_PATHS, seed: int = 0) -> RegimeBound | None:
     """The lower bound of the module docstring; None where the driver is not a maximum of linear pieces, the process

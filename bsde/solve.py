@@ -13,7 +13,7 @@ import torch
 
 from bsde import arguments, distributed
 from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
-from bsde.control_bound import ControlBound, bound_side
+from bsde.control_bound import bound_side
 from bsde.equations.base import Equation
 from bsde.error_estimate import GIRSANOV_BASIS, LinearValue, estimate, linear_value, paths_euler_error
 from bsde.errors import ArgumentError, BSDEError, ProblemError, in_file
@@ -24,7 +24,6 @@ from bsde.reference import (ReferenceResult, cheap_method, check_declared_closed
                             reference as run_reference, why_no_cheap_method)
 from bsde.reference.result import finite_json
 from bsde.refit import refit_start
-from bsde.regime_bound import RegimeBound
 from bsde.runtime import (available_cores, callers_threads, keep_freed_memory, processes_here, resolve_device,
                           set_threads)
 from bsde.settings import SolverSettings
@@ -35,15 +34,6 @@ from bsde.trivial import (ASTRAY_LOSS, driver_free_baseline, heavy_tail, trivial
 
 #: a warning when the estimated error exceeds this fraction of |y0|
 WARN_ERROR = 0.01
-
-
-def bound_source(bound: ControlBound | RegimeBound | None) -> str | None:
-    """What a bound of y0 is, in words."""
-    if bound is None:
-        return None
-    if isinstance(bound, RegimeBound):
-        return f"the driver's linear piece {bound.piece} held throughout, which lies below f"
-    return "control of the learned Z"
 
 
 def check_paths(dim: int, steps: int) -> int:
@@ -364,8 +354,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
     y0, error = checked.y0, checked.error if math.isfinite(checked.error) else None
     if checked.raised is not None:  # u is at least the bound: the march's y0 below it is wrong by at least the gap
         warn(f"the march's y0 ({checked.raised:.6g}) lies below a lower bound of u ({checked.bound.value:.6g} +- "
-             f"{checked.bound.stderr:.2g}, the value of the driver's linear piece {checked.bound.piece}, which lies below f: "
-             "comparison theorem), so y0 is that bound: the learned Z is further off than the error estimate saw "
+             f"{checked.bound.stderr:.2g}: {checked.bound.source}, by the comparison "
+             "theorem), so y0 is that bound: the learned Z is further off than the error estimate saw "
              "(more iterations or another learning rate may help)")
     astray = None  # what to do where the final loss says training went astray (QA: -0.5 y^3 from the baseline)
     if finite and baseline.payoff_var > 0 and not final_loss <= ASTRAY_LOSS * baseline.payoff_var:
@@ -421,7 +411,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
         problem=problem.name, kind=problem.equation.kind, dim=problem.equation.dim, y0=y0, error_estimate=error,
         error_basis=checked.basis, y0_bsde=y0_bsde, bound=bound.value if bound else None,
         bound_stderr=bound.stderr if bound else None, bound_side=bound.side if bound else None,
-        bound_source=bound_source(bound),
+        bound_source=bound.source if bound else None,
         z0=[float(v) for v in model.z_start.detach().cpu()], baseline=baseline.value if finite else None,
         baseline_stderr=baseline.stderr if finite else None, zero_z_value=zero_z, reference=ref_value,
         trained_under=(TWIN_MEASURE.format(driver=f"-{equation.discount_rate:g} y" if equation.discount_rate else "0")

@@ -151,16 +151,17 @@ def tolerance(dtype: torch.dtype) -> float:
     return 1e-5 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-12
 
 
-def _finite_start(gap: Callable[[float], float], start: float, scale: float) -> tuple[float, float]:
-    """(y, gap'(y)) at the first of ``start``, 0, start / 2, start / 4, ..., start -+ scale where the march is finite
-    and increasing (QA: a march with f = y - y^3 + k from E g = 1.38 overflowed, while u0 = 0.34 is finite)."""
+def _finite_start(gap: Callable[[float], float], start: float, scale: float) -> tuple[float, float, float]:
+    """(y, gap(y), gap'(y)) at the first of ``start``, 0, start / 2, start / 4, ..., start -+ scale where the march is
+    finite and increasing (QA: a march with f = y - y^3 + k from E g = 1.38 overflowed, while u0 = 0.34 is finite)."""
     candidates = [start, 0.0, *(start / 2**k for k in range(1, 6)), start - scale, start + scale, -start]
     for y in candidates:
         step = FD_STEP * max(abs(y), scale, 1e-8)
         try:
             slope = (gap(y + step) - gap(y - step)) / (2 * step)
-            if math.isfinite(slope) and slope > 0 and abs(gap(y)) < CLIP:
-                return y, slope
+            at_y = gap(y)
+            if math.isfinite(slope) and slope > 0 and abs(at_y) < CLIP:
+                return y, at_y, slope
         except ArithmeticError:
             continue
     raise ArithmeticError
@@ -171,8 +172,7 @@ def _root(gap: Callable[[float], float], start: float, scale: float, precision: 
     Brent's method (a few marches: Y_N is nearly affine in y near the root)."""
     from scipy.optimize import brentq
 
-    start, slope = _finite_start(gap, start, scale)
-    at_start = gap(start)
+    start, at_start, slope = _finite_start(gap, start, scale)
     guess, found = start - at_start / slope, None
     for _ in range(GROWTHS):  # the Newton step, halved back toward the start until it lowers |gap| (a march that
         try:                  # overflows beyond it, as y - y^3 does, would otherwise send the bracket to 1e276)
