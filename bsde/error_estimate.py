@@ -20,15 +20,17 @@ Three bases, the first that applies:
   |J - V| to the bound instead, when larger (it covered the error 1.7-8x in those cases).
 - otherwise: Richardson in the time step with the trained Z: the same paths marched with every other
   step (2 dt) move the implied y0 by D; for a scheme of order p the error at dt is about |D| / (2^p - 1)
-  (p = 2 for the trapezoid, 1 for Euler), plus the adjoint-weighted residual E[Gamma_N (Y_N - g(X_N))] on
-  4-16 batches of fresh paths and twice its standard error: y0 - u(0, x0) to first order, whatever its source
-  (the networks' error in Z, which reaches y0 through a driver in z; a y0 still converging). Gamma is the adjoint of the
-  march linearised along each path, Gamma_{n+1} = Gamma_n (1 + f_y dt + f_z . dW_n), Gamma_0 = 1: the
-  error dY = Y - u(t, X) obeys dY_{n+1} = dY_n - (f_y dY_n + f_z . dZ_n) dt + dZ_n . dW_n, so Gamma dY is a
-  martingale and dY_0 = E[Gamma_N dY_N] (exact for a driver linear in y and z, up to the time step).
-  That linearisation is made around the trained Z; far from the right one (a run stopped early) the terms it
-  drops can cancel y0's own distance to the loss's minimum: burgers at d = 5 after 20 iterations had an adjoint
-  residual of 6e-4 with y0 6.9e-3 off. So where the plain mean residual, -E[Y_N - g] / (d E Y_N / d y0) (how far
+  (p = 2 for the trapezoid, 1 for Euler; an odd step count N pairs its first N - 1 steps and scales D by
+  N / (N - 1): it had gone without an estimate, and a QA solve 8.6% low on 25 steps said nothing), plus the
+  adjoint-weighted residual E[Gamma_N (Y_N - g(X_N))] on 4-16 batches of fresh paths and twice its standard
+  error: y0 - u(0, x0) to first order, whatever its source (the networks' error in Z, which reaches y0 through a
+  driver in z; a y0 still converging). Gamma is the adjoint of the march linearised along each path,
+  Gamma_{n+1} = Gamma_n (1 + f_y dt + f_z . dW_n), Gamma_0 = 1: the error dY = Y - u(t, X) obeys
+  dY_{n+1} = dY_n - (f_y dY_n + f_z . dZ_n) dt + dZ_n . dW_n, so Gamma dY is a martingale and
+  dY_0 = E[Gamma_N dY_N] (exact for a driver linear in y and z, up to the time step). That linearisation
+  is made around the trained Z; far from the right one (a run stopped early) the terms it drops can cancel y0's own
+  distance to the loss's minimum: burgers at d = 5 after 20 iterations had an adjoint residual of 6e-4 with y0
+  6.9e-3 off. So where the plain mean residual, -E[Y_N - g] / (d E Y_N / d y0) (how far
   the loss's minimum for the trained Z lies from y0), exceeds the adjoint residual's allowance (|it| + 2 standard
   errors) by more than its own 2 standard errors, it takes the adjoint's place, and the run counts as not
   converged.
@@ -199,32 +201,65 @@ def _next_z(model: DeepBSDE, paths: Paths) -> torch.Tensor:
     return model.nets(ahead, model.z_scale)
 
 
-def _coarse_march(model: DeepBSDE, paths: Paths, z: torch.Tensor) -> torch.Tensor:
+def _coarse_march(model: DeepBSDE, paths: Paths, z: torch.Tensor, z_end: torch.Tensor | None = None) -> torch.Tensor:
     """Y_N (batch,) of ``paths`` marched with 2 dt (every other state, the increments summed in pairs) and the given
-    Z_0, Z_2 dt, ... (batch, N/2, dim)."""
+    Z_0, Z_2 dt, ... (batch, N/2, dim); ``z_end``: the trapezoid's last node (default sigma^T grad g)."""
     x, dw = paths.x, paths.dw
     with torch.no_grad():
-        return model.march(x[:, ::2], dw[:, 0::2] + dw[:, 1::2], 2 * paths.dt, z, controlled=False)
+        return model.march(x[:, ::2], dw[:, 0::2] + dw[:, 1::2], 2 * paths.dt, z, controlled=False, z_end=z_end)
 
 
-def _richardson_shift(model: DeepBSDE, paths: Paths, z: torch.Tensor, terminal: torch.Tensor, fine: torch.Tensor,
-                      coarse: torch.Tensor) -> tuple[float, float]:
-    """(D, slope): how far y0 moves when ``paths`` are marched with 2 dt (``terminal``: g(X_N); ``fine``: the
-    residuals Y_N - g at dt; ``coarse``: Y_N at 2 dt with the trained Z_{2k}), and d mean(Y_N) / d y0."""
+@dataclass(frozen=True)
+class _EvenGrid:
+    """What Richardson coarsens: all N steps where N is even; where N is odd, the first N - 1 (a march ending at
+    t_{N-1}, whose trapezoid takes the trained Z_{N-1} as its last node), and ``scale`` = N / (N - 1) carries its
+    shift over the last step (an error made evenly along the steps)."""
+
+    paths: Paths
+    z: torch.Tensor
+    z_end: torch.Tensor | None
+    scale: float
+
+    @classmethod
+    def of(cls, paths: Paths, z: torch.Tensor) -> "_EvenGrid":
+        steps = paths.dw.shape[1]
+        if steps % 2 == 0:
+            return cls(paths, z, None, 1.0)
+        return cls(Paths(paths.x[:, :steps], paths.dw[:, :steps - 1], paths.dt), z[:, :steps - 1], z[:, steps - 1],
+                   steps / (steps - 1))
+
+
+def _slope(model: DeepBSDE, paths: Paths, z: torch.Tensor, end: torch.Tensor,
+           z_end: torch.Tensor | None = None) -> float:
+    """d mean(Y_N) / d y0 by a forward difference from ``end`` (Y_N, or Y_N - g, at the trained y0); 1 where it is
+    not finite or vanishes."""
     with torch.no_grad():
         h = 1e-4 * max(1.0, abs(model.y_start.item()))
-        bumped = model.march(paths.x, paths.dw, paths.dt, z, y_start=model.y_start + h, controlled=False) - terminal
-    slope = float((bumped - fine).mean()) / h
-    slope = slope if math.isfinite(slope) and abs(slope) > 1e-12 else 1.0
-    return -float((coarse - terminal - fine).mean()) / slope, slope
+        bumped = model.march(paths.x, paths.dw, paths.dt, z, y_start=model.y_start + h, controlled=False, z_end=z_end)
+    slope = float((bumped - end).mean()) / h
+    return slope if math.isfinite(slope) and abs(slope) > 1e-12 else 1.0
 
 
-def _lag_difference(model: DeepBSDE, paths: Paths, z: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+def _richardson_shift(model: DeepBSDE, grid: _EvenGrid, coarse: torch.Tensor, fine: torch.Tensor,
+                      terminal: torch.Tensor, slope: float) -> tuple[float, float]:
+    """(D, the slope it used): how far y0 moves when the grid's paths are marched with 2 dt (``coarse``: that Y_N
+    with the trained Z_{2k}; ``fine``: Y_N - g at dt, ``terminal`` g(X_N) and ``slope`` d mean(Y_N) / d y0, of all
+    N steps), scaled to N steps (:class:`_EvenGrid`)."""
+    if grid.z_end is None:  # the whole grid: the march at dt is the solve's own
+        return -grid.scale * float((coarse - terminal - fine).mean()) / slope, slope
+    p = grid.paths
+    with torch.no_grad():
+        end = model.march(p.x, p.dw, p.dt, grid.z, controlled=False, z_end=grid.z_end)
+    slope = _slope(model, p, grid.z, end, grid.z_end)
+    return -grid.scale * float((coarse - end).mean()) / slope, slope
+
+
+def _lag_difference(model: DeepBSDE, grid: _EvenGrid, coarse: torch.Tensor) -> torch.Tensor:
     """Y_N (batch,) of the 2 dt march with the Z that step learns, (Z_{2k} + E[Z_{2k+1} | X_{2k}]) / 2 (see _next_z),
     less ``coarse``, that with the trained Z_{2k}: the half-step lag's part of the Richardson shift, path by path."""
     with torch.no_grad():
-        learned = 0.5 * (z[:, 0::2] + _next_z(model, paths)[:, 0::2])
-    return _coarse_march(model, paths, learned) - coarse
+        learned = 0.5 * (grid.z[:, 0::2] + _next_z(model, grid.paths)[:, 0::2])
+    return _coarse_march(model, grid.paths, learned, grid.z_end) - coarse
 
 
 def _mean_and_stderr(values: list[torch.Tensor]) -> tuple[float, float]:
@@ -236,7 +271,7 @@ def _mean_and_stderr(values: list[torch.Tensor]) -> tuple[float, float]:
 class Residuals:
     """What the Richardson basis reads off fresh paths (see :func:`residuals`)."""
 
-    #: how far y0 moves at 2 dt (from the first batch)
+    #: how far y0 moves at 2 dt (from the first batch; over all N steps where N is odd: see _EvenGrid)
     shift: float
     #: E[Gamma_N (Y_N - g(X_N))] and its standard error
     adjoint: float
@@ -273,27 +308,33 @@ def residuals(model: DeepBSDE, paths: Callable[[], Paths], batches: tuple[int, i
             z = model.gradients(drawn.x)
             terminal = model.equation.terminal(drawn.x[:, -1])
             fine = model.march(drawn.x, drawn.dw, drawn.dt, z, controlled=False) - terminal
-        coarse = _coarse_march(model, drawn, z[:, ::2]) if batch == 0 or lagging else None
+        grid = _EvenGrid.of(drawn, z)
+        coarse = _coarse_march(model, grid.paths, grid.z[:, ::2], grid.z_end) if batch == 0 or lagging else None
         if batch == 0:
-            shift, slope = _richardson_shift(model, drawn, z, terminal, fine, coarse)
+            slope = _slope(model, drawn, z, fine + terminal)
+            shift, grid_slope = _richardson_shift(model, grid, coarse, fine, terminal, slope)
             followed = autograd_follows(model.equation, model.y_start, drawn, z)
         weighted.append(adjoint_weights(model.equation, model.y_start, drawn, z) * fine)
         plain.append(fine)
         if lagging:
-            lags.append(_lag_difference(model, drawn, z, coarse))
+            lags.append(_lag_difference(model, grid, coarse))
     plain_mean, plain_stderr = _mean_and_stderr(plain)
     lag, lag_stderr = _mean_and_stderr(lags) if lags else (0.0, 0.0)
+    scale = grid.scale / grid_slope  # the lag as a y0 shift, over all N steps (_EvenGrid)
     return Residuals(shift, *_mean_and_stderr(weighted), -plain_mean / slope, plain_stderr / abs(slope), followed,
-                     -lag / slope, lag_stderr / abs(slope))
+                     -lag * scale, lag_stderr * abs(scale))
 
 
 def from_time_step(model: DeepBSDE, paths: Callable[[], Paths]) -> ErrorEstimate:
     y0 = model.y_start.item()
-    if model.time_steps % 2:
-        return ErrorEstimate(y0, math.nan, "none (Richardson needs an even number of steps)", applies=False)
+    if model.time_steps < 2:
+        return ErrorEstimate(y0, math.nan, "none (Richardson needs at least 2 time steps)", applies=False)
     found = residuals(model, paths)
     order = 2 if model.scheme == "trapezoid" else 1
-    basis = f"Richardson in the time step (order {order}), "
+    odd = model.time_steps % 2
+    basis = (f"Richardson in the time step (order {order}"
+             + (f"; on the first {model.time_steps - 1} of the {model.time_steps} steps, scaled to all" if odd else "")
+             + "), ")
     if model.equation.driver_uses_z:
         basis += "the half-step lag of the learned Z (first order) and its standard error, "
     residual, stderr, unconverged = found.adjoint, found.adjoint_stderr, None

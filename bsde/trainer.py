@@ -241,8 +241,8 @@ class _Run:
         never recovered; from the Z = 0 value it trained to 0.075% of u0 in 300 iterations)."""
         if not always:
             loss, scale = evaluate(self.model, self.valid), float(terminal.to(torch.float64).square().mean())
-            if loss <= ASTRAY_LOSS * scale:
-                return
+            if loss <= ASTRAY_LOSS * scale or (scale == 0 and math.isfinite(loss)):  # g = 0 on every path (QA: a
+                return  # put at zero volatility) gives no scale: only a march that is not finite is astray
         start = zero_z_start(self.model, equation, self.valid, terminal)
         if start is None:
             if always and on_warning is not None:  # asked for, and not had: said, not skipped silently
@@ -251,10 +251,11 @@ class _Run:
                            f"value {self.model.y_offset:.6g}; [low, high] sets a range")
             return
         if not always and on_warning is not None:
+            why = "blows up (validation loss " + (f"{loss:.3g}, {loss / scale:.3g}x E g(X_T)^2)" if math.isfinite(loss)
+                                                  else "not finite)")
             on_warning(f"y0 starts at the Z = 0 value {start:.6g}, not at the driver-free value "
-                       f"{self.model.y_offset:.6g}: from there the march of Y with Z = 0 blows up (validation loss "
-                       + (f"{loss:.3g}, {loss / scale if scale > 0 else math.inf:.3g}x E g(X_T)^2" if math.isfinite(loss)
-                          else "not finite") + "); solver.y0_init: zero_z starts there always, [low, high] sets a range")
+                       f"{self.model.y_offset:.6g}: from there the march of Y with Z = 0 {why}; solver.y0_init: "
+                       "zero_z starts there always, [low, high] sets a range")
         self.model.y_offset = start
 
     def state(self) -> TrainState:

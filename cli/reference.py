@@ -89,6 +89,8 @@ def reference_command(
     group = distributed.group(distributed.CPU) if spread else None
     result = reference(loaded, method.value, paths=paths, seed=seed, shards=shards, group=group,
                        progress=None if quiet else progress_lines(name))
+    for failed in result.details.get("fallback", []):
+        err.print(f"warning: {failed}; this value is by {result.method}, the next method that applies", markup=False)
     if result.caveat is not None:
         err.print(f"warning: {result.caveat}", markup=False)
     if json_:

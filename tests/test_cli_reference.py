@@ -96,3 +96,15 @@ def test_an_unsettled_euler_reference_says_so_and_its_interval_counts_the_bias(t
     assert data["details"]["converged"] is False and "did not settle by 512 steps" in result.stderr
     low, high, exact = *data["ci95"], 2 * math.e**2
     assert low <= exact <= high and abs(data["value"] - exact) > 3 * data["stderr"]
+
+
+def test_a_fallback_from_pde_1d_is_a_warning_line(tmp_path):
+    """g = log(x) from x0 = 10: pde-1d's grid crosses 0, auto goes on to mc and says why in one warning line."""
+    path = tmp_path / "logfar.yaml"
+    path.write_text("equation: {kind: custom, dim: 1, x0: 10.0, process: {kind: brownian, sigma: 1.0}, "
+                    "terminal: 'log(x[0])', driver: '-0.1 * y'}\n")
+    result = runner.invoke(app, ["reference", str(path), "--json", "-q"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["method"] == "mc"
+    assert result.stderr.startswith("warning: pde-1d: equation.terminal: g is not finite at x = -2 on its grid")
+    assert result.stderr.rstrip().endswith("this value is by mc, the next method that applies")
+    assert result.stderr.count("\n") == 1

@@ -50,13 +50,17 @@ def test_more_threads_than_cores_is_a_warning():
     assert not any("oversubscribed" in w for w in one.warnings)
 
 
-def test_an_odd_step_count_has_no_estimate_and_no_overflow_warning():
-    """Richardson needs an even number of steps: 'none (...)' is the basis, not an overflow."""
-    problem = bsde.load_problem("allen_cahn", {"equation.dim": 2, "solver.time_steps": 3, "solver.iterations": 5,
-                                               "solver.batch_size": 8, "solver.valid_size": 8})
-    result = bsde.solve(problem, threads=1, auto_reference=False)
-    assert result.error_estimate is None and result.error_basis.startswith("none")
-    assert not any("no error estimate" in w for w in result.warnings)
+def test_an_odd_step_count_has_an_estimate_and_one_step_has_none_without_an_overflow_warning():
+    """Richardson pairs the first N - 1 of an odd N steps (QA: 25 steps had gone without an estimate or warning);
+    one step has no pair: 'none (...)' is the basis, not an overflow."""
+    settings = {"equation.dim": 2, "solver.iterations": 5, "solver.batch_size": 8, "solver.valid_size": 8}
+    odd = bsde.solve(bsde.load_problem("allen_cahn", {**settings, "solver.time_steps": 3}), threads=1,
+                     auto_reference=False)
+    assert odd.error_estimate is not None and "on the first 2 of the 3 steps" in odd.error_basis
+    one = bsde.solve(bsde.load_problem("allen_cahn", {**settings, "solver.time_steps": 1}), threads=1,
+                     auto_reference=False)
+    assert one.error_estimate is None and one.error_basis.startswith("none")
+    assert not any("no error estimate" in w for w in one.warnings)
 
 
 def test_solve_under_no_grad_trains_and_leaves_the_callers_threads(tiny):
@@ -146,6 +150,16 @@ def test_a_start_whose_march_does_not_blow_up_stays_at_the_driver_free_value():
     result = bsde.solve(bsde.load_problem("allen_cahn", TINY), seed=0, threads=1, device="cpu")
     assert not any(w.startswith("y0 starts at") for w in result.warnings)
     assert result.history[0].y0 == pytest.approx(result.baseline, rel=0.05)  # the driver-free value on 64 paths
+
+
+def test_a_terminal_that_is_zero_on_every_path_gives_no_scale_for_a_march_gone_astray():
+    """A put out of the money at zero volatility: g(X_T) = 0 on every path, so E g^2 = 0, and the untrained Z's
+    loss was 'infx E g(X_T)^2', a march that 'blows up' (QA); only a march that is not finite is astray then."""
+    from conftest import TINY
+
+    problem = bsde.load_problem("basket_put", {**TINY, "equation.dim": 5, "equation.process.vol": 0.0})
+    result = bsde.solve(problem, seed=0, threads=1, device="cpu")
+    assert result.baseline == 0.0 and not any(w.startswith("y0 starts at") for w in result.warnings)
 
 
 def test_a_run_gone_astray_says_to_start_y0_nearer():

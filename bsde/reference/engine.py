@@ -7,7 +7,7 @@ listing and checking methods (``bsde reference --help``, ``resolve_method``) cos
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
 
 from bsde import arguments
@@ -257,15 +257,36 @@ def reference(
     paths = arguments.optional_integer("paths", paths, minimum=1)
     shards = arguments.optional_integer("shards", shards, minimum=1)
     verify_flags(problem.equation, problem.source)
-    method = resolve_method(problem, method)
+    name = resolve_method(problem, method)
     if shards is None and group is not None:
         shards = group.size
+    if method != "auto" or shards is not None:
+        return _run(problem, name, paths, seed, progress, shards, group)
+    # "auto": a deterministic method that fails on this problem (pde-1d's grid reaches states the paths never do,
+    # where g or f may not be finite) hands over to the next applicable one, and the result says so
+    names = applicable_methods(problem)
+    failed: list[str] = []
+    for index, name in enumerate(names):
+        try:
+            result = _run(problem, name, paths, seed, progress, shards, group)
+        except ProblemError as exc:
+            if METHODS[name].sampled or index + 1 == len(names):
+                raise
+            failed.append(str(exc) if str(exc).startswith(f"{name}:") else f"{name}: {exc}")
+            continue
+        return replace(result, details={**result.details, "fallback": failed}) if failed else result
+    raise AssertionError("unreachable: resolve_method found an applicable method")
+
+
+def _run(problem: Problem, name: str, paths: int | None, seed: int, progress: Progress | None, shards: int | None,
+         group: Group | None) -> ReferenceResult:
+    """Method ``name`` on ``problem`` (in ``shards`` over ``group`` where given)."""
     if shards is None:
-        return _finite(problem, METHODS[method].run(problem.equation, paths, seed, progress))
-    if not METHODS[method].sampled:
-        raise ProblemError(f"method '{method}' is deterministic: only the sampling methods "
+        return _finite(problem, METHODS[name].run(problem.equation, paths, seed, progress))
+    if not METHODS[name].sampled:
+        raise ProblemError(f"method '{name}' is deterministic: only the sampling methods "
                            f"({', '.join(sampling_methods())}) run in shards or over processes")
-    return _finite(problem, METHODS[method].run(problem.equation, paths, seed, progress, shards=shards, group=group))
+    return _finite(problem, METHODS[name].run(problem.equation, paths, seed, progress, shards=shards, group=group))
 
 
 def _finite(problem: Problem, result: ReferenceResult) -> ReferenceResult:

@@ -105,6 +105,18 @@ class _Problem:
         return self.equation.driver(t, x, torch.from_numpy(y).to(DEVICE), z).numpy()
 
 
+def _check_finite(what: str, values: np.ndarray, p: _Problem) -> None:
+    """A ProblemError where ``values`` (one per grid node) are not all finite, naming the first such x: the grid
+    reaches states the paths almost never do (QA: g = log(x) on a Brownian motion from 10, whose grid crosses 0)."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        x = float(p.x[int(np.argmax(bad)), 0])
+        low, high = float(p.x[0, 0]), float(p.x[-1, 0])
+        raise ProblemError(f"pde-1d: {what} is not finite at x = {x:.4g} on its grid [{low:.4g}, {high:.4g}] (x0 +- "
+                           f"{TAIL_SIGMAS:g} standard deviations), where the paths almost never go: guard it there "
+                           "or use a sampling method (--method mlp, or mc for a driver -r y)")
+
+
 def _step(p: _Problem, t: float, v: np.ndarray, alpha: float, rhs: np.ndarray) -> np.ndarray:
     """Newton for alpha v - (a v_s + b v_ss) - f(t, x, v, c v_s) = rhs on the interior (the ends stay)."""
     h, v = p.h, v.copy()
@@ -113,6 +125,7 @@ def _step(p: _Problem, t: float, v: np.ndarray, alpha: float, rhs: np.ndarray) -
         y, slope = v[1:-1], (v[2:] - v[:-2]) / (2 * h)
         operator = lower * v[:-2] + diag * y + upper * v[2:]
         f = p.driver(t, y, slope)
+        _check_finite(f"equation.driver: f at t = {t:.4g}", np.concatenate([v[:1], f, v[-1:]]), p)
         eps_y, eps_z = 1e-6 * (1 + np.abs(y)), 1e-6 * (1 + np.abs(slope))
         f_y = (p.driver(t, y + eps_y, slope) - p.driver(t, y - eps_y, slope)) / (2 * eps_y)
         f_s = (p.driver(t, y, slope + eps_z) - p.driver(t, y, slope - eps_z)) / (2 * eps_z) / (2 * h)
@@ -142,6 +155,7 @@ def _march(equation: Equation, points: int, steps: int) -> float:
     horizon = equation.total_time
     k = horizon / steps
     v_prev = v = p.terminal()
+    _check_finite("equation.terminal: g", v, p)
     for i in range(4):
         v = _step(p, horizon - (i + 1) * k / 4, v, 4.0 / k, 4.0 / k * v[1:-1])
     for n in range(2, steps + 1):

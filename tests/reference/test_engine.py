@@ -61,3 +61,27 @@ def test_why_no_cheap_method(name, overrides, expected):
 
     why = why_no_cheap_method(bsde.load_problem(name, overrides))
     assert why is None if expected is None else expected in why
+
+
+def test_auto_hands_a_failing_deterministic_method_over_to_the_next_and_says_so():
+    """g = log(x) from x0 = 10 (sigma 1): pde-1d's grid crosses 0 (QA: an unexpected error, exit 1, and compare
+    wrote nothing); auto goes on to mc, whose paths never reach it, and details['fallback'] says why. Asked by
+    name, pde-1d's error stands. Truth: e^{-0.1} E log(10 + W_1) by a 200-point Gauss-Hermite sum (its nodes below
+    -10 weigh under 1e-20)."""
+    import math
+
+    import numpy as np
+
+    problem = bsde.problem_from_dict({"equation": {
+        "kind": "custom", "dim": 1, "x0": 10.0, "total_time": 1.0, "process": {"kind": "brownian", "sigma": 1.0},
+        "terminal": "log(x[0])", "driver": "-0.1 * y"}})
+    assert applicable_methods(problem)[:2] == ["pde-1d", "mc"]
+    result = reference(problem, paths=1 << 14)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(200)
+    logs = np.log(np.abs(10.0 + nodes) + 1e-300) * (10.0 + nodes > 0)
+    truth = math.exp(-0.1) * float(weights @ logs) / math.sqrt(2 * math.pi)
+    assert result.method == "mc" and result.ci95[0] <= truth <= result.ci95[1]
+    assert len(result.details["fallback"]) == 1 and result.details["fallback"][0].startswith(
+        "pde-1d: equation.terminal: g is not finite at x = -2")
+    with pytest.raises(ProblemError, match="pde-1d: equation.terminal"):
+        reference(problem, "pde-1d")

@@ -116,3 +116,17 @@ def test_cell_averages_cost_the_same_at_any_price_scale(monkeypatch):
         values.append(solve_1d(eq, 800, 50) / spot)
         assert sum(counted) < 5 * 801, sum(counted)
     assert values[0] == pytest.approx(values[1], rel=1e-10)
+
+
+@pytest.mark.parametrize("terminal, driver, what", [
+    ("log(x[0])", "-0.1 * y", r"equation\.terminal: g is not finite at x = -2 "),
+    ("x[0]", "-0.1 * y + 0 * sqrt(x[0])", r"equation\.driver: f at t = 0\.9995 is not finite at x = -1\.988 "),
+])
+def test_a_grid_where_g_or_f_is_not_finite_is_a_problem_error_naming_the_key(terminal, driver, what):
+    """The grid spans x0 +- 12 standard deviations: from x0 = 10 (sigma 1) it crosses 0, where log and sqrt are not
+    finite although the paths almost never go there (QA: scipy's 'array must not contain infs or NaNs', exit 1)."""
+    problem = bsde.problem_from_dict({"equation": {
+        "kind": "custom", "dim": 1, "x0": 10.0, "total_time": 1.0, "process": {"kind": "brownian", "sigma": 1.0},
+        "terminal": terminal, "driver": driver}})
+    with pytest.raises(ProblemError, match="pde-1d: " + what + "on its grid"):
+        pde1d(problem.equation)
