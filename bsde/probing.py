@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from bsde.errors import ProblemError, file_of
+from bsde.errors import ProblemError, file_of, in_file
 
 if TYPE_CHECKING:
     import torch
@@ -58,12 +58,13 @@ def probe_points(equation: Equation, count: int = POINTS, seed: int = 0, *,
     dropped). ``grid_times``: t = that grid time (the points of ``signature``, which checkpoints store)."""
     import torch
 
-    from bsde.simulation import simulate_paths
+    from bsde.simulation import check_finite_states, simulate_paths
 
     generator = torch.Generator().manual_seed(seed)
     steps = 4
     paths = simulate_paths(equation.process, equation.x_start, equation.total_time, steps, count,
                            generator=generator, device=DEVICE, dtype=torch.float64)
+    check_finite_states(paths.x, paths.dt)
     # drawn in both cases, so that the draws after it (t off the grid, y, z) are the same stream either way
     index = torch.randint(0, steps + 1, (count,), generator=generator, device=DEVICE)
     t = index.to(torch.float64) * paths.dt
@@ -150,7 +151,10 @@ def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0, *, sour
     that errors name."""
     import torch
 
-    t, x, y, z = probe_points(equation, count, seed)
+    try:
+        t, x, y, z = probe_points(equation, count, seed)
+    except ProblemError as exc:  # the process's states (check_finite_states), before the driver is blamed
+        raise in_file(exc, source) from None
     at = _evaluator(equation, t, x)
     base = at(y, z)
     if not bool(torch.isfinite(base).all()):

@@ -117,3 +117,22 @@ def simulate_paths(
     dw = brownian_increments(batch, steps, x0.shape[-1], dt, generator=generator, device=device, dtype=dtype,
                              float32_normals=float32_normals)
     return Paths(states_from_increments(process, x0, dw, dt, generator=generator), dw, dt)
+
+
+def check_finite_states(x: torch.Tensor, dt: float) -> None:
+    """A one-line ProblemError naming ``equation.process`` where simulated states X (paths, N+1, d) are not finite:
+    an Euler step can leave the process's domain (QA: a CIR's sqrt(x) went negative on a third of the paths, and
+    the error blamed g or f, whichever read X first)."""
+    from bsde.errors import ProblemError
+
+    finite = torch.isfinite(x).flatten(2).all(-1)  # (paths, N+1)
+    if bool(finite.all()):
+        return
+    bad = ~finite.all(-1)
+    path = int(bad.nonzero()[0, 0])
+    step = int((~finite[path]).nonzero()[0, 0])
+    before = x[path, max(step - 1, 0)].tolist()
+    shown = ", ".join(f"{value:.4g}" for value in before[:3]) + (", ..." if len(before) > 3 else "")
+    raise ProblemError(f"equation.process: the simulated states are not finite on {int(bad.sum())} of {len(x)} paths "
+                       f"(the first at t = {step * dt:.4g}, from X = [{shown}]): its drift or sigma is not finite "
+                       "there, where an Euler step left the domain (sqrt(x) below 0, say: guard it, sqrt(relu(x)))")

@@ -28,7 +28,7 @@ from bsde.region import draw_starts
 from bsde.region_model import make_model
 from bsde.runtime import fused_adam, matmul_precision
 from bsde.settings import SolverSettings
-from bsde.simulation import Paths, simulate_paths
+from bsde.simulation import Paths, check_finite_states, simulate_paths
 from bsde.trivial import ASTRAY_LOSS, zero_z_start
 
 OnNaN = Literal["stop", "rollback"]
@@ -192,6 +192,7 @@ class _Run:
         from_baseline = settings.y0_init in ("baseline", "zero_z")
         self.model.reset_parameters(generator, (0.0, 0.0) if from_baseline else settings.y0_init)
         self.valid = sample(equation, settings, settings.valid_size, generator, device, region=True)
+        check_finite_states(self.valid.x, self.valid.dt)
         terminal = equation.terminal(self.valid.x[:, -1])
         check_finite_terminal(terminal, self.valid.x[:, -1])
         std = spread(terminal)

@@ -292,3 +292,14 @@ def test_a_problem_not_finite_where_it_runs_names_its_file_and_key(tmp_path: Pat
     extra = ["--set", "solver.iterations=2", "--threads", "1"] if command == "solve" else ["--threads", "1"]
     line = fails_cleanly([command, path, *extra], f"{path}: {key}")
     assert line.startswith(f"error: {path}: equation."), line
+
+
+@pytest.mark.parametrize("command", ["solve", "reference"])
+def test_euler_states_that_leave_the_domain_name_the_process(tmp_path: Path, command: str) -> None:
+    """A CIR written with sqrt(x): Euler steps go below 0 on about a third of the paths, and the error had blamed
+    equation.driver or equation.terminal, whichever read X first (QA)."""
+    path = write(tmp_path, "equation: {kind: custom, dim: 1, total_time: 2.0, x0: 0.03, terminal: 'relu(x[0] - 0.03)',"
+                           " driver: '-0.03 * y', process: {kind: diffusion, drift: '2.0 * (0.04 - x)',"
+                           " sigma: '0.3 * sqrt(x)'}}\n", "cir.yaml")
+    fails_cleanly([command, path, "--threads", "1"], "cir.yaml: equation.process: the simulated states are not finite",
+                  "sqrt(relu(x))")
