@@ -45,9 +45,11 @@ FORMAT = 2  # 2: a correlation matrix's symmetric root (Z of such a solution cha
 SAME_POINT = 1e-6
 
 
-def check_save_folder(folder: Path) -> Path:
-    """Fail before training when ``folder`` cannot take a saved solution: a file, or a folder with other files
-    (a previous solution there is replaced; nothing else is overwritten)."""
+def check_save_folder(folder: Path, problem: Problem | None = None) -> Path:
+    """Fail before training when ``folder`` cannot take a saved solution: a file, a folder with other files, or
+    (with ``problem``) one that holds the solution of another problem, another name or equation section (QA: a
+    region solve's was replaced without a word). A previous solution of the same problem there is replaced (a
+    rerun); nothing else is overwritten."""
     folder = folder_argument("folder", folder)
     if folder.exists() and not folder.is_dir():
         raise ProblemError(f"save folder {folder}: is a file, expected a folder")
@@ -58,20 +60,37 @@ def check_save_folder(folder: Path) -> Path:
         if others:
             raise ProblemError(f"save folder {folder}: holds other files ({', '.join(others[:3])}); give a new or "
                                "empty folder")
-        if (folder / SOLUTION_FILE).exists() and not _is_solution(folder / SOLUTION_FILE):
-            raise ProblemError(f"save folder {folder}: its {SOLUTION_FILE} is not a solution bsde saved; not "
-                               "replacing it: give a new or empty folder")
+        if (folder / SOLUTION_FILE).exists():
+            saved = _saved_solution(folder / SOLUTION_FILE)
+            if saved is None:
+                raise ProblemError(f"save folder {folder}: its {SOLUTION_FILE} is not a solution bsde saved; not "
+                                   "replacing it: give a new or empty folder")
+            if problem is not None and (saved.get("name") != problem.name or not isinstance(saved["config"], dict)
+                                        or saved["config"].get("equation") != problem.to_dict()["equation"]):
+                raise ProblemError(f"save folder {folder}: holds the solution of another problem "
+                                   f"('{saved.get('name')}'{_differs(saved, problem)}); not replacing it: give a new "
+                                   "or empty folder (or delete that one)")
     check_writable(folder / SOLUTION_FILE)
     return folder
 
 
-def _is_solution(path: Path) -> bool:
-    """Whether ``path`` holds a solution bsde saved (of any format: a newer one is replaced too)."""
+def _saved_solution(path: Path) -> dict[str, Any] | None:
+    """What ``path`` holds where it is a solution bsde saved (of any format: a newer one is replaced too)."""
     try:
         data = torch_load_safely(path, "solution")
     except ProblemError:
-        return False
-    return isinstance(data, dict) and "bsde_version" in data and "config" in data
+        return None
+    return data if isinstance(data, dict) and "bsde_version" in data and "config" in data else None
+
+
+def _differs(saved: dict[str, Any], problem: Problem) -> str:
+    """Where a saved solution's equation section differs from ``problem``'s, in a few words ('' if it does not)."""
+    theirs = saved["config"].get("equation") if isinstance(saved["config"], dict) else None
+    if not isinstance(theirs, dict):
+        return ""
+    ours = problem.to_dict()["equation"]
+    keys = [key for key in dict.fromkeys([*theirs, *ours]) if theirs.get(key) != ours.get(key)]
+    return f", whose equation differs in {', '.join('equation.' + key for key in keys[:3])}" if keys else ""
 
 
 @dataclass(frozen=True)
@@ -393,7 +412,7 @@ class Solution:
             raise ProblemError(f"{folder}: this solution cannot be saved: its configuration would not load back "
                                f"({exc})") from None
         summary = _plain(summary or {}, "summary")
-        folder = ensure_folder(check_save_folder(folder))
+        folder = ensure_folder(check_save_folder(folder, self.problem))
         payload = {
             "format": FORMAT, "bsde_version": __version__, "name": self.problem.name, "config": config,
             "seed": self.seed, "u0": self._u0, "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},

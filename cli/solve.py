@@ -231,7 +231,7 @@ def solve(
     if save is not None:
         from bsde.solution import check_save_folder
 
-        check_save_folder(save)
+        check_save_folder(save, loaded)
     if not quiet:
         eq = loaded.equation
         err.print(f"solving {loaded.name}: {eq.kind}, dim {eq.dim}, {loaded.solver.time_steps} steps, "

@@ -167,6 +167,22 @@ def test_solve_refuses_a_save_folder_whose_solution_is_not_bsdes(tmp_path: Path)
     assert (folder / "solution.pt").read_text() == "my weights"
 
 
+def test_save_replaces_a_rerun_of_its_problem_and_refuses_another_problems_solution(tmp_path: Path) -> None:
+    """QA: --save over a region solve of another problem replaced it without a word; a rerun (another seed or
+    solver setting) of the same problem still replaces its own."""
+    folder = tmp_path / "saved"
+    args = ["solve", "hjb", *tiny_args(), "--device", "cpu", "--threads", "1", "-q", "--no-reference", "--save",
+            str(folder)]
+    assert runner.invoke(app, args).exit_code == 0
+    first = (folder / "solution.pt").read_bytes()
+    assert runner.invoke(app, [*args, "--seed", "1"]).exit_code == 0
+    second = (folder / "solution.pt").read_bytes()
+    assert second != first
+    one_line_error([*args, "--set", "equation.lam=2"], f"save folder {folder}: holds the solution of another "
+                   "problem ('hjb', whose equation differs in equation.lam); not replacing it")
+    assert (folder / "solution.pt").read_bytes() == second
+
+
 def test_solve_refuses_a_save_folder_whose_config_is_the_problem(tmp_path: Path) -> None:
     folder = tmp_path / "saved"
     folder.mkdir()
