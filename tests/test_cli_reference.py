@@ -61,7 +61,7 @@ def test_human_output_and_progress_on_stderr():
     (["default_risk", "--method", "mc"], "applicable: mlp", 1),
     # the path count is checked by the method itself, after the announcement line
     (["max_call", "--set", "equation.dim=3", "--method", "mc", "--paths", "2"],
-     "paths: mc needs at least 4 (two antithetic pairs), got 2", 2),
+     "paths: mc needs at least 64 (32 antithetic pairs; its 95% interval is a normal approximation), got 2", 2),
 ])
 def test_inapplicable_method_is_one_line_exit_2(args, message, lines):
     result = runner.invoke(app, ["reference", *args, "--json"])

@@ -139,5 +139,5 @@ def test_on_a_correlated_gbm_each_asset_drifts_by_vol_times_the_root_of_c_times_
 
 
 def test_too_few_paths_names_the_option():
-    with pytest.raises(ProblemError, match=r"^paths: girsanov needs at least 4 \(two antithetic pairs\), got 3$"):
+    with pytest.raises(ProblemError, match=r"^paths: girsanov needs at least 64 \(32 antithetic pairs; .*\), got 3$"):
         bsde.reference(problem("m * sum(z)"), paths=3)
