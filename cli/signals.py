@@ -47,6 +47,14 @@ def interrupt_outside_imports() -> None:
         signal.signal(signal.SIGINT, _interrupt)
 
 
+def ignore_late_signals() -> None:
+    """Ignore SIGINT and SIGTERM from now on: the command has written its outcome and set its exit code, and the
+    interpreter is shutting down (QA: a Ctrl-C there raised KeyboardInterrupt in an atexit callback, a traceback
+    and exit 130 after a complete JSON result; a SIGTERM gave exit 143 without a word)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class Stopped(BaseException):
     """A stop signal that ends the command now (a BaseException, like KeyboardInterrupt: nothing swallows it)."""
 

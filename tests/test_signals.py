@@ -121,3 +121,15 @@ def test_the_bsde_command_installs_the_handler_before_its_imports() -> None:
     version = subprocess.run([sys.executable, "-m", "bsde.cli", "--version"], capture_output=True, text=True,
                              timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("bsde "), version
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_command_shuts_down_changes_nothing(signum: int) -> None:
+    """QA: a Ctrl-C after the JSON was printed raised KeyboardInterrupt in an atexit callback (a traceback, exit
+    130), a SIGTERM gave exit 143 without a word, after a complete result. The outcome is written by then: the
+    signal is ignored. Here an atexit callback sends it during shut-down."""
+    code = ("import atexit, os, sys, time; from bsde.cli import main\n"
+            f"atexit.register(lambda: (os.kill(os.getpid(), {int(signum)}), time.sleep(0.3)))\n"
+            "sys.argv = ['bsde', '--version']; main()")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.startswith("bsde ") and run.stderr == "", run
