@@ -17,6 +17,7 @@ import inspect
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -176,6 +177,10 @@ class Group:
         # torch 2.13 renamed the flag (and warns on the old name); syncing the buffers once at the start is harmless
         buffers = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
                    else {"broadcast_buffers": False})
+        # a weight with a dimension of size 1 (the last layer at d = 1, laid out (S, out, in): bsde.networks) gets a
+        # gradient whose stride there differs from the bucket's, which no element's place depends on; torch warned
+        # of it on every process at every run (QA), of a copy of S x in numbers
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides", category=UserWarning)
         return ddp(model, device_ids=ids, find_unused_parameters=unused_parameters, **buffers)
 
     @staticmethod

@@ -154,6 +154,14 @@ def test_two_processes_reproduce_one(tmp_path: Path):
     assert done.stderr.count("iter     60/60") == 1 and "Traceback" not in done.stderr
 
 
+def test_two_processes_at_one_dimension_print_no_stride_warning(tmp_path: Path):
+    """d = 1: the last layer's weight (S, 11, 1) has a dimension of size 1, where its gradient's stride differs
+    from DDP's bucket's; torch warned of it on both processes (six lines each, QA), about no element's place."""
+    done = bsde_cli("solve", *ARGS, *tiny_args(**{"equation.dim": 1}), "--nproc", "2", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Grad strides" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 EVERY_RANK_SOLVES = """
 import json, sys, torch, bsde, bsde.distributed
 problem = bsde.load_problem("hjb", json.loads(sys.argv[1]))
