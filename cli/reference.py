@@ -80,7 +80,9 @@ def reference_command(
         raise ProblemError(f"--nproc/--shards: method '{name}' is deterministic; only the sampling methods "
                            f"({', '.join(n for n, m in METHODS.items() if m.sampled)}) run in shards")
     if paths is not None and not METHODS[name].sampled:
-        err.print(f"warning: --paths: method '{name}' is deterministic and draws no paths (ignored)", markup=False)
+        unless = " unless it fails and auto goes on to a sampling method" if method.value == "auto" else ""
+        err.print(f"warning: --paths: method '{name}' is deterministic and draws no paths (ignored{unless})",
+                  markup=False)
     if nproc > 1:
         launch_workers(ctx, nproc)
     if not quiet:

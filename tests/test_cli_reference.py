@@ -34,7 +34,11 @@ def test_paths_for_a_deterministic_method_is_a_warning():
     result = runner.invoke(app, ["reference", "hjb", "--set", "equation.dim=3", "--paths", "5", "--json", "-q"])
     assert result.exit_code == 0 and json.loads(result.stdout)["method"] == "semi-analytic"
     assert result.stderr == ("warning: --paths: method 'semi-analytic' is deterministic and draws no paths "
-                             "(ignored)\n")
+                             "(ignored unless it fails and auto goes on to a sampling method)\n")
+    named = runner.invoke(app, ["reference", "hjb", "--set", "equation.dim=3", "--paths", "5", "--method",
+                                "semi-analytic", "--json", "-q"])
+    assert named.stderr == ("warning: --paths: method 'semi-analytic' is deterministic and draws no paths "
+                            "(ignored)\n")
 
 
 def test_max_call_mc_brackets_the_semi_analytic_value():
