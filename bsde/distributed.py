@@ -107,10 +107,18 @@ class ShardStreams:
     def __init__(self, seed: int, shards: int, batch: int, local: range, device: torch.device):
         if batch % shards:
             raise ProblemError(f"solver.shards: {shards} does not divide solver.batch_size {batch}")
-        self.shards, self.local = shards, local
+        self.seed, self.shards, self.local = seed, shards, local
         #: the rows this process draws: its share of the global batch
         self.rows = batch // shards * len(local)
         self.generators = [torch.Generator(device=device).manual_seed(stream_seed(seed, s)) for s in local]
+
+    def branch(self, count: int) -> None:
+        """Reseed every shard's stream for the ``count``-th branch (a rollback: the same on every process).
+
+        Restored to a snapshot, the streams would redraw the batches that followed it, the one that failed among
+        them (QA: 5 rollbacks, each halving the learning rate, failed at the same iteration 554)."""
+        for s, g in zip(self.local, self.generators):
+            g.manual_seed(stream_seed(stream_seed(self.seed, s), count))
 
     def state(self) -> dict[int, torch.Tensor]:
         """Generator states by shard (of the local shards)."""

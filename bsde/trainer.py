@@ -371,6 +371,7 @@ def train(
         rollbacks, lr_scale, start = run.rollbacks + 1, run.lr_scale / 2, run.start
         run.restore(good)
         run.rollbacks, run.lr_scale, run.start = rollbacks, lr_scale, start
+        run.streams.branch(rollbacks)  # fresh batches: a replay redrew the batch that failed, whatever the rate
         good = run.state()
         if hooks.on_warning is not None:
             hooks.on_warning(f"non-finite {where}: rolled back to iteration {run.iteration} and halved the "

@@ -120,6 +120,28 @@ def test_rollback_recovers_from_a_transient_nan(tiny: bsde.Problem, monkeypatch:
     assert result.history[-1].iteration == tiny.solver.iterations
 
 
+def test_rollback_draws_fresh_batches_instead_of_replaying_the_one_that_failed(
+        tiny: bsde.Problem, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch on which the loss fails whatever the learning rate (an extreme path): restored to the last snapshot,
+    the streams had redrawn it at the same iteration, 5 times (QA: 5 rollbacks, each halving the rate, all failed
+    at iteration 554); reseeded for each rollback (ShardStreams.branch), the run recovers after one."""
+    calls, bad = {"n": 0}, {}
+    real_loss = trainer.terminal_loss
+
+    def loss_failing_on_one_batch(y, g):
+        calls["n"] += 1
+        key = float(g.double().sum())
+        if calls["n"] == 25:
+            bad["key"] = key
+        loss = real_loss(y, g)
+        return loss * float("nan") if key == bad.get("key") else loss
+
+    monkeypatch.setattr(trainer, "terminal_loss", loss_failing_on_one_batch)
+    result = run(tiny, on_nan="rollback")
+    assert "key" in bad and result.rollbacks == 1
+    assert result.history[-1].iteration == tiny.solver.iterations
+
+
 def test_rollback_on_the_cli_reports_failure_with_exit_1() -> None:
     result = CliRunner().invoke(app, ["solve", "hjb", *tiny_args(**{"solver.learning_rate": 1e200}),
                                       "--device", "cpu", "-q", "--on-nan", "rollback"])
