@@ -65,11 +65,9 @@ def check_save_folder(folder: Path, problem: Problem | None = None) -> Path:
             if saved is None:
                 raise ProblemError(f"save folder {folder}: its {SOLUTION_FILE} is not a solution bsde saved; not "
                                    "replacing it: give a new or empty folder")
-            if problem is not None and (saved.get("name") != problem.name or not isinstance(saved["config"], dict)
-                                        or saved["config"].get("equation") != problem.to_dict()["equation"]):
-                raise ProblemError(f"save folder {folder}: holds the solution of another problem "
-                                   f"('{saved.get('name')}'{_differs(saved, problem)}); not replacing it: give a new "
-                                   "or empty folder (or delete that one)")
+            if problem is not None and (other := _another_problem(saved, problem)) is not None:
+                raise ProblemError(f"save folder {folder}: holds the solution of another problem ({other}); not "
+                                   "replacing it: give a new or empty folder (or delete that one)")
     check_writable(folder / SOLUTION_FILE)
     return folder
 
@@ -83,14 +81,17 @@ def _saved_solution(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "bsde_version" in data and "config" in data else None
 
 
-def _differs(saved: dict[str, Any], problem: Problem) -> str:
-    """Where a saved solution's equation section differs from ``problem``'s, in a few words ('' if it does not)."""
+def _another_problem(saved: dict[str, Any], problem: Problem) -> str | None:
+    """None where a saved solution is of ``problem`` (its name and equation section); else which problem it is, in
+    a few words (its name, and the equation keys that differ where both sections are mappings)."""
     theirs = saved["config"].get("equation") if isinstance(saved["config"], dict) else None
-    if not isinstance(theirs, dict):
-        return ""
     ours = problem.to_dict()["equation"]
-    keys = [key for key in dict.fromkeys([*theirs, *ours]) if theirs.get(key) != ours.get(key)]
-    return f", whose equation differs in {', '.join('equation.' + key for key in keys[:3])}" if keys else ""
+    if saved.get("name") == problem.name and theirs == ours:
+        return None
+    keys = ([key for key in dict.fromkeys([*theirs, *ours]) if theirs.get(key) != ours.get(key)]
+            if isinstance(theirs, dict) else [])
+    return f"'{saved.get('name')}'" + (f", whose equation differs in {', '.join('equation.' + k for k in keys[:3])}"
+                                       if keys else "")
 
 
 @dataclass(frozen=True)
