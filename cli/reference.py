@@ -20,7 +20,7 @@ ReferenceMethod = Enum("ReferenceMethod", {name: name for name in ("auto", *METH
 MethodOption = Annotated[ReferenceMethod, typer.Option(
     help="Reference method; auto takes the most accurate per unit of time that applies.")]
 PathsOption = Annotated[int | None, typer.Option(
-    min=1, help="Monte Carlo paths (mc, cole-hopf) or independent repeats (mlp); default: the method's own.",
+    min=1, help="Monte Carlo paths (mc, cole-hopf, girsanov) or independent repeats (mlp); default: the method's own.",
     metavar="N")]
 
 
@@ -46,7 +46,7 @@ def reference_command(
     paths: PathsOption = None,
     seed: SeedOption = 0,
     shards: Annotated[int | None, typer.Option(
-        min=1, help="Split the samples into S shards, each its own random stream (mc, cole-hopf, mlp); the value "
+        min=1, help="Split the samples into S shards, each its own random stream (mc, cole-hopf, girsanov, mlp); the value "
                     "depends on S, not on the processes. Default: one shard per process (none alone).",
         metavar="S")] = None,
     nproc: NprocOption = 1,
@@ -60,7 +60,7 @@ def reference_command(
     """Compute a reference value of u(0, x0) for PROBLEM, independent of the deep BSDE solver.
 
     Monte Carlo and MLP values come with a standard error and a 95% interval; the deterministic
-    radial and semi-analytic methods with their own error estimate. A method that does not apply
+    radial, semi-analytic and pde-1d methods with their own error estimate. A method that does not apply
     to the problem is an error (exit 2).
 
     --nproc K (or torchrun) shares the shards out over K processes and merges their moments exactly:

@@ -175,7 +175,7 @@ def solve(
              "empty, or hold a solution bsde saved.",
         metavar="DIR")] = None,
     plot: Annotated[Path | None, typer.Option(
-        parser=path_value, help="With solver.region: draw u along the box's diagonal against reference values at 5 points (PNG; an "
+        parser=path_value, help="With solver.region: draw u along the box's diagonal against reference values at 7 points, the corners among them (PNG; an "
              "existing FILE is replaced only if bsde drew it).",
         metavar="FILE")] = None,
     on_nan: Annotated[OnNaN, typer.Option(
