@@ -5,7 +5,7 @@ Each piece lies below f, so by the comparison theorem the value of its linear BS
 (the discount times the Girsanov density of the drift -c_k on each coordinate of W), is at most u(0, x0); for
 differing rates L_k is the Black-Scholes price at the rate R_k. The bound is the largest L_k, by Monte Carlo of
 X_T in one exact step (antithetic pairs), with its standard error. The Richardson basis of the error estimate
-is checked against it (bsde.error_estimate.with_regime_bound).
+is checked against it (bsde.error_estimate.with_bound).
 """
 
 from __future__ import annotations

@@ -347,6 +347,37 @@ def test_the_sampled_values_estimate_by_case():
     assert degenerate_and_small.error == pytest.approx(0.1) and "too few" in degenerate_and_small.basis
 
 
+def test_a_sampled_value_on_a_handful_of_paths_gives_way_to_the_march(monkeypatch):
+    """QA: quadratic_gradient at d = 1 (a source not integrable at t = T, x = 0) had 1 effective path of 458752 and
+    reported y0 = 363 for u = 0.888. Under COLLAPSED_PATHS effective paths the march's y0 and its time-step estimate
+    are reported instead, the bound beside them; and a y0 beyond the bound becomes the bound."""
+    from types import SimpleNamespace
+
+    from bsde import error_estimate
+    from bsde.control_bound import ControlBound
+    from bsde.error_estimate import COLLAPSED_PATHS, ErrorEstimate, estimate
+
+    def bound(effective, side="lower", value=0.872):
+        return ControlBound(value, 1e-3, side, 458752, 16, 1.0, 362.6, 1.0, effective)
+
+    model = SimpleNamespace(equation=SimpleNamespace())
+    monkeypatch.setattr(error_estimate, "from_time_step", lambda model, paths: ErrorEstimate(0.91, 0.02, "Richardson"))
+    for effective, side, value, y0, raised in [(1.0, "lower", 0.872, 0.91, None), (COLLAPSED_PATHS - 1, "upper", 0.95,
+                                               0.91, None), (1.0, "upper", 0.9, 0.9, 0.91), (1.0, "lower", 0.93, 0.93,
+                                                                                             0.91)]:
+        found = bound(effective, side, value)
+        monkeypatch.setattr(error_estimate, "control_bound", lambda model, generator, found=found: found)
+        checked = estimate(model, lambda: None, linear=None, generator=None, history=[], iterations=100)
+        assert (checked.y0, checked.raised, checked.bound) == (y0, raised, found)
+        assert checked.error == pytest.approx(0.02 if raised is None else 0.022)
+        assert f"whose weights rest on {effective:.0f} of its 458752 paths" in checked.basis
+        if raised is not None:
+            assert ("y0 lowered from 0.91 to an upper bound" if side == "upper" else
+                    "y0 raised from 0.91 to a lower bound") in checked.basis
+    monkeypatch.setattr(error_estimate, "control_bound", lambda model, generator: bound(COLLAPSED_PATHS))
+    assert estimate(model, lambda: None, linear=None, generator=None, history=[], iterations=100).y0 == 362.6
+
+
 def test_the_paths_euler_error_counts_a_driver_that_reads_x():
     """QA: a Vasicek bond (dr = 3 (0.03 - r) dt + 0.02 dW, g = 1, f = -r y; u0 = exp(-m + v / 2) = 0.904957) on
     Euler paths: y0 converges to the 20-step grid's value, 0.0054 high. The driver-free E g(X_T) (g = 1) has no Euler

@@ -5,7 +5,7 @@ import math
 import pytest
 
 import bsde
-from bsde.error_estimate import ErrorEstimate, with_regime_bound
+from bsde.error_estimate import ErrorEstimate, with_bound
 from bsde.reference.pde1d import solve_1d
 from bsde.reference.semi_analytic import black_scholes_call
 from bsde.regime_bound import RegimeBound, regime_bound
@@ -36,10 +36,10 @@ def test_a_y0_below_the_bound_becomes_the_bound():
     """u is at least the bound, so a y0 below it is raised to it, its error grown by 2 standard errors of the bound;
     a y0 above it is kept, the bound beside it."""
     bound = RegimeBound(21.09, 0.005, 1 << 18, 1)
-    low = with_regime_bound(ErrorEstimate(21.057, 0.32, "Richardson"), bound)
+    low = with_bound(ErrorEstimate(21.057, 0.32, "Richardson"), bound)
     assert (low.y0, low.raised, low.bound) == (21.09, 21.057, bound)
     assert low.error == pytest.approx(0.33) and "y0 raised from 21.057 to a lower bound" in low.basis
-    high = with_regime_bound(ErrorEstimate(21.2, 0.32, "Richardson"), bound)
+    high = with_bound(ErrorEstimate(21.2, 0.32, "Richardson"), bound)
     assert (high.y0, high.error, high.basis, high.raised, high.bound) == (21.2, 0.32, "Richardson", None, bound)
 
 
