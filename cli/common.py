@@ -16,14 +16,15 @@ import typer
 from rich.console import Console
 
 from bsde.arguments import SEED_LIMIT
-from bsde.equations.base import pricing_measure_note
 from bsde.errors import BSDEError, ProblemError, TrainingError
 from bsde.launcher import die_with_launcher
-from bsde.problem import Problem, load_problem, parse_override, shipped_problems
-from bsde.processes import GBM
 
 if TYPE_CHECKING:
+    from bsde.problem import Problem
     from bsde.trainer import LogEntry
+
+# the problem modules (pydantic, the equations: about 0.3 s) load inside the commands that read a problem, so that
+# --help does not wait for them
 
 #: results and tables go to stdout; progress, warnings and errors to stderr
 out = Console(highlight=False, soft_wrap=True)
@@ -98,6 +99,9 @@ def follow_lead() -> None:
 def load(problem: str, overrides: list[str] | None, preset: str | None = None, *, probe: bool = True) -> Problem:
     """A problem by name or path with a preset and then its --set overrides applied (--set wins). ``probe``: also
     the pricing-measure note of a z-term (:func:`note_z_term`; not for ``show``, nor before a memory check)."""
+    from bsde.equations.base import pricing_measure_note
+    from bsde.problem import load_problem, parse_override
+
     parsed = dict(parse_override(text) for text in overrides or [])
     loaded = load_problem(problem, parsed, preset=preset, overrides_from="--set")
     measure = pricing_measure_note(loaded.equation)
@@ -115,6 +119,9 @@ def load(problem: str, overrides: list[str] | None, preset: str | None = None, *
 def note_z_term(problem: str, loaded: Problem) -> None:
     """The pricing-measure note of a driver -r y + m . z on a GBM, whose z-term moves the assets' rates: found by
     probing the driver (torch, and memory in proportion to dim: after a memory check)."""
+    from bsde.equations.base import pricing_measure_note
+    from bsde.processes import GBM
+
     equation = loaded.equation
     if not (equation.driver_uses_z and isinstance(equation.process, GBM)):
         return
@@ -128,6 +135,8 @@ def note_z_term(problem: str, loaded: Problem) -> None:
 
 def local_namesake(problem: str) -> str | None:
     """A file in the working folder that a shipped problem's bare name hides (``hjb`` -> ./hjb.yaml), or None."""
+    from bsde.problem import shipped_problems
+
     if problem not in shipped_problems():
         return None
     return next((name for name in (problem, f"{problem}.yaml", f"{problem}.yml") if Path(name).is_file()), None)
@@ -135,6 +144,8 @@ def local_namesake(problem: str) -> str | None:
 
 def problem_file(problem: str) -> Path | None:
     """The file a PROBLEM argument reads (a shipped one or a path), or None (an installed kind)."""
+    from bsde.problem import shipped_problems
+
     path = shipped_problems().get(problem) or Path(problem).expanduser()
     return path if path.is_file() else None
 

@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from bsde.errors import ProblemError
-from bsde.problem import shipped_problems
 
 from .common import (DeviceOption, JsonOption, NprocOption, SetOption, ThreadsOption, command_line, emit_json, err,
                      guarded, launch_workers, load, path_value, print_log_entry, print_table, progress_lines,
@@ -32,6 +31,8 @@ def _log(total: dict[str, int]):
 def _source(problem: str, out_dir: Path) -> str:
     """What a report records of its problem: a shipped name or an installed kind as given, a file as its path from
     the report's folder (the same however the command spelled it, from wherever it ran)."""
+    from bsde.problem import shipped_problems
+
     if problem in shipped_problems() or not Path(problem).expanduser().is_file():
         return problem
     return os.path.relpath(Path(problem).expanduser().resolve(), out_dir.expanduser().resolve())
@@ -81,6 +82,7 @@ def compare(
     from bsde import distributed
     from bsde.compare import compare_all  # the solver (torch) and matplotlib load only to compare
     from bsde.io import check_writable
+    from bsde.problem import shipped_problems
     from bsde.report import COLUMNS, cells, check_folder, named, report_names, write_reports
     from bsde.runtime import resolve_device
 

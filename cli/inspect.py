@@ -5,11 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-import yaml
 from rich.table import Column, Table
-
-from bsde.equations import EQUATIONS
-from bsde.problem import load_problem, shipped_problems
 
 from .common import ProblemArgument, SetOption, guarded, load, out, print_table
 
@@ -17,6 +13,9 @@ from .common import ProblemArgument, SetOption, guarded, load, out, print_table
 @guarded
 def list_problems() -> None:
     """Shipped problems with their dimension and reference value, then the kinds installed packages add."""
+    from bsde.equations import EQUATIONS
+    from bsde.problem import load_problem, shipped_problems
+
     titles = ("problem", "kind", "dim", "reference", "presets", "source")
     table = Table(*(Column(title, overflow="fold") for title in titles), box=None)  # narrow: folded, never cut
     for name in sorted(shipped_problems()):
@@ -39,5 +38,7 @@ def show(
     preset: Annotated[str | None, typer.Option(help="Apply a named solver preset.")] = None,
 ) -> None:
     """Print the fully resolved configuration as YAML (its presets listed at the end)."""
+    import yaml
+
     loaded = load(problem, set_, preset, probe=False)
     out.print(yaml.safe_dump(loaded.to_dict(), sort_keys=False), end="", markup=False)

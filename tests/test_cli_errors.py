@@ -224,12 +224,13 @@ def test_unexpected_error_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_ctrl_c_in_a_command_without_its_own_handling_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    import bsde.cli.reference
+    import importlib
 
     def interrupted(*_args: object, **_kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bsde.cli.reference, "reference", interrupted)
+    # the package bsde.reference (not the function that ``bsde.reference`` names): the command imports from it
+    monkeypatch.setattr(importlib.import_module("bsde.reference"), "reference", interrupted)
     fails_cleanly(["reference", "hjb", "--set", "equation.dim=2"], "interrupted by SIGINT", code=130)
 
 

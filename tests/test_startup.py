@@ -46,6 +46,30 @@ def test_reading_commands_do_not_import_torch(args):
     assert heavy == [], f"bsde {' '.join(args)} imported {heavy}\n{done.stderr}"
 
 
+@pytest.mark.parametrize("args", [["--help"], ["solve", "--help"], ["reference", "--help"], ["compare", "--help"]])
+def test_help_does_not_load_the_problem_modules(args):
+    """--help needs typer and rich only: the problem modules and the equations (with pydantic, about 0.3 s of a
+    0.6-0.8 s --help; typer itself loads pydantic for a command's options) load inside the commands that read one."""
+    code = (
+        "import json, sys\n"
+        f"sys.argv = ['bsde', *{args!r}]\n"
+        "from bsde.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m in ('bsde.problem', 'bsde.equations', "
+        "'bsde.reference', 'bsde.settings'))), file=sys.stderr)\n"
+    )
+    done = fresh(code)
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == [], done.stderr
+
+
+def test_the_cli_names_the_reference_methods_of_the_engine():
+    """cli.reference names the methods itself (so that --help need not load the engine): the same, in order."""
+    from bsde.cli.reference import METHOD_NAMES
+    from bsde.reference import METHODS
+
+    assert METHOD_NAMES == tuple(METHODS)
+
+
 def test_import_bsde_is_light_and_its_names_still_work():
     code = (
         "import sys, bsde\n"
