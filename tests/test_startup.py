@@ -22,14 +22,14 @@ def fresh(code: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def heavy_modules_after(args: list[str]) -> tuple[list[str], subprocess.CompletedProcess]:
-    """The heavy modules loaded by running ``bsde ARGS`` in a fresh interpreter."""
+def heavy_modules_after(args: list[str], modules: tuple[str, ...] = HEAVY) -> tuple[list[str], subprocess.CompletedProcess]:
+    """Which of ``modules`` (the heavy ones by default) running ``bsde ARGS`` loads, in a fresh interpreter."""
     code = (
         "import json, sys\n"
         f"sys.argv = ['bsde', *{args!r}]\n"
         "from bsde.cli.app import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr)\n"
+        f"print(json.dumps([m for m in {modules!r} if m in sys.modules]), file=sys.stderr)\n"
     )
     done = fresh(code)
     return json.loads(done.stderr.strip().splitlines()[-1]), done
@@ -50,16 +50,8 @@ def test_reading_commands_do_not_import_torch(args):
 def test_help_does_not_load_the_problem_modules(args):
     """--help needs typer and rich only: the problem modules and the equations (with pydantic, about 0.3 s of a
     0.6-0.8 s --help; typer itself loads pydantic for a command's options) load inside the commands that read one."""
-    code = (
-        "import json, sys\n"
-        f"sys.argv = ['bsde', *{args!r}]\n"
-        "from bsde.cli.app import main\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m in ('bsde.problem', 'bsde.equations', "
-        "'bsde.reference', 'bsde.settings'))), file=sys.stderr)\n"
-    )
-    done = fresh(code)
-    assert json.loads(done.stderr.strip().splitlines()[-1]) == [], done.stderr
+    loaded, done = heavy_modules_after(args, ("bsde.problem", "bsde.equations", "bsde.reference", "bsde.settings"))
+    assert loaded == [], done.stderr
 
 
 @pytest.mark.parametrize("given, expected", [({}, "3000"), ({"GOMP_SPINCOUNT": "50"}, "50"),
