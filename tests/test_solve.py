@@ -38,13 +38,16 @@ def test_an_error_estimate_that_overflows_is_a_warning():
     assert any(w.startswith("no error estimate for y0") for w in result.warnings)
 
 
-def test_more_threads_than_cores_is_a_warning():
+def test_more_threads_than_cores_is_a_warning(monkeypatch):
+    """Said of 2 threads where 1 core is there (patched: 17 threads on a 16-core GPU machine beside 7 busy test
+    workers ran past the whole suite's 280 s)."""
+    import importlib
+
     from conftest import TINY
 
-    from bsde.runtime import available_cores
-
+    monkeypatch.setattr(importlib.import_module("bsde.solve"), "available_cores", lambda: 1)  # the module
     problem = bsde.load_problem("hjb", {**TINY, "solver.iterations": 2})
-    many = bsde.solve(problem, threads=available_cores() + 1, auto_reference=False, device="cpu")
+    many = bsde.solve(problem, threads=2, auto_reference=False, device="cpu")
     assert any("oversubscribed" in w for w in many.warnings)
     one = bsde.solve(problem, threads=1, auto_reference=False, device="cpu")
     assert not any("oversubscribed" in w for w in one.warnings)
