@@ -17,9 +17,9 @@ Three bases, the first that applies:
   weights exp(-c S) are degenerate (fewer than DEGENERATE_FRACTION of the paths effective, a control far
   from the optimal one: hjb at lam 50 after 2000 iterations had 39 of 6550) that standard error misses
   the error several-fold (the log of a heavy-tailed mean is biased), and the estimate is the distance
-  |J - V| to the bound instead, when larger (it covered the error 1.7-8x in those cases). Under COLLAPSED_PATHS
-  effective paths V is a few paths' own, and the Richardson basis below takes its place, with J as a one-sided
-  bound of y0 (:func:`with_bound`).
+  |J - V| to the bound instead, when larger (it covered the error 1.7-8x in those cases). Under
+  bsde.control_bound.COLLAPSED_PATHS effective paths V is a few paths' own, and the Richardson basis below
+  takes its place, with J as a one-sided bound of y0 (:func:`with_bound`).
 - otherwise: Richardson in the time step with the trained Z: the same paths marched with every other
   step (2 dt) move the implied y0 by D; for a scheme of order p the error at dt is about |D| / (2^p - 1)
   (p = 2 for the trapezoid, 1 for Euler; an odd step count N pairs its first N - 1 steps and scales D by
@@ -129,10 +129,6 @@ def from_linear(y0: float, linear: LinearValue) -> ErrorEstimate:
 
 #: below this fraction of effective paths, the importance weights of the sampled value count as degenerate
 DEGENERATE_FRACTION = 0.1
-#: fewer effective paths than this and the sampled value is a few paths' own (QA: quadratic_gradient at d = 1, whose
-#: source is not integrable at t = T, x = 0, gave 363 and 932 for u = 0.888 on 1 effective path of 458752): the march's
-#: y0 is reported, with the Richardson estimate, and checked against the bound
-COLLAPSED_PATHS = 16
 
 
 #: the relative resolution of the sampled value, whose paths are float32 (bsde.control_bound): its error is at
@@ -413,7 +409,7 @@ def estimate(model: DeepBSDE, paths: Callable[[], Paths], *, linear: LinearValue
     if linear is not None:
         return from_linear(model.y_start.item(), linear)
     bound = control_bound(model, generator=generator)
-    if bound is not None and bound.effective_paths >= COLLAPSED_PATHS:
+    if bound is not None and not bound.collapsed:
         return from_bound(bound)
     found = from_time_step(model, paths)
     found = replace(found, error=found.error + optimisation_noise(history, iterations))

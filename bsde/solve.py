@@ -15,7 +15,7 @@ from bsde import arguments, distributed
 from bsde.checkpoint import CheckpointWriter, load_checkpoint, run_config
 from bsde.control_bound import ControlBound, bound_side
 from bsde.equations.base import Equation
-from bsde.error_estimate import COLLAPSED_PATHS, GIRSANOV_BASIS, LinearValue, estimate, linear_value, paths_euler_error
+from bsde.error_estimate import GIRSANOV_BASIS, LinearValue, estimate, linear_value, paths_euler_error
 from bsde.errors import ArgumentError, BSDEError, ProblemError, in_file
 from bsde.memory import check_fits
 from bsde.probing import verify_flags
@@ -352,7 +352,7 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
                           basis=f"{checked.basis}; plus the paths' Euler error (the Z = 0 march on paths of half the "
                                 "step, the same increments)")
     y0, error = checked.y0, checked.error if math.isfinite(checked.error) else None
-    if isinstance(checked.bound, ControlBound) and checked.bound.effective_paths < COLLAPSED_PATHS:
+    if isinstance(checked.bound, ControlBound) and checked.bound.collapsed:
         warn(f"the value sampled under the learned control rests on {checked.bound.effective_paths:.0f} of its "
              f"{checked.bound.paths} paths (its samples S have a heavy tail: a driver or terminal condition singular "
              "where the paths go, or a learned Z far off), so y0 is the march's, with the time-step estimate")

@@ -354,8 +354,8 @@ def test_a_sampled_value_on_a_handful_of_paths_gives_way_to_the_march(monkeypatc
     from types import SimpleNamespace
 
     from bsde import error_estimate
-    from bsde.control_bound import ControlBound
-    from bsde.error_estimate import COLLAPSED_PATHS, ErrorEstimate, estimate
+    from bsde.control_bound import COLLAPSED_PATHS, ControlBound
+    from bsde.error_estimate import ErrorEstimate, estimate
 
     def bound(effective, side="lower", value=0.872):
         return ControlBound(value, 1e-3, side, 458752, 16, 1.0, 362.6, 1.0, effective)
