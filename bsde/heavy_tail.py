@@ -16,7 +16,10 @@ HEAVY_TAIL_SHARE = 0.25
 
 def largest_share(high: float, low: float, mean: float, scatter: float) -> float:
     """max_i (v_i - mean)^2 / scatter from the sample's extremes, mean and scatter sum_i (v_i - mean)^2; 0 where the
-    scatter is 0 or not finite."""
+    scatter is not finite or the sample constant, 1 where the sample spreads but its squares underflow to a scatter of
+    0 (QA: the Barenblatt value e^1000 at sigma 10, T = 10 sampled as 1.1e-304 +- 0: its draws are e^-700 and less)."""
+    if scatter == 0 and high > low:
+        return 1.0
     if not (scatter > 0 and math.isfinite(scatter)):
         return 0.0
     return min(max(high - mean, mean - low) ** 2 / scatter, 1.0)
