@@ -103,9 +103,9 @@ class CustomEquation(Equation):
 
     def terminal(self, x: torch.Tensor) -> torch.Tensor:
         value = self.terminal_fn(x)
-        if getattr(value, "shape", None) == x.shape[:-1]:
+        if getattr(value, "shape", None) == x.shape[:-1] and getattr(value, "dtype", None) == x.dtype:
             return value
-        return _as_tensor(value, x).expand(x.shape[:-1])
+        return _as_tensor(value, x).expand(x.shape[:-1])  # a number, or another dtype (a digital's bools, say)
 
     def driver(self, t: Any, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         import torch
@@ -114,7 +114,7 @@ class CustomEquation(Equation):
         if self.driver_fn is None:
             return x.new_zeros(shape)
         value = self.driver_fn(t, x, y, z)
-        if getattr(value, "shape", None) == shape:
+        if getattr(value, "shape", None) == shape and getattr(value, "dtype", None) == x.dtype:
             return value
         return _as_tensor(value, x).expand(shape)
 
@@ -153,25 +153,66 @@ class CustomEquation(Equation):
         return self.driver_flags.z_hessian
 
     def check(self) -> CustomEquation:
-        """Evaluate g and f on a small batch: a one-line ProblemError for a wrong shape or a failure."""
+        """Evaluate g and f on a small batch of distinct states: a one-line ProblemError for a failure, a wrong shape,
+        complex values, or a value on one path that moves when another path's arguments move (QA: x.mean(0), x[0, 0]
+        and y.mean() were solved; at d = 3 x.mean(0) even passed a 3-path shape check, then failed inside torch)."""
         import torch
 
-        x = torch.tensor(self.x_start, dtype=torch.float64, device="cpu").expand(3, self.dim)
+        n = 4 if self.dim == 3 else 3  # never d paths: a reduction over the paths axis then has the right shape
+        x = self._probe_states(n)
         if isinstance(self.forward_process, Diffusion):
             self.forward_process.check(x)
-        g = call_checked("terminal", self.terminal_fn, (x,), f"terminal(x) with x {tuple(x.shape)}")
-        if tuple(getattr(g, "shape", ())) not in ((), (3,), (3, 1)):
-            raise ProblemError(f"terminal: must return one number per path, shape {(3,)} for x of shape "
-                               f"{tuple(x.shape)}; got {tuple(g.shape)}")
+        called = f"terminal(x) with x {tuple(x.shape)}"
+        g = call_checked("terminal", self.terminal_fn, (x,), called)
+        _check_values("terminal", g, n, x.shape)
+        _check_paths_apart("terminal", g, call_checked("terminal", self.terminal_fn, (_moved(x),), called), n)
         if self.driver_fn is not None:
-            y = torch.ones(3, dtype=torch.float64, device="cpu")
-            z = torch.zeros(3, self.dim, dtype=torch.float64, device="cpu")
-            for t, what in probe_times(3, torch.float64):
-                f = call_checked("driver", self.driver_fn, (t, x, y, z), f"f(t, x, y, z) with {what}, x "
-                                 f"{tuple(x.shape)}, y {tuple(y.shape)}, z {tuple(z.shape)}")
-                if tuple(getattr(f, "shape", ())) not in ((), (3,)):
-                    raise ProblemError(f"driver: must return one number per path, shape (3,); got {tuple(f.shape)}")
+            y = 1.0 + 0.1 * torch.arange(n, dtype=torch.float64)
+            z = torch.zeros(n, self.dim, dtype=torch.float64)
+            for t, what in probe_times(n, torch.float64):
+                called = f"f(t, x, y, z) with {what}, x {tuple(x.shape)}, y {tuple(y.shape)}, z {tuple(z.shape)}"
+                f = call_checked("driver", self.driver_fn, (t, x, y, z), called)
+                _check_values("driver", f, n, x.shape)
+                moved = call_checked("driver", self.driver_fn, (t, _moved(x), _moved(y), _moved(z)), called)
+                _check_paths_apart("driver", f, moved, n)
         return self
+
+    def _probe_states(self, n: int) -> torch.Tensor:
+        """n distinct states near x0 (n, dim), inside a positive process's domain: x0 (1 + k / 100) (+ k / 100)."""
+        import torch
+
+        step = 0.01 * torch.arange(n, dtype=torch.float64).unsqueeze(1)
+        x0 = torch.tensor(self.x_start, dtype=torch.float64).expand(n, self.dim)
+        return x0 * (1.0 + step) + (0.0 if self.forward_process.positive else step)
+
+
+def _moved(value: torch.Tensor) -> torch.Tensor:
+    """``value`` with its first path's entries moved (by 10%, and 0.1 where they are 0), the others kept."""
+    moved = value.clone()
+    moved[0] = value[0] * 1.1 + (value[0] == 0) * 0.1
+    return moved
+
+
+def _check_values(what: str, value: Any, n: int, x_shape: Any) -> None:
+    """One number per path (or one for all: a constant), and not complex."""
+    shape = tuple(getattr(value, "shape", ()))
+    if shape not in ((), (n,)) + (((n, 1),) if what == "terminal" else ()):
+        raise ProblemError(f"{what}: must return one number per path, shape {(n,)} for x of shape {tuple(x_shape)}; "
+                           f"got {shape}")
+    if getattr(value, "is_complex", lambda: False)() or isinstance(value, complex):
+        raise ProblemError(f"{what}: returns complex numbers; it must return real ones (take .real or abs() where "
+                           "that is meant)")
+
+
+def _check_paths_apart(what: str, value: Any, moved: Any, n: int) -> None:
+    """The value on paths 1.. must not move when only path 0's arguments move."""
+    import torch
+
+    before, after = (torch.as_tensor(v, dtype=torch.float64).reshape(-1).expand(n) for v in (value, moved))
+    if not torch.allclose(before[1:], after[1:], rtol=1e-12, atol=0.0, equal_nan=True):
+        raise ProblemError(f"{what}: its value on one path moves when another path's arguments move: it mixes the "
+                           "paths (a reduction over axis 0 or over all axes, x.mean() or y.mean(), or an index such "
+                           "as x[0, 0]); reduce over the last axis, x.mean(-1), and index with x[..., i]")
 
 
 def _as_tensor(value: Any, like: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,18 @@ def test_it_is_an_equation_with_the_given_functions():
     assert data["forward_process"]["correlation"] == CORRELATION and data["terminal_fn"] == "basket_put"
 
 
+def test_a_digital_of_bools_or_integers_is_taken_as_floats():
+    """QA: terminal x > K (bools) crashed a solve inside torch (std of a bool tensor); the reference took it."""
+    for terminal in (lambda x: x[..., 0] > 100.0, lambda x: (x[..., 0] > 100.0).long()):
+        eq = bsde.custom_equation(dim=1, x0=100.0, process=bsde.GBM(0.05, 0.2), terminal=terminal,
+                                  driver=lambda t, x, y, z: -0.05 * y)
+        for dtype in (torch.float64, torch.float32):
+            g = eq.terminal(torch.tensor([[90.0], [110.0]], dtype=dtype))
+            assert g.dtype == dtype and g.tolist() == [0.0, 1.0]
+    result = bsde.solve(eq, solver={"iterations": 20, "time_steps": 4}, seed=0, threads=1, auto_reference=False)
+    assert 0.0 < result.y0 < 1.0
+
+
 def test_zero_driver_and_scalar_results_broadcast():
     eq = bsde.custom_equation(dim=2, x0=0.0, process=bsde.BrownianMotion(1.0), terminal=lambda x: 1.0)
     x = torch.zeros(4, 6, 2, dtype=torch.float64)
@@ -65,11 +77,18 @@ def test_zero_driver_and_scalar_results_broadcast():
     ({"terminal": lambda x: x.sum(-1).numpy()}, "terminal: must return a torch tensor .* got ndarray"),
     ({"driver": lambda t, x, y, z: (-0.05 * y).numpy()}, "driver: must return a torch tensor .* got ndarray"),
     ({"process": bsde.Diffusion(drift=lambda t, x: 0.0, sigma=lambda t, x: torch.ones(2))},
-     r"process.sigma: must return the shape of x, \(3, 3\) .* got \(2,\)"),
+     r"process.sigma: must return the shape of x, \(4, 3\) .* got \(2,\)"),
     ({"process": bsde.Diffusion(drift=lambda t, x: x.numpy(), sigma=lambda t, x: 1.0)},
      "process.drift: must return a torch tensor .* got ndarray"),
     ({"process": bsde.Diffusion(drift=lambda t, x: x[..., 5], sigma=lambda t, x: 1.0)},
-     r"process.drift: calling it as drift\(t, x\) with t = 0.0, x \(3, 3\) failed: index 5"),
+     r"process.drift: calling it as drift\(t, x\) with t = 0.0, x \(4, 3\) failed: index 5"),
+    # QA: at d = 3 a mean over the paths axis had the shape of 3 probe paths; mixing paths was solved, complex cast
+    ({"terminal": lambda x: x.mean(0)}, r"terminal: must return one number per path, shape \(4,\) .* got \(3,\)"),
+    ({"terminal": lambda x: x[0, 0]}, "terminal: its value on one path moves when another path's arguments move"),
+    ({"terminal": lambda x: x.mean()}, "terminal: its value on one path moves"),
+    ({"driver": lambda t, x, y, z: -0.05 * y.mean()}, "driver: its value on one path moves"),
+    ({"driver": lambda t, x, y, z: z.sum()}, "driver: its value on one path moves"),
+    ({"terminal": lambda x: x.sum(-1) * (1 + 1j)}, "terminal: returns complex numbers"),
 ])
 def test_bad_arguments_are_one_clear_error(kwargs, message):
     args = {"dim": 3, "x0": 1.0, "process": bsde.BrownianMotion(1.0), "terminal": lambda x: x.sum(-1), **kwargs}
