@@ -264,19 +264,27 @@ def _write(result: SolveResult, problem: Problem, *, save: Path | None, plot: Pa
     """After training: --save, --plot, --out, then the result on stdout."""
     from bsde.io import write_json_atomic
 
+    from bsde.solution import SOLUTION_FILE
+
     if save is not None:
+        replaced = (save / SOLUTION_FILE).exists()  # a solution of this problem (check_save_folder refused others)
         result.solution.save(save, {"y0": result.y0, "delta": result.delta, "gamma_diag": result.gamma_diag})
-        err.print(f"saved the solution to {save} (bsde eval {shlex.quote(str(save))} --x ...)", markup=False)
+        err.print(f"saved the solution to {save}{', replacing the earlier one' if replaced else ''} "
+                  f"(bsde eval {shlex.quote(str(save))} --x ...)", markup=False)
     if plot is not None:
         from bsde.region_plot import PLOT_FRACTIONS, diagonal_checks, plot_region
 
         checks = diagonal_checks(result.solution, problem, PLOT_FRACTIONS,
                                  progress=None if quiet else progress_lines("references"))
+        replaced = plot.exists()
         plot_region(result.solution, problem, checks, plot)
-        err.print(f"plot written to {plot}", markup=False)
+        err.print(f"plot written to {plot}{', replacing the earlier one' if replaced else ''}", markup=False)
     data = result.to_dict()
     if out_file is not None and lead_process():
+        replaced = out_file.exists()  # a solve's JSON result (refuse_overwriting refused anything else)
         write_json_atomic(out_file, data)
+        if replaced:  # said as bsde compare says it: a rerun's earlier result (another problem's, maybe) is gone
+            err.print(f"note: replaced the earlier result in {out_file}", markup=False)
     if json_:
         emit_json(data)
     else:

@@ -107,6 +107,20 @@ def test_solve_same_seed_same_y0():
     assert first["y0"] == second["y0"] and first["y0"] != other["y0"]
 
 
+def test_a_rerun_says_which_earlier_outputs_it_replaced(tmp_path):
+    """QA: --out and --save replaced an earlier result (another problem's, for --out) without a word, where bsde
+    compare says so; the first run says nothing of replacing."""
+    out, saved = tmp_path / "result.json", tmp_path / "run"
+    args = [*TINY, "--no-reference", "-q", "--threads", "1", "--device", "cpu", "--out", str(out)]
+    first = runner.invoke(app, ["solve", "allen_cahn", *args, "--save", str(saved)])
+    assert first.exit_code == 0 and "replac" not in first.stderr, first.output
+    again = runner.invoke(app, ["solve", "hjb", *args])
+    assert again.exit_code == 0 and f"note: replaced the earlier result in {out}" in again.stderr, again.output
+    assert json.loads(out.read_text())["problem"] == "hjb"
+    resaved = runner.invoke(app, ["solve", "allen_cahn", *args, "--save", str(saved)])
+    assert resaved.exit_code == 0 and f"saved the solution to {saved}, replacing the earlier one" in resaved.stderr
+
+
 def test_solve_human_output_with_reference(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("equation: {kind: hjb, dim: 2}\nsolver: {iterations: 10, time_steps: 3}\n"
