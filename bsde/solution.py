@@ -322,7 +322,8 @@ class Solution:
             region = self.problem.solver.region
             shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
             warnings.warn(f"{len(rows)} of {points.shape[0]} points lie outside the trained box [{region.low}, "
-                          f"{region.high}] (extrapolated): row{'s' if len(rows) > 1 else ''} {shown}, counting from 0",
+                          f"{region.high}] (extrapolated): point{'s' if len(rows) > 1 else ''} {shown}, counting from 0 in the "
+                          "order given (a points file's blank and comment lines not counted)",
                           OutsideRegionWarning, stacklevel=3)
 
     def u(self, x: Any) -> np.ndarray:

@@ -63,7 +63,7 @@ def points_from_file(path: Path, dim: int) -> list[list[float]]:
             raise ProblemError(f"{path}: line {number}: expected numbers, got {line.strip()!r}") from None
         points.append(_point(values, dim, f"{path}: line {number}"))
     if not points:
-        raise ProblemError(f"{path}: no points (one point of {dim} numbers per line)")
+        raise ProblemError(f"{path}: no points (one point of {dim} number{'s' if dim != 1 else ''} per line)")
     return points
 
 
