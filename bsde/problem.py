@@ -13,6 +13,7 @@ import difflib
 import typing
 from dataclasses import dataclass, field, replace
 from importlib import resources
+from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, Mapping
 
@@ -472,10 +473,15 @@ def _same_equation(a: Equation, b: Equation) -> bool:
                       and a.model_copy(update={"x0": 0.0}) == b.model_copy(update={"x0": 0.0}))
 
 
-def problem_from_dict(raw: Mapping[str, Any], name: str = "custom") -> Problem:
-    """Build a problem from an in-memory mapping of the same shape as the YAML."""
+def problem_from_dict(raw: Mapping[str, Any], name: str | None = None) -> Problem:
+    """Build a problem from an in-memory mapping of the same shape as the YAML; ``name`` defaults to the equation's
+    kind (QA: every such problem was "custom", a max_call's too)."""
     if not isinstance(raw, Mapping):
         raise ProblemError(f"<memory>: expected a mapping, got {_describe(raw)}")
+    if name is None:
+        equation = raw.get("equation")
+        kind = equation.get("kind") if isinstance(equation, Mapping) else None
+        name = kind if isinstance(kind, str) and kind else "custom"
     return _build(dict(raw), name, "<memory>")
 
 
@@ -490,6 +496,9 @@ def as_problem(problem: Problem | Equation, solver: SolverSettings | Mapping[str
     elif isinstance(problem, Equation):
         equation, base, reference, presets, source = problem, SolverSettings(), Reference(), {}, "<python>"
         name = name or getattr(problem, "name", None) or problem.kind
+    elif isinstance(problem, (str, PathLike)):  # QA: bsde.solve("max_call")
+        raise ProblemError(f"expected a bsde.Problem or a bsde.Equation instance, got the {type(problem).__name__} "
+                           f"{str(problem)!r}: load it first, bsde.load_problem({str(problem)!r})")
     else:
         raise ProblemError(f"expected a bsde.Problem or a bsde.Equation instance, got {type(problem).__name__}")
     ctx = _Context(source)

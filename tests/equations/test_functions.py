@@ -105,8 +105,10 @@ def test_problem_wrapping_takes_solver_keys_and_checks_them():
         bsde.as_problem(eq, {"batch_size": 0})
     with pytest.raises(ProblemError, match="solver.measure"):
         bsde.as_problem(eq, {"measure": "controlled"})
-    with pytest.raises(ProblemError, match="expected a bsde.Problem or a bsde.Equation"):
-        bsde.solve("hjb")
+    with pytest.raises(ProblemError, match=r"expected a bsde.Problem or a bsde.Equation .* bsde.load_problem\('hjb'\)"):
+        bsde.solve("hjb")  # a name: pointed to load_problem (QA)
+    assert bsde.problem_from_dict({"equation": {"kind": "max_call", "dim": 2}}).name == "max_call"  # not "custom"
+    assert bsde.problem_from_dict({"equation": {"kind": "max_call", "dim": 2}}, "mine").name == "mine"
 
 
 def test_python_basket_put_with_correlation_matches_its_monte_carlo_reference():
