@@ -248,8 +248,8 @@ class Solution:
         exact = "exact for f = -r y" if self.equation.driver_is_linear else "O(dt) for this driver"
         discount = "e^(-r dt) " if self.equation.discount_rate else ""  # r = 0 where f is not -r y
         return (f"first step: {discount}Hess E[u(t_1, X_1)] from Z_1, likelihood ratio ({exact}); no error bar: "
-                "Z_1's network error, often tens of times the Monte Carlo error, is not measured (its sign too has been "
-                "wrong: check with bsde reference --greeks or a region solve)")
+                "Z_1's network error, often tens of times the Monte Carlo error, is not measured (its sign too has "
+                "been wrong: check with bsde reference --greeks or a region solve)")
 
     def _has_first_step(self) -> bool:
         return (self.model.time_steps >= 2 and self.equation.dim <= GAMMA_MAX_DIM
@@ -323,8 +323,8 @@ class Solution:
             region = self.problem.solver.region
             shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
             warnings.warn(f"{len(rows)} of {points.shape[0]} points lie outside the trained box [{region.low}, "
-                          f"{region.high}] (extrapolated): point{'s' if len(rows) > 1 else ''} {shown}, counting from 0 in the "
-                          "order given (a points file's blank and comment lines not counted)",
+                          f"{region.high}] (extrapolated): point{'s' if len(rows) > 1 else ''} {shown}, counting "
+                          "from 0 in the order given (a points file's blank and comment lines not counted)",
                           OutsideRegionWarning, stacklevel=3)
 
     def u(self, x: Any) -> np.ndarray:

@@ -263,7 +263,6 @@ def _write(result: SolveResult, problem: Problem, *, save: Path | None, plot: Pa
            json_: bool, quiet: bool) -> None:
     """After training: --save, --plot, --out, then the result on stdout."""
     from bsde.io import write_json_atomic
-
     from bsde.solution import SOLUTION_FILE
 
     if save is not None:

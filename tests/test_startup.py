@@ -22,7 +22,8 @@ def fresh(code: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def heavy_modules_after(args: list[str], modules: tuple[str, ...] = HEAVY) -> tuple[list[str], subprocess.CompletedProcess]:
+def heavy_modules_after(args: list[str],
+                        modules: tuple[str, ...] = HEAVY) -> tuple[list[str], subprocess.CompletedProcess]:
     """Which of ``modules`` (the heavy ones by default) running ``bsde ARGS`` loads, in a fresh interpreter."""
     code = (
         "import json, sys\n"
