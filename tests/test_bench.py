@@ -97,7 +97,12 @@ def test_quick_bench_writes_json_and_markdown(quick_run):
     startup = data["startup"]
     assert startup["first_solve_s"] > 0 and startup["second_solve_s"] > 0
     assert startup["one_time_s"] == pytest.approx(max(startup["first_solve_s"] - startup["second_solve_s"], 0.0))
+    # the reading commands, each a fresh process that succeeded (a failing one is an error, not a time)
+    assert list(startup["commands"]) == ["--help", "list", "show hjb"]
+    assert all(seconds > 0 for seconds in startup["commands"].values())
+    assert isinstance(startup["bytecode_cached"], bool)
     markdown = (folder / "bench.md").read_text()
+    assert "| `bsde list`, whole process (goal 0.5) |" in markdown
     for title in ("Per-iteration speed", "Batched vs per-step", "Time to accuracy", "Scale", "Growth with d"):
         assert f"## {title}" in markdown
     assert "| hjb 100-d float64 |" in markdown and "bsde bench --quick" in markdown

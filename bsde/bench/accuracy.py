@@ -7,12 +7,14 @@ subprocesses and added, so the total is what a user waits for ``bsde solve`` fro
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -41,13 +43,17 @@ class Startup:
     ``process_s``/``import_s``: a fresh ``python -c "import bsde.solve"`` (what a solve imports), the
     whole process and the import alone. ``first_solve_s``/``second_solve_s``: two identical small
     solves (:data:`FIRST_SOLVE`) in another fresh interpreter; the first pays the one-time costs
-    (lazy imports, kernel and allocator warm-up), ``one_time_s`` is the difference.
+    (lazy imports, kernel and allocator warm-up), ``one_time_s`` is the difference. ``commands``:
+    the whole process of each of :data:`CLI_COMMANDS`, best of :data:`CLI_REPEATS`; ``bytecode_cached``:
+    whether the package's compiled modules were on disk (without them every start compiles its sources).
     """
 
     process_s: float
     import_s: float
     first_solve_s: float | None = None
     second_solve_s: float | None = None
+    commands: dict[str, float] = field(default_factory=dict)
+    bytecode_cached: bool | None = None
 
     @property
     def one_time_s(self) -> float:
@@ -59,6 +65,11 @@ class Startup:
 #: the small solve timed twice for the one-time cost (the 10-d HJB, 50 iterations, no reference)
 FIRST_SOLVE = {"equation.dim": 10, "solver.iterations": 50, "solver.log_every": 25}
 
+
+#: the reading commands timed as fresh processes (``python -m bsde.cli ...``), and their goal in seconds
+CLI_COMMANDS = ("--help", "list", "show hjb")
+CLI_TARGET_S = 0.5
+CLI_REPEATS = 5
 
 #: seconds a start-up child (an import, or the small solve twice) may take before it is stopped
 STARTUP_TIMEOUT_S = 600
@@ -79,12 +90,41 @@ def _fresh_python(code: str, what: str) -> tuple[list[float], float]:
     return json.loads(done.stdout.strip().splitlines()[-1]), wall
 
 
+def _command_seconds(args: str) -> float:
+    """Best wall time of ``python -m bsde.cli args`` over :data:`CLI_REPEATS` fresh processes."""
+    best = float("inf")
+    for _ in range(CLI_REPEATS):
+        start = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, "-m", "bsde.cli", *args.split()], capture_output=True,
+                                  text=True, cwd=tempfile.gettempdir(), timeout=STARTUP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise BSDEError(f"'bsde {args}' took over {STARTUP_TIMEOUT_S} s; stopped") from None
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise BSDEError(f"'bsde {args}' in a fresh '{sys.executable}' failed: {tail}")
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _bytecode_cached() -> bool:
+    """Whether the compiled modules of what ``bsde list`` reads are on disk (pip writes them; an
+    editable install under PYTHONDONTWRITEBYTECODE has none)."""
+    import bsde.equations.base
+    import bsde.problem
+
+    return all(Path(importlib.util.cache_from_source(module.__file__)).exists()
+               for module in (bsde.problem, bsde.equations.base))
+
+
 def measure_startup(device: torch.device | None = None, threads: int | None = None) -> Startup:
-    """Start-up of a fresh interpreter, and (given a device) the one-time cost of its first solve."""
+    """Start-up of a fresh interpreter and of the reading commands, and (given a device) the one-time
+    cost of a first solve."""
     (import_s,), wall = _fresh_python("import json, time; t = time.perf_counter(); import bsde.solve; "
                                       "print(json.dumps([time.perf_counter() - t]))", 'importing bsde.solve')
+    commands = {args: _command_seconds(args) for args in CLI_COMMANDS}
     if device is None:
-        return Startup(wall, import_s)
+        return Startup(wall, import_s, commands=commands, bytecode_cached=_bytecode_cached())
     code = ("import json, time, bsde, bsde.solve\n"
             f"problem = bsde.load_problem('hjb', {FIRST_SOLVE!r})\n"
             "times = []\n"
@@ -94,7 +134,7 @@ def measure_startup(device: torch.device | None = None, threads: int | None = No
             "    times.append(time.perf_counter() - t)\n"
             "print(json.dumps(times))")
     (first, second), _ = _fresh_python(code, "solving a small problem twice")
-    return Startup(wall, import_s, first, second)
+    return Startup(wall, import_s, first, second, commands, _bytecode_cached())
 
 
 @dataclass(frozen=True)
