@@ -140,13 +140,16 @@ class Solution:
     """The trained model of one solve with the problem it solves (see the module docstring)."""
 
     def __init__(self, model: DeepBSDE, problem: Problem, *, seed: int = 0, u0: float | None = None,
-                 warnings: list[str] | None = None):
+                 warnings: list[str] | None = None, u0_error: float | None = None, u0_error_basis: str | None = None):
         self.model = model.eval()
         self.problem = problem
         self.equation = problem.equation
         self.seed = seed
         #: what the solve warned of (the list SolveResult.warnings; saved and loaded with the solution)
         self.warnings = warnings if warnings is not None else []
+        #: the solve's error estimate of u0 and what it counts (SolveResult.error_estimate, .error_basis), or None
+        self.u0_error = u0_error
+        self.u0_error_basis = u0_error_basis
         self._u0 = u0
         self._first_step = None
         self._x0_errors = None
@@ -296,9 +299,17 @@ class Solution:
                                f"{bad if d > 1 else bad[0]}")
         return points
 
-    def _at_x0_only(self, points: torch.Tensor, what: str) -> None:
+    def is_at_x0(self, point: Any) -> bool:
+        """Whether one point (d,) is x0, to the tolerance a point solve answers at."""
+        points = self._points(point)
+        return bool(self._same_as_x0(points).all())
+
+    def _same_as_x0(self, points: torch.Tensor) -> torch.Tensor:
         x0 = torch.as_tensor(self.equation.x_start, dtype=points.dtype, device=points.device)
-        if not bool(((points - x0).abs() <= SAME_POINT * (1.0 + x0.abs())).all()):
+        return ((points - x0).abs() <= SAME_POINT * (1.0 + x0.abs())).all(-1)
+
+    def _at_x0_only(self, points: torch.Tensor, what: str) -> None:
+        if not bool(self._same_as_x0(points).all()):
             raise ProblemError(f"a point solve knows {what} at x0 only; train over a box (solver.region: "
                                "{low: ..., high: ...}) to evaluate elsewhere")
 
@@ -422,6 +433,7 @@ class Solution:
             "scales": {"z_scale": float(self.model.z_scale), "y_offset": float(self.model.y_offset),
                        "y_scale": float(self.model.y_scale)},
             "summary": summary, "warnings": [str(text) for text in self.warnings],
+            "u0_error": self.u0_error, "u0_error_basis": self.u0_error_basis,
         }
         torch_save_atomic(folder / SOLUTION_FILE, payload)
         write_text_atomic(folder / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
@@ -470,7 +482,10 @@ class Solution:
         model.y_offset, model.y_scale = float(scales.get("y_offset", 0.0)), float(scales.get("y_scale", 1.0))
         u0, said = data.get("u0"), data.get("warnings", [])
         said = [str(text) for text in said] if isinstance(said, list) else []
-        return cls(model, problem, seed=int(data.get("seed", 0)), u0=None if u0 is None else float(u0), warnings=said)
+        error, basis = data.get("u0_error"), data.get("u0_error_basis")  # absent in solutions saved before them
+        return cls(model, problem, seed=int(data.get("seed", 0)), u0=None if u0 is None else float(u0), warnings=said,
+                   u0_error=float(error) if isinstance(error, (int, float)) else None,
+                   u0_error_basis=basis if isinstance(basis, str) else None)
 
 
 def _plain(value: Any, where: str) -> Any:

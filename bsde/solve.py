@@ -290,7 +290,8 @@ def solve(
     if state is not None:  # the lead's model (the refit may have changed it), on this process's device
         trained.model.load_state_dict(state)
         result = replace(result, solution=Solution(trained.model, problem, seed=seed, u0=result.y0,
-                                                   warnings=result.warnings))
+                                                   warnings=result.warnings, u0_error=result.error_estimate,
+                                                   u0_error_basis=result.error_basis))
     return result
 
 
@@ -387,7 +388,8 @@ def _finish(problem: Problem, trained: TrainResult, dev: torch.device, seed: int
              + (f"is at least |y0| = {abs(y0):.3g}: y0 is 0 within it, as g(X_T) is 0 on every sampled path" if zero
                 else f"exceeds {WARN_ERROR:.0%} of |y0|; " + (astray or (
                     "g(X_T)'s tail is the likely cause (above)" if tail else "more time steps or iterations may help"))))
-    solution = Solution(model, problem, seed=seed, u0=y0, warnings=warnings)  # the same list: later warnings too
+    solution = Solution(model, problem, seed=seed, u0=y0, warnings=warnings,  # the same list: later warnings too
+                        u0_error=error, u0_error_basis=checked.basis)
     # y0 is not read off the network (HJB: V at x0): a gap over twice y0's error estimate (1% of |y0| without one)
     # says the network is off by more than that (QA: 0.2%, 7.5x the estimate, went unsaid under a 1% threshold)
     if solution.is_region and (gap := abs(float(solution.u([solution.x0])[0]) - y0)) > (

@@ -106,6 +106,14 @@ def eval_command(
     chosen = (points_from_text(x, dim) if x is not None else points_from_file(points, dim) if points is not None
               else [solution.x0.tolist()])
     region = solution.problem.solver.region
+    try:  # the checks of the points themselves (a GBM's are positive), named after where they came from
+        outside_flags = solution.outside_flags(chosen)
+    except ProblemError as exc:
+        text = str(exc)
+        if not text.startswith("points: "):
+            raise
+        source = "--x" if x is not None else str(points) if points is not None else "x0"
+        raise ProblemError(f"{source}: {text.removeprefix('points: ')}") from None
     with warnings.catch_warnings(record=True) as seen:  # said once, as one line, not per call in Python's format
         warnings.simplefilter("always", OutsideRegionWarning)
         values = solution.u(chosen)
@@ -131,7 +139,10 @@ def eval_command(
                 "u": values.tolist(), "delta": deltas.tolist(),
                 # per point: outside the trained box (extrapolated; the warning goes to stderr, which a JSON reader
                 # may drop)
-                "outside": solution.outside_flags(chosen)}
+                "outside": outside_flags,
+                # the solve's own u(0, x0) and its error estimate (a region's network may differ from it at x0)
+                "y0": solution.u0, "y0_error_estimate": solution.u0_error,
+                "y0_error_basis": solution.u0_error_basis if solution.u0_error is not None else None}
         if diagonals is not None:
             data["gamma_diag"], data["gamma_source"] = diagonals, solution.gamma_source
         # the same keys with or without standard errors (null where none, as solve --json has them)
@@ -145,9 +156,11 @@ def eval_command(
         return
     kind = f"region {region.low}..{region.high}" if region is not None else "point solve"
     out.print(f"{solution.problem.name} ({solution.equation.kind}, dim {dim}, {kind})", markup=False)
+    estimate = solution.u0_error
     for i, point in enumerate(chosen):
         out.print(f"  x {vector_text(point)}", markup=False)
-        spread = f"  +- {errors.u[i]:.2g}" if errors is not None else ""
+        spread = (f"  +- {errors.u[i]:.2g}" if errors is not None else
+                  f"  +- {estimate:.2g} (estimated)" if estimate is not None and not solution.is_region else "")
         out.print(f"    u      {values[i]:.8g}{spread}", markup=False)
         out.print(f"    delta  {vector_text(deltas[i].tolist())}", markup=False)
         if errors is not None:
@@ -160,3 +173,10 @@ def eval_command(
         out.print(f"  gamma: {solution.gamma_source}", markup=False)
     if basis is not None:
         out.print(f"  (+-: standard errors from {basis})", markup=False)
+    if estimate is not None and not solution.is_region:
+        out.print(f"  (u +-: the solve's error estimate of y0, {solution.u0_error_basis})", markup=False)
+    at_x0 = [i for i, point in enumerate(chosen) if solution.is_at_x0(point)]
+    if solution.is_region and at_x0 and float(values[at_x0[0]]) != solution.u0:
+        spread = f" +- {estimate:.2g} (estimated: {solution.u0_error_basis})" if estimate is not None else ""
+        out.print(f"  at x0 the solve reported y0 = {solution.u0:.8g}{spread}; u above is the network's, which "
+                  "carries the time steps' error that y0 does not (README, Over a region)", markup=False)

@@ -112,8 +112,8 @@ def test_eval_reads_a_file_of_points(saved_region: Path, tmp_path: Path):
     (["--x", "-.inf"], "--x: expected a finite number"),
     (["--x", "1", "--points", "p.txt"], "not both"),
     (["--points", "missing.txt"], "missing.txt: no such file"),
-    (["--x", "-5"], "points: a GBM's states are positive, got -5.0"),  # was a price of -24.6 (QA)
-    (["--x", "0"], "points: a GBM's states are positive"),
+    (["--x", "-5"], "--x: a GBM's states are positive, got -5.0"),  # was a price of -24.6 (QA)
+    (["--x", "0"], "--x: a GBM's states are positive"),  # named after the option, not 'points' (QA)
 ])
 def test_eval_bad_points_are_one_line_errors(saved_region: Path, args, text):
     assert text in one_line_error(runner.invoke(app, ["eval", str(saved_region), *args]))
@@ -132,6 +132,26 @@ def test_eval_bad_file_line_names_it(saved_region: Path, tmp_path: Path):
     points.write_text("90\nninety\n")
     assert f"{points}: line 2: expected numbers" in one_line_error(
         runner.invoke(app, ["eval", str(saved_region), "--points", str(points)]))
+    points.write_text("90\n-2\n")
+    assert f"{points}: a GBM's states are positive, got -2.0" in one_line_error(
+        runner.invoke(app, ["eval", str(saved_region), "--points", str(points)]))
+
+
+def test_eval_at_x0_of_a_region_says_what_the_solve_reported(saved_region: Path, tmp_path: Path):
+    """Where the solve's y0 is not the network's u(0, x0) (HJB's corrected bound), eval says both (QA: it did
+    not explain the difference); here the saved y0 is moved by hand."""
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    data = torch.load(saved_region / SOLUTION_FILE, weights_only=True)
+    torch.save({**data, "u0": 123.25, "u0_error": 0.5, "u0_error_basis": "a basis"}, moved / SOLUTION_FILE)
+    human = runner.invoke(app, ["eval", str(moved)])
+    assert human.exit_code == 0, human.output
+    assert "at x0 the solve reported y0 = 123.25 +- 0.5 (estimated: a basis); u above is the network's" in human.stdout
+    elsewhere = runner.invoke(app, ["eval", str(moved), "--x", "90"]).stdout
+    assert "the solve reported" not in elsewhere
+    data = json.loads(runner.invoke(app, ["eval", str(moved), "--json"]).stdout)
+    assert (data["y0"], data["y0_error_estimate"], data["y0_error_basis"]) == (123.25, 0.5, "a basis")
+    assert "the solve reported" not in runner.invoke(app, ["eval", str(saved_region)]).stdout  # y0 is u there
 
 
 def test_eval_refuses_other_folders(tmp_path: Path, saved_region: Path):
@@ -150,9 +170,15 @@ def test_eval_refuses_other_folders(tmp_path: Path, saved_region: Path):
 
 def test_a_saved_point_solve_answers_at_x0_only(tmp_path: Path):
     folder = tmp_path / "point"
-    assert runner.invoke(app, ["solve", *CALL, "--save", str(folder)]).exit_code == 0
+    solved = runner.invoke(app, ["solve", *CALL, "--save", str(folder), "--json"])
+    assert solved.exit_code == 0, solved.output
     at_x0 = runner.invoke(app, ["eval", str(folder), "--x", "100", "--json"])
     assert at_x0.exit_code == 0 and len(json.loads(at_x0.stdout)["delta"][0]) == 1
+    # u carries the solve's error estimate (QA: eval printed u without the solve's +-)
+    reported, evaluated = json.loads(solved.stdout), json.loads(at_x0.stdout)
+    assert evaluated["y0_error_estimate"] == reported["error_estimate"] is not None
+    assert evaluated["y0_error_basis"] == reported["error_basis"] and evaluated["u"] == [reported["y0"]]
+    assert f"+- {reported['error_estimate']:.2g} (estimated)" in runner.invoke(app, ["eval", str(folder)]).stdout
     assert "at x0 only" in one_line_error(runner.invoke(app, ["eval", str(folder), "--x", "90"]))
     # its gamma keeps what solve says of it: the source, and what the +- counts (QA: eval dropped both)
     from bsde.solution import Solution
@@ -163,7 +189,8 @@ def test_a_saved_point_solve_answers_at_x0_only(tmp_path: Path):
     assert saved.gamma_diag_stderr is None  # the keys solve --json has, null as there (QA: eval left them out)
     assert all(data[key] is None for key in ("u_stderr", "delta_stderr", "gamma_diag_stderr", "greeks_stderr_basis"))
     human = runner.invoke(app, ["eval", str(folder), "--gamma"]).stdout
-    assert "gamma: first step" in human and "no error bar" in human and "+-" not in human
+    assert "gamma: first step" in human and "no error bar" in human
+    assert [line for line in human.splitlines() if "+-" in line and "estimate" not in line] == []  # none for gamma
 
 
 def test_save_refuses_a_folder_with_other_files_before_training(tmp_path: Path):

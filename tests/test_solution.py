@@ -173,6 +173,8 @@ def test_save_and_load_give_the_same_answers(region_result, tmp_path: Path):
     assert np.allclose(loaded.u(points), region_result.u(points), rtol=1e-12)
     assert np.allclose(loaded.grad(points), region_result.grad(points), rtol=1e-12)
     assert np.allclose(loaded.delta, region_result.delta) and loaded.u0 == region_result.y0
+    assert loaded.u0_error == region_result.error_estimate is not None  # the solve's estimate of y0 travels along
+    assert loaded.u0_error_basis == region_result.error_basis
     assert np.allclose(loaded.standard_errors(points).hessian, region_result.solution.standard_errors(points).hessian,
                        rtol=1e-12)
 
@@ -182,8 +184,10 @@ def test_a_save_from_before_standard_errors_loads_without_them(region_result, tm
     folder = region_result.solution.save(tmp_path / "old")
     data = torch.load(folder / SOLUTION_FILE, weights_only=True)
     del data["model"]["start_replicates"]
+    del data["u0_error"], data["u0_error_basis"]  # kept only since 2026-11-30
     torch.save(data, folder / SOLUTION_FILE)
     loaded = Solution.load(folder)
+    assert loaded.u0_error is None and loaded.u0_error_basis is None
     points = np.array([[0.3, 0.3]])
     assert np.allclose(loaded.u(points), region_result.u(points), rtol=1e-12)
     assert not loaded.has_standard_errors and loaded.delta_stderr is None
