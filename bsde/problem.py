@@ -89,6 +89,22 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+class _FastUniqueKeyLoader(getattr(yaml, "CSafeLoader", _UniqueKeyLoader)):
+    """The same loader over libyaml's parser where PyYAML has it (a tenth of the time: `bsde list` reads ten files)."""
+
+
+_FastUniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _load_yaml(text: str) -> Any:
+    """``text`` through libyaml where it reads it; what it refuses is read again by the pure-Python loader, whose
+    messages name the offending token (and whose reading is the one that counts)."""
+    try:
+        return yaml.load(text, Loader=_FastUniqueKeyLoader)  # noqa: S506 - a SafeLoader (CSafeLoader) subclass
+    except yaml.YAMLError:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """A YAML file as a mapping, through a safe loader; one-line errors for every failure."""
     if not path.exists():
@@ -103,7 +119,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ProblemError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -180,12 +180,28 @@ def test_booleans_stay_booleans_and_numeric_text_stays_a_number():
     assert problem.solver.tf32 is False and problem.solver.learning_rate == 1e-3
 
 
+def test_libyaml_reads_every_shipped_problem_as_the_python_loader_does():
+    """Problems are read through libyaml where PyYAML has it (for start-up); the pure-Python loader is the reference."""
+    import yaml
+
+    from bsde.problem import _FastUniqueKeyLoader, _load_yaml, _UniqueKeyLoader, shipped_problems
+
+    if hasattr(yaml, "CSafeLoader"):
+        assert issubclass(_FastUniqueKeyLoader, yaml.CSafeLoader)
+    for path in shipped_problems().values():
+        text = path.read_text()
+        assert _load_yaml(text) == yaml.load(text, Loader=_UniqueKeyLoader), path
+    assert _load_yaml("a: 1e3\nb: 1.0e+3\nc: yes\nd: 0x10\n") == {"a": "1e3", "b": 1000.0, "c": True, "d": 16}
+
+
 def test_bad_files(tmp_path):
     cases = {
         "empty.yaml": (b"", "empty file"),
         "list.yaml": (b"- 1\n- 2\n", "expected a mapping"),
         "dup.yaml": (b"equation:\n  kind: hjb\n  kind: hjb\n", "duplicate key 'kind'"),
         "syntax.yaml": (b"equation: {kind: hjb\n", "YAML error at line"),
+        "alias.yaml": (b"equation: *nope\n", "undefined alias 'nope'"),  # the Python loader's words, not libyaml's
+        "nested_dup.yaml": (b"equation: {kind: hjb, kind: hjb}\n", "duplicate key 'kind'"),
         "latin1.yaml": ("equation: {kind: hjb}  # caf\u00e9\n".encode("latin-1"), "expected UTF-8 text, got byte 0xe9"),
         "code.yaml": (b"equation: !!python/object/apply:os.system ['echo hi']\n", "YAML error"),
     }
