@@ -28,3 +28,17 @@ def test_a_spread_whose_squares_underflow_is_all_tail():
     assert 0 < found.value < 1e-290 and found.stderr == 0.0  # the case as described: a spread, squared to 0
     assert found.details["tail_share"] == 1.0 > HEAVY_TAIL_SHARE
     assert "heavy tail" in heavy_tail_warning(found.details["tail_share"], 1 << 19)
+
+
+def test_a_sample_of_one_value_says_its_interval_has_no_width():
+    """QA: on 2^14 paths every draw of that value underflows to 0, read as 0 +- 0 with nothing said; the same
+    caveat holds for an honest 0 (a payoff 0 wherever the paths go), which the plain Monte Carlo shows."""
+    problem = bsde.load_problem("black_scholes_barenblatt", {"equation.dim": 2, "equation.sigma": 10.0,
+                                                             "equation.total_time": 10.0, "equation.x0": 1.0})
+    found = girsanov(problem.equation, paths=1 << 14, seed=0)
+    assert found.value == 0.0 and found.stderr == 0.0 and found.details["constant_sample"] is True
+    assert "every one of its 8192 antithetic pairs gave 0, so its 95% interval has no width" in found.caveat
+    spread = girsanov(problem.equation, paths=1 << 20, seed=0)  # the underflowing spread: the tail's caveat instead
+    assert spread.details["constant_sample"] is False and "heavy tail" in spread.caveat
+    normal = girsanov(bsde.load_problem("black_scholes_barenblatt", {"equation.dim": 2}).equation, paths=1 << 12)
+    assert normal.details["constant_sample"] is False and normal.caveat is None

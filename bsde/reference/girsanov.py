@@ -100,7 +100,8 @@ def girsanov(equation: Equation, *, paths: int = DEFAULT_PATHS, seed: int = 0, p
                                   progress=progress)
     value, stderr = discount * float(moments.mean[0]), discount * math.sqrt(float(moments.cov[0, 0]) / moments.n)
     details = {"rate": rate, "z_coefficients": list(m[:8]) + (["..."] if len(m) > 8 else []), "antithetic": True,
-               **({"shards": shards} if shards else {}), "tail_share": moments.tail_share()}
+               **({"shards": shards} if shards else {}), "tail_share": moments.tail_share(),
+               "constant_sample": moments.constant()}
     change = 0.0
     if found.source:
         if sampled_source:

@@ -124,7 +124,7 @@ def euler_monte_carlo(equation: Equation, *, paths: int = EULER_PATHS, seed: int
     half_width = 1.96 * stderr + 2 * abs(bias)
     details = {"antithetic": True, "control": "none", "scheme": "euler-maruyama", "steps": steps,
                "discretisation_bias": abs(bias), "discretisation_allowance": 2 * abs(bias), "converged": converged,
-               "halving": halving, "tail_share": moments.tail_share(),
+               "halving": halving, "tail_share": moments.tail_share(), "constant_sample": moments.constant(),
                "ci95": "value +- (1.96 stderr + 2 |P_N - P_{N/2}|)"}
     return ReferenceResult(value, stderr, (value - half_width, value + half_width), "mc", 2 * moments.n,
                            time.perf_counter() - start, details)

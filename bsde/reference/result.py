@@ -65,6 +65,10 @@ class ReferenceResult:
         settle, degenerate weights)."""
         if self.heavy_tailed:
             return heavy_tail_warning(self.details["tail_share"], (self.paths or 0) // 2, "antithetic pairs")
+        if self.details.get("constant_sample") is True:  # QA: e^1000 sampled as 0 +- 0, every draw underflowing
+            return (f"every one of its {(self.paths or 0) // 2} antithetic pairs gave {self.value:.6g}, so its 95% "
+                    "interval has no width: what paths it did not draw can hold the value (a payoff that is 0 "
+                    "where the paths go, or draws below float64's range)")
         if self.details.get("converged") is False:
             return (f"the Euler Monte Carlo did not settle by {self.details.get('steps')} steps: its 95% interval "
                     "counts the last halving's change as bias")

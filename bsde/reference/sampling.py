@@ -49,6 +49,10 @@ class Moments:
     high: torch.Tensor
     low: torch.Tensor
 
+    def constant(self, column: int = 0) -> bool:
+        """Whether every vector had the same value in ``column`` (a sample of no spread, whose interval has no width)."""
+        return float(self.high[column]) == float(self.low[column])
+
     def tail_share(self, column: int = 0) -> float:
         """The largest share of the sample variance of ``column`` that one vector carries (bsde.heavy_tail)."""
         return largest_share(float(self.high[column]), float(self.low[column]), float(self.mean[column]),
