@@ -78,12 +78,28 @@ def _with_schedule_resolved(config: dict[str, Any]) -> dict[str, Any]:
     return compared
 
 
+def _at(flat: dict[str, Any], key: str) -> Any:
+    """The value at ``key`` of a flattened dict: a leaf, the dict of the leaves under it, or None."""
+    if key in flat:
+        return flat[key]
+    under = {name[len(key) + 1:]: value for name, value in flat.items() if name.startswith(key + ".")}
+    return under or None
+
+
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """'key: checkpoint A, now B' for each compared key whose value differs (schedules compared as iterations)."""
+    """'key: checkpoint A, now B' for each compared key whose value differs (schedules compared as iterations);
+    a key that is a number on one side and a mapping on the other (a learning rate and a schedule) is one entry."""
     old = flatten(_with_schedule_resolved(saved))
     new = flatten(_with_schedule_resolved(now))
-    found = [f"{key}: checkpoint {old.get(key)!r}, now {new.get(key)!r}"
-             for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+    leaves = old.keys() | new.keys()
+    found: list[str] = []
+    for key in sorted(leaves):
+        parts = key.split(".")
+        whole = next(p for p in (".".join(parts[:i]) for i in range(1, len(parts) + 1)) if p in leaves)
+        before, after = _at(old, whole), _at(new, whole)
+        entry = f"{whole}: checkpoint {before!r}, now {after!r}"
+        if before != after and entry not in found:
+            found.append(entry)
     # the dump names a Python function by its name only: its values at probe points tell two apart
     if "signature" in saved and not found:
         found += [f"equation: its {part} gives other values than the checkpoint's"
@@ -99,19 +115,22 @@ class CheckpointWriter:
     """The trainer's ``save`` hook: each call replaces ``folder/checkpoint.pt`` atomically.
 
     Made before training: a ``checkpoint.pt`` already in ``folder`` may be replaced only when it is
-    a checkpoint of this same run (same configuration: the run resumed, or the same run again);
-    one of another run, or a file that is not a readable checkpoint, is a :class:`ProblemError`.
+    a checkpoint of this same run (same configuration) no further along than ``start`` (the iteration
+    this run starts from: 0, or where it resumes); one of another run, one further along (a run started
+    again without --resume: QA saw iteration 1723 replaced by 997), or a file that is not a readable
+    checkpoint, is a :class:`ProblemError`.
     """
 
-    def __init__(self, folder: Path, config: dict[str, Any]):
+    def __init__(self, folder: Path, config: dict[str, Any], start: int = 0):
         self.folder = ensure_folder(Path(folder))
         self.config = config
+        self.start = start
         self.saved_iteration: int | None = None
         lock = _lock(self.folder)  # before the check: a run starting beside this one sees the lock
         #: closes the lock's descriptor once: on release(), or when the writer is collected (an error before release)
         self._unlock = weakref.finalize(self, os.close, lock) if lock is not None else None
         try:
-            _check_replaceable(self.folder, config)
+            _check_replaceable(self.folder, config, start)
         except BaseException:
             self.release()
             raise
@@ -151,30 +170,74 @@ def _lock(folder: Path) -> int | None:
     return handle
 
 
-def _check_replaceable(folder: Path, config: dict[str, Any]) -> None:
-    """Refuse a folder whose ``checkpoint.pt`` this run must not replace (another run's, or unreadable)."""
+def _check_replaceable(folder: Path, config: dict[str, Any], start: int = 0) -> None:
+    """Refuse a folder whose ``checkpoint.pt`` this run must not replace (another run's, this run's further along
+    than ``start``, or unreadable)."""
     path = checkpoint_path(folder)
     if not path.exists():
         return
-    advice = "resume it with --resume, or give another folder"
     try:
         saved = read_checkpoint(folder)
     except ProblemError as exc:
         raise ProblemError(f"{exc}; not replacing it: remove it, or give another folder") from None
     diffs = differences(saved["config"], config)
     if diffs:
-        raise ProblemError(f"{path}: holds a checkpoint of another run ({'; '.join(diffs)}); {advice}")
+        raise ProblemError(f"{path}: holds a checkpoint of another run ({'; '.join(diffs)}); give another folder")
+    reached = saved["state"]["iteration"]
+    if reached > start:
+        total = _iterations(saved["config"])
+        of = f" of {total}" if total is not None else ""
+        raise ProblemError(f"{path}: holds this run's checkpoint at iteration {reached}{of}, which a run from "
+                           f"iteration {start} would replace; resume it (--resume {folder}; resume= in Python), "
+                           "or remove it to start over")
+
+
+def _iterations(config: Any) -> int | None:
+    """solver.iterations of a saved configuration, where it is an integer."""
+    solver = config.get("solver") if isinstance(config, dict) else None
+    total = solver.get("iterations") if isinstance(solver, dict) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+#: what a checkpoint's ``state`` holds (bsde.trainer._Run.state)
+STATE_KEYS = ("iteration", "model", "optimizer", "generator", "streams", "history", "lr_scale", "rollbacks",
+              "elapsed_s")
+
+
+def _state_fault(data: dict[str, Any]) -> str | None:
+    """What is wrong with a loaded checkpoint's structure, in words, or None."""
+    config, state = data["config"], data["state"]
+    if not isinstance(config, dict):
+        return f"its config is {type(config).__name__}, not a mapping"
+    if not isinstance(state, dict):
+        return f"its state is {type(state).__name__}, not a mapping"
+    missing = [key for key in STATE_KEYS if key not in state]
+    if missing:
+        return f"its state lacks {', '.join(missing)}"
+    iteration, total = state["iteration"], _iterations(config)
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0 or (
+            total is not None and iteration > total):
+        return f"its iteration {iteration!r} is not one of 0..{total if total is not None else 'solver.iterations'}"
+    for key, kind in (("model", dict), ("optimizer", dict), ("history", list)):
+        if not isinstance(state[key], kind):
+            return f"its state's {key} is {type(state[key]).__name__}, not a {kind.__name__}"
+    return None
 
 
 def read_checkpoint(folder: Path) -> dict[str, Any]:
     """The raw checkpoint dict in ``folder``; one-line :class:`ProblemError` when missing or unreadable."""
     path = checkpoint_path(folder)
+    if Path(folder).is_file():
+        raise ProblemError(f"{folder}: is a file, expected a checkpoint folder (one holding {CHECKPOINT_FILE})")
     if not path.exists():
         raise ProblemError(f"{folder}: no checkpoint here ({CHECKPOINT_FILE} missing)")
     data = torch_load_safely(path, "checkpoint")
     if not isinstance(data, dict) or not {"config", "state"} <= data.keys() or not readable_format(
             data.get("format"), FORMAT, data["config"]):
         raise ProblemError(f"{path}: not a bsde checkpoint of format {FORMAT}{format_hint(data, FORMAT)}")
+    fault = _state_fault(data)
+    if fault is not None:  # QA: a missing 'model' was a KeyError "please report it"; iteration -5 trained on
+        raise ProblemError(f"{path}: not a bsde checkpoint ({fault})")
     return data
 
 

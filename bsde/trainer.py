@@ -352,7 +352,11 @@ def train(
     settings = settings.for_device(device.type)
     run = _Run(equation, settings, generator, device, group, hooks.on_warning)
     if resume is not None:
-        run.restore(resume)
+        try:
+            run.restore(resume)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # a state edited or of another
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]    # version (QA)
+            raise ProblemError(f"resume: the saved training state does not fit this run ({reason})") from None
     check_every_step = run.check_every_step
     good: TrainState | None = run.state() if on_nan == "rollback" and run.logged() else None
 

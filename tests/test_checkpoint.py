@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,6 +83,11 @@ def test_differences_name_each_key(tiny: bsde.Problem) -> None:
     other = bsde.load_problem("hjb", {**TINY, "solver.batch_size": 16})
     diffs = differences(run_config(tiny, seed=0, device=cpu), run_config(other, seed=1, device=cpu))
     assert diffs == ["seed: checkpoint 0, now 1", "solver.batch_size: checkpoint 8, now 16"]
+    # a rate against a schedule is one entry, not 'checkpoint None' beside the schedule's keys (QA)
+    steady = bsde.load_problem("hjb", {**TINY, "solver.learning_rate": 0.01})
+    scheduled = bsde.load_problem("hjb", {**TINY, "solver.learning_rate": {"boundaries": [35], "values": [0.05, 0.005]}})
+    diffs = differences(run_config(scheduled, seed=0, device=cpu), run_config(steady, seed=0, device=cpu))
+    assert diffs == ["solver.learning_rate: checkpoint {'boundaries': [35], 'values': [0.05, 0.005]}, now 0.01"]
 
 
 def test_resume_refuses_a_checkpoint_of_another_python_function(tmp_path: Path) -> None:
@@ -172,12 +178,71 @@ def test_checkpoint_refuses_a_folder_holding_another_run(tmp_path: Path) -> None
                    checkpoint=tmp_path, on_log=logged.append)
     assert str(refused.value).startswith(f"{tmp_path / CHECKPOINT_FILE}: holds a checkpoint of another run (")
     assert "equation.dim: checkpoint 3, now 2" in str(refused.value)
-    assert str(refused.value).endswith("); resume it with --resume, or give another folder")
+    assert str(refused.value).endswith("); give another folder")
     assert logged == [] and (tmp_path / CHECKPOINT_FILE).read_bytes() == kept
-    # the same run may replace its own checkpoint: run again, or resumed into the same folder
-    bsde.solve(other, seed=1, device="cpu", threads=1, checkpoint=tmp_path)
+    # the same run may replace its own checkpoint where it goes on from it: resumed into the same folder
     bsde.solve(other, seed=1, device="cpu", threads=1, checkpoint=tmp_path, resume=tmp_path)
     assert read_checkpoint(tmp_path)["config"]["equation"]["dim"] == 3
+
+
+def test_a_run_started_again_does_not_replace_its_checkpoint_further_along(tmp_path: Path) -> None:
+    """QA: the same command without --resume started from iteration 0 and replaced a checkpoint at iteration 1723
+    with its own at 997, without a word. It is refused before training, the file kept; resuming it works."""
+    problem = bsde.load_problem("hjb", {**TINY, "solver.iterations": 40})
+    with pytest.raises(Interrupted):
+        bsde.solve(problem, seed=1, device="cpu", threads=1, checkpoint=tmp_path, stop_requested=stop_after(30))
+    kept = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(bsde.ProblemError, match=r"checkpoint.pt: holds this run's checkpoint at iteration 30 of 40, "
+                                                r"which a run from iteration 0 would replace; resume it \(--resume "):
+        bsde.solve(problem, seed=1, device="cpu", threads=1, checkpoint=tmp_path)
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == kept
+    result = CliRunner().invoke(app, ["solve", "hjb", *tiny_args(**{"solver.iterations": 40}), "--seed", "1",
+                                      "--device", "cpu", "--threads", "1", "-q", "--checkpoint", str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "iteration 30 of 40" in result.stderr
+    assert bsde.solve(problem, seed=1, device="cpu", threads=1, resume=tmp_path).history[-1].iteration == 40
+
+
+def _state(**changes):
+    """A checkpoint state of the right structure (the trainer's keys), with ``changes``."""
+    from bsde.checkpoint import STATE_KEYS
+
+    state = dict.fromkeys(STATE_KEYS, 0)
+    return {**state, "model": {}, "optimizer": {}, "history": [], **changes}
+
+
+@pytest.mark.parametrize(("data", "fault"), [
+    ({"config": {}, "state": {k: v for k, v in _state().items() if k != "model"}}, "its state lacks model"),
+    ({"config": {}, "state": "x"}, "its state is str, not a mapping"),
+    ({"config": "x", "state": _state()}, "its config is str, not a mapping"),
+    ({"config": {"solver": {"iterations": 40}}, "state": _state(iteration=-5)}, "its iteration -5 is not one of 0..40"),
+    ({"config": {"solver": {"iterations": 40}}, "state": _state(iteration=10**6)}, "its iteration 1000000 is not one of 0..40"),
+    ({"config": {}, "state": _state(iteration=1.5)}, "its iteration 1.5 is not one of"),
+    ({"config": {}, "state": _state(history="x")}, "its state's history is str, not a list"),
+])
+def test_a_checkpoint_of_the_wrong_structure_is_refused_in_one_line(tmp_path: Path, data, fault) -> None:
+    """QA: edited checkpoints gave 'KeyError: model (unexpected ... please report it)', and iteration -5 trained on."""
+    from bsde.checkpoint import FORMAT
+
+    torch.save({"format": FORMAT, **data}, tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(bsde.ProblemError, match=re.escape(f"checkpoint.pt: not a bsde checkpoint ({fault}")):
+        read_checkpoint(tmp_path)
+
+
+def test_resume_from_a_file_says_it_is_a_file(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(bsde.ProblemError, match="afile: is a file, expected a checkpoint folder"):
+        read_checkpoint(afile)
+
+
+def test_a_restore_that_does_not_fit_is_a_problem_error(tiny: bsde.Problem, tmp_path: Path) -> None:
+    """A state of the right keys whose contents do not fit the run (edited, or of another version): one line."""
+    bsde.solve(tiny, seed=2, device="cpu", threads=1, checkpoint=tmp_path)
+    data = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    data["state"]["model"] = {"nothing": torch.zeros(1)}
+    torch.save(data, tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(bsde.ProblemError, match="resume: the saved training state does not fit this run"):
+        bsde.solve(tiny, seed=2, device="cpu", threads=1, resume=tmp_path)
 
 
 def test_cli_checkpoint_into_another_runs_folder_is_one_line_exit_2(tmp_path: Path) -> None:
@@ -226,7 +291,7 @@ def test_an_older_format_is_read_unless_it_holds_a_correlation_matrix(tmp_path: 
     path = tmp_path / CHECKPOINT_FILE
     for config, readable in (({"equation": {"correlation": 0.5}}, True),
                              ({"equation": {"process": {"correlation": [[1.0, 0.2], [0.2, 1.0]]}}}, False)):
-        torch.save({"format": FORMAT - 1, "config": config, "state": {}}, path)
+        torch.save({"format": FORMAT - 1, "config": config, "state": _state()}, path)
         if readable:
             assert read_checkpoint(tmp_path)["config"] == config
         else:
