@@ -16,11 +16,13 @@ import atexit
 import inspect
 import logging
 import os
+import signal
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -349,6 +351,10 @@ def launch(arguments: list[str], processes: int, *, quiet_launcher: bool = True)
         return 128 - code if code < 0 else code or 1
     except SignalException as exc:
         return 128 + int(exc.sigval)
+    except KeyboardInterrupt:  # Ctrl-C before torchrun's own handlers were in place: the workers' start-up
+        if not any(Path(logs.name).glob("*/attempt_*")):  # none started yet: the launcher's own line says it
+            raise
+        return 128 + int(signal.SIGINT)  # each started worker says it (QA: the launcher said it again, unlabelled)
     finally:
         logs.cleanup()
         for logger, level in zip(loggers, levels):

@@ -26,8 +26,11 @@ def importing(frame: FrameType | None) -> bool:
 
 def exit_in_one_line(signum: int, when: str = "") -> None:
     """End the process now: ``error: interrupted by SIGNAL[ when]`` on stderr, exit 128 + signum (no clean-up to
-    run, and nothing Python-level that an import could swallow)."""
-    os.write(2, f"error: interrupted by {signal.Signals(signum).name}{' ' + when if when else ''}\n".encode())
+    run, and nothing Python-level that an import could swallow); a follower of a data-parallel run (RANK > 0) marks
+    the line with its rank, as ``fail`` does (QA: two unmarked lines from a Ctrl-C during the workers' start-up)."""
+    rank = os.environ.get("RANK", "0")
+    who = "error" if rank in ("", "0") else f"error (process {rank})"
+    os.write(2, f"{who}: interrupted by {signal.Signals(signum).name}{' ' + when if when else ''}\n".encode())
     os._exit(128 + signum)
 
 

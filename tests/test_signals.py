@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -87,10 +88,11 @@ def test_signal_after_training_ends_the_command(tmp_path: Path) -> None:
     assert stdout == "" and not result.exists()
 
 
-def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+def _run_python(code: str, cwd: Path, **environment: str) -> subprocess.CompletedProcess:
     """``code`` in a fresh interpreter whose Ctrl-C has the default disposition (as at a terminal)."""
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                          env={**os.environ, **environment})
 
 
 def test_ctrl_c_inside_an_import_ends_the_command_in_one_line(tmp_path: Path) -> None:
@@ -102,6 +104,9 @@ def test_ctrl_c_inside_an_import_ends_the_command_in_one_line(tmp_path: Path) ->
            "print('went on')"
     run = _run_python(code, tmp_path)
     assert run.returncode == 130 and run.stderr == "error: interrupted by SIGINT\n" and run.stdout == "", run
+    # a follower of a data-parallel run marks its line with its rank (QA: two unmarked lines under --nproc 2)
+    follower = _run_python(code, tmp_path, RANK="1")
+    assert follower.returncode == 130 and follower.stderr == "error (process 1): interrupted by SIGINT\n", follower
     # outside an import Ctrl-C is Python's KeyboardInterrupt, which the commands turn into their own line
     outside = _run_python("from bsde.cli.signals import interrupt_outside_imports; interrupt_outside_imports(); "
                           "import signal\ntry:\n    signal.raise_signal(signal.SIGINT)\nexcept KeyboardInterrupt:\n"
