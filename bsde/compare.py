@@ -288,8 +288,9 @@ def compare_all(
     references (one per problem) and then the solves (one per problem and seed) are dealt out to the
     processes in turn, each solving alone with its share of the cores (its own GPU on CUDA); every
     process returns every comparison, and ``on_done`` runs on the lead at the end. The callbacks hear
-    about the lead's own work only (``on_problem`` before its first solve of a problem). Each solve is
-    the one a single process would make.
+    about the lead's own work as it goes (``on_problem`` before its first solve of a problem), and
+    ``on_warning`` the other processes' solves' warnings too, once they are gathered, each marked with
+    its problem, seed and process. Each solve is the one a single process would make.
     """
     if seeds < 1:
         raise ProblemError(f"seeds must be at least 1, got {seeds}")
@@ -322,6 +323,11 @@ def compare_all(
         # the trained models stay where they were trained: only the numbers travel between processes
         runs = _dealt(group, [functools.partial(solving, i, seed) for i, seed in tasks],
                       portable=lambda run: replace(run, solution=None))
+    if on_warning is not None:  # the lead's: said as they came; the others' went nowhere (QA): said now, marked
+        for j, ((i, seed), run) in enumerate(zip(tasks, runs)):
+            if j % group.size != group.rank:
+                for text in run.warnings:
+                    on_warning(f"{problems[i].name}, seed {seed} (process {j % group.size}): {text}")
     found = [_comparison(problem, runs[i * seeds:(i + 1) * seeds], refs[i], device, seeds, command, group.size)
              for i, problem in enumerate(problems)]
     if group.lead and on_done is not None:
