@@ -80,8 +80,8 @@ def reference_command(
     if greeks:
         _greeks(loaded, method.value, paths, seed, json_, quiet)
         return
-    name = resolve_method(loaded, method.value)  # bad input fails here, before any output
     spread = nproc > 1 or shards is not None or distributed.launched()
+    name = resolve_method(loaded, method.value, sampled=spread)  # bad input fails here, before any output
     if spread and not METHODS[name].sampled:
         raise ProblemError(f"--nproc/--shards: method '{name}' is deterministic; only the sampling methods "
                            f"({', '.join(n for n, m in METHODS.items() if m.sampled)}) run in shards")
@@ -94,6 +94,9 @@ def reference_command(
     if not quiet:
         err.print(f"reference for {loaded.name} ({loaded.equation.kind}, dim {loaded.equation.dim}) "
                   f"by {name}", markup=False)
+        if (alone := resolve_method(loaded, method.value)) != name:  # QA: auto with --nproc had refused hjb
+            err.print(f"note: auto in shards takes the preferred sampling method, {name}; without --nproc and "
+                      f"--shards it takes {alone} (deterministic)", markup=False)
     group = distributed.group(distributed.CPU) if spread else None
     result = reference(loaded, method.value, paths=paths, seed=seed, shards=shards, group=group,
                        progress=None if quiet else progress_lines(name))

@@ -376,8 +376,17 @@ def test_reference_over_two_processes_equals_one_process_with_two_shards(tmp_pat
 
 
 def test_deterministic_reference_refuses_processes():
-    result = runner.invoke(app, ["reference", "hjb", "--set", "equation.dim=3", "--nproc", "2"])
+    result = runner.invoke(app, ["reference", "hjb", "--set", "equation.dim=3", "--method", "radial", "--nproc", "2"])
     assert result.exit_code == 2 and "deterministic" in result.output
+    # auto takes the preferred sampling method in shards (QA: it refused, naming semi-analytic), and says so
+    sharded = runner.invoke(app, ["reference", "hjb", "--set", "equation.dim=3", "--shards", "2", "--paths", "4000",
+                                  "--json"])
+    assert sharded.exit_code == 0, sharded.output
+    assert json.loads(sharded.stdout)["method"] == "cole-hopf"
+    assert ("note: auto in shards takes the preferred sampling method, cole-hopf; without --nproc and --shards it "
+            "takes semi-analytic (deterministic)") in sharded.stderr
+    alone = runner.invoke(app, ["reference", "burgers_type", "--set", "equation.dim=3", "--nproc", "2"])
+    assert alone.exit_code == 2 and "no sampling method applies to 'burgers_type'" in alone.stderr
 
 
 @pytest.mark.slow

@@ -257,7 +257,7 @@ def reference(
     paths = arguments.optional_integer("paths", paths, minimum=1)
     shards = arguments.optional_integer("shards", shards, minimum=1)
     verify_flags(problem.equation, problem.source)
-    name = resolve_method(problem, method)
+    name = resolve_method(problem, method, sampled=shards is not None or group is not None)
     if shards is None and group is not None:
         shards = group.size
     if method != "auto" or shards is not None:
@@ -304,11 +304,12 @@ def sampling_methods() -> list[str]:
     return [name for name, method in METHODS.items() if method.sampled]
 
 
-def resolve_method(problem: Problem, method: str = "auto") -> str:
-    """The method ``reference`` would run: "auto" resolved, unknown or inapplicable ones refused.
+def resolve_method(problem: Problem, method: str = "auto", *, sampled: bool = False) -> str:
+    """The method ``reference`` would run: "auto" resolved (with ``sampled``, as in shards or over processes, to the
+    preferred sampling method), unknown or inapplicable ones refused.
 
     Raises:
-        ProblemError: unknown method, or one that does not apply to the problem.
+        ProblemError: unknown method, or one that does not apply to the problem (or no sampling one, ``sampled``).
     """
     if not isinstance(method, str):
         raise ArgumentError(f"method: expected a method name, got {arguments.describe(method)}")
@@ -318,7 +319,13 @@ def resolve_method(problem: Problem, method: str = "auto") -> str:
     if method == "auto":
         if not applicable:
             raise ProblemError(_none_applies(problem))
-        return applicable[0]
+        if not sampled:
+            return applicable[0]
+        spread = [name for name in applicable if METHODS[name].sampled]
+        if not spread:
+            raise ProblemError(f"no sampling method applies to '{problem.name}' ({problem.equation.kind}) to run in "
+                               f"shards or over processes; '{applicable[0]}' (deterministic) runs in one")
+        return spread[0]
     if method not in METHODS:
         raise ProblemError(f"unknown reference method '{method}' (known: auto, {', '.join(METHODS)})")
     if method not in applicable:

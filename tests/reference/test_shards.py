@@ -77,3 +77,7 @@ def test_sharded_cole_hopf_and_mc_agree_with_unsharded_within_error():
 def test_deterministic_methods_take_no_shards():
     with pytest.raises(ProblemError, match="deterministic"):
         bsde.reference(bsde.load_problem("hjb", {"equation.dim": 3}), "radial", shards=2)
+    # auto in shards: the preferred sampling method, or a one-line refusal where none applies
+    assert bsde.reference(bsde.load_problem("hjb", {"equation.dim": 3}), shards=2, paths=4000).method == "cole-hopf"
+    with pytest.raises(ProblemError, match="no sampling method applies to 'burgers_type'.*'exact' .deterministic."):
+        bsde.reference(bsde.load_problem("burgers_type", {"equation.dim": 3}), shards=2)
