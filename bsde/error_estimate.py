@@ -103,6 +103,8 @@ class LinearValue:
 
 #: the basis of a linear-in-z driver's value: X_T drawn under the drift the z-term adds
 GIRSANOV_BASIS = "Monte Carlo value of the linear problem, under the drift its z-term adds (Girsanov)"
+#: the same for f = -r y + k(t, x) (no z-term: the process's own drift)
+FEYNMAN_KAC_BASIS = "Monte Carlo value of the linear problem with its source's time integral (Feynman-Kac)"
 
 
 def linear_value(equation, baseline: LinearValue | None, *, seed: int) -> LinearValue | None:
@@ -115,12 +117,14 @@ def linear_value(equation, baseline: LinearValue | None, *, seed: int) -> Linear
     from bsde.reference.girsanov import girsanov
     from bsde.trivial import baseline_paths
 
-    if girsanov_drift(equation) is None:
+    drift = girsanov_drift(equation)
+    if drift is None:
         return None
     found = girsanov(equation, paths=baseline_paths(equation.dim), seed=seed)
     if not math.isfinite(found.value + found.stderr):
         return None
-    return LinearValue(found.value, found.stderr, GIRSANOV_BASIS, found.details.get("quadrature_allowance", 0.0))
+    basis = GIRSANOV_BASIS if any(drift.m) else FEYNMAN_KAC_BASIS
+    return LinearValue(found.value, found.stderr, basis, found.details.get("quadrature_allowance", 0.0))
 
 
 def from_linear(y0: float, linear: LinearValue) -> ErrorEstimate:

@@ -40,6 +40,9 @@ SCALAR_ROLES = ("terminal", "driver")
 VECTORS = ("x", "z")
 MAX_LENGTH = 10_000
 MAX_DEPTH = 100
+#: what passing MAX_DEPTH says (QA: a flat sum of 120 terms read as "nested": Python nests a chain of + to the left)
+TOO_DEEP = (f"nested more than {MAX_DEPTH} levels deep (each operator of a chain such as a + b + c + ... counts: "
+            "write a long sum as sum(x ** 2), or dot(w, x ** 2) with a list param w of weights)")
 
 
 class ExpressionError(ProblemError):
@@ -164,7 +167,7 @@ class _Compiler:
     def compile(self, node: ast.AST) -> _Node:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise ExpressionError(f"nested more than {MAX_DEPTH} levels deep")
+            raise ExpressionError(TOO_DEEP)
         compiled = self._compile(node)
         compiled = self.fused_squared_norm(node) or compiled
         self.depth -= 1
@@ -408,7 +411,7 @@ class Expression:
         try:
             root = compiler.compile(self.tree.body)
         except RecursionError:
-            raise ExpressionError(f"nested more than {MAX_DEPTH} levels deep") from None
+            raise ExpressionError(TOO_DEEP) from None
         if role in SCALAR_ROLES and root.vector:
             raise ExpressionError(f"{_quote(_short(text))} is a vector (dim values per path); the {role} must be one "
                                   f"number per path: reduce it, e.g. sum(...), mean(...), max(...) or x[0]")

@@ -22,13 +22,14 @@ if TYPE_CHECKING:
 
 
 def girsanov_drift(equation: Equation) -> LinearInZ | None:
-    """(r, m, source, source_uses_x) where f = -r y + m . z + k(t, x) uses z on a Brownian motion or a GBM, found by
-    probing (:func:`bsde.probing.linear_driver`); else None."""
+    """(r, m, source, source_uses_x) where f = -r y + m . z + k(t, x) on a Brownian motion or a GBM uses z or has a
+    source k (m = 0: Feynman-Kac with no change of drift; QA: -r y + k fell to the slow mlp), found by probing
+    (:func:`bsde.probing.linear_driver`); else None."""
     if not isinstance(equation.process, (BrownianMotion, GBM)):
         return None
     from bsde.probing import linear_driver
 
-    return linear_driver(equation)
+    return linear_driver(equation, without_z=True)
 
 
 def drift_shift(equation: Equation, m: tuple[float, ...]) -> tuple[float, ...]:

@@ -160,8 +160,9 @@ def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0, *, sour
     if not bool(torch.isfinite(base).all()):
         i = int((~torch.isfinite(base)).nonzero()[0, 0])
         point = ", ".join(f"{name} = {_shown(value, i)}" for name, value in (("t", t), ("x", x), ("y", y), ("z", z)))
-        raise ProblemError(f"{blamed(equation, source)}: not finite at points along its paths: "
-                           f"f = {float(base[i])} at {point}")
+        raise ProblemError(f"{blamed(equation, source)}: not finite at the probe points (t and x along its paths, "
+                           f"y drawn around g(x) and z around 0, of either sign): f = {float(base[i])} at {point}; guard it where "
+                           "y or z may be any number (sqrt(abs(y)), say)")
     shifted_y = y + 1.0 + y.abs()
     uses_y = not _close(base, at(shifted_y, z)) or not _close(base, at(-y, z))
     other_z = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64,
@@ -264,17 +265,19 @@ def z_drift_coefficients(equation: Equation, count: int = POINTS, seed: int = 0)
     return None if m is None else tuple(float(v) for v in m)
 
 
-def linear_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> LinearInZ | None:
+def linear_driver(equation: Equation, count: int = POINTS, seed: int = 0, *,
+                  without_z: bool = False) -> LinearInZ | None:
     """f = -r y + m . z + k(t, x) with constants r and m (a vector, as :func:`z_drift_coefficients` finds it), a
-    source k of t and x alone (0 included), where the driver uses z, found at probe points; else None. The case of a
-    Girsanov change of drift with a Feynman-Kac value (bsde.reference.girsanov)."""
+    source k of t and x alone (0 included), where the driver uses z (or, ``without_z``, where it does not, with m = 0
+    and k not 0: what f = -r y alone leaves out), found at probe points; else None. The case of a Girsanov change of
+    drift with a Feynman-Kac value (bsde.reference.girsanov)."""
     import torch
 
-    if not equation.driver_uses_z:
+    if not equation.driver_uses_z and not without_z:
         return None
     t, x, y, z = probe_points(equation, count, seed)
     at = _evaluator(equation, t, x)
-    m = _z_coefficients(at, y, z)
+    m = _z_coefficients(at, y, z) if equation.driver_uses_z else torch.zeros_like(z[0])
     if m is None:
         return None
     no_y, no_z = torch.zeros_like(y), torch.zeros_like(z)
@@ -287,6 +290,8 @@ def linear_driver(equation: Equation, count: int = POINTS, seed: int = 0) -> Lin
     if rate is None or not _close(at(y, z), source - rate * y + z @ m):
         return None
     sourced = not _close(source, torch.zeros_like(source))
+    if not equation.driver_uses_z and not sourced:  # f = -r y: the plain Monte Carlo's case, not this one
+        return None
     shuffled = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 3))]
     uses_x = sourced and not _close(source, _evaluator(equation, t, shuffled)(no_y, no_z))
     return LinearInZ(rate, tuple(float(v) for v in m), sourced, uses_x)

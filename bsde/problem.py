@@ -78,6 +78,10 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     seen: set = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, bool):  # no key of a problem is a boolean: YAML 1.1 read on/off/yes/no as one (QA)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key '{key_node.value}' reads as the boolean {str(key).lower()} in YAML (as do yes, no, "
+                f"on, off): quote it, '{key_node.value}'", key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key '{key}'", key_node.start_mark
@@ -124,7 +128,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        if "could not determine a constructor" in problem:
+        if "tag:yaml.org,2002:merge" in problem:
+            problem = "merge keys (<<) are not read: write the keys out (anchors and aliases, &a and *a, are)"
+        elif "could not determine a constructor" in problem:
             problem += " (only plain YAML is read: no !!python tags)"
         raise ProblemError(f"{path}: YAML error{where}: {problem}") from None
     if data is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -89,6 +90,15 @@ def test_a_non_finite_reference_is_an_error():
     for method in ("mc", "mlp"):
         with pytest.raises(ProblemError, match=f"the {method} reference is (nan|inf)"):
             bsde.reference(blows_up, method, paths=64)
+
+
+def test_a_non_finite_reference_of_a_file_names_the_file(tmp_path):
+    """QA: 'logzero: the mc reference is nan' named the problem, not its file."""
+    path = tmp_path / "logzero.yaml"
+    path.write_text("equation: {kind: custom, dim: 1, x0: 1.0, terminal: 'log(x[0] - 0.5)', driver: '-0.05 * y',\n"
+                    "           process: {kind: brownian, sigma: 1.0}}\n")
+    with pytest.raises(ProblemError, match=f"^{re.escape(str(path))}: the mc reference is nan"):
+        bsde.reference(bsde.load_problem(str(path)), "mc", paths=4096)
 
 
 def test_solution_names_bad_points_and_steps(tmp_path):

@@ -306,6 +306,7 @@ def test_random_drivers_are_what_the_syntax_tree_says(text):
     ("9" * 400, "terminal", ("too large",)),
     ("-" * 500 + "1", "terminal", ("nested",)),
     ("(" * 300 + "1" + ")" * 300, "terminal", ("nested",)),
+    (" + ".join(f"x[{i % 3}] ** 2" for i in range(120)), "terminal", ("nested", "write a long sum as sum(x ** 2)")),
     ("x[0]\x00", "terminal", ("null",)),
     ("1" * 20_000, "terminal", ("longer than",)),
 ])

@@ -160,3 +160,29 @@ def test_the_shipped_barenblatt_has_a_risk_neutral_twin():
     exact = bsde.reference(problem, "exact").value
     low, high = bsde.reference(twin, "mc", paths=1 << 16, seed=0).ci95
     assert low < exact < high, (low, exact, high)
+
+
+@pytest.mark.parametrize(("driver", "exact"), [
+    ("k", 4 * (0.09 + 0.25) + 0.7),  # E|X_T|^2 + k T
+    ("-r * y + k", math.exp(-0.1) * 4 * (0.09 + 0.25) + 0.7 * (1 - math.exp(-0.1)) / 0.1),
+    ("-r * y + k * t + sum(x) / 4", None),  # a source of t and x: no closed form here, girsanov applies all the same
+])
+def test_a_source_without_a_z_term_is_the_girsanov_references_case_too(driver, exact):
+    """QA: f = -r y + k(t, x) without z is Feynman-Kac with the process's own drift, which girsanov computes; it fell
+    to mlp (2 s, a 10x wider interval) and a solve said 'reference none'. Its error estimate is that value too."""
+    from bsde.error_estimate import FEYNMAN_KAC_BASIS, linear_value
+    from bsde.reference.engine import applicable_methods
+
+    problem = bsde.problem_from_dict({"equation": {
+        "kind": "custom", "dim": 4, "x0": 0.3, "total_time": 1.0, "params": {"k": 0.7, "r": 0.1},
+        "process": {"kind": "brownian", "sigma": 0.5}, "terminal": "sum(x ** 2)", "driver": driver}})
+    assert applicable_methods(problem)[0] == "girsanov"
+    found = bsde.reference(problem, paths=1 << 18)
+    assert found.method == "girsanov" and found.details["z_coefficients"] == [0.0] * 4
+    if exact is not None:
+        assert found.ci95[0] <= exact <= found.ci95[1] and found.stderr < 2e-3
+    linear = linear_value(problem.equation, None, seed=0)
+    assert linear.basis == FEYNMAN_KAC_BASIS and abs(linear.value - found.value) < 5 * found.stderr + 1e-3
+    # f = -r y alone stays the plain Monte Carlo's, not girsanov's
+    plain = bsde.problem_from_dict({"equation": {**problem.to_dict()["equation"], "driver": "-r * y"}})
+    assert "girsanov" not in applicable_methods(plain) and applicable_methods(plain)[0] == "mc"

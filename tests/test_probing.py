@@ -169,8 +169,8 @@ def test_a_driver_not_finite_names_the_key_and_a_point():
     """'the driver of custom is not finite' named neither the key nor where (QA): one point is shown."""
     eq = bsde.custom_equation(dim=1, x0=0.0, process=bsde.BrownianMotion(1.0), terminal=lambda x: x[..., 0],
                               driver=lambda t, x, y, z: 1.0 / x[..., 0])
-    with pytest.raises(ProblemError, match=r"^equation.driver of 'custom': not finite at points along its paths: "
-                                           r"f = inf at t = 0, x = \[0\], y = "):
+    with pytest.raises(ProblemError, match=r"^equation.driver of 'custom': not finite at the probe points \(t and "
+                                           r"x along its paths, .*\): f = inf at t = 0, x = \[0\], y = "):
         probe_driver(eq)
 
 

@@ -202,6 +202,8 @@ def test_bad_files(tmp_path):
         "syntax.yaml": (b"equation: {kind: hjb\n", "YAML error at line"),
         "alias.yaml": (b"equation: *nope\n", "undefined alias 'nope'"),  # the Python loader's words, not libyaml's
         "nested_dup.yaml": (b"equation: {kind: hjb, kind: hjb}\n", "duplicate key 'kind'"),
+        "on.yaml": (b"equation: {kind: custom, params: {on: 1.0}}\n", "key 'on' reads as the boolean true in YAML"),
+        "merge.yaml": (b"equation: {kind: hjb, <<: {dim: 2}}\n", r"merge keys \(<<\) are not read"),
         "latin1.yaml": ("equation: {kind: hjb}  # caf\u00e9\n".encode("latin-1"), "expected UTF-8 text, got byte 0xe9"),
         "code.yaml": (b"equation: !!python/object/apply:os.system ['echo hi']\n", "YAML error"),
     }

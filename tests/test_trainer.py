@@ -69,7 +69,7 @@ def test_a_non_finite_problem_is_not_blamed_on_the_learning_rate() -> None:
         bsde.solve(problem("1 / (x[0] - x[0])"), threads=1)
     with pytest.raises(bsde.ProblemError, match="not finite on [1-7] of 8"):  # some paths only: still the problem's
         bsde.solve(problem("1 / relu(x[0] - 1)"), threads=1)
-    with pytest.raises(bsde.ProblemError, match="equation.driver of 'custom': not finite at points along its paths"):
+    with pytest.raises(bsde.ProblemError, match="equation.driver of 'custom': not finite at the probe points"):
         bsde.solve(problem("x[0]", driver="1 / (x[0] - x[0])"), threads=1)
 
 

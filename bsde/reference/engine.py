@@ -159,9 +159,10 @@ METHODS: dict[str, Method] = {
     "cole-hopf": Method(_cole_hopf_applies, True, _cole_hopf, "Monte Carlo of the Cole-Hopf formula",
                         lambda eq: None if _cole_hopf_applies(eq) else "not a Brownian motion with the driver "
                         "-(lam/2)|z|^2 alone", sampled=True),
-    "girsanov": Method(_girsanov_applies, True, _girsanov, "Monte Carlo under the drift its z-term adds (Girsanov)",
+    "girsanov": Method(_girsanov_applies, True, _girsanov,
+                       "Feynman-Kac Monte Carlo under the drift its z-term adds (Girsanov; the process's own without one)",
                        lambda eq: None if _girsanov_applies(eq) else
-                       "not a Brownian motion or GBM with a driver -r y + m . z + k(t, x)",
+                       "not a Brownian motion or GBM with a driver -r y + m . z + k(t, x) (a z-term or a source k)",
                        sampled=True),
     "mc": Method(lambda eq: eq.driver_is_linear, True, _monte_carlo, "Monte Carlo of e^{-rT} E g(X_T)",
                  lambda eq: None if eq.driver_is_linear else "the driver is not -r y", sampled=True),
@@ -291,9 +292,9 @@ def _run(problem: Problem, name: str, paths: int | None, seed: int, progress: Pr
 
 def _finite(problem: Problem, result: ReferenceResult) -> ReferenceResult:
     """``result`` if its value is a finite number; a NaN or infinite value is an error, not a result."""
-    if not math.isfinite(result.value):
-        raise ProblemError(f"{problem.name}: the {result.method} reference is {result.value}: the terminal "
-                           "condition or the driver is not finite at the sampled states"
+    if not math.isfinite(result.value):  # named after the file where there is one (QA: 'logzero:' alone)
+        raise ProblemError(f"{file_of(problem.source) or problem.name}: the {result.method} reference is "
+                           f"{result.value}: the terminal condition or the driver is not finite at the sampled states"
                            + (", or the Picard iteration diverges (a driver steep in y)" if result.method == "mlp"
                               else ""))
     return result
