@@ -161,8 +161,8 @@ def probe_driver(equation: Equation, count: int = POINTS, seed: int = 0, *, sour
         i = int((~torch.isfinite(base)).nonzero()[0, 0])
         point = ", ".join(f"{name} = {_shown(value, i)}" for name, value in (("t", t), ("x", x), ("y", y), ("z", z)))
         raise ProblemError(f"{blamed(equation, source)}: not finite at the probe points (t and x along its paths, "
-                           f"y drawn around g(x) and z around 0, of either sign): f = {float(base[i])} at {point}; guard it where "
-                           "y or z may be any number (sqrt(abs(y)), say)")
+                           f"y drawn around g(x) and z around 0, of either sign): f = {float(base[i])} at {point}; "
+                           "guard it where y or z may be any number (sqrt(abs(y)), say)")
     shifted_y = y + 1.0 + y.abs()
     uses_y = not _close(base, at(shifted_y, z)) or not _close(base, at(-y, z))
     other_z = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64,

@@ -251,7 +251,8 @@ def solve(
     hooks = TrainHooks(stop_requested=stop_requested, on_warning=warn)
     writer = None
     if checkpoint is not None:  # first: a folder holding another run's checkpoint is refused before any output
-        make = functools.partial(CheckpointWriter, checkpoint, config, int(state["iteration"]) if state is not None else 0)
+        start_at = int(state["iteration"]) if state is not None else 0  # a checkpoint further along is not replaced
+        make = functools.partial(CheckpointWriter, checkpoint, config, start_at)
         writer = make() if group is None else group.from_lead(make)
         hooks.save = writer if group is None else group.lead_saves(writer)
         hooks.save_every = checkpoint_every or settings.log_every

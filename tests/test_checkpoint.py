@@ -85,7 +85,8 @@ def test_differences_name_each_key(tiny: bsde.Problem) -> None:
     assert diffs == ["seed: checkpoint 0, now 1", "solver.batch_size: checkpoint 8, now 16"]
     # a rate against a schedule is one entry, not 'checkpoint None' beside the schedule's keys (QA)
     steady = bsde.load_problem("hjb", {**TINY, "solver.learning_rate": 0.01})
-    scheduled = bsde.load_problem("hjb", {**TINY, "solver.learning_rate": {"boundaries": [35], "values": [0.05, 0.005]}})
+    schedule = {"boundaries": [35], "values": [0.05, 0.005]}
+    scheduled = bsde.load_problem("hjb", {**TINY, "solver.learning_rate": schedule})
     diffs = differences(run_config(scheduled, seed=0, device=cpu), run_config(steady, seed=0, device=cpu))
     assert diffs == ["solver.learning_rate: checkpoint {'boundaries': [35], 'values': [0.05, 0.005]}, now 0.01"]
 
@@ -215,7 +216,8 @@ def _state(**changes):
     ({"config": {}, "state": "x"}, "its state is str, not a mapping"),
     ({"config": "x", "state": _state()}, "its config is str, not a mapping"),
     ({"config": {"solver": {"iterations": 40}}, "state": _state(iteration=-5)}, "its iteration -5 is not one of 0..40"),
-    ({"config": {"solver": {"iterations": 40}}, "state": _state(iteration=10**6)}, "its iteration 1000000 is not one of 0..40"),
+    ({"config": {"solver": {"iterations": 40}}, "state": _state(iteration=10**6)},
+     "its iteration 1000000 is not one of 0..40"),
     ({"config": {}, "state": _state(iteration=1.5)}, "its iteration 1.5 is not one of"),
     ({"config": {}, "state": _state(history="x")}, "its state's history is str, not a list"),
 ])

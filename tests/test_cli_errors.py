@@ -284,7 +284,8 @@ NOT_FINITE = "equation:\n  kind: custom\n  dim: 2\n  x0: 1.0\n  process: {kind: 
 @pytest.mark.parametrize(("command", "lines", "key"), [
     ("solve", 'terminal: "1 / (x[0] - x[0])"\n', "equation.terminal: g(X_T) is not finite"),
     ("solve", 'terminal: "x[0]"\n  driver: "-0.05 * y + 1 / 0"\n', "equation.driver: not finite at the probe points"),
-    ("reference", 'terminal: "x[0]"\n  driver: "-0.05 * y + log(-1)"\n', "equation.driver: not finite at the probe points"),
+    ("reference", 'terminal: "x[0]"\n  driver: "-0.05 * y + log(-1)"\n',
+     "equation.driver: not finite at the probe points"),
 ])
 def test_a_problem_not_finite_where_it_runs_names_its_file_and_key(tmp_path: Path, command: str, lines: str,
                                                                    key: str) -> None:

@@ -10,9 +10,9 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bsde.bench.run import BenchReport
 from bsde.bench.accuracy import CLI_REPEATS, CLI_TARGET_S
 from bsde.bench.cases import PEER_MS_PER_ITERATION
+from bsde.bench.run import BenchReport
 from bsde.io import OutputError
 
 #: the first line of bench.md, and the keys every bench.json has: what marks them as bsde bench's own

@@ -160,7 +160,8 @@ METHODS: dict[str, Method] = {
                         lambda eq: None if _cole_hopf_applies(eq) else "not a Brownian motion with the driver "
                         "-(lam/2)|z|^2 alone", sampled=True),
     "girsanov": Method(_girsanov_applies, True, _girsanov,
-                       "Feynman-Kac Monte Carlo under the drift its z-term adds (Girsanov; the process's own without one)",
+                       "Feynman-Kac Monte Carlo under the drift its z-term adds (Girsanov; the process's own "
+                       "without one)",
                        lambda eq: None if _girsanov_applies(eq) else
                        "not a Brownian motion or GBM with a driver -r y + m . z + k(t, x) (a z-term or a source k)",
                        sampled=True),

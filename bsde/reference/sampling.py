@@ -50,7 +50,7 @@ class Moments:
     low: torch.Tensor
 
     def constant(self, column: int = 0) -> bool:
-        """Whether every vector had the same value in ``column`` (a sample of no spread, whose interval has no width)."""
+        """Whether every vector had the same value in ``column`` (no spread: an interval of no width)."""
         return float(self.high[column]) == float(self.low[column])
 
     def tail_share(self, column: int = 0) -> float:
