@@ -75,11 +75,12 @@ CLI_REPEATS = 5
 STARTUP_TIMEOUT_S = 600
 
 
-def _fresh_python(code: str, what: str) -> tuple[list[float], float]:
-    """The numbers the last stdout line of ``python -c code`` holds (a JSON list), and the process wall time."""
+def _run_fresh(arguments: list[str], what: str) -> tuple[str, float]:
+    """stdout and wall time of ``python ARGUMENTS`` in a fresh interpreter; a BSDEError where it fails or runs over
+    STARTUP_TIMEOUT_S."""
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, *arguments], capture_output=True, text=True,
                               cwd=tempfile.gettempdir(), timeout=STARTUP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise BSDEError(f"a fresh '{sys.executable}' {what} took over {STARTUP_TIMEOUT_S} s; stopped") from None
@@ -87,24 +88,19 @@ def _fresh_python(code: str, what: str) -> tuple[list[float], float]:
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         raise BSDEError(f"a fresh '{sys.executable}' {what} failed: {tail}")
-    return json.loads(done.stdout.strip().splitlines()[-1]), wall
+    return done.stdout, wall
+
+
+def _fresh_python(code: str, what: str) -> tuple[list[float], float]:
+    """The numbers the last stdout line of ``python -c code`` holds (a JSON list), and the process wall time."""
+    stdout, wall = _run_fresh(["-c", code], what)
+    return json.loads(stdout.strip().splitlines()[-1]), wall
 
 
 def _command_seconds(args: str) -> float:
     """Best wall time of ``python -m bsde.cli args`` over :data:`CLI_REPEATS` fresh processes."""
-    best = float("inf")
-    for _ in range(CLI_REPEATS):
-        start = time.perf_counter()
-        try:
-            done = subprocess.run([sys.executable, "-m", "bsde.cli", *args.split()], capture_output=True,
-                                  text=True, cwd=tempfile.gettempdir(), timeout=STARTUP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise BSDEError(f"'bsde {args}' took over {STARTUP_TIMEOUT_S} s; stopped") from None
-        if done.returncode != 0:
-            tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-            raise BSDEError(f"'bsde {args}' in a fresh '{sys.executable}' failed: {tail}")
-        best = min(best, time.perf_counter() - start)
-    return best
+    runs = (_run_fresh(["-m", "bsde.cli", *args.split()], f"running 'bsde {args}'") for _ in range(CLI_REPEATS))
+    return min(wall for _, wall in runs)
 
 
 def _bytecode_cached() -> bool:
