@@ -175,8 +175,9 @@ def eval_command(
         out.print(f"  (+-: standard errors from {basis})", markup=False)
     if estimate is not None and not solution.is_region:
         out.print(f"  (u +-: the solve's error estimate of y0, {solution.u0_error_basis})", markup=False)
-    at_x0 = [i for i, point in enumerate(chosen) if solution.is_at_x0(point)]
-    if solution.is_region and at_x0 and float(values[at_x0[0]]) != solution.u0:
+    at_x0 = (next((i for i, point in enumerate(chosen) if solution.is_at_x0(point)), None) if solution.is_region
+             else None)  # the first point that is x0, of a region solve
+    if at_x0 is not None and float(values[at_x0]) != solution.u0:
         spread = f" +- {estimate:.2g} (estimated: {solution.u0_error_basis})" if estimate is not None else ""
         out.print(f"  at x0 the solve reported y0 = {solution.u0:.8g}{spread}; u above is the network's, which "
                   "carries the time steps' error that y0 does not (README, Over a region)", markup=False)
